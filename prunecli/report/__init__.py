@@ -1,0 +1,1 @@
+"""Reports: sparsity tables, compute summaries, latency, formats and CI gates."""

@@ -1,0 +1,74 @@
+"""The parsed, validated form of a Distiller schedule.
+
+Produced by the loader, consumed by the compression runtime: nothing here knows about
+torch, so a schedule can be checked and planned without building a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from prunecli.errors import SourceLocation
+
+#: The component sections of a schedule, in the order Distiller builds them.
+SECTIONS: tuple[str, ...] = ("pruners", "regularizers", "quantizers", "extensions", "lr_schedulers")
+
+#: Policy entry key -> the section its ``instance_name`` must be defined in.
+POLICY_KINDS: dict[str, str] = {
+    "pruner": "pruners",
+    "regularizer": "regularizers",
+    "quantizer": "quantizers",
+    "extension": "extensions",
+    "lr_scheduler": "lr_schedulers",
+}
+
+
+@dataclass
+class Component:
+    """One instance from a component section, e.g. ``pruners: {low_pruner: {class: ..., ...}}``."""
+
+    section: str
+    instance: str
+    class_name: str
+    args: dict[str, Any]
+    location: SourceLocation | None = None
+    arg_locations: dict[str, SourceLocation] = field(default_factory=dict)
+
+
+@dataclass
+class Policy:
+    """One entry of ``policies``: which instance runs, with which args, on which epochs."""
+
+    kind: str  # one of POLICY_KINDS
+    instance: str
+    args: dict[str, Any]
+    epochs: tuple[int, ...]  # the active epochs, already expanded
+    starting_epoch: int
+    ending_epoch: int  # exclusive, as in Distiller
+    frequency: int | None  # None when given as an explicit ``epochs`` list
+    order: int  # declaration index among all policies
+    location: SourceLocation | None = None
+
+    @property
+    def is_lr(self) -> bool:
+        return self.kind == "lr_scheduler"
+
+
+@dataclass
+class Schedule:
+    """A whole schedule: components by section and the policy list in declaration order."""
+
+    path: str | None
+    text: str
+    version: int | None
+    components: dict[str, dict[str, Component]]
+    policies: list[Policy]
+
+    def component(self, kind: str, instance: str) -> Component:
+        return self.components[POLICY_KINDS[kind]][instance]
+
+    def last_epoch(self) -> int:
+        """The last epoch on which any non-LR policy fires (-1 when none does)."""
+        epochs = [e for p in self.policies if not p.is_lr for e in p.epochs]
+        return max(epochs, default=-1)
