@@ -1,0 +1,316 @@
+"""Safe YAML loading that remembers where every key and value came from.
+
+Schedules and run configs are hand-written; an error is only useful if it points at the
+line to fix. PyYAML's plain loaders forget positions and silently keep the last of two
+duplicate keys, so this module composes the node tree with a ``SafeLoader`` subclass and
+builds plain Python data from it, recording a :class:`SourceLocation` per path.
+
+A *path* is a tuple of mapping keys and sequence indices from the document root, e.g.
+``("policies", 2, "pruner", "instance_name")``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import yaml
+
+from prunecli.errors import Problem, PruneCliError, SourceLocation
+
+Path = tuple[Any, ...]
+
+#: Tags whose nodes we build ourselves (everything else must be a safe scalar tag).
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+#: Guard against alias bombs ("billion laughs"): more built nodes than this is refused.
+MAX_NODES = 2_000_000
+
+
+class StrictSafeLoader(yaml.SafeLoader):
+    """SafeLoader with no extra constructors: only YAML's standard scalar types, lists and maps.
+
+    ``!!python/...`` and application tags are refused by ``SafeLoader`` already; this subclass
+    exists so callers share one loader type and nobody registers constructors on the global one.
+    """
+
+
+class Locator:
+    """Maps a path to the position of its value (or its key) in the source text."""
+
+    def __init__(self, source: str | None) -> None:
+        self.source = source
+        self._values: dict[Path, SourceLocation] = {}
+        self._keys: dict[Path, SourceLocation] = {}
+
+    def __call__(self, path: Path = (), *, key: bool = False) -> SourceLocation:
+        """Position of ``path``; with ``key=True`` the position of the mapping key itself.
+
+        Unknown paths (e.g. a key the user forgot) fall back to the nearest existing parent,
+        so an error about a *missing* key points at the mapping that should contain it.
+        """
+        path = tuple(path)
+        table = self._keys if key else self._values
+        if path in table:
+            return table[path]
+        while path:
+            path = path[:-1]
+            if path in self._values:
+                return self._values[path]
+        return self._values.get((), SourceLocation(self.source, 1, 1))
+
+    def has(self, path: Path) -> bool:
+        return tuple(path) in self._values
+
+    def paths(self) -> list[Path]:
+        return list(self._values)
+
+    def _mark(self, path: Path, mark: yaml.Mark, *, key: bool = False) -> None:
+        loc = SourceLocation(self.source, mark.line + 1, mark.column + 1)
+        (self._keys if key else self._values)[path] = loc
+
+
+def _location(source: str | None, mark: yaml.Mark | None) -> SourceLocation:
+    if mark is None:
+        return SourceLocation(source)
+    return SourceLocation(source, mark.line + 1, mark.column + 1)
+
+
+class _Builder:
+    """Turns a composed node tree into plain dicts/lists/scalars, recording positions."""
+
+    def __init__(self, loader: StrictSafeLoader, locator: Locator, source: str | None) -> None:
+        self.loader = loader
+        self.locator = locator
+        self.source = source
+        self.problems: list[Problem] = []
+        self.count = 0
+        self._active: set[int] = set()
+
+    def build(self, node: yaml.Node, path: Path) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise PruneCliError(
+                f"document expands to more than {MAX_NODES} values (alias bomb?)",
+                location=_location(self.source, node.start_mark),
+                hint="remove the deeply nested aliases (*name) from the file",
+            )
+        self.locator._mark(path, node.start_mark)
+        if id(node) in self._active:
+            self.problems.append(
+                Problem(
+                    "recursive alias: a node contains itself",
+                    _location(self.source, node.start_mark),
+                    "replace the alias with a copy of the content",
+                )
+            )
+            return None
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            return self._sequence(node, path)
+        if node.tag not in self.loader.yaml_constructors:
+            self.problems.append(
+                Problem(
+                    f"unsupported YAML tag {node.tag!r}",
+                    _location(self.source, node.start_mark),
+                    "remove the tag: only plain YAML strings, numbers, booleans and null are accepted",
+                )
+            )
+            return None
+        return self.loader.construct_object(node, deep=True)
+
+    def _check_tag(self, node: yaml.Node, expected: str, what: str) -> bool:
+        if node.tag == expected:
+            return True
+        self.problems.append(
+            Problem(
+                f"unsupported YAML tag {node.tag!r} on a {what}",
+                _location(self.source, node.start_mark),
+                "remove the tag: only plain YAML mappings, lists and scalars are accepted",
+            )
+        )
+        return False
+
+    def _sequence(self, node: yaml.SequenceNode, path: Path) -> list[Any]:
+        if not self._check_tag(node, _SEQ_TAG, "list"):
+            return []
+        self._active.add(id(node))
+        try:
+            return [self.build(child, (*path, i)) for i, child in enumerate(node.value)]
+        finally:
+            self._active.discard(id(node))
+
+    def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[Any, Any]:
+        if not self._check_tag(node, _MAP_TAG, "mapping"):
+            return {}
+        self._active.add(id(node))
+        try:
+            if any(k.tag == _MERGE_TAG for k, _ in node.value):
+                # SafeLoader's merge handling ("<<: *base"); it rewrites node.value in place.
+                self.loader.flatten_mapping(node)
+            result: dict[Any, Any] = {}
+            first_seen: dict[Any, yaml.Mark] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    self.problems.append(
+                        Problem(
+                            "a mapping key must be a plain scalar, not a list or mapping",
+                            _location(self.source, key_node.start_mark),
+                            "use a simple name as the key",
+                        )
+                    )
+                    continue
+                key = self.loader.construct_object(key_node, deep=True)
+                if not isinstance(key, Hashable):
+                    continue
+                if key in first_seen:
+                    first = first_seen[key]
+                    self.problems.append(
+                        Problem(
+                            f"duplicate key {key!r} (first defined on line {first.line + 1})",
+                            _location(self.source, key_node.start_mark),
+                            "YAML keeps only one of them: merge the two entries or rename one",
+                        )
+                    )
+                    continue
+                first_seen[key] = key_node.start_mark
+                child_path = (*path, key)
+                self.locator._mark(child_path, key_node.start_mark, key=True)
+                result[key] = self.build(value_node, child_path)
+            return result
+        finally:
+            self._active.discard(id(node))
+
+
+def _read_source(
+    path_or_text: str | os.PathLike[str], source_name: str | None, error_type: type[PruneCliError]
+) -> tuple[str, str | None]:
+    """Decide whether the argument is a file path or YAML text, and read it."""
+    if isinstance(path_or_text, os.PathLike) or (
+        isinstance(path_or_text, str)
+        and source_name is None
+        and "\n" not in path_or_text
+        and (os.path.exists(path_or_text) or path_or_text.endswith((".yaml", ".yml")))
+    ):
+        file_name = os.fspath(path_or_text)
+        try:
+            with open(file_name, "rb") as fh:
+                raw = fh.read()
+        except FileNotFoundError:
+            raise error_type(
+                f"file not found: {file_name}",
+                hint="check the path (relative paths start at the current directory)",
+            ) from None
+        except IsADirectoryError:
+            raise error_type(
+                f"{file_name} is a directory, not a YAML file", hint="pass the file itself"
+            ) from None
+        except OSError as exc:
+            raise error_type(
+                f"cannot read {file_name}: {exc.strerror}", hint="check the file permissions"
+            ) from None
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise error_type(
+                f"{file_name} is not UTF-8 text (byte {exc.start} cannot be decoded)",
+                location=SourceLocation(file_name),
+                hint="save the file as UTF-8",
+            ) from None
+        return text, source_name or file_name
+    return str(path_or_text), source_name
+
+
+def load_yaml(
+    path_or_text: str | os.PathLike[str],
+    *,
+    source_name: str | None = None,
+    error_type: type[PruneCliError] = PruneCliError,
+    require_mapping: bool = True,
+    what: str = "YAML file",
+) -> tuple[Any, Locator]:
+    """Load one YAML document safely; return ``(data, locate)``.
+
+    ``path_or_text`` is a path (``os.PathLike``, or a one-line string naming an existing file or
+    ending in ``.yaml``/``.yml``) or the YAML text itself; with ``source_name`` given a string is
+    always treated as text and ``source_name`` is what messages call it. Raises ``error_type``
+    with file:line:column on syntax errors, duplicate keys (both lines named), unsupported tags,
+    an empty document, several documents, or (with ``require_mapping``) a non-mapping top level.
+    """
+    text, source = _read_source(path_or_text, source_name, error_type)
+    name = source or "<input>"
+    if "\x00" in text:
+        raise error_type(
+            f"{name} contains NUL bytes: it is not a text {what}",
+            location=SourceLocation(source, 1, 1),
+            hint="pass the YAML file, not a binary file",
+        )
+    locator = Locator(source)
+    loader = StrictSafeLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except yaml.composer.ComposerError as exc:
+            if "single document" in f"{exc.context} {exc.problem}":
+                raise error_type(
+                    f"{name} holds several YAML documents ('---' separators); expected one",
+                    location=_location(source, exc.problem_mark),
+                    hint="keep one document per file",
+                ) from None
+            raise
+        if node is None:
+            raise error_type(
+                f"{name} is empty",
+                location=SourceLocation(source, 1, 1),
+                hint=f"write the {what} content, or pass another file",
+            )
+        builder = _Builder(loader, locator, source)
+        data = builder.build(node, ())
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        detail = "; ".join(str(p) for p in (exc.context, exc.problem) if p)
+        raise error_type(
+            f"YAML syntax error: {detail or 'invalid YAML'}",
+            location=_location(source, mark),
+            hint="check indentation, colons and quotes around this position",
+        ) from None
+    except yaml.YAMLError as exc:  # unmarked reader errors (e.g. control characters)
+        raise error_type(
+            f"YAML error: {exc}", location=SourceLocation(source), hint="check the file is valid YAML text"
+        ) from None
+    except RecursionError:
+        raise error_type(
+            f"{name} is nested too deeply to read",
+            location=SourceLocation(source, 1, 1),
+            hint="flatten the structure",
+        ) from None
+    finally:
+        loader.dispose()
+    if builder.problems:
+        raise error_type(
+            f"{name}: {len(builder.problems)} problem(s) reading YAML", problems=builder.problems
+        )
+    if require_mapping and not isinstance(data, dict):
+        raise error_type(
+            f"{name}: expected a mapping of 'key: value' lines at the top level, got {_kind(data)}",
+            location=locator(()),
+            hint=f"a {what} starts with top-level keys such as 'name: ...'",
+        )
+    return data, locator
+
+
+def _kind(value: Any) -> str:
+    names: dict[type, str] = {
+        list: "a list",
+        str: "a string",
+        int: "a number",
+        float: "a number",
+        bool: "a boolean",
+    }
+    return names.get(type(value), "null" if value is None else type(value).__name__)
+
+
+LocateFn = Callable[..., SourceLocation]
