@@ -1,0 +1,32 @@
+"""Static facts about the known data sets, importable without torch or torchvision.
+
+Kept apart from the loaders so that :mod:`prunecli.models` can size a model's input and
+classifier for a data set without importing any data-loading machinery.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    input_shape: tuple[int, int, int] | None  # (C, H, W); None when it depends on options
+    num_classes: int | None  # None when it depends on the files found or on options
+    family: str  # which zoo family of models fits it: digits, mnist, cifar, imagenet
+
+
+DATASET_INFO: dict[str, DatasetInfo] = {
+    "digits": DatasetInfo("digits", (1, 8, 8), 10, "digits"),
+    "mnist": DatasetInfo("mnist", (1, 28, 28), 10, "mnist"),
+    "cifar10": DatasetInfo("cifar10", (3, 32, 32), 10, "cifar"),
+    "cifar100": DatasetInfo("cifar100", (3, 32, 32), 100, "cifar"),
+    "imagefolder": DatasetInfo("imagefolder", (3, 224, 224), None, "imagenet"),
+    "imagenet": DatasetInfo("imagenet", (3, 224, 224), 1000, "imagenet"),
+    "fake": DatasetInfo("fake", None, None, "imagenet"),
+}
+
+
+def dataset_info(name: str) -> DatasetInfo | None:
+    return DATASET_INFO.get(name.lower())

@@ -1,0 +1,1 @@
+"""CIFAR-10/100 models with Distiller's module and parameter names."""

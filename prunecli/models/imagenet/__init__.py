@@ -1,0 +1,1 @@
+"""ImageNet models that torchvision lacks, with Distiller's module and parameter names."""

@@ -1,0 +1,1 @@
+"""MNIST models with Distiller's module and parameter names."""
