@@ -1,0 +1,334 @@
+"""Assemble the report document: dense vs compressed headline, ratios, tables and history.
+
+Every renderer (terminal, JSON, Markdown, HTML) and every CI gate reads the same plain dict
+produced here, so what a gate checks is exactly what the JSON shows. The dense baseline is the
+checkpoint's ModelSpec built fresh, i.e. the original architecture before any thinning.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunecli.errors import CheckpointError, PruneCliError, SourceLocation
+from prunecli.report.compute import LayerCompute, compute_summary
+from prunecli.report.sparsity import sparsity_table
+
+SCHEMA_VERSION = 1
+
+#: Checkpoints looked for in a run directory, most useful first: the compact (thinned,
+#: final) model, the last full checkpoint, then the best one.
+RUN_DIR_CHECKPOINTS: tuple[str, ...] = ("compact.pt", "checkpoint.pt", "best.pt")
+
+
+@dataclass
+class ReportOptions:
+    latency: bool = True
+    latency_runs: int = 20
+    latency_warmup: int = 3
+    batch_size: int = 1
+    threads: int | None = None
+    device: str = "cpu"
+    evaluate: str | None = None  # data set name: evaluate the compressed model on its test split
+    data_dir: str | None = None
+    eval_batch_size: int = 256
+    max_batches: int | None = None
+
+
+@dataclass
+class ReportInputs:
+    """Everything the report is computed from, already loaded (tests build these directly)."""
+
+    model: nn.Module  # the compressed model as stored (thinned and/or masked)
+    dense: nn.Module  # the same architecture built fresh, unthinned
+    input_shape: tuple[int, ...]  # one sample, (C, H, W)
+    payload: dict[str, Any] = field(default_factory=dict)  # the checkpoint dict
+    source_kind: str = "checkpoint"  # "checkpoint" | "run_dir" | "inputs"
+    source_path: str | None = None
+    checkpoint_path: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    schedule_text: str | None = None
+    dataset: str | None = None
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _read_metrics_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise PruneCliError(
+                f"metrics file is not valid JSON lines: {exc.msg}",
+                location=SourceLocation(str(path), lineno, exc.colno),
+                hint="each line of metrics.jsonl must be one JSON object; remove the broken line",
+            ) from exc
+    return rows
+
+
+def _pick_run_checkpoint(run_dir: Path) -> Path:
+    for name in RUN_DIR_CHECKPOINTS:
+        if (run_dir / name).is_file():
+            return run_dir / name
+    raise CheckpointError(
+        f"run directory {run_dir} holds no checkpoint ({', '.join(RUN_DIR_CHECKPOINTS)})",
+        location=SourceLocation(str(run_dir)),
+        hint="point the report at a finished run directory or at a checkpoint file",
+    )
+
+
+def _input_shape(spec: Any, payload: dict[str, Any]) -> tuple[int, ...]:
+    """One sample's shape: from the spec when it records it, else the model zoo's default."""
+    for holder in (spec, payload.get("model") or {}):
+        shape = (
+            holder.get("input_shape") if isinstance(holder, dict) else getattr(holder, "input_shape", None)
+        )
+        if shape:
+            return tuple(int(s) for s in shape)[-3:] if len(shape) == 4 else tuple(int(s) for s in shape)
+    from prunecli.models import default_input_shape
+
+    dataset = getattr(spec, "dataset", None) or (payload.get("model") or {}).get("dataset")
+    shape = default_input_shape(spec, dataset)
+    return tuple(shape[1:]) if len(shape) == 4 else tuple(shape)
+
+
+def load_inputs(source: str | os.PathLike, *, checkpoint: str | None = None) -> ReportInputs:
+    """Read a checkpoint file or a run directory through :mod:`prunecli.checkpoint`."""
+    from prunecli.checkpoint import load_checkpoint, load_model
+    from prunecli.models import ModelSpec
+
+    path = Path(source)
+    if not path.exists():
+        raise PruneCliError(
+            f"no such checkpoint or run directory: {path}",
+            hint="pass a checkpoint file (.pt) or a run directory written by `prunecli run`",
+        )
+    run_dir = path if path.is_dir() else None
+    ckpt = (run_dir / checkpoint if checkpoint else _pick_run_checkpoint(run_dir)) if run_dir else path
+    if not ckpt.is_file():
+        raise CheckpointError(f"checkpoint {ckpt} not found", hint="check the --checkpoint name")
+    payload = load_checkpoint(ckpt)
+    if not isinstance(payload.get("model"), dict):
+        raise CheckpointError(
+            f"{ckpt} records no model spec, so the dense baseline cannot be rebuilt",
+            location=SourceLocation(str(ckpt)),
+            hint="report on a checkpoint written by prunecli (Distiller checkpoints: convert them first)",
+        )
+    model = load_model(ckpt)
+    spec = ModelSpec.from_dict(payload["model"])
+    dense = spec.build()
+
+    history = list(payload.get("metrics") or [])
+    schedule_text = payload.get("schedule_text")
+    if run_dir is not None:
+        if (run_dir / "metrics.jsonl").is_file():
+            history = _read_metrics_jsonl(run_dir / "metrics.jsonl")
+        if not schedule_text and (run_dir / "schedule.yaml").is_file():
+            schedule_text = (run_dir / "schedule.yaml").read_text()
+    return ReportInputs(
+        model=model,
+        dense=dense,
+        input_shape=_input_shape(spec, payload),
+        payload=payload,
+        source_kind="run_dir" if run_dir else "checkpoint",
+        source_path=str(path),
+        checkpoint_path=str(ckpt),
+        history=history,
+        schedule_text=schedule_text,
+        dataset=getattr(spec, "dataset", None) or payload["model"].get("dataset"),
+    )
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def _state_dict_bytes(model: nn.Module) -> int:
+    """Serialized size of the weights alone, so dense and compressed compare like for like."""
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return buf.tell()
+
+
+def _param_counts(model: nn.Module) -> tuple[int, int]:
+    params = list(model.parameters())
+    return sum(p.numel() for p in params), sum(int((p != 0).sum()) for p in params)
+
+
+def _side(model: nn.Module, layers: list[LayerCompute]) -> dict[str, Any]:
+    params, nnz = _param_counts(model)
+    return {
+        "params": params,
+        "nnz_params": nnz,
+        "macs": sum(r.macs for r in layers),
+        "effective_macs": sum(r.effective_macs for r in layers),
+        "state_dict_bytes": _state_dict_bytes(model),
+        "file_bytes": None,
+        "latency_ms": None,
+        "top1": None,
+        "top5": None,
+        "loss": None,
+    }
+
+
+def _ratio(num: float | None, den: float | None) -> float | None:
+    return None if num is None or not den else num / den
+
+
+def _compute_rows(dense: list[LayerCompute], comp: list[LayerCompute]) -> list[dict[str, Any]]:
+    """Per-layer compute of the compressed model, with the same layer's dense MACs alongside."""
+    dense_by_name = {r.name: r for r in dense}
+    rows = []
+    for r in comp:
+        d = r.as_dict()
+        base = dense_by_name.get(r.name)
+        d["dense_macs"] = base.macs if base else None
+        rows.append(d)
+    return rows
+
+
+def _last_metrics(history: list[dict[str, Any]], epoch: int | None) -> dict[str, Any]:
+    """The metrics row of the checkpoint's epoch, or the last row that has an accuracy."""
+    with_acc = [h for h in history if h.get("top1") is not None]
+    if epoch is not None:
+        match = [h for h in with_acc if h.get("epoch") == epoch]
+        if match:
+            return match[-1]
+    return with_acc[-1] if with_acc else {}
+
+
+def _evaluate_on(model: nn.Module, options: ReportOptions) -> dict[str, Any]:
+    from prunecli.data import load_dataset
+    from prunecli.report.evaluate import eval_loader, evaluate
+
+    bundle = load_dataset(options.evaluate, options.data_dir)
+    loader = eval_loader(bundle.test, options.eval_batch_size)
+    result = evaluate(model, loader, max_batches=options.max_batches)
+    return result.as_dict()
+
+
+def _agp_curves(schedule_text: str | None) -> list[dict[str, Any]]:
+    if not schedule_text:
+        return []
+    try:
+        from prunecli.report.plots import agp_curves
+        from prunecli.schedule import load_schedule
+
+        schedule = load_schedule("schedule.yaml", text=schedule_text)
+        return agp_curves(schedule)
+    except (ImportError, AttributeError):
+        return []
+
+
+def _settings(options: ReportOptions) -> dict[str, Any]:
+    return {
+        "latency_runs": options.latency_runs if options.latency else 0,
+        "latency_warmup": options.latency_warmup,
+        "batch_size": options.batch_size,
+        "threads": options.threads,
+        "device": options.device,
+        "evaluate": options.evaluate,
+        "max_batches": options.max_batches,
+    }
+
+
+def assemble_report(inputs: ReportInputs, options: ReportOptions | None = None) -> dict[str, Any]:
+    """Compute the whole report document from already-loaded inputs."""
+    options = options or ReportOptions()
+    x = torch.zeros(1, *inputs.input_shape)
+    comp_layers = compute_summary(inputs.model, x)
+    dense_layers = compute_summary(inputs.dense, x)
+    dense, comp = _side(inputs.dense, dense_layers), _side(inputs.model, comp_layers)
+    if inputs.checkpoint_path and os.path.isfile(inputs.checkpoint_path):
+        comp["file_bytes"] = os.path.getsize(inputs.checkpoint_path)
+
+    if options.latency:
+        from prunecli.report.latency import measure_latency
+
+        for side, model in ((dense, inputs.dense), (comp, inputs.model)):
+            side["latency_ms"] = measure_latency(
+                model,
+                inputs.input_shape,
+                batch_size=options.batch_size,
+                runs=options.latency_runs,
+                warmup=options.latency_warmup,
+                threads=options.threads,
+                device=options.device,
+            ).median_ms
+
+    epoch = inputs.payload.get("epoch")
+    accuracy_source = None
+    if options.evaluate:
+        result = _evaluate_on(inputs.model, options)
+        comp.update(top1=result["top1"], top5=result["top5"], loss=result["loss"])
+        accuracy_source = f"evaluate:{options.evaluate}"
+    else:
+        last = _last_metrics(inputs.history, epoch)
+        if last:
+            comp.update(top1=last.get("top1"), top5=last.get("top5"), loss=last.get("val_loss"))
+            accuracy_source = f"metrics:epoch {last.get('epoch')}"
+    extras = inputs.payload.get("extras") or {}
+    dense["top1"], dense["top5"] = extras.get("baseline_top1"), extras.get("baseline_top5")
+
+    table = sparsity_table(inputs.model)
+    spec = inputs.payload.get("model") or {}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "generator": {"name": "prunecli", "version": _version()},
+        "source": {
+            "kind": inputs.source_kind,
+            "path": inputs.source_path,
+            "checkpoint": inputs.checkpoint_path,
+            "epoch": epoch,
+            "accuracy_from": accuracy_source,
+        },
+        "model": {
+            "name": spec.get("name") or type(inputs.model).__name__,
+            "spec": spec,
+            "input_shape": list(inputs.input_shape),
+            "dataset": inputs.dataset,
+        },
+        "top1": comp["top1"],
+        "top5": comp["top5"],
+        "sparsity": table.total_sparsity,
+        "params_ratio": _ratio(comp["params"], dense["params"]),
+        "nnz_params_ratio": _ratio(comp["nnz_params"], dense["params"]),
+        "macs_ratio": _ratio(comp["macs"], dense["macs"]),
+        "effective_macs_ratio": _ratio(comp["effective_macs"], dense["macs"]),
+        "size_ratio": _ratio(comp["state_dict_bytes"], dense["state_dict_bytes"]),
+        "latency_ratio": _ratio(comp["latency_ms"], dense["latency_ms"]),
+        "speedup": _ratio(dense["latency_ms"], comp["latency_ms"]),
+        "top1_delta": None if comp["top1"] is None or dense["top1"] is None else comp["top1"] - dense["top1"],
+        "headline": {"dense": dense, "compressed": comp},
+        "settings": _settings(options),
+        "sparsity_table": table.as_dict(),
+        "compute": _compute_rows(dense_layers, comp_layers),
+        "history": inputs.history,
+        "schedule": {"text": inputs.schedule_text, "agp": _agp_curves(inputs.schedule_text)},
+    }
+
+
+def _version() -> str:
+    import prunecli
+
+    return prunecli.__version__
+
+
+def build_report(
+    source: str | os.PathLike,
+    options: ReportOptions | None = None,
+    *,
+    checkpoint: str | None = None,
+) -> dict[str, Any]:
+    """The report of a checkpoint file or a run directory (see docs/report.md for every field)."""
+    return assemble_report(load_inputs(source, checkpoint=checkpoint), options)

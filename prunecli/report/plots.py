@@ -1,0 +1,201 @@
+"""Report and schedule plots, drawn with matplotlib's Agg canvas.
+
+Figures are built with :class:`matplotlib.figure.Figure` directly rather than through pyplot, so
+no global figure state or GUI backend is touched (safe in servers, tests and headless CI).
+Every report plot is always drawn: when its data is missing the figure says so, which keeps the
+HTML layout stable and makes a missing input visible instead of silently dropping a chart.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from prunecli.errors import PruneCliError
+
+_AGP_KEYS = ("initial_sparsity", "final_sparsity")
+
+
+# --------------------------------------------------------------------------- data
+
+
+def agp_curves(schedule: Any) -> list[dict[str, Any]]:
+    """The AGP target sparsity of every AGP pruner policy at each epoch it fires.
+
+    A pruner counts as AGP when its arguments carry ``initial_sparsity`` and
+    ``final_sparsity`` (AutomatedGradualPruner and the structured ``*_AGP`` rankers).
+    """
+    from prunecli.schedule.timeline import agp_target
+
+    curves = []
+    for policy in schedule.policies:
+        if policy.kind != "pruner":
+            continue
+        comp = schedule.component("pruner", policy.instance)
+        if not all(k in comp.args for k in _AGP_KEYS) or policy.frequency is None:
+            continue
+        initial, final = float(comp.args["initial_sparsity"]), float(comp.args["final_sparsity"])
+        try:
+            targets = [
+                agp_target(initial, final, e, policy.starting_epoch, policy.ending_epoch, policy.frequency)
+                for e in policy.epochs
+            ]
+        except PruneCliError:
+            continue  # a schedule the loader accepted but whose AGP span is empty: nothing to draw
+        curves.append(
+            {
+                "pruner": policy.instance,
+                "class": comp.class_name,
+                "group_type": comp.args.get("group_type"),
+                "weights": list(comp.args.get("weights") or []),
+                "epochs": list(policy.epochs),
+                "targets": targets,
+            }
+        )
+    return curves
+
+
+# --------------------------------------------------------------------------- figure helpers
+
+
+def _figure(width: float = 9.0, height: float = 4.0) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _no_data(ax, message: str) -> None:
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="#666")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _short(name: str, limit: int = 28) -> str:
+    return name if len(name) <= limit else "…" + name[-(limit - 1) :]
+
+
+# --------------------------------------------------------------------------- report plots
+
+
+def plot_sparsity_bars(report: dict[str, Any]) -> bytes:
+    rows = report["sparsity_table"]["rows"]
+    fig = _figure(9, max(3.0, 0.28 * len(rows) + 1.2))
+    ax = fig.add_subplot()
+    ax.set_title("Per-layer fine-grained sparsity (%)")
+    if not rows:
+        _no_data(ax, "no 2D/4D weight tensors")
+        return _png(fig)
+    names = [_short(r["name"]) for r in rows][::-1]
+    ax.barh(names, [r["fine_pct"] for r in rows][::-1], color="#4878a8", label="Fine")
+    ax.barh(names, [r["pct_3d"] for r in rows][::-1], color="#d65f5f", alpha=0.8, label="3D (filters)")
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("% of the layer zero")
+    ax.tick_params(axis="y", labelsize=7)
+    ax.legend(loc="lower right", fontsize=8)
+    return _png(fig)
+
+
+def plot_history(report: dict[str, Any]) -> bytes:
+    history = [h for h in report.get("history") or [] if h.get("epoch") is not None]
+    fig = _figure()
+    ax = fig.add_subplot()
+    ax.set_title("Sparsity and accuracy over epochs")
+    if not history:
+        _no_data(ax, "no per-epoch history in this source (report a run directory)")
+        return _png(fig)
+    epochs = [h["epoch"] for h in history]
+    for key, style in (("top1", "-o"), ("top5", "-s"), ("sparsity", "--")):
+        points = [(e, h[key]) for e, h in zip(epochs, history) if h.get(key) is not None]
+        if points:
+            ax.plot([p[0] for p in points], [p[1] for p in points], style, markersize=3, label=key)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("fraction")
+    ax.set_ylim(0, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def _draw_agp(ax, curves: Sequence[dict[str, Any]]) -> None:
+    for c in curves:
+        ax.step(c["epochs"], c["targets"], "-o", where="post", markersize=3, label=c["pruner"])
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("target sparsity")
+    ax.set_ylim(0, 1.0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def plot_agp(report: dict[str, Any]) -> bytes:
+    curves = (report.get("schedule") or {}).get("agp") or []
+    fig = _figure()
+    ax = fig.add_subplot()
+    ax.set_title("AGP target sparsity per pruner")
+    if curves:
+        _draw_agp(ax, curves)
+    else:
+        _no_data(ax, "no AGP pruner in the stored schedule")
+    return _png(fig)
+
+
+def plot_macs(report: dict[str, Any]) -> bytes:
+    rows = report.get("compute") or []
+    fig = _figure(9, max(3.0, 0.28 * len(rows) + 1.2))
+    ax = fig.add_subplot()
+    ax.set_title("MACs per layer: dense vs compressed")
+    if not rows:
+        _no_data(ax, "no convolution or linear layers")
+        return _png(fig)
+    names = [_short(r["name"]) for r in rows][::-1]
+    ys = range(len(rows))
+    h = 0.27
+    ax.barh([y + h for y in ys], [r["dense_macs"] or 0 for r in rows][::-1], h, label="dense", color="#999")
+    ax.barh(list(ys), [r["macs"] for r in rows][::-1], h, label="thinned", color="#4878a8")
+    ax.barh(
+        [y - h for y in ys], [r["effective_macs"] for r in rows][::-1], h, label="effective", color="#6aa56a"
+    )
+    ax.set_yticks(list(ys), names, fontsize=7)
+    ax.set_xlabel("MACs per sample")
+    ax.legend(fontsize=8, loc="lower right")
+    return _png(fig)
+
+
+#: title -> plot function; the HTML report embeds them in this order.
+REPORT_PLOTS: dict[str, Callable[[dict[str, Any]], bytes]] = {
+    "Per-layer sparsity": plot_sparsity_bars,
+    "Sparsity and accuracy over epochs": plot_history,
+    "AGP target curves": plot_agp,
+    "MACs per layer": plot_macs,
+}
+
+
+# --------------------------------------------------------------------------- sensitivity
+
+
+def plot_sensitivity(rows: Sequence[dict[str, Any]], path: str | os.PathLike, metric: str = "top5") -> None:
+    """Distiller's sensitivity.png: one line per parameter, accuracy against sparsity."""
+    fig = _figure(9, 5)
+    ax = fig.add_subplot()
+    by_param: dict[str, list[tuple[float, float]]] = {}
+    for r in rows:
+        by_param.setdefault(r["parameter"], []).append((r["sparsity"], r[metric]))
+    for name, pts in by_param.items():
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "-o", markersize=2, label=_short(name, 40))
+    ax.set_title(f"Pruning sensitivity ({metric})")
+    ax.set_xlabel("sparsity")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    if by_param:
+        ax.legend(fontsize=6, ncol=2)
+    fig.savefig(path, format="png", bbox_inches="tight")

@@ -1,0 +1,206 @@
+"""Text renderings of a report dict: rich terminal tables, Markdown and JSON.
+
+The row layouts live here once (as data) and are shared with the HTML renderer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from prunecli.report.sparsity import COLUMNS, TOTAL_NAME
+
+
+def _int(v: Any) -> str:
+    return "-" if v is None else f"{int(v):,}"
+
+
+def _bytes(v: Any) -> str:
+    if v is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if v < 1024 or unit == "GiB":
+            return f"{v:.0f} {unit}" if unit == "B" else f"{v:.2f} {unit}"
+        v /= 1024
+    return str(v)
+
+
+def _pct(v: Any) -> str:
+    return "-" if v is None else f"{100 * v:.2f}%"
+
+
+def _ms(v: Any) -> str:
+    return "-" if v is None else f"{v:.3f} ms"
+
+
+#: headline row: label, key in headline.dense/compressed, formatter
+HEADLINE_ROWS: list[tuple[str, str, Callable[[Any], str]]] = [
+    ("Parameters", "params", _int),
+    ("Non-zero parameters", "nnz_params", _int),
+    ("MACs (thinned shapes)", "macs", _int),
+    ("Effective MACs (non-zero weights)", "effective_macs", _int),
+    ("Weights (serialized state_dict)", "state_dict_bytes", _bytes),
+    ("Checkpoint file", "file_bytes", _bytes),
+    ("Latency (median)", "latency_ms", _ms),
+    ("Top-1", "top1", _pct),
+    ("Top-5", "top5", _pct),
+]
+
+#: flat ratio fields shown under the headline, with their meaning
+RATIO_FIELDS: dict[str, str] = {
+    "params_ratio": "compressed / dense parameters",
+    "nnz_params_ratio": "compressed non-zero / dense parameters",
+    "macs_ratio": "compressed / dense MACs",
+    "effective_macs_ratio": "compressed effective / dense MACs",
+    "size_ratio": "compressed / dense serialized weights",
+    "latency_ratio": "compressed / dense median latency",
+    "speedup": "dense / compressed median latency",
+    "top1_delta": "compressed - dense top-1",
+    "sparsity": "zero share of the 2D/4D weights",
+}
+
+COMPUTE_COLUMNS: list[tuple[str, str]] = [
+    ("Name", "name"),
+    ("Type", "type"),
+    ("Attrs", "attrs"),
+    ("IFM", "ifm"),
+    ("OFM", "ofm"),
+    ("Weights volume", "weights_volume"),
+    ("Dense MACs", "dense_macs"),
+    ("MACs", "macs"),
+    ("Effective MACs", "effective_macs"),
+]
+
+
+def headline_cells(report: dict[str, Any]) -> list[list[str]]:
+    dense, comp = report["headline"]["dense"], report["headline"]["compressed"]
+    rows = []
+    for label, key, fmt in HEADLINE_ROWS:
+        d, c = dense.get(key), comp.get(key)
+        ratio = f"{c / d:.4f}" if isinstance(c, int | float) and isinstance(d, int | float) and d else "-"
+        rows.append([label, fmt(d), fmt(c), ratio])
+    return rows
+
+
+def ratio_cells(report: dict[str, Any]) -> list[list[str]]:
+    return [[k, "-" if report.get(k) is None else f"{report[k]:.4f}", v] for k, v in RATIO_FIELDS.items()]
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.5f}"
+    if isinstance(v, list | tuple):
+        return "(" + ", ".join(str(x) for x in v) + ")"
+    return "-" if v is None else str(v)
+
+
+def sparsity_cells(report: dict[str, Any]) -> list[list[str]]:
+    """Rows in Distiller's column order, the total row last."""
+    from prunecli.report.sparsity import SparsityRow
+
+    table = report["sparsity_table"]
+    out = [[_cell(v) for v in SparsityRow(**r).cells()] for r in table["rows"]]
+    t = table["total"]
+    out.append([TOTAL_NAME, "-", _cell(t["nnz_dense"]), _cell(t["nnz_sparse"]), *["0.00000"] * 5,
+                _cell(float(t["fine_pct"])), *["0.00000"] * 3])  # fmt: skip
+    return out
+
+
+def compute_cells(report: dict[str, Any]) -> list[list[str]]:
+    out = []
+    for r in report["compute"]:
+        out.append(
+            [_int(r[k]) if k.endswith(("macs", "volume")) else _cell(r[k]) for _, k in COMPUTE_COLUMNS]
+        )
+    return out
+
+
+def history_columns(report: dict[str, Any]) -> list[str]:
+    keys: list[str] = []
+    for h in report.get("history") or []:
+        keys.extend(k for k in h if k not in keys)
+    return keys
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+def _finite(obj: Any) -> Any:
+    """JSON has no NaN/Infinity: such values become null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def to_json(report: dict[str, Any]) -> str:
+    return json.dumps(_finite(report), indent=2, allow_nan=False)
+
+
+# --------------------------------------------------------------------------- terminal
+
+
+def _rich_table(title: str, headers: list[str], rows: list[list[str]], numeric_from: int = 1) -> Table:
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for i, h in enumerate(headers):
+        table.add_column(h, justify="right" if i >= numeric_from else "left", no_wrap=i == 0)
+    for r in rows:
+        table.add_row(*r)
+    return table
+
+
+def print_terminal(report: dict[str, Any], console: Console, *, full: bool = True) -> None:
+    src = report["source"]
+    console.print(f"[bold]Report[/] {src['path']} ({src['kind']}, model {report['model']['name']})")
+    console.print(_rich_table("Headline", ["Metric", "Dense", "Compressed", "Ratio"], headline_cells(report)))
+    console.print(_rich_table("Ratios", ["Field", "Value", "Meaning"], ratio_cells(report)))
+    if not full:
+        return
+    console.print(_rich_table("Weights sparsity", list(COLUMNS), sparsity_cells(report), numeric_from=2))
+    console.print(
+        _rich_table("Compute", [h for h, _ in COMPUTE_COLUMNS], compute_cells(report), numeric_from=3)
+    )
+    cols = history_columns(report)
+    if cols:
+        rows = [[_cell(h.get(c)) for c in cols] for h in report["history"]]
+        console.print(_rich_table("History", cols, rows))
+
+
+# --------------------------------------------------------------------------- Markdown
+
+
+def _md_table(headers: list[str], rows: list[list[str]]) -> str:
+    def esc(s: str) -> str:
+        return str(s).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(esc(h) for h in headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    src = report["source"]
+    parts = [
+        f"# prunecli report: {report['model']['name']}",
+        f"Source: `{src['path']}` ({src['kind']}); accuracy from: {src['accuracy_from'] or 'not available'}",
+        "## Headline",
+        _md_table(["Metric", "Dense", "Compressed", "Ratio"], headline_cells(report)),
+        "## Ratios",
+        _md_table(["Field", "Value", "Meaning"], ratio_cells(report)),
+        "## Weights sparsity",
+        _md_table(list(COLUMNS), sparsity_cells(report)),
+        "## Compute",
+        _md_table([h for h, _ in COMPUTE_COLUMNS], compute_cells(report)),
+    ]
+    cols = history_columns(report)
+    if cols:
+        parts += ["## History", _md_table(cols, [[_cell(h.get(c)) for c in cols] for h in report["history"]])]
+    return "\n\n".join(parts) + "\n"
