@@ -1,0 +1,67 @@
+"""``python -m bench all [--quick] [--output PATH]``: run the benchmarks, write one Markdown file."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from bench import hooks
+from bench.context import Context
+from bench.machine import machine_info
+from bench.markdown import document
+from bench.results import Section
+from bench.settings import FULL, QUICK
+
+#: benchmark name -> runner, in report order (latency reuses the thinning benchmark's models)
+BENCHMARKS: dict[str, Callable[[Context], Section]] = {
+    "hooks": hooks.run,
+}
+
+DEFAULT_OUTPUT = Path("docs/benchmarks.md")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("which", nargs="+", choices=["all", *BENCHMARKS], help="benchmarks to run")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: seconds, for smoke tests")
+    parser.add_argument("--output", type=Path, help="Markdown file to write")
+    return parser.parse_args(argv)
+
+
+def default_output(args: argparse.Namespace) -> Path:
+    """Only a full run of everything may replace the committed report."""
+    if "all" in args.which and not args.quick:
+        return DEFAULT_OUTPUT
+    return Path(tempfile.gettempdir()) / "prunecli-benchmarks.md"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    settings = QUICK if args.quick else FULL
+    torch.set_num_threads(settings.threads)
+    names = list(BENCHMARKS) if "all" in args.which else [n for n in BENCHMARKS if n in args.which]
+    context = Context(settings)
+    machine = machine_info()
+    sections = []
+    for name in names:
+        start = time.perf_counter()
+        print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+        sections.append(BENCHMARKS[name](context))
+        print(f"[bench] {name} done in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
+    output = args.output or default_output(args)
+    command = "python -m bench " + " ".join(argv)
+    text = document(sections, machine, command, settings.describe())
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(output.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, output)
+    print(f"[bench] wrote {output}", file=sys.stderr)
+    return 0

@@ -1,0 +1,1 @@
+"""The peers' sides: torch's own pruning utilities, Torch-Pruning, and NNI (in its own environment)."""

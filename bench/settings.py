@@ -1,0 +1,70 @@
+"""Sizes of every benchmark, for the full run and for ``--quick`` (seconds, for tests)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Settings:
+    quick: bool
+    threads: int = 1  # intra-op threads for everything except the latency sweep
+    # 1. hook overhead
+    hook_model: str = "resnet56_cifar"
+    hook_batch: int = 64
+    hook_steps: int = 3  # training steps per variant per round
+    hook_rounds: int = 9
+    # 2. thinning; (name, input side) -- names without ':' come from prunecli.models
+    thin_models: tuple[tuple[str, int], ...] = (
+        ("torchvision:resnet50", 224),
+        ("torchvision:mobilenet_v2", 224),
+        ("torchvision:densenet121", 224),
+        ("resnet56_cifar", 32),
+    )
+    thin_rounds: int = 3
+    nni: bool = True
+    # 3. latency of thinned models (names from thin_models)
+    latency_models: tuple[str, ...] = ("resnet56_cifar", "torchvision:mobilenet_v2", "torchvision:resnet50")
+    latency_threads: tuple[int, ...] = (1, 2)
+    latency_batches: tuple[int, ...] = (1, 16, 64)
+    latency_rounds: int = 5
+    latency_budget_s: float = 0.5  # time per measurement, repeated forwards up to this
+    # 4. the application's own cost
+    app_epochs: int = 3
+    app_train_size: int = 2048
+    app_rounds: int = 3
+    # 5. accuracy on digits
+    acc_seeds: tuple[int, ...] = (0, 1, 2)
+    acc_pretrain_epochs: int = 10
+    acc_prune_epochs: int = 10
+    acc_finetune_epochs: int = 10
+
+    def describe(self) -> str:
+        items = ", ".join(f"{k}={v}" for k, v in asdict(self).items())
+        return f"`{items}`"
+
+
+FULL = Settings(quick=False)
+
+QUICK = Settings(
+    quick=True,
+    hook_model="resnet20_cifar",
+    hook_batch=8,
+    hook_steps=1,
+    hook_rounds=3,
+    thin_models=(("resnet20_cifar", 32), ("torchvision:mobilenet_v2", 64)),
+    thin_rounds=1,
+    nni=False,
+    latency_models=("resnet20_cifar",),
+    latency_threads=(1,),
+    latency_batches=(1, 16),
+    latency_rounds=2,
+    latency_budget_s=0.05,
+    app_epochs=1,
+    app_train_size=128,
+    app_rounds=1,
+    acc_seeds=(0,),
+    acc_pretrain_epochs=1,
+    acc_prune_epochs=1,
+    acc_finetune_epochs=1,
+)
