@@ -1,0 +1,114 @@
+"""``prunecli run``: train a classifier under a compression schedule (Distiller's compress_classifier)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from prunecli.cli.console import console, err_console
+
+#: CLI option -> config field, for options that map one to one
+_DIRECT = (
+    "model",
+    "dataset",
+    "data_dir",
+    "optimizer",
+    "epochs",
+    "batch_size",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "seed",
+    "device",
+    "workers",
+    "max_steps_per_epoch",
+    "max_eval_batches",
+    "checkpoint_every",
+    "out_dir",
+    "name",
+    "auto_dependency",
+)
+
+
+@click.command("run")
+@click.argument("schedule", required=False, type=click.Path(dir_okay=False))
+@click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False), help="Run configuration YAML.")
+@click.option("--resume", type=click.Path(file_okay=False), help="Continue the run in this directory.")
+@click.option("-a", "--model", "--arch", "model", help="Model spec (zoo name, torchvision:NAME, ...).")
+@click.option("--dataset", help="digits, mnist, cifar10, cifar100, imagefolder or fake.")
+@click.option("--data-dir", help="Where the data set lives.")
+@click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), help="Optimizer.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Epochs to run (policies keep absolute epochs).")
+@click.option("-b", "--batch-size", type=click.IntRange(min=1), help="Minibatch size.")
+@click.option("--lr", type=float, help="Learning rate.")
+@click.option("--momentum", type=float, help="SGD momentum.")
+@click.option("--weight-decay", "--wd", "weight_decay", type=float, help="Weight decay.")
+@click.option("--seed", type=click.IntRange(min=0), help="Random seed.")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), help="Where to train.")
+@click.option("-j", "--workers", type=click.IntRange(min=0), help="Data-loading worker processes.")
+@click.option("--max-steps-per-epoch", type=click.IntRange(min=1), help="Cut every epoch to K steps.")
+@click.option("--max-eval-batches", type=click.IntRange(min=1), help="Cut validation and test to K batches.")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), help="Write checkpoint.pt every N epochs.")
+@click.option("-o", "--out-dir", help="Run directory (default runs/<name>-<timestamp>).")
+@click.option("-n", "--name", help="Run name used in the default run directory.")
+@click.option("--auto-dependency/--no-auto-dependency", default=None, help="Derive Leader groups automatically.")
+@click.option("--set", "set_pairs", multiple=True, metavar="KEY=VALUE", help="Override any config field.")
+@click.option("-q", "--quiet", is_flag=True, default=None, help="No progress bars or per-epoch lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run result as one JSON document.")
+@click.option("--stop-after-epoch", type=int, hidden=True, help="Testing aid: stop (resumable) after epoch N.")
+def command(
+    schedule: str | None,
+    config_file: str | None,
+    resume: str | None,
+    set_pairs: tuple[str, ...],
+    quiet: bool | None,
+    as_json: bool,
+    stop_after_epoch: int | None,
+    **options,
+) -> None:
+    """Train a classifier under SCHEDULE (a Distiller YAML), then thin and report it.
+
+    Settings come from, lowest first: built-in defaults, the schedule's thinning extension
+    (arch, dataset), the config file (--config, or configs/<schedule name>.yaml next to the
+    schedule's folder), then these options and --set KEY=VALUE. See docs/run.md.
+    """
+    from prunecli.errors import ConfigError
+    from prunecli.training import resolve_run_config, run_training
+    from prunecli.training.config import parse_set_options
+    from prunecli.training.progress import Reporter
+
+    overrides = {key: options.get(key) for key in _DIRECT}
+    overrides.update(parse_set_options(set_pairs))
+    if quiet or as_json:
+        overrides["quiet"] = True
+    out = err_console if as_json else console
+    if resume:
+        if schedule or config_file:
+            raise ConfigError(
+                "--resume takes its schedule and configuration from the run directory",
+                hint="drop the SCHEDULE argument and --config when resuming",
+            )
+        allowed = {"epochs", "quiet", "device", "workers"}
+        given = {k: v for k, v in overrides.items() if v is not None}
+        extra = sorted(set(given) - allowed)
+        if extra:
+            raise ConfigError(
+                f"cannot change {', '.join(extra)} when resuming",
+                hint="only --epochs, --device, --workers and --quiet may change; start a new run otherwise",
+            )
+        reporter = Reporter(out, quiet=bool(given.get("quiet")))
+        result = run_training(
+            resume=resume, resume_overrides=given, stop_after_epoch=stop_after_epoch, reporter=reporter
+        )
+    else:
+        config, used = resolve_run_config(schedule, config_file, overrides)
+        reporter = Reporter(out, quiet=config.quiet)
+        if used is not None:
+            reporter.info(f"configuration: {used}")
+        result = run_training(config, stop_after_epoch=stop_after_epoch, reporter=reporter)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), default=str))
+    elif result.stopped_early:
+        out.print(f"stopped after epoch {result.epochs_completed - 1}; continue with: "
+                  f"prunecli run --resume {result.run_dir}", highlight=False)

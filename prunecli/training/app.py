@@ -1,0 +1,438 @@
+"""``run_training``: the compress-classifier application behind ``prunecli run``.
+
+One run = one directory. Every epoch the latest state is written atomically to ``checkpoint.pt``
+(``best.pt`` follows Distiller's ranking: fewest non-zero parameters, then top-1, top-5, epoch);
+``metrics.jsonl`` gains one line; at the end the model is tested, thinned into ``compact.pt``
+(verified by reloading it) and ``report.json`` is written.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from prunecli.errors import CheckpointError, ConfigError, Interrupted, TrainingDiverged
+
+from . import rundir
+from .config import RunConfig
+from .loop import EpochSampler, NoCompression, evaluate, steps_in_epoch, train_epoch
+from .progress import Reporter
+from .seeding import epoch_seed, rng_state, seed_everything, set_deterministic, set_rng_state
+from .setup import (
+    build_optimizer,
+    first_pruning_epoch,
+    model_stats,
+    resolve_device,
+    unreachable_policies,
+)
+
+log = logging.getLogger("prunecli.run")
+
+FORMAT = "prunecli-checkpoint"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class RunResult:
+    """What a finished (or deliberately stopped) run produced; plain data for ``--json``."""
+
+    run_dir: str
+    epochs_completed: int
+    stopped_early: bool
+    metrics: list[dict[str, Any]]
+    test: dict[str, Any] = field(default_factory=dict)
+    pre_pruning: dict[str, Any] | None = None
+    dense: dict[str, Any] = field(default_factory=dict)
+    compressed: dict[str, Any] = field(default_factory=dict)
+    best_epoch: int | None = None
+    report_path: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def macs_reduction(self) -> float | None:
+        dense, comp = self.dense.get("macs"), self.compressed.get("macs")
+        return None if not dense or comp is None else 1 - comp / dense
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "macs_reduction": self.macs_reduction}
+
+
+def _state_bytes(model: nn.Module) -> int:
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.tell()
+
+
+class _Run:
+    """The state of one run, built fresh or from a run directory."""
+
+    def __init__(self, config: RunConfig, reporter: Reporter) -> None:
+        self.config = config
+        self.reporter = reporter
+        self.metrics: list[dict[str, Any]] = []
+        self.extras: dict[str, Any] = {"best": None, "pre_pruning": None, "dense": None}
+        self.start_epoch = 0
+        self.warnings: list[str] = []
+
+    # ------------------------------------------------------------------ building blocks
+    def _load_inputs(self) -> None:
+        from prunecli.data import load_dataset
+        from prunecli.schedule import load_schedule
+
+        cfg = self.config
+        if not cfg.model or not cfg.dataset:
+            missing = [k for k in ("model", "dataset") if not getattr(cfg, k)]
+            raise ConfigError(
+                f"no {' and no '.join(missing)} given for the run",
+                hint="pass --model/--dataset, set them in the config file, or name them in the "
+                "schedule's thinning extension (arch:, dataset:)",
+            )
+        self.schedule = load_schedule(cfg.schedule) if cfg.schedule else None
+        self.device = resolve_device(cfg.device)
+        self.bundle = load_dataset(
+            cfg.dataset, cfg.data_dir, seed=cfg.seed, val_fraction=cfg.val_fraction, **cfg.dataset_options
+        )
+        self.sampler = EpochSampler(len(self.bundle.train), cfg.seed)
+        self.train_loader = DataLoader(
+            self.bundle.train, batch_size=cfg.batch_size, sampler=self.sampler, num_workers=cfg.workers
+        )
+        val = self.bundle.val if self.bundle.val is not None and len(self.bundle.val) else self.bundle.test
+        self.val_loader = DataLoader(val, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers)
+        self.test_loader = DataLoader(
+            self.bundle.test, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers
+        )
+        self.steps_per_epoch = steps_in_epoch(self.train_loader, cfg.max_steps_per_epoch)
+        self.example_input = torch.zeros(1, *self.bundle.input_shape, device=self.device)
+        self.criterion = nn.CrossEntropyLoss()
+
+    def _build_scheduler(self) -> Any:
+        if self.schedule is None:
+            return NoCompression()
+        from prunecli.compression import build_scheduler
+
+        return build_scheduler(
+            self.schedule,
+            self.model,
+            self.optimizer,
+            example_input=self.example_input,
+            auto_dependency=self.config.auto_dependency,
+            steps_per_epoch=self.steps_per_epoch,
+        )
+
+    def _epochs(self) -> int:
+        if self.config.epochs:
+            return self.config.epochs
+        last = self.schedule.last_epoch() if self.schedule is not None else -1
+        return max(last + 1, 1)
+
+    # ------------------------------------------------------------------ fresh / resumed
+    def start_fresh(self) -> None:
+        from prunecli.models import create_model
+
+        cfg = self.config
+        seed_everything(cfg.seed)
+        set_deterministic(cfg.deterministic)
+        self._load_inputs()
+        self.model, self.spec = create_model(
+            cfg.model, dataset=cfg.dataset, num_classes=self.bundle.num_classes, **cfg.model_args
+        )
+        self.model.to(self.device)
+        self.optimizer = build_optimizer(cfg, self.model)
+        self.scheduler = self._build_scheduler()
+        name = cfg.name or (Path(cfg.schedule).stem if cfg.schedule else str(cfg.model))
+        self.run_dir = rundir.new_run_dir(cfg.out_dir, cfg.runs_dir, name)
+        self.extras["dense"] = {
+            **model_stats(self.model, self.example_input),
+            "checkpoint_bytes": _state_bytes(self.model),
+        }
+        resolved = {**cfg.to_dict(), "epochs": self._epochs(), "out_dir": str(self.run_dir)}
+        rundir.write_yaml(self.run_dir / rundir.CONFIG, resolved)
+        if self.schedule is not None:
+            rundir.write_text_atomic(self.run_dir / rundir.SCHEDULE, self.schedule.text)
+        rundir.write_metrics(self.run_dir / rundir.METRICS, [])
+        self.start_epoch = 0
+
+    def start_resumed(self, run_dir: Path, overrides: dict[str, Any]) -> None:
+        from prunecli.checkpoint import load_checkpoint, load_model
+
+        self.run_dir = run_dir
+        path = run_dir / rundir.CHECKPOINT
+        if not path.is_file():
+            raise CheckpointError(
+                f"{run_dir} has no {rundir.CHECKPOINT} to resume from",
+                hint="pass the run directory that 'prunecli run' created (it holds checkpoint.pt)",
+            )
+        payload = load_checkpoint(path)
+        saved = payload.get("extras", {}).get("config")
+        if not isinstance(saved, dict):
+            raise CheckpointError(f"{path} was not written by 'prunecli run'; it holds no run configuration")
+        self.config = RunConfig.from_dict({**saved, **overrides}, source=str(path))
+        cfg = self.config
+        if cfg.schedule is not None:
+            cfg.schedule = str(run_dir / rundir.SCHEDULE)
+        set_deterministic(cfg.deterministic)
+        self._load_inputs()
+        self.model = load_model(path)
+        self.model.to(self.device)
+        from prunecli.models import ModelSpec
+
+        self.spec = ModelSpec.from_dict(payload["model"])
+        self.optimizer = build_optimizer(cfg, self.model)
+        if payload.get("optimizer"):
+            self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler = self._build_scheduler()
+        if payload.get("scheduler"):
+            self.scheduler.load_state_dict(payload["scheduler"])
+        if payload.get("rng"):
+            set_rng_state(payload["rng"])
+        self.metrics = [row for row in payload.get("metrics") or [] if row["epoch"] <= payload["epoch"]]
+        self.extras.update({k: payload["extras"].get(k) for k in ("best", "pre_pruning", "dense")})
+        self.start_epoch = int(payload["epoch"]) + 1
+        rundir.write_metrics(run_dir / rundir.METRICS, self.metrics)
+        resolved = {**cfg.to_dict(), "epochs": self._epochs(), "out_dir": str(run_dir)}
+        rundir.write_yaml(run_dir / rundir.CONFIG, resolved)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _recipe(self) -> dict[str, Any] | None:
+        recipe = getattr(self.model, "thinning_recipe", None)
+        return recipe.to_dict() if recipe is not None and hasattr(recipe, "to_dict") else recipe
+
+    def payload(self, epoch: int, *, model: nn.Module | None = None, full: bool = True) -> dict[str, Any]:
+        model = model or self.model
+        config = {**self.config.to_dict(), "epochs": self._epochs()}
+        if self.config.schedule:
+            config["schedule"] = str(self.run_dir / rundir.SCHEDULE)
+        masks = {k: v for k, v in (self.scheduler.masks or {}).items() if v is not None}
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "model": self.spec.to_dict(),
+            "recipe": self._recipe() if model is self.model else getattr(model, "_prunecli_recipe", None),
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "masks": {k: v.detach().cpu() for k, v in masks.items()},
+            "optimizer": self.optimizer.state_dict() if full else None,
+            "optimizer_type": type(self.optimizer).__name__,
+            "lr_scheduler": None,
+            "scheduler": self.scheduler.state_dict() if full else None,
+            "epoch": epoch,
+            "schedule_text": self.schedule.text if self.schedule is not None else None,
+            "metrics": list(self.metrics),
+            "rng": rng_state() if full else None,
+            "extras": {**self.extras, "config": config},
+        }
+
+    def save(self, epoch: int, *, improved: bool) -> None:
+        from prunecli.checkpoint import save_checkpoint
+
+        latest = self.run_dir / rundir.CHECKPOINT
+        save_checkpoint(latest, self.payload(epoch))
+        if improved:
+            rundir.link_or_copy(latest, self.run_dir / rundir.BEST)
+
+    def _is_best(self, row: dict[str, Any]) -> bool:
+        key = [-row["nnz_params"], row["top1"], row["top5"], row["epoch"]]
+        best = self.extras["best"]
+        if best is None or key > best["key"]:
+            self.extras["best"] = {"key": key, "epoch": row["epoch"], "top1": row["top1"]}
+            return True
+        return False
+
+    # ------------------------------------------------------------------ the loop
+    def _maybe_record_pre_pruning(self, epoch: int, first_prune: int | None) -> None:
+        if first_prune is None or epoch != first_prune or self.extras["pre_pruning"] is not None:
+            return
+        stats = evaluate(self.model, self.test_loader, self.criterion, self.device, self.config.max_eval_batches)
+        self.extras["pre_pruning"] = {"epoch": epoch, "top1": stats.top1, "top5": stats.top5, "loss": stats.loss}
+        log.info("test top-1 before pruning (start of epoch %d): %.4f", epoch, stats.top1)
+
+    def run_epoch(self, epoch: int) -> dict[str, Any]:
+        began = time.perf_counter()
+        seed_everything(epoch_seed(self.config.seed, epoch))
+        self.sampler.set_epoch(epoch)
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        self.scheduler.on_epoch_begin(epoch)
+        with self.reporter.epoch_progress(epoch, self.steps_per_epoch) as on_step:
+            train = train_epoch(
+                self.model,
+                self.train_loader,
+                self.criterion,
+                self.optimizer,
+                self.scheduler,
+                epoch,
+                self.steps_per_epoch,
+                self.device,
+                on_step,
+            )
+        val = evaluate(self.model, self.val_loader, self.criterion, self.device, self.config.max_eval_batches)
+        self.scheduler.on_epoch_end(epoch, self.optimizer, metrics={"min": val.loss, "max": val.top1})
+        stats = model_stats(self.model, self.example_input)
+        return {
+            "epoch": epoch,
+            "train_loss": train.loss,
+            "val_loss": val.loss,
+            "top1": val.top1,
+            "top5": val.top5,
+            "lr": lr,
+            "sparsity": stats["sparsity"],
+            "params": stats["params"],
+            "nnz_params": stats["nnz_params"],
+            "macs": stats["macs"],
+            "effective_macs": stats["effective_macs"],
+            "time_s": time.perf_counter() - began,
+        }
+
+    def train(self, stop_after_epoch: int | None) -> tuple[int, bool]:
+        epochs = self._epochs()
+        first_prune = first_pruning_epoch(self.schedule) if self.schedule is not None else None
+        if self.schedule is not None:
+            for message in unreachable_policies(self.schedule, epochs):
+                self.warnings.append(message)
+                self.reporter.warn(message)
+                log.warning(message)
+        if self.start_epoch == 0 and not (self.run_dir / rundir.CHECKPOINT).exists():
+            self.save(-1, improved=False)  # a resumable starting point before the first epoch
+        last_done = self.start_epoch - 1
+        epoch = self.start_epoch
+        try:
+            for epoch in range(self.start_epoch, epochs):
+                self._maybe_record_pre_pruning(epoch, first_prune)
+                row = self.run_epoch(epoch)
+                self.metrics.append(row)
+                improved = self._is_best(row)
+                if (epoch + 1) % self.config.checkpoint_every == 0 or epoch == epochs - 1 or (
+                    stop_after_epoch is not None and epoch >= stop_after_epoch
+                ):
+                    self.save(epoch, improved=improved)
+                    last_done = epoch
+                rundir.append_metrics(self.run_dir / rundir.METRICS, row)
+                log.info("epoch %s", row)
+                self.reporter.epoch_line(row)
+                if stop_after_epoch is not None and epoch >= stop_after_epoch:
+                    return epoch + 1, True
+        except KeyboardInterrupt:
+            log.warning("interrupted during epoch %d; checkpoint.pt holds epoch %d", epoch, last_done)
+            raise Interrupted(
+                f"interrupted during epoch {epoch}; {self.run_dir / rundir.CHECKPOINT} holds the state "
+                f"after epoch {last_done}",
+                hint=f"continue with: prunecli run --resume {self.run_dir} "
+                f"(training restarts at epoch {last_done + 1} and ends as an uninterrupted run would)",
+            ) from None
+        except TrainingDiverged as exc:
+            log.error("%s", exc.message)
+            raise TrainingDiverged(
+                f"{exc.message}; {self.run_dir / rundir.CHECKPOINT} keeps the last good state (epoch {last_done})",
+                hint=exc.hint,
+            ) from None
+        return epochs, False
+
+    # ------------------------------------------------------------------ the end
+    def finish(self, result: RunResult) -> None:
+        test = evaluate(self.model, self.test_loader, self.criterion, self.device, self.config.max_eval_batches)
+        result.test = {"top1": test.top1, "top5": test.top5, "loss": test.loss, "samples": test.samples}
+        log.info("test: %s", result.test)
+        if self.config.compact:
+            self._write_compact(result)
+        self._write_report(result)
+
+    def _write_compact(self, result: RunResult) -> None:
+        import copy
+
+        from prunecli.checkpoint import load_model, save_checkpoint
+        from prunecli.thinning import thin_model
+
+        model = copy.deepcopy(self.model).eval()
+        masks = {k: v for k, v in (self.scheduler.masks or {}).items() if v is not None}
+        recipe = thin_model(model, self.example_input, masks=masks, verify=True)
+        payload = self.payload(self.metrics[-1]["epoch"] if self.metrics else -1, model=model, full=False)
+        previous = self._recipe()
+        payload["recipe"] = recipe.to_dict() if previous is None else _merge_recipes(previous, recipe)
+        payload["masks"] = {k: v.detach().cpu() for k, v in masks.items() if v is not None}
+        pre = self.extras.get("pre_pruning") or {}
+        payload["extras"].update(baseline_top1=pre.get("top1"), baseline_top5=pre.get("top5"), test=result.test)
+        path = self.run_dir / rundir.COMPACT
+        save_checkpoint(path, payload)
+        reloaded = load_model(path).to(self.device).eval()
+        batch = next(iter(self.test_loader))[0][:8].to(self.device)
+        with torch.no_grad():
+            expected, got = model(batch), reloaded(batch)
+        if not torch.allclose(expected, got, rtol=1e-4, atol=1e-5):
+            raise CheckpointError(
+                f"{path} does not reproduce the thinned model (max difference "
+                f"{float((expected - got).abs().max()):.3g})",
+                hint="this is a bug in thinning or checkpoint reloading; checkpoint.pt is intact",
+            )
+        result.compressed = {
+            **model_stats(reloaded, self.example_input),
+            "checkpoint_bytes": path.stat().st_size,
+        }
+
+    def _write_report(self, result: RunResult) -> None:
+        try:
+            from prunecli.report.build import ReportOptions, build_report
+        except ImportError:  # pragma: no cover - report package missing
+            return
+        import json
+
+        report = build_report(self.run_dir, ReportOptions(latency_runs=5, latency_warmup=1))
+        path = self.run_dir / rundir.REPORT
+        rundir.write_text_atomic(path, json.dumps(report, indent=2, default=str))
+        result.report_path = str(path)
+
+
+def _merge_recipes(previous: Any, recipe: Any) -> Any:
+    """Thinning during training already produced a recipe; the final one applies on top of it."""
+    from prunecli.thinning import ThinningRecipe
+
+    merge = getattr(ThinningRecipe, "merge", None)
+    if merge is None:
+        return recipe.to_dict()
+    return merge(ThinningRecipe.from_dict(previous), recipe).to_dict()
+
+
+def run_training(
+    config: RunConfig | None = None,
+    *,
+    resume: str | Path | None = None,
+    resume_overrides: dict[str, Any] | None = None,
+    stop_after_epoch: int | None = None,
+    reporter: Reporter | None = None,
+) -> RunResult:
+    """Run (or continue, with ``resume=RUN_DIR``) a training/compression run."""
+    from prunecli.cli.console import console
+
+    quiet = bool(config.quiet if config else (resume_overrides or {}).get("quiet"))
+    reporter = reporter or Reporter(console, quiet=quiet)
+    run = _Run(config or RunConfig(), reporter)
+    if resume is not None:
+        run.start_resumed(Path(resume), dict(resume_overrides or {}))
+    else:
+        run.start_fresh()
+    handler = rundir.attach_log_file(run.run_dir / rundir.LOG)
+    try:
+        log.info("run directory %s; config %s", run.run_dir, run.config.to_dict())
+        reporter.info(f"run directory: {run.run_dir}")
+        done, stopped = run.train(stop_after_epoch)
+        result = RunResult(
+            run_dir=str(run.run_dir),
+            epochs_completed=done,
+            stopped_early=stopped,
+            metrics=list(run.metrics),
+            pre_pruning=run.extras.get("pre_pruning"),
+            dense=dict(run.extras.get("dense") or {}),
+            best_epoch=(run.extras.get("best") or {}).get("epoch"),
+            warnings=run.warnings,
+        )
+        if not stopped:
+            run.finish(result)
+            reporter.summary(result)
+        return result
+    finally:
+        rundir.detach_log_file(handler)

@@ -1,0 +1,180 @@
+"""One training epoch and one evaluation pass, calling the compression hooks in Distiller's order.
+
+Per epoch: ``on_epoch_begin``; per minibatch ``on_minibatch_begin``, forward, loss,
+``before_backward_pass`` (its returned loss is the one differentiated), ``zero_grad``, ``backward``,
+``before_parameter_optimization``, ``optimizer.step``, ``on_minibatch_end``; then validation and
+``on_epoch_end(epoch, optimizer, metrics={'min': val_loss, 'max': top1})`` (called by the app).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+
+from prunecli.errors import TrainingDiverged
+
+from .seeding import epoch_seed
+
+StepCallback = Callable[[int, float], None]
+
+
+class EpochSampler(Sampler[int]):
+    """A permutation that depends only on ``(seed, epoch)``, so any epoch can be replayed exactly."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size = size
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
+@dataclass
+class TrainStats:
+    loss: float
+    samples: int
+    steps: int
+
+
+@dataclass
+class EvalStats:
+    loss: float
+    top1: float
+    top5: float
+    samples: int
+
+
+class NoCompression:
+    """Hooks that do nothing: a run without a schedule is plain training."""
+
+    masks: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        if name.startswith(("on_", "before_")):
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
+
+
+def steps_in_epoch(loader: DataLoader, max_steps: int | None) -> int:
+    steps = len(loader)
+    return min(steps, max_steps) if max_steps else steps
+
+
+def _overall_loss(result: Any, fallback: torch.Tensor) -> torch.Tensor:
+    """``before_backward_pass`` may return a tensor, a PolicyLoss-like object, or nothing."""
+    if result is None:
+        return fallback
+    if isinstance(result, torch.Tensor):
+        return result
+    overall = getattr(result, "overall_loss", None)
+    return overall if isinstance(overall, torch.Tensor) else fallback
+
+
+def _first_non_finite(model: nn.Module) -> str | None:
+    for name, param in model.named_parameters():
+        if not bool(torch.isfinite(param.detach()).all()):
+            return name
+    return None
+
+
+def train_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    epoch: int,
+    steps_per_epoch: int,
+    device: torch.device,
+    on_step: StepCallback | None = None,
+) -> TrainStats:
+    """Train for ``steps_per_epoch`` minibatches; raise TrainingDiverged on non-finite loss or weights."""
+    model.train()
+    total_loss, samples, step = 0.0, 0, 0
+    for step, (inputs, targets) in enumerate(loader):
+        if step >= steps_per_epoch:
+            break
+        inputs, targets = inputs.to(device), targets.to(device)
+        scheduler.on_minibatch_begin(epoch, step, steps_per_epoch, optimizer)
+        output = model(inputs)
+        loss = criterion(output, targets)
+        loss = _overall_loss(
+            scheduler.before_backward_pass(
+                epoch, step, steps_per_epoch, loss, optimizer=optimizer, return_loss_components=True
+            ),
+            loss,
+        )
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise TrainingDiverged(
+                f"the loss became {value} at epoch {epoch}, step {step}",
+                hint="lower the learning rate (--lr) or the regularization strength; "
+                "checkpoint.pt still holds the last good epoch",
+            )
+        optimizer.zero_grad()
+        loss.backward()
+        scheduler.before_parameter_optimization(epoch, step, steps_per_epoch, optimizer)
+        optimizer.step()
+        scheduler.on_minibatch_end(epoch, step, steps_per_epoch, optimizer)
+        bad = _first_non_finite(model)
+        if bad is not None:
+            raise TrainingDiverged(
+                f"parameter '{bad}' became non-finite at epoch {epoch}, step {step}",
+                hint="lower the learning rate (--lr); checkpoint.pt still holds the last good epoch",
+            )
+        total_loss += value * inputs.shape[0]
+        samples += inputs.shape[0]
+        if on_step is not None:
+            on_step(step, value)
+    return TrainStats(loss=total_loss / max(samples, 1), samples=samples, steps=min(step + 1, steps_per_epoch))
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    criterion: nn.Module,
+    device: torch.device,
+    max_batches: int | None = None,
+) -> EvalStats:
+    """Mean loss and top-1/top-5 accuracy as fractions in [0, 1]."""
+    was_training = model.training
+    model.eval()
+    total_loss, correct1, correct5, samples = 0.0, 0, 0, 0
+    try:
+        for index, (inputs, targets) in enumerate(loader):
+            if max_batches is not None and index >= max_batches:
+                break
+            inputs, targets = inputs.to(device), targets.to(device)
+            output = model(inputs)
+            total_loss += float(criterion(output, targets)) * inputs.shape[0]
+            k = min(5, output.shape[1])
+            top = output.topk(k, dim=1).indices
+            hits = top.eq(targets.view(-1, 1))
+            correct1 += int(hits[:, :1].sum())
+            correct5 += int(hits.any(dim=1).sum())
+            samples += inputs.shape[0]
+    finally:
+        model.train(was_training)
+    n = max(samples, 1)
+    return EvalStats(loss=total_loss / n, top1=correct1 / n, top5=correct5 / n, samples=samples)
