@@ -317,6 +317,16 @@ def _call_factory(factory: Callable[..., Any], kwargs: dict[str, Any], label: st
         model = factory(**kwargs)
     except ModelError:
         raise
+    except TypeError as exc:
+        if "keyword argument" not in str(exc):
+            raise ModelError(
+                f"model {label}: its factory raised TypeError: {exc}",
+                hint="check the model's keyword arguments",
+            ) from None
+        raise ModelError(
+            f"model {label}: bad keyword arguments: {exc}",
+            hint="remove or rename that argument; see the model's constructor for the names it accepts",
+        ) from None
     except Exception as exc:
         raise ModelError(
             f"model {label}: its factory raised {type(exc).__name__}: {exc}",
