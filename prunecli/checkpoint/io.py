@@ -1,0 +1,168 @@
+"""Save and load checkpoints without ever unpickling code.
+
+Saving refuses anything but plain data and replaces the file atomically. Loading uses
+``torch.load(weights_only=True)`` only; every way a file can be wrong (missing, empty, truncated,
+another format, pickled classes, Distiller's original format, another layout) becomes a
+:class:`CheckpointError` that names the file, says what was found and how to fix it.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from prunecli.errors import CheckpointError, SourceLocation
+
+from . import distiller
+from .atomic import atomic_write
+from .plain import check_plain
+from .schema import FORMAT_NAME, build_checkpoint, validate_structure
+from .sniff import describe, looks_like_torch_file, scan_pickle, unsafe_globals
+
+RUN_DIR_FILES = ("checkpoint.pt", "best.pt", "compact.pt")
+
+
+def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
+    """Write ``payload`` to ``path`` atomically; only tensors and plain data are accepted."""
+    if not isinstance(payload, dict):
+        raise TypeError(f"a checkpoint payload must be a dict, not {type(payload).__name__}")
+    check_plain(payload)
+    atomic_write(path, lambda fh: torch.save(payload, fh))
+
+
+def _missing(path: Path) -> CheckpointError:
+    where = SourceLocation(str(path))
+    if path.is_dir():
+        present = [name for name in RUN_DIR_FILES if (path / name).is_file()]
+        hint = (
+            f"pass a file inside it, e.g. {path / present[0]}"
+            if present
+            else "pass a checkpoint file (a run directory holds checkpoint.pt, best.pt and compact.pt)"
+        )
+        return CheckpointError("is a directory, not a checkpoint file", location=where, hint=hint)
+    return CheckpointError(
+        "checkpoint file does not exist",
+        location=where,
+        hint="check the path; a run directory holds checkpoint.pt, best.pt and compact.pt",
+    )
+
+
+def _unsafe(path: Path, exc: BaseException) -> CheckpointError:
+    scan = scan_pickle(path)
+    if distiller.is_pickled_distiller(scan):
+        return distiller.refusal(str(path), scan)
+    names = unsafe_globals(scan)
+    if not names:  # the weights-only reader stopped on damaged bytes, not on a class
+        return _unreadable(path, exc)
+    return CheckpointError(
+        "refused: loading this file would import and run Python code it names "
+        f"({', '.join(names[:8])}); nothing from it was executed",
+        location=SourceLocation(str(path)),
+        hint="only load checkpoints written by prunecli (or converted to plain tensors and dicts); "
+        "if you trust the file, re-save it in its own environment as plain data (tensors, dicts, lists, numbers)",
+    )
+
+
+def _first_sentence(exc: BaseException) -> str:
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return text.split(". ")[0][:160]
+
+
+def _unreadable(path: Path, exc: BaseException) -> CheckpointError:
+    found = describe(path)
+    where = SourceLocation(str(path))
+    if looks_like_torch_file(path):
+        return CheckpointError(
+            f"the checkpoint is truncated or corrupt ({found}; the reader said: {_first_sentence(exc)})",
+            location=where,
+            hint="the file was probably cut short by a full disk, an interrupted copy or download; "
+            "use an earlier checkpoint (e.g. best.pt) or copy it again",
+        )
+    return CheckpointError(
+        f"not a PyTorch checkpoint: found {found}",
+        location=where,
+        hint="pass a .pt/.pth/.pth.tar file written by prunecli or torch.save",
+    )
+
+
+def _read(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" in str(exc):
+            raise _unsafe(path, exc) from None
+        raise _unreadable(path, exc) from None
+    except FileNotFoundError:
+        raise _missing(path) from None
+    except IsADirectoryError:
+        raise _missing(path) from None
+    except PermissionError:
+        raise CheckpointError(
+            "permission denied reading the checkpoint",
+            location=SourceLocation(str(path)),
+            hint="make the file readable (chmod) or copy it somewhere you can read",
+        ) from None
+    except MemoryError:
+        raise _unreadable(path, MemoryError("a size field asks for more memory than exists")) from None
+    except Exception as exc:  # torch reports damaged files with many exception types
+        raise _unreadable(path, exc) from None
+
+
+def _strip_data_parallel(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """A state_dict saved from ``nn.DataParallel`` has every name prefixed with ``module.``."""
+    if state_dict and all(k.startswith("module.") for k in state_dict):
+        return {k[len("module.") :]: v for k, v in state_dict.items()}
+    return dict(state_dict)
+
+
+def _plain_state_dict(data: dict[str, Any]) -> bool:
+    return bool(data) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in data.items())
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a prunecli checkpoint, a converted Distiller checkpoint or a bare state_dict.
+
+    Always returns the prunecli layout (docs/checkpoint-format.md). A bare state_dict or a Distiller
+    file has ``model`` None; ``extras['source']`` says where it came from.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise _missing(path)
+    if not looks_like_torch_file(path):
+        raise _unreadable(path, ValueError("not a PyTorch file"))
+    data = _read(path)
+    where = SourceLocation(str(path))
+    if isinstance(data, dict) and data.get("format") == FORMAT_NAME:
+        return validate_structure(data, str(path))
+    if isinstance(data, dict) and distiller.is_converted(data):
+        return distiller.from_converted(data, str(path))
+    if isinstance(data, dict) and _plain_state_dict(data):
+        return build_checkpoint(state_dict=_strip_data_parallel(data), extras={"source": "state_dict"})
+    if (
+        isinstance(data, dict)
+        and isinstance(data.get("state_dict"), dict)
+        and _plain_state_dict(data["state_dict"])
+    ):
+        epoch = data.get("epoch")
+        return build_checkpoint(
+            state_dict=_strip_data_parallel(data["state_dict"]),
+            epoch=epoch if type(epoch) is int else None,
+            extras={"source": "state_dict", "other_keys": sorted(str(k) for k in data if k != "state_dict")},
+        )
+    if isinstance(data, dict) and "format" in data:
+        raise CheckpointError(
+            f"unknown checkpoint format {data.get('format')!r}",
+            location=where,
+            hint=f'prunecli writes format "{FORMAT_NAME}"; pass a file written by prunecli',
+        )
+    keys = ", ".join(sorted(map(str, data))[:8]) if isinstance(data, dict) else ""
+    found = f"a dict with keys {keys}" if keys else f"a {type(data).__name__}"
+    raise CheckpointError(
+        f"a PyTorch file, but not a model checkpoint: it holds {found}",
+        location=where,
+        hint="pass a prunecli checkpoint, a state_dict (name -> tensor) or a dict with a 'state_dict' key",
+    )

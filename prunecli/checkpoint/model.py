@@ -1,0 +1,139 @@
+"""Rebuild a ready-to-use model from a checkpoint: architecture, thin shapes, then weights.
+
+Security rule: a model described as user code (``file.py:Factory`` or ``package.module:factory``) is
+built only when the caller names that model explicitly (``--model``), because building it runs that
+code. Zoo and torchvision models are built from the checkpoint alone.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunecli.errors import CheckpointError, PruneCliError, SourceLocation
+
+from . import distiller
+from .io import load_checkpoint
+
+USER_CODE_KINDS = frozenset({"file", "import"})
+_MAX_LISTED = 8
+
+
+def _same_model(a: Any, b: Any) -> bool:
+    if (a.kind, a.name) != (b.kind, b.name):
+        return False
+    if a.kind != "file":
+        return True
+    try:
+        return os.path.samefile(a.path, b.path)
+    except OSError:
+        return os.path.abspath(a.path) == os.path.abspath(b.path)
+
+
+def _user_code_refusal(spec: Any, path: str) -> CheckpointError:
+    action = f"execute the Python file {spec.path}" if spec.kind == "file" else f"import and run {spec.name}"
+    return CheckpointError(
+        f"the checkpoint's model is user code: building it would {action}, which is not done "
+        "unless you name the model yourself",
+        location=SourceLocation(path),
+        hint=f"if you trust that code, pass --model {spec.to_string()}",
+    )
+
+
+def _build(checkpoint: dict[str, Any], requested: str | None, path: str) -> nn.Module:
+    from prunecli.models import ModelSpec, create_model, parse_spec
+
+    stored = ModelSpec.from_dict(checkpoint["model"]) if checkpoint["model"] is not None else None
+    origin = checkpoint["extras"].get("distiller") if isinstance(checkpoint["extras"], dict) else None
+    if requested is not None:
+        wanted = parse_spec(requested)
+        if stored is not None and _same_model(wanted, stored):
+            return ModelSpec.from_dict(
+                {**stored.to_dict(), "kwargs": {**stored.kwargs, **wanted.kwargs}}
+            ).build()
+        dataset = stored.dataset if stored is not None else (origin or {}).get("dataset")
+        return create_model(wanted, dataset=dataset)[0]
+    if stored is not None:
+        if stored.kind in USER_CODE_KINDS:
+            raise _user_code_refusal(stored, path)
+        return stored.build()
+    if isinstance(origin, dict) and isinstance(origin.get("arch"), str):
+        spec = parse_spec(origin["arch"])
+        if spec.kind in USER_CODE_KINDS:
+            raise _user_code_refusal(spec, path)
+        return create_model(spec, dataset=origin.get("dataset"))[0]
+    raise CheckpointError(
+        f"the file holds weights only ({len(checkpoint['state_dict'])} tensors) and no model description",
+        location=SourceLocation(path),
+        hint="name the architecture with --model (e.g. --model resnet20_cifar or --model net.py:Net)",
+    )
+
+
+def _apply_recipe(model: nn.Module, checkpoint: dict[str, Any], path: str) -> None:
+    origin = checkpoint["extras"].get("distiller") if isinstance(checkpoint["extras"], dict) else None
+    try:
+        if checkpoint["recipe"] is not None:
+            from prunecli.thinning import ThinningRecipe, apply_recipe
+
+            apply_recipe(model, ThinningRecipe.from_dict(checkpoint["recipe"]))
+        if isinstance(origin, dict) and origin.get("thinning_recipes"):
+            distiller.apply_recipes(model, origin["thinning_recipes"])
+    except PruneCliError:
+        raise
+    except Exception as exc:
+        raise CheckpointError(
+            f"the checkpoint's thinning recipe does not fit this model ({type(exc).__name__}: {exc})",
+            location=SourceLocation(path),
+            hint="the recipe was made for a different architecture; pass the model it was trained with (--model)",
+        ) from None
+
+
+def _listed(names: list[str]) -> str:
+    more = f" and {len(names) - _MAX_LISTED} more" if len(names) > _MAX_LISTED else ""
+    return ", ".join(names[:_MAX_LISTED]) + more
+
+
+def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], path: str, label: str) -> None:
+    """Compare names and shapes first, so a mismatch is reported as a list instead of torch's dump."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    shapes = [
+        f"{k} {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
+    lines = []
+    if missing:
+        lines.append(f"missing from the checkpoint: {_listed(missing)}")
+    if unexpected:
+        lines.append(f"not in the model: {_listed(unexpected)}")
+    if shapes:
+        lines.append(f"different shapes: {_listed(shapes)}")
+    if lines:
+        raise CheckpointError(
+            f"the weights do not fit model {label}: " + "; ".join(lines),
+            location=SourceLocation(path),
+            hint="the checkpoint was written for another model (or another width / class count); "
+            "pass the model it was trained with via --model",
+        )
+
+
+def load_model(path: str | os.PathLike[str], *, model: str | None = None) -> nn.Module:
+    """Rebuild the model stored in a checkpoint (re-thinned), with its weights, in eval mode.
+
+    ``model`` is the ``--model`` spec string: it overrides the stored description and is required
+    for weights-only files and for models defined by user code.
+    """
+    path = str(path)
+    checkpoint = load_checkpoint(path)
+    net = _build(checkpoint, model, path)
+    _apply_recipe(net, checkpoint, path)
+    label = model or (checkpoint["model"] or {}).get("name") or type(net).__name__
+    check_state_dict(net, checkpoint["state_dict"], path, str(label))
+    net.load_state_dict(checkpoint["state_dict"], strict=True)
+    return net.eval()
