@@ -6,6 +6,7 @@ torch, so a schedule can be checked and planned without building a model.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,8 @@ class Component:
     args: dict[str, Any]
     location: SourceLocation | None = None
     arg_locations: dict[str, SourceLocation] = field(default_factory=dict)
+    #: Path of this instance in the YAML document, e.g. ``("pruners", "low_pruner")``.
+    yaml_path: tuple[Any, ...] = ()
 
 
 @dataclass
@@ -49,6 +52,8 @@ class Policy:
     frequency: int | None  # None when given as an explicit ``epochs`` list
     order: int  # declaration index among all policies
     location: SourceLocation | None = None
+    #: Path of this entry in the YAML document, e.g. ``("policies", 3)``.
+    yaml_path: tuple[Any, ...] = ()
 
     @property
     def is_lr(self) -> bool:
@@ -64,6 +69,12 @@ class Schedule:
     version: int | None
     components: dict[str, dict[str, Component]]
     policies: list[Policy]
+    #: ``locate(path) -> SourceLocation`` for any YAML path (see ``prunecli.schedule.yamlio``).
+    locate: Callable[..., SourceLocation] | None = field(default=None, repr=False, compare=False)
+
+    def where(self, path: tuple[Any, ...], *, key: bool = False) -> SourceLocation | None:
+        """Source position of a YAML path, or None for schedules built in code."""
+        return self.locate(path, key=key) if self.locate else None
 
     def component(self, kind: str, instance: str) -> Component:
         return self.components[POLICY_KINDS[kind]][instance]

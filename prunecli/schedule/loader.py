@@ -1,0 +1,431 @@
+"""Read a Distiller schedule into a validated :class:`Schedule`, reporting every mistake at once."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable
+from typing import Any
+
+from prunecli.errors import ProblemCollector, ScheduleError, SourceLocation
+
+from . import semantics
+from .catalog import QUANTIZERS_UNSUPPORTED, catalog, classes_in, lookup
+from .checks import schema_problems, suggest
+from .classify import classify
+from .model import POLICY_KINDS, SECTIONS, Component, Policy, Schedule
+from .yamlio import load_yaml
+
+TOP_LEVEL_KEYS = ("version", *SECTIONS, "policies")
+RANGE_KEYS = ("starting_epoch", "ending_epoch", "frequency")
+POLICY_KEYS = (*POLICY_KINDS, *RANGE_KEYS, "epochs")
+
+#: Section -> the policy key that uses its instances (reverse of POLICY_KINDS).
+SECTION_KIND = {section: kind for kind, section in POLICY_KINDS.items()}
+
+#: Policy ``args`` each kind accepts (Distiller's PruningPolicy / RegularizationPolicy).
+_FLAG = {"type": "boolean", "x-expected": "true or false"}
+POLICY_ARGS_SCHEMAS: dict[str, dict[str, Any]] = {
+    "pruner": {
+        "type": "object",
+        "properties": {
+            "levels": {
+                "type": "object",
+                "additionalProperties": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+                "x-expected": "a mapping 'parameter name: sparsity in [0, 1)'",
+            },
+            "keep_mask": _FLAG,
+            "mini_batch_pruning_frequency": {
+                "type": "integer",
+                "minimum": 0,
+                "x-expected": "an integer >= 0 (0 = only at epoch begin)",
+            },
+            "mask_on_forward_only": _FLAG,
+            "mask_gradients": _FLAG,
+            "use_double_copies": _FLAG,
+            "discard_masks_at_minibatch_end": _FLAG,
+            "skip_first_minibatch": _FLAG,
+            "fold_batchnorm": _FLAG,
+        },
+        "additionalProperties": False,
+    },
+    "regularizer": {
+        "type": "object",
+        "properties": {"keep_mask": _FLAG},
+        "additionalProperties": False,
+    },
+}
+
+
+class NotAScheduleError(ScheduleError):
+    """The file is valid YAML of another Distiller kind (statistics, AMC network lists)."""
+
+    def __init__(self, message: str, *, classification: str, **kwargs: Any) -> None:
+        self.classification = classification
+        super().__init__(message, **kwargs)
+
+
+def load_schedule(source: str | os.PathLike[str], *, text: str | None = None) -> Schedule:
+    """Parse and validate a schedule file (or ``text``, named ``source`` in messages).
+
+    Raises :class:`ScheduleError` listing every problem with its file:line:column, or
+    :class:`NotAScheduleError` for Distiller YAML files that are not schedules.
+    """
+    name = os.fspath(source)
+    if text is None:
+        data, locate = load_yaml(source, error_type=ScheduleError, what="schedule")
+        with open(name, encoding="utf-8-sig", errors="replace") as fh:
+            raw = fh.read()
+    else:
+        data, locate = load_yaml(text, source_name=name, error_type=ScheduleError, what="schedule")
+        raw = text
+    return build_schedule(data, locate, path=name, text=raw)
+
+
+def build_schedule(
+    data: dict[str, Any], locate: Callable[..., SourceLocation], *, path: str, text: str
+) -> Schedule:
+    kind = classify(data)
+    if kind is not None:
+        raise NotAScheduleError(
+            f"not a schedule: {kind.description}",
+            classification=kind.name,
+            location=SourceLocation(path, 1, 1),
+        )
+    if data.get("quantizers"):
+        raise ScheduleError(
+            QUANTIZERS_UNSUPPORTED,
+            location=locate(("quantizers",), key=True),
+            hint="remove the quantizers section and quantizer policies (pruning, regularization and LR work)",
+        )
+    problems = ProblemCollector()
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            problems.add(
+                f"unknown top-level key {key!r}{suggest(str(key), TOP_LEVEL_KEYS)}",
+                locate((key,), key=True),
+                "a schedule has: " + ", ".join(TOP_LEVEL_KEYS),
+            )
+    version = data.get("version")
+    if "version" in data and (version != 1 or isinstance(version, bool)):
+        problems.add(f"unsupported schedule version {version!r}", locate(("version",)), "write 'version: 1'")
+    components, known = _components(data, locate, problems)
+    policies = _policies(data, locate, problems, components, known)
+    problems.raise_if_any(ScheduleError, f"{path}: invalid schedule")
+    return Schedule(
+        path=path,
+        text=text,
+        version=version if isinstance(version, int) else None,
+        components=components,
+        policies=policies,
+        locate=locate,
+    )
+
+
+# ---------------------------------------------------------------------------- components
+
+
+def _components(
+    data: dict[str, Any], locate: Callable[..., SourceLocation], problems: ProblemCollector
+) -> tuple[dict[str, dict[str, Component]], dict[str, set[str]]]:
+    """Build every section's instances. ``known`` holds every declared name, valid or not."""
+    components: dict[str, dict[str, Component]] = {s: {} for s in SECTIONS}
+    known: dict[str, set[str]] = {s: set() for s in SECTIONS}
+    for section in SECTIONS:
+        body = data.get(section)
+        if body is None:
+            continue
+        if not isinstance(body, dict):
+            problems.add(
+                f"'{section}' must be a mapping 'instance name: {{class: ..., arguments}}', got {type(body).__name__}",
+                locate((section,)),
+                f"write e.g. '{section}:\\n  my_instance:\\n    class: ...'",
+            )
+            continue
+        for instance, spec in body.items():
+            path = (section, instance)
+            known[section].add(str(instance))
+            comp = _component(section, instance, spec, path, locate, problems)
+            if comp is not None:
+                components[section][str(instance)] = comp
+    return components, known
+
+
+def _component(
+    section: str,
+    instance: Any,
+    spec: Any,
+    path: tuple[Any, ...],
+    locate: Callable[..., SourceLocation],
+    problems: ProblemCollector,
+) -> Component | None:
+    if not isinstance(instance, str):
+        problems.add(
+            f"instance name {instance!r} must be text", locate(path, key=True), f"quote it: '{instance}'"
+        )
+        return None
+    if not isinstance(spec, dict):
+        problems.add(
+            f"{section}.{instance} must be a mapping with 'class:' and its arguments, got {spec!r}",
+            locate(path),
+            "indent the class and arguments under the instance name",
+        )
+        return None
+    class_name = spec.get("class")
+    owner = f"{section}.{instance}"
+    if "class" not in spec:
+        problems.add(
+            f"{owner}: missing 'class'", locate(path, key=True), "add 'class: <Distiller class name>'"
+        )
+        return None
+    if not isinstance(class_name, str):
+        problems.add(f"{owner}: class must be a class name, got {class_name!r}", locate((*path, "class")))
+        return None
+    cls = lookup(class_name)
+    if cls is None:
+        hint_names = classes_in(section) or list(catalog())
+        problems.add(
+            f"{owner}: unknown class '{class_name}'{suggest(class_name, list(catalog()))}",
+            locate((*path, "class")),
+            f"classes usable under {section}: " + ", ".join(hint_names),
+        )
+        return None
+    if cls.section != section:
+        problems.add(
+            f"{owner}: {class_name} is not a {SECTION_KIND[section].replace('_', ' ')} class",
+            locate((*path, "class")),
+            f"move it under '{cls.section}:'",
+        )
+        return None
+    owner = f"{owner} ({class_name})"
+    if cls.unsupported:
+        problems.add(f"{owner}: {cls.unsupported}", locate((*path, "class")), "use another class")
+        return None
+    args = {k: copy.deepcopy(v) for k, v in spec.items() if k != "class"}
+    if not schema_problems(cls.schema, args, owner=owner, base=path, locate=locate, problems=problems):
+        return None
+    semantics.check_component(cls, args, owner=owner, base=path, locate=locate, problems=problems)
+    for arg in cls.name_list_args:
+        if isinstance(args.get(arg), str):
+            args[arg] = [args[arg]]
+    return Component(
+        section=section,
+        instance=instance,
+        class_name=class_name,
+        args=args,
+        location=locate(path, key=True),
+        arg_locations={k: locate((*path, k)) for k in args},
+        yaml_path=path,
+    )
+
+
+# ---------------------------------------------------------------------------- policies
+
+
+def _policies(
+    data: dict[str, Any],
+    locate: Callable[..., SourceLocation],
+    problems: ProblemCollector,
+    components: dict[str, dict[str, Component]],
+    known: dict[str, set[str]],
+) -> list[Policy]:
+    if "policies" not in data:
+        problems.add(
+            "missing 'policies': nothing would ever run",
+            locate(()),
+            "add 'policies:' with a list of '- pruner: {instance_name: ...}' entries",
+        )
+        return []
+    entries = data["policies"]
+    if entries is None:
+        entries = []
+    if not isinstance(entries, list):
+        problems.add(
+            f"'policies' must be a list of entries starting with '- ', got {type(entries).__name__}",
+            locate(("policies",)),
+            "write each policy as '- pruner: ...'",
+        )
+        return []
+    policies = []
+    for index, entry in enumerate(entries):
+        policy = _policy(index, entry, locate, problems, components, known)
+        if policy is not None:
+            policies.append(policy)
+    return policies
+
+
+def _policy(
+    index: int,
+    entry: Any,
+    locate: Callable[..., SourceLocation],
+    problems: ProblemCollector,
+    components: dict[str, dict[str, Component]],
+    known: dict[str, set[str]],
+) -> Policy | None:
+    path = ("policies", index)
+    where = f"policy #{index + 1}"
+    if not isinstance(entry, dict):
+        problems.add(
+            f"{where} must be a mapping (e.g. 'pruner: {{instance_name: ...}}' plus epochs), got {entry!r}",
+            locate(path),
+        )
+        return None
+    ok = True
+    for key in entry:
+        if key not in POLICY_KEYS:
+            ok = False
+            problems.add(
+                f"{where}: unknown key {key!r}{suggest(str(key), POLICY_KEYS)}",
+                locate((*path, key), key=True),
+                "a policy has one of "
+                + ", ".join(POLICY_KINDS)
+                + " plus starting_epoch/ending_epoch/frequency or epochs",
+            )
+    kinds = [k for k in POLICY_KINDS if k in entry]
+    if len(kinds) != 1:
+        message = "names no component" if not kinds else "names several components (" + ", ".join(kinds) + ")"
+        problems.add(
+            f"{where} {message}: exactly one of " + ", ".join(POLICY_KINDS) + " is required",
+            locate(path),
+            "split it into one policy entry per component"
+            if kinds
+            else "add e.g. 'pruner: {instance_name: ...}'",
+        )
+        return None
+    kind = kinds[0]
+    instance, args = _policy_body(
+        kind, entry[kind], (*path, kind), where, locate, problems, components, known
+    )
+    epochs = _epochs(entry, path, where, locate, problems)
+    if instance is None or epochs is None or not ok:
+        return None
+    epoch_list, start, end, freq = epochs
+    comp = components[POLICY_KINDS[kind]].get(instance)
+    if comp is None:  # declared but invalid: already reported
+        return None
+    if not semantics.check_policy_timing(comp, epoch_list, start, end, freq, where, path, locate, problems):
+        return None
+    return Policy(
+        kind=kind,
+        instance=instance,
+        args=args or {},
+        epochs=tuple(epoch_list),
+        starting_epoch=start,
+        ending_epoch=end,
+        frequency=freq,
+        order=index,
+        location=locate(path),
+        yaml_path=path,
+    )
+
+
+def _policy_body(
+    kind: str,
+    body: Any,
+    path: tuple[Any, ...],
+    where: str,
+    locate: Callable[..., SourceLocation],
+    problems: ProblemCollector,
+    components: dict[str, dict[str, Component]],
+    known: dict[str, set[str]],
+) -> tuple[str | None, dict[str, Any] | None]:
+    section = POLICY_KINDS[kind]
+    if not isinstance(body, dict):
+        problems.add(
+            f"{where}: '{kind}:' must hold 'instance_name: <name>', got {body!r}",
+            locate(path),
+            f"write '{kind}:\\n      instance_name: my_{kind}'",
+        )
+        return None, None
+    ok = True
+    for key in body:
+        if key in ("instance_name", "args"):
+            continue
+        ok = False
+        if key in (*RANGE_KEYS, "epochs"):
+            problems.add(
+                f"{where}: '{key}' belongs to the policy entry, not inside '{kind}:'",
+                locate((*path, key), key=True),
+                f"un-indent '{key}' to the level of '{kind}:'",
+            )
+        else:
+            problems.add(
+                f"{where}: unknown key {key!r} in '{kind}:'{suggest(str(key), ('instance_name', 'args'))}",
+                locate((*path, key), key=True),
+                f"'{kind}:' holds instance_name and optionally args",
+            )
+    name = body.get("instance_name")
+    if "instance_name" not in body:
+        problems.add(
+            f"{where}: missing 'instance_name' in '{kind}:'", locate(path), f"name one of the {section}"
+        )
+        return None, None
+    if not isinstance(name, str):
+        problems.add(f"{where}: instance_name must be a name, got {name!r}", locate((*path, "instance_name")))
+        return None, None
+    name_loc = locate((*path, "instance_name"))
+    if name not in known[section]:
+        elsewhere = [s for s, names in known.items() if name in names]
+        if elsewhere:
+            other = SECTION_KIND[elsewhere[0]]
+            problems.add(
+                f"{where}: '{name}' is defined under {elsewhere[0]}, so it is a {other}, not a {kind}",
+                name_loc,
+                f"write '{other}:' instead of '{kind}:'",
+            )
+        else:
+            declared = sorted(known[section])
+            problems.add(
+                f"{where}: no {kind} named '{name}'{suggest(name, declared)}",
+                name_loc,
+                f"defined {section}: "
+                + (", ".join(declared) if declared else f"none (add a '{section}:' section)"),
+            )
+        return None, None
+    args = body.get("args")
+    if args is None:
+        return (name if ok else None), {}
+    schema = POLICY_ARGS_SCHEMAS.get(kind)
+    if schema is None:
+        if args:
+            problems.add(
+                f"{where}: {kind} policies take no 'args'",
+                locate((*path, "args"), key=True),
+                "remove 'args' (Distiller ignores them for this kind)",
+            )
+            ok = False
+        return (name if ok else None), {}
+    owner = f"{where} ({kind} {name})"
+    if not schema_problems(schema, args, owner=owner, base=(*path, "args"), locate=locate, problems=problems):
+        return None, None
+    if not semantics.check_policy_args(kind, args, owner, (*path, "args"), locate, problems):
+        return None, None
+    return (name if ok else None), dict(args)
+
+
+def _epochs(
+    entry: dict[str, Any],
+    path: tuple[Any, ...],
+    where: str,
+    locate: Callable[..., SourceLocation],
+    problems: ProblemCollector,
+) -> tuple[list[int], int, int, int | None] | None:
+    """Distiller's CompressionScheduler.add_policy rules: a range (end exclusive) or a list."""
+    present = [k for k in RANGE_KEYS if k in entry]
+    if "epochs" in entry:
+        if present:
+            problems.add(
+                f"{where}: give either 'epochs' or {'/'.join(RANGE_KEYS)}, not both",
+                locate((*path, present[0]), key=True),
+                "remove " + ", ".join(present) + " or remove 'epochs'",
+            )
+            return None
+        return semantics.epoch_list(entry["epochs"], (*path, "epochs"), where, locate, problems)
+    if not present:
+        problems.add(
+            f"{where}: no epochs: give starting_epoch, ending_epoch and frequency, or epochs: [...]",
+            locate(path),
+            "e.g. 'starting_epoch: 0', 'ending_epoch: 30', 'frequency: 2'",
+        )
+        return None
+    return semantics.epoch_range(entry, path, where, locate, problems)
