@@ -18,26 +18,26 @@ from matplotlib.figure import Figure
 
 from prunecli.errors import PruneCliError
 
-_AGP_KEYS = ("initial_sparsity", "final_sparsity")
-
-
 # --------------------------------------------------------------------------- data
 
 
-def agp_curves(schedule: Any) -> list[dict[str, Any]]:
-    """The AGP target sparsity of every AGP pruner policy at each epoch it fires.
+def _is_agp(class_name: str) -> bool:
+    from prunecli.schedule.catalog import lookup
 
-    A pruner counts as AGP when its arguments carry ``initial_sparsity`` and
-    ``final_sparsity`` (AutomatedGradualPruner and the structured ``*_AGP`` rankers).
-    """
+    spec = lookup(class_name)
+    return spec is not None and spec.target == "agp"
+
+
+def agp_curves(schedule: Any) -> list[dict[str, Any]]:
+    """The AGP target sparsity of every AGP pruner policy at each epoch it fires."""
     from prunecli.schedule.timeline import agp_target
 
     curves = []
     for policy in schedule.policies:
-        if policy.kind != "pruner":
+        if policy.kind != "pruner" or policy.frequency is None:
             continue
         comp = schedule.component("pruner", policy.instance)
-        if not all(k in comp.args for k in _AGP_KEYS) or policy.frequency is None:
+        if not _is_agp(comp.class_name):
             continue
         initial, final = float(comp.args["initial_sparsity"]), float(comp.args["final_sparsity"])
         try:
@@ -46,7 +46,7 @@ def agp_curves(schedule: Any) -> list[dict[str, Any]]:
                 for e in policy.epochs
             ]
         except PruneCliError:
-            continue  # a schedule the loader accepted but whose AGP span is empty: nothing to draw
+            continue  # an empty AGP span: nothing to draw
         curves.append(
             {
                 "pruner": policy.instance,
@@ -183,19 +183,100 @@ REPORT_PLOTS: dict[str, Callable[[dict[str, Any]], bytes]] = {
 # --------------------------------------------------------------------------- sensitivity
 
 
-def plot_sensitivity(rows: Sequence[dict[str, Any]], path: str | os.PathLike, metric: str = "top5") -> None:
-    """Distiller's sensitivity.png: one line per parameter, accuracy against sparsity."""
-    fig = _figure(9, 5)
-    ax = fig.add_subplot()
-    by_param: dict[str, list[tuple[float, float]]] = {}
+def plot_sensitivity(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> None:
+    """Distiller's sensitivity.png (accuracy against sparsity, one line per parameter), top-1 and top-5."""
+    fig = _figure(12, 5)
+    by_param: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        by_param.setdefault(r["parameter"], []).append((r["sparsity"], r[metric]))
-    for name, pts in by_param.items():
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], "-o", markersize=2, label=_short(name, 40))
-    ax.set_title(f"Pruning sensitivity ({metric})")
-    ax.set_xlabel("sparsity")
-    ax.set_ylabel(metric)
-    ax.grid(alpha=0.3)
+        by_param.setdefault(r["parameter"], []).append(r)
+    for i, metric in enumerate(("top1", "top5")):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for name, pts in by_param.items():
+            ax.plot(
+                [p["sparsity"] for p in pts],
+                [p[metric] for p in pts],
+                "-o",
+                markersize=2,
+                label=_short(name, 40),
+            )
+        ax.set_title(f"Pruning sensitivity ({metric})")
+        ax.set_xlabel("sparsity")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
     if by_param:
-        ax.legend(fontsize=6, ncol=2)
+        ax.legend(fontsize=6, ncol=2, loc="lower left")
+    fig.savefig(path, format="png", bbox_inches="tight")
+
+
+# --------------------------------------------------------------------------- schedule plan
+
+#: policy kind -> colour of its marks on the timeline
+_KIND_COLOURS: dict[str, str] = {
+    "pruner": "#4878a8",
+    "regularizer": "#d68a3c",
+    "quantizer": "#8c6bb1",
+    "extension": "#d65f5f",
+    "lr_scheduler": "#7f7f7f",
+}
+
+
+def plot_plan(plan: Sequence[Any], path: str | os.PathLike) -> None:
+    """Draw a schedule's plan: which policy fires on which epoch, and each pruner's target.
+
+    ``plan`` is :func:`prunecli.schedule.timeline.plan`'s list of ``EpochPlan``. Top panel: one
+    row per policy instance, a mark per epoch it fires (coloured by kind). Bottom panel: the
+    sparsity target of every pruner that has one (AGP ramps, one-shot levels), held between
+    the epochs it fires.
+    """
+    rows: dict[tuple[str, str], list[int]] = {}
+    classes: dict[str, str] = {}
+    for ep in plan:
+        for entry in ep.entries:
+            rows.setdefault((entry.kind, entry.instance), []).append(ep.epoch)
+            classes[entry.instance] = entry.class_name
+    pruners = sorted({name for ep in plan for name in ep.targets})
+
+    fig = _figure(10, 2.0 + 0.35 * max(len(rows), 1) + (3.2 if pruners else 0))
+    grid = fig.add_gridspec(
+        2 if pruners else 1, 1, height_ratios=[max(len(rows), 1), 8][: 2 if pruners else 1]
+    )
+    ax = fig.add_subplot(grid[0])
+    ax.set_title("Schedule timeline")
+    if not rows:
+        _no_data(ax, "no policy fires in these epochs")
+    else:
+        labels = []
+        for y, ((kind, instance), epochs) in enumerate(rows.items()):
+            ax.scatter(epochs, [y] * len(epochs), marker="|", s=120, color=_KIND_COLOURS.get(kind, "#333"))
+            labels.append(f"{instance} ({classes[instance]})")
+        ax.set_yticks(range(len(labels)), labels, fontsize=7)
+        ax.set_ylim(len(labels) - 0.5, -0.5)
+        ax.set_xlim(-0.5, max(len(plan), 1) - 0.5)
+        ax.grid(axis="x", alpha=0.3)
+    if pruners:
+        ax2 = fig.add_subplot(grid[1], sharex=ax if rows else None)
+        for name in pruners:
+            pts = [(ep.epoch, ep.targets[name]) for ep in plan if name in ep.targets]
+            ax2.step([p[0] for p in pts], [p[1] for p in pts], where="post", label=name)
+            fired = [
+                (ep.epoch, e.target)
+                for ep in plan
+                for e in ep.entries
+                if e.instance == name and e.target is not None
+            ]
+            ax2.plot(
+                [p[0] for p in fired],
+                [p[1] for p in fired],
+                "o",
+                markersize=3,
+                color=ax2.lines[-1].get_color(),
+            )
+        ax2.set_title("Pruner sparsity targets")
+        ax2.set_xlabel("epoch")
+        ax2.set_ylabel("target sparsity")
+        ax2.set_ylim(0, 1.0)
+        ax2.grid(alpha=0.3)
+        ax2.legend(fontsize=7)
+    else:
+        ax.set_xlabel("epoch")
     fig.savefig(path, format="png", bbox_inches="tight")
