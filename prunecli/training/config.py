@@ -6,6 +6,7 @@ problem is reported with the file, line and column it comes from, all at once, a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import os
@@ -179,7 +180,14 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     from prunecli.schedule import yamlio
 
     path = os.fspath(path)
-    data, locate = yamlio.load_yaml(pathlib.Path(path), error_type=ConfigError, what="run configuration")
+    try:
+        data, locate = yamlio.load_yaml(pathlib.Path(path), error_type=ConfigError, what="run configuration")
+    except yaml.YAMLError as exc:  # e.g. control characters, rejected before parsing starts
+        raise ConfigError(
+            f"{path} is not valid YAML text: {exc}",
+            location=SourceLocation(path),
+            hint="remove control characters and save the file as UTF-8 text",
+        ) from None
     _validate(data, locate, path)
     if data.get("schedule"):
         base = os.path.dirname(os.path.abspath(path))
@@ -208,6 +216,9 @@ def parse_set_options(pairs: Iterable[str]) -> dict[str, Any]:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError:
             value = raw
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
+            with contextlib.suppress(ValueError):
+                value = float(value)
         if "." in key:  # nested: dataset_options.size=100
             head, _, tail = key.partition(".")
             nested = result.setdefault(head, {})
