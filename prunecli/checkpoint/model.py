@@ -97,7 +97,14 @@ def _listed(names: list[str]) -> str:
     return ", ".join(names[:_MAX_LISTED]) + more
 
 
-def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], path: str, label: str) -> None:
+def check_state_dict(
+    model: nn.Module,
+    state_dict: Mapping[str, torch.Tensor],
+    path: str,
+    label: str,
+    *,
+    written_for: str | None = None,
+) -> None:
     """Compare names and shapes first, so a mismatch is reported as a list instead of torch's dump."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict]
@@ -118,9 +125,22 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], p
         raise CheckpointError(
             f"the weights do not fit model {label}: " + "; ".join(lines),
             location=SourceLocation(path),
-            hint="the checkpoint was written for another model (or another width / class count); "
-            "pass the model it was trained with via --model",
+            hint=(
+                f"the checkpoint was written for model {written_for}; "
+                if written_for
+                else "the checkpoint was written for another model (or another width / class count); "
+            )
+            + "pass the model it was trained with via --model",
         )
+
+
+def _stored_label(checkpoint: dict[str, Any]) -> str | None:
+    if checkpoint["model"] is not None:
+        from prunecli.models import ModelSpec
+
+        return ModelSpec.from_dict(checkpoint["model"]).to_string()
+    origin = checkpoint["extras"].get("distiller") if isinstance(checkpoint["extras"], dict) else None
+    return origin.get("arch") if isinstance(origin, dict) else None
 
 
 def load_model(path: str | os.PathLike[str], *, model: str | None = None) -> nn.Module:
@@ -133,7 +153,8 @@ def load_model(path: str | os.PathLike[str], *, model: str | None = None) -> nn.
     checkpoint = load_checkpoint(path)
     net = _build(checkpoint, model, path)
     _apply_recipe(net, checkpoint, path)
-    label = model or (checkpoint["model"] or {}).get("name") or type(net).__name__
-    check_state_dict(net, checkpoint["state_dict"], path, str(label))
+    written_for = _stored_label(checkpoint)
+    label = model or written_for or type(net).__name__
+    check_state_dict(net, checkpoint["state_dict"], path, label, written_for=written_for)
     net.load_state_dict(checkpoint["state_dict"], strict=True)
     return net.eval()
