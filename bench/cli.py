@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from bench import hooks
+from bench import hooks, thinning
 from bench.context import Context
 from bench.machine import machine_info
 from bench.markdown import document
@@ -22,6 +22,7 @@ from bench.settings import FULL, QUICK
 #: benchmark name -> runner, in report order (latency reuses the thinning benchmark's models)
 BENCHMARKS: dict[str, Callable[[Context], Section]] = {
     "hooks": hooks.run,
+    "thinning": thinning.run,
 }
 
 DEFAULT_OUTPUT = Path("docs/benchmarks.md")

@@ -33,12 +33,12 @@ class Stats:
         return statistics.median(self.times)
 
     @property
-    def ratio(self) -> float:
-        return statistics.median(self.ratios)
+    def ratio(self) -> float | None:
+        return statistics.median(self.ratios) if self.ratios else None
 
     @property
-    def ratio_range(self) -> tuple[float, float]:
-        return min(self.ratios), max(self.ratios)
+    def ratio_range(self) -> tuple[float, float] | None:
+        return (min(self.ratios), max(self.ratios)) if self.ratios else None
 
 
 def timed(work: Callable[[], object]) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+import torch
 from torch import nn
 
 from bench.results import Unavailable
@@ -51,3 +52,37 @@ def load_schedule_text(text: str, name: str = "bench-schedule.yaml") -> Any:
 
 def build_scheduler(schedule: Any, model: nn.Module, optimizer: Any, **kwargs: Any) -> Any:
     return require("prunecli.compression", "build_scheduler")(schedule, model, optimizer, **kwargs)
+
+
+def filter_schedule_text(param_names: list[str], fraction: float) -> str:
+    """One-shot L1 filter pruning of every listed convolution at ``fraction``, on epoch 0."""
+    weights = "\n".join(f"      - {name}" for name in param_names)
+    return (
+        "version: 1\n"
+        "pruners:\n"
+        "  filter_pruner:\n"
+        "    class: L1RankedStructureParameterPruner\n"
+        "    group_type: Filters\n"
+        f"    desired_sparsity: {fraction}\n"
+        "    weights:\n"
+        f"{weights}\n"
+        "policies:\n"
+        "  - pruner:\n"
+        "      instance_name: filter_pruner\n"
+        "    epochs: [0]\n"
+    )
+
+
+def prune_filters_and_thin(
+    model: nn.Module, example_input: torch.Tensor, fraction: float, *, verify: bool = False
+) -> nn.Module:
+    """Dependency analysis, coupled L1 filter ranking, masking and thinning, as `prunecli` does it."""
+    thin_model = require("prunecli.thinning", "thin_model")
+    names = [f"{n}.weight" for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    schedule = load_schedule_text(filter_schedule_text(names, fraction))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    scheduler = build_scheduler(schedule, model, optimizer, example_input=example_input, auto_dependency=True)
+    scheduler.on_epoch_begin(0)
+    scheduler.on_minibatch_begin(0, 0, 1, optimizer)
+    thin_model(model, example_input, masks=scheduler.masks, optimizer=optimizer, verify=verify)
+    return model

@@ -1,0 +1,201 @@
+"""Benchmark 2: dependency analysis + thinning at 50 % of the channels of every group."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from bench import models, ours
+from bench.context import Context
+from bench.harness import alternate, timed
+from bench.peers import nni_side, tp_side
+from bench.results import NOT_INSTALLED, Section, Table, Target, Unavailable, count, ratio, seconds
+from bench.settings import Settings
+
+RATIO = 0.5
+PROBE = "NNI default tracer"
+OURS, OURS_VERIFIED, TP, NNI = "prunecli", "prunecli + output check", "Torch-Pruning", "NNI"
+
+
+def _in_process(
+    dense: nn.Module, x: torch.Tensor, prune: Callable, keep: dict, key: str
+) -> Callable[[], float]:
+    def run() -> float:
+        model = copy.deepcopy(dense)
+        seconds_taken = timed(lambda: prune(model, x))
+        keep[key] = model
+        return seconds_taken
+
+    return run
+
+
+def _nni(name: str, side: int, settings: Settings, keep: dict) -> Callable[[], float]:
+    def run() -> float:
+        probe = PROBE not in keep
+        result = nni_side.prune(name, side, RATIO, threads=settings.threads, probe_default=probe)
+        if probe:
+            keep[PROBE] = result.get("default_tracer", "ok")
+        keep[NNI] = result
+        return result["seconds"]
+
+    return run
+
+
+def _variants(name: str, side: int, dense: nn.Module, x: torch.Tensor, settings: Settings, keep: dict):
+    variants: dict[str, Callable[[], float]] = {}
+    missing: dict[str, str] = {}
+    try:
+        ours.require("prunecli.thinning", "thin_model")
+        ours.require("prunecli.compression", "build_scheduler")
+        variants[OURS] = _in_process(
+            dense, x, lambda m, i: ours.prune_filters_and_thin(m, i, RATIO), keep, OURS
+        )
+        variants[OURS_VERIFIED] = _in_process(
+            dense, x, lambda m, i: ours.prune_filters_and_thin(m, i, RATIO, verify=True), keep, OURS_VERIFIED
+        )
+    except Unavailable as exc:
+        missing[OURS] = missing[OURS_VERIFIED] = str(exc)
+    if tp_side.version():
+        variants[TP] = _in_process(dense, x, lambda m, i: tp_side.prune(m, i, RATIO), keep, TP)
+    else:
+        missing[TP] = NOT_INSTALLED
+    if not settings.nni:
+        missing[NNI] = "skipped in --quick"
+    else:
+        try:
+            nni_side.python()
+            variants[NNI] = _nni(name, side, settings, keep)
+        except Unavailable as exc:
+            missing[NNI] = str(exc)
+    return variants, missing
+
+
+def _measure(kept: object, x: torch.Tensor) -> tuple[int, int]:
+    """(MACs, parameters) of a result, counted the same way for every tool."""
+    if isinstance(kept, dict):  # measured inside NNI's environment with the same counter
+        return kept["macs"], kept["params"]
+    from prunecli.report.compute import total_macs
+
+    return total_macs(kept, x), models.count_params(kept)
+
+
+def run(context: Context) -> Section:
+    settings = context.settings
+    section = Section(
+        "thinning",
+        "Dependency analysis and thinning",
+        f"Time to find the coupled channel groups and physically remove {RATIO:.0%} of the channels of every "
+        "group (L1 ranking, the classifier's outputs kept), random weights, batch-1 example input, "
+        f"{settings.threads} thread(s). prunecli: `L1RankedStructureParameterPruner` (Filters) on every "
+        "convolution, `build_scheduler(auto_dependency=True)`, one epoch-0 mask, `thin_model` (timed with "
+        "and without its output-equivalence check). Torch-Pruning: `BasePruner` + `MagnitudeImportance(p=1)`, "
+        "`pruning_ratio=0.5`, `ignored_layers=[classifier]`, one `step()`. NNI: "
+        "`auto_set_denpendency_group_ids` + `L1NormPruner(sparse_ratio=0.5)` + `ModelSpeedup`, in its own "
+        f"environment (its time is measured inside that process). {settings.thin_rounds} round(s), order "
+        "rotating; MACs and parameters of every result counted by `prunecli.report.compute.total_macs` on "
+        "the same input.",
+    )
+    for name, side in settings.thin_models:
+        _one_model(section, context, name, side)
+    return section
+
+
+def _one_model(section: Section, context: Context, name: str, side: int) -> None:
+    settings = context.settings
+    table = Table(
+        f"{name}, input 1x3x{side}x{side}",
+        [
+            "tool",
+            "median time",
+            "time vs Torch-Pruning",
+            "parameters",
+            "MACs",
+            "MACs vs Torch-Pruning",
+            "MAC reduction",
+        ],
+    )
+    section.tables.append(table)
+    try:
+        dense = models.build(name).eval()
+    except Unavailable as exc:
+        table.add("all", str(exc), "n/a", "n/a", "n/a", "n/a", "n/a")
+        section.targets.append(Target(f"{name}: MACs <= Torch-Pruning's", str(exc), None))
+        return
+    x = models.example_input(side)
+    dense_macs, dense_params = _measure(dense, x)
+    table.add("dense", "", "", count(dense_params), count(dense_macs), "", "1.00x")
+    keep: dict = {}
+    variants, missing = _variants(name, side, dense, x, settings, keep)
+    baseline = TP if TP in variants else next(iter(variants), OURS)
+    stats = alternate(variants, baseline=baseline, rounds=settings.thin_rounds, warmup=0) if variants else {}
+    tp_macs = _measure(keep[TP], x)[0] if TP in keep and stats[TP].ok else None
+    for tool in (OURS, OURS_VERIFIED, TP, NNI):
+        if tool in missing:
+            table.add(tool, missing[tool], "n/a", "n/a", "n/a", "n/a", "n/a")
+            continue
+        s = stats[tool]
+        if not s.ok:
+            table.add(tool, f"failed: {s.error}", "n/a", "n/a", "n/a", "n/a", "n/a")
+            continue
+        macs, params = _measure(keep[tool], x)
+        vs_tp = ratio(s.ratio) if baseline == TP else "n/a"
+        table.add(
+            tool,
+            seconds(s.median),
+            vs_tp,
+            count(params),
+            count(macs),
+            ratio(macs / tp_macs) if tp_macs else "n/a",
+            ratio(dense_macs / macs),
+        )
+    if keep.get(PROBE, "ok") != "ok":
+        section.notes.append(
+            f"{name}: NNI's default tracer failed (`{keep[PROBE]}`); NNI was run with "
+            "`graph_module=torch.fx.symbolic_trace(model)` instead."
+        )
+    context.thinned[name] = {
+        "side": side,
+        "dense": dense,
+        **{k: v for k, v in keep.items() if isinstance(v, nn.Module)},
+    }
+    _targets(section, name, stats, missing, keep, x, tp_macs)
+
+
+def _targets(section, name, stats, missing, keep, x, tp_macs) -> None:
+    if OURS in missing or not stats[OURS].ok:
+        reason = missing.get(OURS) or stats[OURS].error or ""
+        section.targets.append(Target(f"{name}: MACs <= Torch-Pruning's", reason, None))
+        return
+    if tp_macs is None:
+        section.targets.append(
+            Target(f"{name}: MACs <= Torch-Pruning's", missing.get(TP, "Torch-Pruning failed"), None)
+        )
+        return
+    macs = _measure(keep[OURS], x)[0]
+    met = macs <= tp_macs
+    section.targets.append(
+        Target(
+            f"{name}: MACs <= Torch-Pruning's",
+            ratio(macs / tp_macs),
+            met,
+            ""
+            if met
+            else "some groups were kept wider than Torch-Pruning keeps them (rounding or groups left unpruned)",
+        )
+    )
+    r = stats[OURS].ratio
+    met = r is not None and r <= 1.0
+    section.targets.append(
+        Target(
+            f"{name}: time <= 1.0x Torch-Pruning's",
+            ratio(r),
+            met,
+            ""
+            if met
+            else "prunecli traces with torch.fx and builds the scheduler's masks before thinning; "
+            "Torch-Pruning traces autograd once and slices directly",
+        )
+    )
