@@ -1,0 +1,137 @@
+"""`prunecli plan`: which policies fire on which epoch, in order, and each pruner's target."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from prunecli.cli.console import console, err_console
+from prunecli.errors import PruneCliError
+
+from .validate import EXIT_INVALID, check_file, problem_dict
+
+
+def _plot(epoch_plans: list[Any], path: Path) -> None:
+    try:
+        plots = importlib.import_module("prunecli.report.plots")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("prunecli.report.plots", "prunecli.report"):
+            raise
+        plots = None
+    plot_plan = getattr(plots, "plot_plan", None)
+    if plot_plan is None:
+        raise PruneCliError(
+            "plotting is not available in this installation (prunecli.report.plots.plot_plan is missing)",
+            hint="run without --plot, or use --json and plot the document yourself",
+        )
+    plot_plan(epoch_plans, path)
+
+
+def _table(epoch_plans: list[Any]) -> Table:
+    table = Table(title="Schedule plan (policies in the order they run)", show_lines=False)
+    for name, justify in (("epoch", "right"), ("kind", "left"), ("instance", "left"), ("class", "left")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    table.add_column("target", justify="right")
+    for ep in epoch_plans:
+        for i, entry in enumerate(ep.entries):
+            if entry.target is not None:
+                target = f"{entry.target:.4f}"
+            else:
+                target = entry.note or ""
+            table.add_row(
+                str(ep.epoch) if i == 0 else "", entry.kind, entry.instance, entry.class_name, target
+            )
+        if ep.entries:
+            table.add_section()
+    return table
+
+
+def _instances(schedule: Any) -> dict[str, list[str]]:
+    """Parameter names each pruner/regularizer acts on (expanded when a model was given)."""
+    out: dict[str, list[str]] = {}
+    for section in ("pruners", "regularizers"):
+        for name, comp in schedule.components.get(section, {}).items():
+            names = comp.args.get("weights")
+            if not isinstance(names, list):
+                for arg in ("levels", "thresholds", "sensitivities", "reg_regims"):
+                    if isinstance(comp.args.get(arg), dict):
+                        names = [str(k) for k in comp.args[arg]]
+                        break
+            out[f"{section}.{name}"] = list(names or [])
+    return out
+
+
+@click.command("plan")
+@click.argument("schedule", type=click.Path(dir_okay=False))
+@click.option(
+    "--model",
+    "model_spec",
+    metavar="MODEL",
+    help="Match names against this model (expands re: and __ALL_PRUNABLE__).",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    help="Plan this many epochs (default: up to the last pruning epoch).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option(
+    "--plot",
+    "plot_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also draw the plan to this image file.",
+)
+@click.pass_context
+def command(
+    ctx: click.Context,
+    schedule: str,
+    model_spec: str | None,
+    epochs: int | None,
+    as_json: bool,
+    plot_file: Path | None,
+) -> None:
+    """Show, epoch by epoch, the policies of SCHEDULE in the order Distiller runs them.
+
+    Within an epoch policies run in declaration order, LR schedulers last; AGP targets follow
+    Distiller's cubic formula exactly.
+    """
+    from prunecli.schedule.timeline import plan
+
+    result = check_file(schedule, model_spec, dependencies=False)
+    if result.error is not None:
+        if as_json:
+            doc = {"file": schedule, "valid": False, "error": result.error.message}
+            doc["problems"] = [problem_dict(p) for p in result.problems()]
+            click.echo(json.dumps(doc, indent=2))
+            ctx.exit(EXIT_INVALID)
+        raise result.error
+    epoch_plans = plan(result.schedule, epochs)
+    if plot_file is not None:
+        _plot(epoch_plans, plot_file)
+    instances = _instances(result.schedule)
+    if as_json:
+        doc = {
+            "file": schedule,
+            "valid": True,
+            "model": model_spec,
+            "epochs": len(epoch_plans),
+            "instances": instances,
+            "plan": [ep.to_dict() for ep in epoch_plans],
+        }
+        click.echo(json.dumps(doc, indent=2))
+        return
+    if not any(ep.entries for ep in epoch_plans):
+        console.print(f"no policy fires in epochs 0..{len(epoch_plans) - 1}")
+    else:
+        console.print(_table(epoch_plans))
+    if model_spec:
+        console.print(f"[bold]Parameters per instance[/] (model {model_spec}):", highlight=False)
+        for name, names in instances.items():
+            console.print(f"  {name}: " + (", ".join(names) or "-"), highlight=False)
+    if plot_file is not None:
+        err_console.print(f"plan plot written to {plot_file}", highlight=False)

@@ -1,0 +1,272 @@
+"""Match a schedule's parameter names against a real model's ``named_parameters()``.
+
+Distiller compares names exactly, so a schedule written for a DataParallel model
+(``module.conv1.weight``, or ``features.module.0.weight`` for AlexNet/VGG) silently prunes
+nothing on an unwrapped one. Here every name is rewritten to the model's real name, with two
+extensions: ``re:<regex>`` (full match) and ``__ALL_PRUNABLE__`` (every 2-D and 4-D weight).
+Unmatched names, group types that do not fit a tensor's rank, and Leader groups with
+unequal structure counts are reported with the entry's position in the file.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from prunecli.errors import ProblemCollector, ScheduleError, SourceLocation
+
+from .catalog import lookup
+from .model import Component, Schedule
+
+ALL_PRUNABLE = "__ALL_PRUNABLE__"
+REGEX_PREFIX = "re:"
+WILDCARD = "*"
+
+#: group_type -> tensor ranks it applies to (Distiller's ranked pruners, thresholding, group lasso).
+GROUP_RANKS: dict[str, frozenset[int]] = {
+    "Filters": frozenset({3, 4}),
+    "3D": frozenset({3, 4}),
+    "Channels": frozenset({2, 4}),  # on a 2-D (Linear) weight: its columns, as in Distiller
+    "Rows": frozenset({2}),
+    "Cols": frozenset({2}),
+    "2D": frozenset({4}),
+    "4D": frozenset({4}),
+    "Blocks": frozenset({4}),
+    "Rows+Cols": frozenset({2}),
+    "Cols+Rows": frozenset({2}),
+    "Channels+4D": frozenset({4}),
+    "4D+Channels": frozenset({4}),
+}
+
+#: group_type -> which dimension counts its structures (for Leader groups).
+STRUCTURE_DIM: dict[str, int] = {"Filters": 0, "3D": 0, "Channels": 1, "Rows": 1}
+
+_MODULE_SEGMENT = re.compile(r"(^|\.)module\.")
+
+
+def normalise(name: str) -> str:
+    """Drop DataParallel's ``module.`` segments (``features.module.0`` -> ``features.0``)."""
+    return _MODULE_SEGMENT.sub(r"\1", name)
+
+
+class _Matcher:
+    def __init__(self, param_shapes: Mapping[str, tuple[int, ...]]) -> None:
+        self.shapes = {n: tuple(s) for n, s in param_shapes.items()}
+        self.names = list(self.shapes)
+        self.by_normal: dict[str, str] = {}
+        for n in self.names:
+            self.by_normal.setdefault(normalise(n), n)
+
+    def closest(self, name: str) -> list[str]:
+        normal = normalise(name)
+        found = difflib.get_close_matches(normal, list(self.by_normal), n=3, cutoff=0.6)
+        return [self.by_normal[f] for f in found]
+
+    def resolve(
+        self, name: str, loc: SourceLocation | None, problems: ProblemCollector, owner: str
+    ) -> list[str]:
+        if name == ALL_PRUNABLE:
+            found = [n for n, s in self.shapes.items() if len(s) in (2, 4) and n.endswith("weight")]
+            if not found:
+                problems.add(f"{owner}: {ALL_PRUNABLE} matches no 2-D or 4-D weight in this model", loc)
+            return found
+        if name.startswith(REGEX_PREFIX):
+            pattern = name[len(REGEX_PREFIX) :]
+            try:
+                rx = re.compile(pattern)
+            except re.error as exc:
+                problems.add(
+                    f"{owner}: invalid regular expression {pattern!r}: {exc}", loc, "fix the pattern"
+                )
+                return []
+            found = [n for n in self.names if rx.fullmatch(n) or rx.fullmatch(normalise(n))]
+            if not found:
+                problems.add(
+                    f"{owner}: '{name}' matches no parameter of the model (the whole name must match)",
+                    loc,
+                    "e.g. 're:layer[0-9]+\\..*conv1\\.weight'",
+                )
+            return found
+        if name in self.shapes:
+            return [name]
+        real = self.by_normal.get(normalise(name))
+        if real is not None:
+            return [real]
+        close = self.closest(name)
+        problems.add(
+            f"{owner}: no parameter named '{name}' in the model",
+            loc,
+            ("closest: " + ", ".join(close))
+            if close
+            else "run 'prunecli validate --model ... --json' to list names",
+        )
+        return []
+
+
+def _owner(comp: Component) -> str:
+    return f"{comp.section}.{comp.instance} ({comp.class_name})"
+
+
+def _resolve_list(
+    m: _Matcher,
+    names: list[str],
+    base: tuple[Any, ...],
+    where: Callable[..., Any],
+    p: ProblemCollector,
+    owner: str,
+) -> list[str]:
+    out: list[str] = []
+    for i, name in enumerate(names):
+        loc = where((*base, i))
+        if name == WILDCARD:
+            p.add(
+                f"{owner}: '*' is not a parameter name in a weights list",
+                loc,
+                f"use {ALL_PRUNABLE} or 're:<pattern>' to select many parameters",
+            )
+            continue
+        for real in m.resolve(name, loc, p, owner):
+            if real not in out:
+                out.append(real)
+    return out
+
+
+def _resolve_dict(
+    m: _Matcher,
+    table: dict[Any, Any],
+    base: tuple[Any, ...],
+    where: Callable[..., Any],
+    p: ProblemCollector,
+    owner: str,
+) -> dict[Any, Any]:
+    """Pattern entries first, then explicit names, so an explicit entry overrides a pattern's."""
+    expanded: dict[Any, Any] = {}
+    explicit: dict[str, tuple[str, Any]] = {}
+    for key, value in table.items():
+        loc = where((*base, key), key=True)
+        if key == WILDCARD:
+            explicit[WILDCARD] = (key, value)
+            continue
+        key_text = str(key)
+        pattern = key_text == ALL_PRUNABLE or key_text.startswith(REGEX_PREFIX)
+        for real in m.resolve(key_text, loc, p, owner):
+            if pattern:
+                expanded[real] = value
+            elif real in explicit:
+                p.add(f"{owner}: '{key}' and '{explicit[real][0]}' name the same parameter '{real}'", loc)
+            else:
+                explicit[real] = (key_text, value)
+    expanded.update({real: value for real, (_, value) in explicit.items()})
+    return expanded
+
+
+def _check_groups(m: _Matcher, comp: Component, where: Callable[..., Any], p: ProblemCollector) -> None:
+    args, owner = comp.args, _owner(comp)
+    group = args.get("group_type")
+    weights = args.get("weights")
+    if isinstance(group, str) and isinstance(weights, list):
+        for name in weights:
+            _check_rank(m, name, group, where((*comp.yaml_path, "group_type")), p, owner)
+        if group == "Blocks":
+            shape = (args.get("kwargs") or {}).get("block_shape")
+            for name in weights:
+                volume = 1
+                for d in shape or []:
+                    volume *= d
+                numel = 1
+                for d in m.shapes.get(name, ()):
+                    numel *= d
+                if shape and name in m.shapes and numel % volume:
+                    p.add(
+                        f"{owner}: block_shape {shape} (volume {volume}) does not divide '{name}' of shape "
+                        f"{list(m.shapes[name])}",
+                        where((*comp.yaml_path, "kwargs", "block_shape")),
+                    )
+        if args.get("group_dependency") == "Leader" and group in STRUCTURE_DIM:
+            _check_leader(m, comp, group, weights, where, p)
+    regims = args.get("reg_regims")
+    if isinstance(regims, dict):
+        for name, value in regims.items():
+            if isinstance(value, list) and len(value) == 2 and isinstance(value[1], str):
+                _check_rank(m, name, value[1], where((*comp.yaml_path, "reg_regims", name)), p, owner)
+
+
+def _check_rank(m: _Matcher, name: str, group: str, loc: Any, p: ProblemCollector, owner: str) -> None:
+    ranks = GROUP_RANKS.get(group)
+    shape = m.shapes.get(name)
+    if ranks is None or shape is None or len(shape) in ranks:
+        return
+    wanted = " or ".join(f"{r}-D" for r in sorted(ranks))
+    p.add(
+        f"{owner}: group_type {group} needs a {wanted} tensor, but '{name}' is {len(shape)}-D {list(shape)}",
+        loc,
+        "choose a group_type that fits (Filters/Channels for convolutions, Rows/Channels for Linear weights)",
+    )
+
+
+def _check_leader(
+    m: _Matcher,
+    comp: Component,
+    group: str,
+    weights: list[str],
+    where: Callable[..., Any],
+    p: ProblemCollector,
+) -> None:
+    dim = STRUCTURE_DIM[group]
+    shapes = [m.shapes.get(n) for n in weights]
+    if any(s is None or len(s) <= dim for s in shapes):
+        return
+    leader_count = shapes[0][dim]  # type: ignore[index]
+    for i, (name, shape) in enumerate(zip(weights, shapes, strict=True)):
+        if shape[dim] != leader_count:  # type: ignore[index]
+            p.add(
+                f"{_owner(comp)}: Leader group mismatch: '{name}' has {shape[dim]} {group.lower()} but the leader "  # type: ignore[index]
+                f"'{weights[0]}' has {leader_count}",
+                where((*comp.yaml_path, "weights", i)),
+                "a Leader group lists tensors whose structures correspond one to one",
+            )
+
+
+def resolve_names(schedule: Schedule, param_shapes: Mapping[str, tuple[int, ...]]) -> Schedule:
+    """A copy of ``schedule`` with every parameter name replaced by the model's real name.
+
+    Raises :class:`ScheduleError` listing every unmatched name (with the closest real names),
+    every group type that does not fit its tensor, and every inconsistent Leader group.
+    """
+    m = _Matcher(param_shapes)
+    p = ProblemCollector()
+
+    def where(path: tuple[Any, ...], *, key: bool = False) -> SourceLocation | None:
+        return schedule.where(path, key=key)
+
+    components: dict[str, dict[str, Component]] = {}
+    for section, instances in schedule.components.items():
+        components[section] = {}
+        for name, comp in instances.items():
+            spec = lookup(comp.class_name)
+            args = copy.deepcopy(comp.args)
+            owner = _owner(comp)
+            for arg in spec.name_list_args if spec else ():
+                if isinstance(args.get(arg), list):
+                    args[arg] = _resolve_list(m, args[arg], (*comp.yaml_path, arg), where, p, owner)
+            for arg in spec.name_dict_args if spec else ():
+                if isinstance(args.get(arg), dict):
+                    args[arg] = _resolve_dict(m, args[arg], (*comp.yaml_path, arg), where, p, owner)
+            new = dataclasses.replace(comp, args=args)
+            _check_groups(m, new, where, p)
+            components[section][name] = new
+    policies = []
+    for policy in schedule.policies:
+        levels = policy.args.get("levels")
+        if policy.kind == "pruner" and isinstance(levels, dict):
+            base = (*policy.yaml_path, "pruner", "args", "levels")
+            owner = f"policy #{policy.order + 1}"
+            args = {**policy.args, "levels": _resolve_dict(m, levels, base, where, p, owner)}
+            policy = dataclasses.replace(policy, args=args)
+        policies.append(policy)
+    p.raise_if_any(ScheduleError, f"{schedule.path}: names do not match the model")
+    return dataclasses.replace(schedule, components=components, policies=policies)
