@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from bench import hooks, thinning
+from bench import hooks, latency, thinning
 from bench.context import Context
 from bench.machine import machine_info
 from bench.markdown import document
@@ -23,6 +23,7 @@ from bench.settings import FULL, QUICK
 BENCHMARKS: dict[str, Callable[[Context], Section]] = {
     "hooks": hooks.run,
     "thinning": thinning.run,
+    "latency": latency.run,
 }
 
 DEFAULT_OUTPUT = Path("docs/benchmarks.md")

@@ -40,9 +40,7 @@ def level_schedule_text(param_names: list[str], level: float) -> str:
         "policies:\n"
         "  - pruner:\n"
         "      instance_name: level_pruner\n"
-        "    starting_epoch: 0\n"
-        "    ending_epoch: 1000\n"
-        "    frequency: 1\n"
+        "    epochs: [0]\n"
     )
 
 
