@@ -1,0 +1,318 @@
+"""Turn a parsed :class:`~prunecli.schedule.model.Schedule` into a ready :class:`CompressionScheduler`.
+
+Mirrors Distiller's ``dict_config``: components are built per section from registries keyed by
+Distiller class name, YAML keys must be constructor arguments, policies are added in
+declaration order and LR policies after all others. Every problem is reported at once.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+from torch import nn
+
+from prunecli.compression.batchnorm import BatchNormFolder
+from prunecli.compression.policies import (
+    PRUNING_POLICY_ARGS,
+    REGULARIZATION_POLICY_ARGS,
+    LRPolicy,
+    PruningPolicy,
+    RegularizationPolicy,
+    ThinningPolicy,
+)
+from prunecli.compression.scheduler import CompressionScheduler
+from prunecli.errors import ProblemCollector, ScheduleError, SourceLocation
+from prunecli.lr import LR_SCHEDULERS
+from prunecli.pruners import PRUNERS
+from prunecli.pruners.agp import AgpMixin, agp_span
+from prunecli.regularizers import REGULARIZERS
+from prunecli.schedule.model import Component, Policy, Schedule
+
+#: extension class name -> how it is built; Distiller aliases FilterRemover/ChannelRemover to StructureRemover
+EXTENSIONS: dict[str, type] = {
+    "StructureRemover": ThinningPolicy,
+    "FilterRemover": ThinningPolicy,
+    "ChannelRemover": ThinningPolicy,
+}
+EXTENSION_ARGS: dict[str, bool] = {"thinning_func_str": True, "arch": False, "dataset": False}
+
+_INJECTED = {"self", "name", "model", "optimizer", "last_epoch", "verbose"}
+
+
+def accepted_args(cls: type) -> tuple[set[str], set[str]]:
+    """(all accepted YAML keys, required keys) of a component class, from its constructor."""
+    accepted: set[str] = set()
+    required: set[str] = set()
+    for pname, param in inspect.signature(cls.__init__).parameters.items():
+        if pname in _INJECTED or param.kind in (param.VAR_POSITIONAL,):
+            continue
+        if param.kind == param.VAR_KEYWORD:
+            accepted |= set(getattr(cls, "agp_extra_args", ()))
+            continue
+        accepted.add(pname)
+        if param.default is inspect.Parameter.empty:
+            required.add(pname)
+    return accepted, required
+
+
+def _check_args(comp: Component, accepted: set[str], required: set[str], problems: ProblemCollector) -> bool:
+    ok = True
+    for key in sorted(set(comp.args) - accepted):
+        problems.add(
+            f"{comp.class_name} ({comp.instance}) does not accept argument {key!r}",
+            comp.arg_locations.get(key, comp.location),
+            f"valid arguments: {', '.join(sorted(accepted))}",
+        )
+        ok = False
+    for key in sorted(required - set(comp.args)):
+        problems.add(
+            f"{comp.class_name} ({comp.instance}) is missing argument {key!r}",
+            comp.location,
+            f"add '{key}:' under {comp.instance}",
+        )
+        ok = False
+    return ok
+
+
+def _param_names_of(obj: Any) -> list[str]:
+    names = getattr(obj, "params_names", None)
+    if names is not None:
+        return list(names)
+    for table in ("levels", "thresholds", "sensitivities"):
+        if isinstance(getattr(obj, table, None), Mapping):
+            return [n for n in getattr(obj, table) if n != "*"]
+    return []
+
+
+def _build_component(
+    comp: Component,
+    registry: Mapping[str, type],
+    model: nn.Module,
+    param_names: set[str],
+    problems: ProblemCollector,
+) -> Any | None:
+    cls = registry.get(comp.class_name)
+    if cls is None:
+        problems.add(
+            f"unknown {comp.section[:-1]} class {comp.class_name!r}",
+            comp.location,
+            f"use one of: {', '.join(sorted(registry))}",
+        )
+        return None
+    accepted, required = accepted_args(cls)
+    if not _check_args(comp, accepted, required, problems):
+        return None
+    try:
+        obj = cls(name=comp.instance, model=model, **comp.args)
+    except (TypeError, ValueError, KeyError) as exc:
+        problems.add(
+            f"{comp.class_name} ({comp.instance}): {exc}", comp.location, "fix this component's arguments"
+        )
+        return None
+    unknown = [n for n in _param_names_of(obj) if n not in param_names]
+    if unknown:
+        problems.add(
+            f"{comp.instance} names parameters the model does not have: {', '.join(unknown[:5])}",
+            comp.location,
+            "use names from model.named_parameters() (run them through prunecli.schedule.names.resolve_names)",
+        )
+        return None
+    return obj
+
+
+def _build_lr_scheduler(comp: Component, optimizer: Any, problems: ProblemCollector) -> Any | None:
+    cls = LR_SCHEDULERS.get(comp.class_name)
+    if cls is None:
+        problems.add(
+            f"unknown lr_scheduler class {comp.class_name!r}",
+            comp.location,
+            f"use one of: {', '.join(sorted(LR_SCHEDULERS))}",
+        )
+        return None
+    accepted, required = accepted_args(cls)
+    if not _check_args(comp, accepted, required, problems):
+        return None
+    if optimizer is None:
+        problems.add(f"lr_scheduler {comp.instance} needs an optimizer", comp.location, "pass the optimizer")
+        return None
+    try:
+        return cls(optimizer, **comp.args)
+    except (TypeError, ValueError, KeyError) as exc:
+        problems.add(
+            f"{comp.class_name} ({comp.instance}): {exc}", comp.location, "fix this scheduler's arguments"
+        )
+        return None
+
+
+def _build_extension(comp: Component, example_input: Any, problems: ProblemCollector) -> Any | None:
+    if comp.class_name not in EXTENSIONS:
+        problems.add(
+            f"unknown extension class {comp.class_name!r}",
+            comp.location,
+            f"use one of: {', '.join(sorted(EXTENSIONS))}",
+        )
+        return None
+    accepted = set(EXTENSION_ARGS)
+    required = {k for k, needed in EXTENSION_ARGS.items() if needed}
+    if not _check_args(comp, accepted, required, problems):
+        return None
+    if example_input is None:
+        problems.add(
+            f"extension {comp.instance} thins the model and needs an example input",
+            comp.location,
+            "pass example_input= to build_scheduler (a tensor shaped like one input batch)",
+        )
+        return None
+    try:
+        return ThinningPolicy(comp.instance, comp.args["thinning_func_str"], example_input)
+    except ValueError as exc:
+        problems.add(str(exc), comp.arg_locations.get("thinning_func_str", comp.location))
+        return None
+
+
+def _policy_problem(problems: ProblemCollector, policy: Policy, message: str, hint: str) -> None:
+    problems.add(f"policy {policy.kind} {policy.instance!r}: {message}", policy.location, hint)
+
+
+def _make_policy(
+    policy: Policy, instance: Any, model: nn.Module, example_input: Any, problems: ProblemCollector
+) -> Any | None:
+    if policy.kind == "pruner":
+        unknown = sorted(set(policy.args) - set(PRUNING_POLICY_ARGS))
+        if unknown:
+            _policy_problem(
+                problems, policy, f"unknown args {unknown}", f"valid args: {sorted(PRUNING_POLICY_ARGS)}"
+            )
+            return None
+        if (
+            isinstance(instance, AgpMixin)
+            and agp_span(policy.starting_epoch, policy.ending_epoch, policy.frequency) <= 0
+        ):
+            _policy_problem(
+                problems,
+                policy,
+                "AGP needs starting_epoch/ending_epoch/frequency with ending_epoch - starting_epoch - 1 >= frequency",
+                "schedule AGP over a range such as starting_epoch: 0, ending_epoch: 10, frequency: 2",
+            )
+            return None
+        folder = None
+        if policy.args.get("fold_batchnorm"):
+            folder = BatchNormFolder(model)
+        try:
+            return PruningPolicy(instance, policy.args, folder)
+        except ValueError as exc:
+            _policy_problem(problems, policy, str(exc), "fix the policy args")
+            return None
+    if policy.kind == "regularizer":
+        unknown = sorted(set(policy.args) - set(REGULARIZATION_POLICY_ARGS))
+        if unknown:
+            _policy_problem(
+                problems, policy, f"unknown args {unknown}", "regularizer policies accept only keep_mask"
+            )
+            return None
+        return RegularizationPolicy(instance, **policy.args)
+    if policy.kind == "lr_scheduler":
+        return LRPolicy(instance, policy.instance)
+    if policy.kind == "extension":
+        return instance
+    return None
+
+
+def _quantizer_error(schedule: Schedule) -> ScheduleError | None:
+    comps = list(schedule.components.get("quantizers", {}).values())
+    pols = [p for p in schedule.policies if p.kind == "quantizer"]
+    if not comps and not pols:
+        return None
+    location: SourceLocation | None = comps[0].location if comps else pols[0].location
+    return ScheduleError(
+        "quantizers are not supported yet",
+        location=location,
+        hint="remove the quantizers section and quantizer policies from the schedule",
+    )
+
+
+def build_scheduler(
+    schedule: Schedule,
+    model: nn.Module,
+    optimizer: Any,
+    *,
+    example_input: Any = None,
+    auto_dependency: bool = False,
+    dependency_graph: Any = None,
+    steps_per_epoch: int | None = None,
+) -> CompressionScheduler:
+    """Build every component and policy of ``schedule`` for ``model``; ScheduleError lists all problems."""
+    error = _quantizer_error(schedule)
+    if error is not None:
+        raise error
+    problems = ProblemCollector()
+    param_names = {name for name, _ in model.named_parameters()}
+    built: dict[str, dict[str, Any]] = {}
+    for instance, comp in schedule.components.get("pruners", {}).items():
+        built.setdefault("pruners", {})[instance] = _build_component(
+            comp, PRUNERS, model, param_names, problems
+        )
+    for instance, comp in schedule.components.get("regularizers", {}).items():
+        built.setdefault("regularizers", {})[instance] = _build_component(
+            comp, REGULARIZERS, model, param_names, problems
+        )
+    for instance, comp in schedule.components.get("extensions", {}).items():
+        built.setdefault("extensions", {})[instance] = _build_extension(comp, example_input, problems)
+    for instance, comp in schedule.components.get("lr_schedulers", {}).items():
+        built.setdefault("lr_schedulers", {})[instance] = _build_lr_scheduler(comp, optimizer, problems)
+
+    if auto_dependency:
+        from prunecli.compression.coupling import couple_pruners
+
+        try:
+            couple_pruners(
+                [p for p in built.get("pruners", {}).values() if p is not None],
+                model,
+                example_input,
+                dependency_graph,
+            )
+        except ValueError as exc:
+            problems.add(str(exc), None, "check the model can be traced, or run without auto_dependency")
+
+    scheduler = CompressionScheduler(model)
+    ordered = [p for p in schedule.policies if not p.is_lr] + [p for p in schedule.policies if p.is_lr]
+    for policy in ordered:
+        section = {
+            "pruner": "pruners",
+            "regularizer": "regularizers",
+            "extension": "extensions",
+            "lr_scheduler": "lr_schedulers",
+        }[policy.kind]
+        if policy.instance not in schedule.components.get(section, {}):
+            _policy_problem(
+                problems,
+                policy,
+                f"no {section[:-1]} instance named {policy.instance!r}",
+                f"define it under {section}:",
+            )
+            continue
+        instance = built.get(section, {}).get(policy.instance)
+        if instance is None:
+            continue  # its component already reported a problem
+        runtime_policy = _make_policy(policy, instance, model, example_input, problems)
+        if runtime_policy is None:
+            continue
+        key = f"{policy.order}:{policy.kind}:{policy.instance}"
+        if policy.frequency is None:
+            scheduler.add_policy(runtime_policy, epochs=policy.epochs, key=key)
+        else:
+            scheduler.add_policy(
+                runtime_policy,
+                starting_epoch=policy.starting_epoch,
+                ending_epoch=policy.ending_epoch,
+                frequency=policy.frequency,
+                key=key,
+            )
+    problems.raise_if_any(ScheduleError, "the schedule cannot be applied to this model")
+    for _, policy in scheduler.policy_order:
+        pruner = getattr(policy, "pruner", None)
+        if pruner is not None:
+            pruner.attach(model)
+    return scheduler

@@ -1,0 +1,56 @@
+"""The pruner protocol: a pruner turns (parameter, policy metadata) into a mask in a masker.
+
+The compression runtime owns one :class:`~prunecli.compression.masker.ParameterMasker` per
+parameter; a pruner writes ``maskers[name].mask`` for the names it owns and ignores the rest,
+exactly like Distiller's ``set_param_mask(param, param_name, zeros_mask_dict, meta)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def wildcard_lookup(table: Mapping[str, Any], name: str) -> Any | None:
+    """Distiller's ``table.get(name, table.get('*'))`` lookup for thresholds/levels/sensitivities."""
+    if name in table:
+        return table[name]
+    return table.get("*")
+
+
+class Pruner:
+    """Base class; subclasses keep Distiller's constructor arguments as their YAML keys."""
+
+    #: True when the pruner could not rank yet (no statistics) and wants another try next minibatch.
+    pending: bool = False
+
+    def __init__(self, name: str, model: nn.Module | None = None) -> None:
+        self.name = name
+        self.model = model
+
+    def owned_names(self) -> list[str] | None:
+        """The parameter names this pruner may mask (``None``: decided per name, e.g. by a '*')."""
+        names = getattr(self, "params_names", None)
+        return list(names) if names is not None else None
+
+    def set_param_mask(self, param: torch.Tensor, param_name: str, maskers: Mapping, meta: dict) -> None:
+        raise NotImplementedError
+
+    def attach(self, model: nn.Module) -> None:
+        """Install whatever observation hooks the pruner needs (activation/gradient statistics)."""
+
+    def detach(self) -> None:
+        """Remove the hooks installed by :meth:`attach`."""
+
+    def forget_shapes(self) -> None:
+        """Drop cached per-structure data after the model was thinned (shapes changed)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)

@@ -1,0 +1,226 @@
+"""Mask criteria shared by the pruners, the regularizers and sensitivity analysis.
+
+Every function is pure: it reads a tensor and returns a new mask (same shape and dtype as the
+tensor) or a per-structure binary map. The numbers follow Distiller: element levels use
+``k = int(level * numel)`` and keep ``|w| > k-th smallest``; structures are ranked by their
+length-normalised Lp norm and ``floor(fraction * n)`` are removed, never all of them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+
+#: Group types a ranking can use (Distiller's ranked pruners accept the first five).
+RANKED_GROUP_TYPES: tuple[str, ...] = ("Filters", "3D", "Channels", "Rows", "Blocks", "Cols", "2D")
+#: Group types a threshold (StructureParameterPruner, regularizer thresholds) can use.
+THRESHOLD_GROUP_TYPES: tuple[str, ...] = ("2D", "Rows", "Cols", "3D", "Filters", "Channels", "4D")
+THRESHOLD_CRITERIA: tuple[str, ...] = ("Max", "Mean_Abs")
+
+
+def threshold_mask(tensor: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Keep elements whose magnitude is strictly above ``threshold``."""
+    with torch.no_grad():
+        return torch.gt(tensor.abs(), threshold).to(tensor.dtype)
+
+
+def level_mask(tensor: torch.Tensor, sparsity: float) -> torch.Tensor:
+    """Zero the ``int(sparsity * numel)`` smallest-magnitude elements (ties below the cut go too)."""
+    with torch.no_grad():
+        k = int(sparsity * tensor.numel())
+        if k <= 0:
+            return torch.ones_like(tensor)
+        bottomk = torch.topk(tensor.abs().reshape(-1), k, largest=False, sorted=True).values
+        return threshold_mask(tensor, bottomk[-1].item())
+
+
+def num_structs_to_prune(
+    n: int, fraction: float, group_size: int = 1, rounding_fn: Callable = math.floor
+) -> int:
+    """How many of ``n`` structures a fraction removes; all of them only when asked for exactly 1.0."""
+    count = int(rounding_fn(fraction * n))
+    count = int(rounding_fn(count / group_size) * group_size)
+    if count >= n and fraction != 1.0:
+        count = n - group_size
+    return max(count, 0)
+
+
+def _norm(view: torch.Tensor, p: int, dim: int) -> torch.Tensor:
+    if p == 1:
+        return view.abs().sum(dim=dim)
+    return view.pow(2).sum(dim=dim).sqrt()
+
+
+def _channels_first(tensor: torch.Tensor) -> torch.Tensor:
+    """A 2D view with one row per input channel (a Linear's columns are its input features)."""
+    if tensor.dim() == 2:
+        return tensor.t()
+    if tensor.dim() != 4:
+        raise ValueError(f"channel structures need a 2D or 4D tensor, got shape {tuple(tensor.shape)}")
+    return tensor.transpose(0, 1).reshape(tensor.size(1), -1)
+
+
+def _block_view_dims(tensor: torch.Tensor, block_shape: Sequence[int]) -> tuple[int, int, int]:
+    if block_shape is None or len(block_shape) != 4:
+        raise ValueError("Blocks need kwargs.block_shape as [repetitions, depth, height, width]")
+    reps, depth, height, width = (int(v) for v in block_shape)
+    if not height == width == 1:
+        raise ValueError("only block shapes [repetitions, depth, 1, 1] are supported")
+    if tensor.dim() != 4:
+        raise ValueError(f"Blocks need a 4D tensor, got shape {tuple(tensor.shape)}")
+    filters, channels = tensor.size(0), tensor.size(1)
+    kernel = tensor.size(2) * tensor.size(3)
+    if tensor.numel() % (reps * depth) != 0:
+        raise ValueError(
+            f"block shape {list(block_shape)} does not divide tensor shape {tuple(tensor.shape)}"
+        )
+    if depth > 1:
+        return filters * channels // (reps * depth), reps * depth, kernel
+    return filters // reps, reps, channels * kernel
+
+
+def structure_norms(
+    tensor: torch.Tensor,
+    group_type: str,
+    p: int = 1,
+    block_shape: Sequence[int] | None = None,
+    length_normalized: bool = True,
+) -> torch.Tensor:
+    """One norm per structure: Distiller's ranking score (mean-Lp norm unless ``length_normalized`` is off).
+
+    ``Rows`` follows Distiller's transposed-GEMM convention: for a Linear it scores the stored
+    matrix's columns (input features), exactly like ``Channels``. ``Cols`` scores stored rows.
+    Blocks are scored by their plain (not normalised) Lp norm, as Distiller does.
+    """
+    with torch.no_grad():
+        t = tensor.detach()
+        if group_type in ("Filters", "3D"):
+            if t.dim() not in (3, 4):
+                raise ValueError(f"filter structures need a 3D or 4D tensor, got shape {tuple(t.shape)}")
+            view = t.reshape(t.size(0), -1)
+        elif group_type in ("Channels", "Rows"):
+            view = _channels_first(t)
+        elif group_type == "Cols":
+            if t.dim() != 2:
+                raise ValueError(f"Cols need a 2D tensor, got shape {tuple(t.shape)}")
+            view = t
+        elif group_type == "2D":
+            if t.dim() != 4:
+                raise ValueError(f"2D kernels need a 4D tensor, got shape {tuple(t.shape)}")
+            view = t.reshape(-1, t.size(2) * t.size(3))
+        elif group_type == "Blocks":
+            dims = _block_view_dims(t, block_shape)
+            return _norm(t.reshape(*dims), p, dim=1).reshape(-1)
+        else:
+            raise ValueError(f"unknown group type {group_type!r}")
+        norms = _norm(view, p, dim=1)
+        if length_normalized:
+            norms = norms / view.size(1)
+        return norms
+
+
+def expand_binary_map(
+    tensor: torch.Tensor, group_type: str, binary_map: torch.Tensor, block_shape: Sequence[int] | None = None
+) -> torch.Tensor:
+    """Turn one value per structure into a full mask of the tensor's shape."""
+    bmap = binary_map.to(device=tensor.device, dtype=tensor.dtype)
+    shape = tensor.shape
+    if group_type in ("Filters", "3D"):
+        return bmap.view(-1, *([1] * (tensor.dim() - 1))).expand(shape).contiguous()
+    if group_type in ("Channels", "Rows"):
+        return bmap.view(1, -1, *([1] * (tensor.dim() - 2))).expand(shape).contiguous()
+    if group_type == "Cols":
+        return bmap.view(-1, 1).expand(shape).contiguous()
+    if group_type == "2D":
+        return bmap.view(shape[0], shape[1], 1, 1).expand(shape).contiguous()
+    if group_type == "Blocks":
+        rows, _, cols = _block_view_dims(tensor, block_shape)
+        dims = _block_view_dims(tensor, block_shape)
+        return bmap.view(rows, 1, cols).expand(*dims).contiguous().view(shape)
+    raise ValueError(f"unknown group type {group_type!r}")
+
+
+def e_greedy_noise(mags: torch.Tensor, noise: float) -> torch.Tensor:
+    """With probability ``noise`` the ranking scores are multiplied by normal noise (Distiller's exploration)."""
+    if noise and float(torch.rand(())) <= noise:
+        return mags * torch.randn_like(mags)
+    return mags
+
+
+def structure_binary_map(
+    tensor: torch.Tensor,
+    group_type: str,
+    sparsity: float,
+    p: int = 1,
+    block_shape: Sequence[int] | None = None,
+    group_size: int = 1,
+    noise: float = 0.0,
+    scores: torch.Tensor | None = None,
+) -> torch.Tensor | None:
+    """1 for each kept structure, 0 for each pruned one; ``None`` when the fraction prunes nothing."""
+    mags = structure_norms(tensor, group_type, p, block_shape) if scores is None else scores
+    n = mags.numel()
+    if group_type == "Blocks":
+        k = int(sparsity * n)
+    else:
+        k = num_structs_to_prune(n, sparsity, group_size)
+    if k <= 0 or sparsity <= 0:
+        return None
+    mags = e_greedy_noise(mags, noise)
+    threshold = torch.topk(mags, k, largest=False, sorted=True).values[-1]
+    return mags.gt(threshold).to(tensor.dtype)
+
+
+def structure_mask(
+    tensor: torch.Tensor,
+    group_type: str,
+    sparsity: float,
+    p: int = 1,
+    block_shape: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """A full mask removing the lowest-ranked ``floor(sparsity * n)`` structures (all ones if none)."""
+    bmap = structure_binary_map(tensor, group_type, sparsity, p, block_shape)
+    if bmap is None:
+        return torch.ones_like(tensor)
+    return expand_binary_map(tensor, group_type, bmap, block_shape)
+
+
+def _criterion(view: torch.Tensor, criteria: str | None, dim: int) -> torch.Tensor:
+    if criteria == "Mean_Abs":
+        return view.abs().mean(dim=dim)
+    if criteria in ("Max", None):
+        return view.abs().amax(dim=dim)
+    raise ValueError(f"threshold_criteria must be one of {THRESHOLD_CRITERIA}, got {criteria!r}")
+
+
+def group_threshold_mask(
+    tensor: torch.Tensor, group_type: str, threshold: float, criteria: str | None
+) -> torch.Tensor | None:
+    """Distiller's group thresholding: a structure survives if its criterion exceeds ``threshold``.
+
+    ``Channels`` always uses the mean of the kernels' mean |w| (Distiller ignores the criterion
+    there); ``4D`` returns ``None`` (no mask) when the whole tensor survives, else all zeros.
+    """
+    with torch.no_grad():
+        t = tensor.detach()
+        if group_type == "4D":
+            score = t.abs().mean() if criteria == "Mean_Abs" else t.abs().max()
+            return None if score > threshold else torch.zeros_like(t)
+        if group_type == "2D":
+            bmap = _criterion(t.reshape(-1, t.size(2) * t.size(3)), criteria, 1)
+        elif group_type == "Rows":
+            bmap = _criterion(t, criteria, 1)
+            return bmap.gt(threshold).to(t.dtype).view(-1, 1).expand(t.shape).contiguous()
+        elif group_type == "Cols":
+            bmap = _criterion(t, criteria, 0)
+            return bmap.gt(threshold).to(t.dtype).view(1, -1).expand(t.shape).contiguous()
+        elif group_type in ("3D", "Filters"):
+            bmap = _criterion(t.reshape(t.size(0), -1), criteria, 1)
+        elif group_type == "Channels":
+            kernel_means = t.reshape(t.size(0), t.size(1), -1).abs().mean(dim=2)
+            bmap = kernel_means.mean(dim=0)
+        else:
+            raise ValueError(f"unknown group type {group_type!r} for thresholding")
+        return expand_binary_map(t, group_type, bmap.gt(threshold).to(t.dtype))

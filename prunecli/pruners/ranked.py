@@ -1,0 +1,353 @@
+"""Structure pruners that rank filters/channels/rows/blocks and remove the lowest-ranked ones."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunecli.pruners.agp import AgpMixin
+from prunecli.pruners.base import Pruner
+from prunecli.pruners.criteria import expand_binary_map, structure_binary_map
+from prunecli.pruners.stats import ActivationStats, GradientStats
+
+LP_GROUP_TYPES = ("3D", "Filters", "Channels", "Rows", "Blocks")
+FILTER_GROUP_TYPES = ("3D", "Filters")
+
+
+class RankedStructurePruner(Pruner):
+    """Distiller's ``_RankedStructureParameterPruner``: ranking, Leader groups, coupled groups."""
+
+    group_types: tuple[str, ...] = LP_GROUP_TYPES
+
+    def __init__(
+        self,
+        name: str,
+        group_type: str,
+        desired_sparsity: float,
+        weights: Sequence[str] | str,
+        group_dependency: str | None = None,
+        model: nn.Module | None = None,
+    ) -> None:
+        super().__init__(name, model)
+        if group_type not in self.group_types:
+            raise ValueError(
+                f"group_type {group_type!r} is not supported here; use one of {list(self.group_types)}"
+            )
+        if group_dependency not in (None, "Leader"):
+            raise ValueError(f"group_dependency must be 'Leader' or absent, got {group_dependency!r}")
+        self.group_type = group_type
+        self.desired_sparsity = desired_sparsity
+        self.params_names = [weights] if isinstance(weights, str) else list(weights)
+        if not self.params_names:
+            raise ValueError("weights must list at least one parameter")
+        self.group_dependency = group_dependency
+        self.block_shape: Sequence[int] | None = None
+        self.leader_binary_map: torch.Tensor | None = None
+        self.last_target_sparsity: float | None = None
+        #: set by the runtime when ``auto_dependency`` couples channels across a dependency graph
+        self.coupling: Any = None
+
+    def leader(self) -> str:
+        return self.params_names[0]
+
+    def fraction_to_prune(self, param_name: str, meta: dict) -> float:
+        return self.desired_sparsity
+
+    def set_param_mask(self, param, param_name, maskers, meta) -> None:
+        if param_name not in self.params_names:
+            return
+        target = self.fraction_to_prune(param_name, meta)
+        self.prune_to_target_sparsity(param, param_name, maskers, target, meta.get("model", self.model))
+
+    def prune_to_target_sparsity(self, param, param_name, maskers, target: float, model) -> None:
+        if param_name not in self.params_names or target == 0:
+            return
+        if self.coupling is not None:
+            binary_map = self.coupling.binary_map(self, param_name, target)
+        elif self.group_dependency == "Leader":
+            if target != self.last_target_sparsity or self.leader_binary_map is None:
+                leader = dict(model.named_parameters())[self.leader()]
+                self.leader_binary_map = self.rank(target, leader, self.leader())
+                self.last_target_sparsity = target if self.leader_binary_map is not None else None
+            binary_map = self.leader_binary_map
+        else:
+            binary_map = self.rank(target, param, param_name)
+        if binary_map is None:
+            return
+        maskers[param_name].mask = self.mask_from_map(param, binary_map)
+
+    def rank(self, fraction: float, param: torch.Tensor, param_name: str) -> torch.Tensor | None:
+        """One value per structure (1 kept, 0 pruned), or ``None`` when nothing can be pruned."""
+        raise NotImplementedError
+
+    def mask_from_map(self, param: torch.Tensor, binary_map: torch.Tensor) -> torch.Tensor:
+        return expand_binary_map(param, self.group_type, binary_map, self.block_shape)
+
+    def forget_shapes(self) -> None:
+        self.leader_binary_map = None
+        self.last_target_sparsity = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "leader_binary_map": self.leader_binary_map,
+            "last_target_sparsity": self.last_target_sparsity,
+        }
+
+
+class LpRankedStructureParameterPruner(RankedStructurePruner):
+    """Rank by mean Lp norm of each structure (Blocks: plain Lp norm)."""
+
+    p = 1
+
+    def __init__(
+        self,
+        name: str,
+        group_type: str,
+        desired_sparsity: float,
+        weights: Sequence[str] | str,
+        group_dependency: str | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        noise: float = 0.0,
+        group_size: int = 1,
+        model: nn.Module | None = None,
+    ) -> None:
+        super().__init__(name, group_type, desired_sparsity, weights, group_dependency, model)
+        self.noise = noise
+        self.group_size = group_size
+        if group_type == "Blocks":
+            if not kwargs or "block_shape" not in kwargs:
+                raise ValueError("group_type Blocks needs kwargs: {block_shape: [repetitions, depth, 1, 1]}")
+            self.block_shape = list(kwargs["block_shape"])
+
+    def rank(self, fraction, param, param_name):
+        return structure_binary_map(
+            param, self.group_type, fraction, self.p, self.block_shape, self.group_size, self.noise
+        )
+
+
+class L1RankedStructureParameterPruner(LpRankedStructureParameterPruner):
+    p = 1
+
+
+class L2RankedStructureParameterPruner(LpRankedStructureParameterPruner):
+    p = 2
+
+
+class RandomLevelStructureParameterPruner(L1RankedStructureParameterPruner):
+    """L1 ranking at a fresh ``uniform(lo, hi)`` level on every call (DropFilter-like)."""
+
+    def __init__(
+        self,
+        name: str,
+        group_type: str,
+        sparsity_range: Sequence[float],
+        weights: Sequence[str] | str,
+        group_dependency: str | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        model: nn.Module | None = None,
+    ) -> None:
+        super().__init__(name, group_type, 0, weights, group_dependency, kwargs, model=model)
+        if len(sparsity_range) != 2 or not 0 <= sparsity_range[0] <= sparsity_range[1] <= 1:
+            raise ValueError(f"sparsity_range must be [low, high] within [0, 1], got {sparsity_range!r}")
+        self.sparsity_range = list(sparsity_range)
+
+    def fraction_to_prune(self, param_name, meta):
+        return random.uniform(self.sparsity_range[0], self.sparsity_range[1])
+
+
+class FilterScorePruner(RankedStructurePruner):
+    """Filters ranked by a per-filter score: the ``int(fraction * n)`` highest-scoring are pruned."""
+
+    group_types = FILTER_GROUP_TYPES
+
+    def scores(self, param: torch.Tensor, param_name: str) -> torch.Tensor | None:
+        raise NotImplementedError
+
+    def rank(self, fraction, param, param_name):
+        if param.dim() != 4:
+            raise ValueError(f"{type(self).__name__} only prunes 4D convolution weights ({param_name})")
+        n = param.size(0)
+        k = int(fraction * n)
+        if k == 0:
+            return None
+        scores = self.scores(param, param_name)
+        if scores is None:
+            return None
+        order = torch.argsort(scores.detach().float().cpu(), stable=True)
+        binary_map = torch.zeros(n, dtype=param.dtype)
+        binary_map[order[: n - k]] = 1
+        return binary_map.to(param.device)
+
+
+class ActivationRankedFilterPruner(FilterScorePruner):
+    """Ranks filters by statistics of ``relu(conv output)`` gathered with a forward hook during training.
+
+    Distiller reads the same statistic from a ReLU module found by name; here the hook sits on the
+    convolution that owns the weight and applies the ReLU itself, so no extra pass or naming
+    convention is needed. As in Distiller the filters with the *largest* statistic are removed.
+    """
+
+    statistic = "apoz"
+
+    def __init__(
+        self,
+        name: str,
+        group_type: str,
+        desired_sparsity: float,
+        weights: Sequence[str] | str,
+        group_dependency: str | None = None,
+        model: nn.Module | None = None,
+    ) -> None:
+        super().__init__(name, group_type, desired_sparsity, weights, group_dependency, model)
+        self.stats = ActivationStats(self.statistic)
+
+    def attach(self, model: nn.Module) -> None:
+        self.stats.attach(model, self.params_names)
+
+    def detach(self) -> None:
+        self.stats.detach()
+
+    def scores(self, param, param_name):
+        values = self.stats.take(param_name)
+        self.pending = self.pending or values is None
+        return values
+
+    def forget_shapes(self) -> None:
+        super().forget_shapes()
+        self.stats.reset()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "stats": self.stats.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        state = dict(state)
+        self.stats.load_state_dict(state.pop("stats", {}))
+        super().load_state_dict(state)
+
+
+class ActivationAPoZRankedFilterPruner(ActivationRankedFilterPruner):
+    """Average Percentage of Zeros per channel (Hu et al. 2016)."""
+
+    statistic = "apoz"
+
+
+class ActivationMeanRankedFilterPruner(ActivationRankedFilterPruner):
+    """Mean activation per channel (Molchanov et al. 2017)."""
+
+    statistic = "mean"
+
+
+class GradientRankedFilterPruner(FilterScorePruner):
+    """Taylor ranking: ``sum(grad * w)`` per filter, summed over the backward passes since the last prune.
+
+    Filters with the lowest sum are removed (Distiller sorts this score from high to low).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        group_type: str,
+        desired_sparsity: float,
+        weights: Sequence[str] | str,
+        group_dependency: str | None = None,
+        model: nn.Module | None = None,
+    ) -> None:
+        super().__init__(name, group_type, desired_sparsity, weights, group_dependency, model)
+        self.stats = GradientStats()
+
+    def attach(self, model: nn.Module) -> None:
+        self.stats.attach(model, self.params_names)
+
+    def detach(self) -> None:
+        self.stats.detach()
+
+    def scores(self, param, param_name):
+        values = self.stats.take(param_name)
+        if values is None and param.grad is not None:
+            values = (param.grad * param).detach().reshape(param.size(0), -1).sum(dim=1)
+        self.pending = self.pending or values is None
+        return None if values is None else -values
+
+    def forget_shapes(self) -> None:
+        super().forget_shapes()
+        self.stats.reset()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "stats": self.stats.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        state = dict(state)
+        self.stats.load_state_dict(state.pop("stats", {}))
+        super().load_state_dict(state)
+
+
+class RandomRankedFilterPruner(FilterScorePruner):
+    """A random choice of filters: the sanity baseline."""
+
+    def scores(self, param, param_name):
+        return torch.rand(param.size(0))
+
+
+class BernoulliFilterPruner(FilterScorePruner):
+    """DropFilter: each filter kept with probability ``1 - fraction``; the mask is scaled by ``n / kept``."""
+
+    def rank(self, fraction, param, param_name):
+        if param.dim() != 4:
+            raise ValueError(f"BernoulliFilterPruner only prunes 4D convolution weights ({param_name})")
+        return torch.bernoulli(torch.full((param.size(0),), 1.0 - fraction)).to(param.device, param.dtype)
+
+    def mask_from_map(self, param, binary_map):
+        mask = expand_binary_map(param, "Filters", binary_map)
+        kept = binary_map.sum()
+        if kept > 0:  # Distiller divides by zero here when every filter is dropped
+            mask.div_(kept / binary_map.numel())
+        return mask
+
+
+def _agp_variant(base: type[RankedStructurePruner], extra: tuple[str, ...]) -> type[RankedStructurePruner]:
+    """The ``_AGP`` form of a one-shot ranked pruner: same ranking, AGP target instead of desired_sparsity."""
+
+    def __init__(
+        self,
+        name: str,
+        initial_sparsity: float,
+        final_sparsity: float,
+        group_type: str,
+        weights: Sequence[str] | str,
+        group_dependency: str | None = None,
+        model: nn.Module | None = None,
+        **options: Any,
+    ) -> None:
+        unknown = set(options) - set(extra)
+        if unknown:
+            raise TypeError(f"unexpected arguments {sorted(unknown)}")
+        base.__init__(self, name, group_type, 0, weights, group_dependency, model=model, **options)
+        self._init_agp(initial_sparsity, final_sparsity)
+
+    def fraction_to_prune(self, param_name, meta):
+        return self.agp_target(meta)
+
+    namespace = {
+        "__init__": __init__,
+        "fraction_to_prune": fraction_to_prune,
+        "__doc__": f"{base.__name__} driven by the AGP sparsity timeline.",
+        "agp_extra_args": extra,
+    }
+    return type(f"{base.__name__}_AGP", (AgpMixin, base), namespace)
+
+
+L1RankedStructureParameterPruner_AGP = _agp_variant(
+    L1RankedStructureParameterPruner, ("kwargs", "noise", "group_size")
+)
+L2RankedStructureParameterPruner_AGP = _agp_variant(
+    L2RankedStructureParameterPruner, ("kwargs", "noise", "group_size")
+)
+ActivationAPoZRankedFilterPruner_AGP = _agp_variant(ActivationAPoZRankedFilterPruner, ())
+ActivationMeanRankedFilterPruner_AGP = _agp_variant(ActivationMeanRankedFilterPruner, ())
+GradientRankedFilterPruner_AGP = _agp_variant(GradientRankedFilterPruner, ())
+RandomRankedFilterPruner_AGP = _agp_variant(RandomRankedFilterPruner, ())
+BernoulliFilterPruner_AGP = _agp_variant(BernoulliFilterPruner, ())

@@ -1,0 +1,114 @@
+"""Training-time statistics for the data-driven filter rankers, gathered with hooks (no extra pass)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _owner_module(model: nn.Module, param_name: str) -> nn.Module:
+    module_name = param_name.rsplit(".", 1)[0] if "." in param_name else ""
+    return model.get_submodule(module_name)
+
+
+class _Accumulator:
+    """Per-parameter running sums of a per-filter statistic, weighted by the batch size."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, float] = {}
+        self.handles: list[Any] = []
+
+    def add(self, name: str, value: torch.Tensor, count: float) -> None:
+        value = value.detach().float()
+        if name in self.sums and self.sums[name].shape == value.shape:
+            self.sums[name] += value * count
+            self.counts[name] += count
+        else:
+            self.sums[name] = value * count
+            self.counts[name] = count
+
+    def take(self, name: str) -> torch.Tensor | None:
+        """The average since the last take (then forgotten), or ``None`` if nothing was seen."""
+        total = self.sums.pop(name, None)
+        count = self.counts.pop(name, 0.0)
+        if total is None or count == 0:
+            return None
+        return total / count
+
+    def reset(self) -> None:
+        self.sums.clear()
+        self.counts.clear()
+
+    def detach(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"sums": dict(self.sums), "counts": dict(self.counts)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.sums = dict(state.get("sums", {}))
+        self.counts = dict(state.get("counts", {}))
+
+
+class ActivationStats(_Accumulator):
+    """Per output channel of ``relu(conv(x))``: APoZ (percent zeros) or mean activation."""
+
+    def __init__(self, statistic: str) -> None:
+        super().__init__()
+        if statistic not in ("apoz", "mean"):
+            raise ValueError(f"unknown activation statistic {statistic!r}")
+        self.statistic = statistic
+
+    def attach(self, model: nn.Module, param_names: Iterable[str]) -> None:
+        self.detach()
+        for name in param_names:
+            module = _owner_module(model, name)
+            self.handles.append(module.register_forward_hook(self._hook(name)))
+
+    def _hook(self, name: str):
+        def hook(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
+            if not module.training or not isinstance(output, torch.Tensor) or output.dim() < 2:
+                return
+            with torch.no_grad():
+                act = (
+                    F.relu(output.detach()).flatten(2)
+                    if output.dim() > 2
+                    else F.relu(output.detach())[..., None]
+                )
+                if self.statistic == "apoz":
+                    per_sample = 100.0 * (act == 0).float().mean(dim=2)
+                else:
+                    per_sample = act.float().mean(dim=2)
+                self.add(name, per_sample.mean(dim=0), float(output.size(0)))
+
+        return hook
+
+
+class GradientStats(_Accumulator):
+    """Per filter ``sum(grad * w)``, summed over every backward pass (a tensor hook on the weight)."""
+
+    def attach(self, model: nn.Module, param_names: Iterable[str]) -> None:
+        self.detach()
+        params = dict(model.named_parameters())
+        for name in param_names:
+            self.handles.append(params[name].register_hook(self._hook(name, params[name])))
+
+    def _hook(self, name: str, param: torch.Tensor):
+        def hook(grad: torch.Tensor) -> None:
+            with torch.no_grad():
+                score = (grad * param).reshape(grad.size(0), -1).sum(dim=1)
+                self.add(name, score, 1.0)
+
+        return hook
+
+    def take(self, name: str) -> torch.Tensor | None:
+        total = self.sums.pop(name, None)
+        self.counts.pop(name, None)
+        return total

@@ -1,0 +1,113 @@
+import math
+
+import pytest
+import torch
+
+from prunecli.pruners.criteria import (
+    expand_binary_map,
+    group_threshold_mask,
+    level_mask,
+    num_structs_to_prune,
+    structure_mask,
+    structure_norms,
+    threshold_mask,
+)
+
+
+def test_threshold_mask_is_strict():
+    t = torch.tensor([-0.3, 0.1, 0.2, -0.05, 0.0])
+    assert threshold_mask(t, 0.1).tolist() == [1.0, 0.0, 1.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("level", [0.0, 0.1, 0.37, 0.5, 0.9])
+def test_level_mask_prunes_exact_count(level):
+    t = torch.randn(7, 11)
+    mask = level_mask(t, level)
+    assert int((mask == 0).sum()) == int(level * t.numel())
+    # the pruned elements are the smallest in magnitude
+    if level > 0:
+        assert t.abs()[mask == 0].max() < t.abs()[mask == 1].min()
+
+
+def test_num_structs_never_all_unless_one():
+    assert num_structs_to_prune(10, 0.55) == 5
+    assert num_structs_to_prune(10, 0.99) == 9
+    assert num_structs_to_prune(4, 0.999) == 3
+    assert num_structs_to_prune(4, 1.0) == 4
+    assert num_structs_to_prune(3, 0.2) == 0
+
+
+def test_filter_mask_removes_lowest_mean_l1_filters():
+    t = torch.randn(10, 3, 2, 2)
+    scale = torch.arange(1, 11, dtype=torch.float).view(-1, 1, 1, 1)
+    t = t.sign() * scale * 0.1 + t * 0.001
+    mask = structure_mask(t, "Filters", 0.35)
+    removed = [f for f in range(10) if mask[f].sum() == 0]
+    assert removed == [0, 1, 2]  # floor(3.5) lowest filters
+    assert all(mask[f].all() for f in range(3, 10))
+
+
+def test_channel_mask_on_conv_and_linear():
+    conv = torch.randn(4, 6, 3, 3)
+    conv[:, 2] *= 0.01
+    mask = structure_mask(conv, "Channels", 0.2)  # floor(1.2) = 1 channel
+    assert (mask[:, 2] == 0).all() and int((mask.sum(dim=(0, 2, 3)) == 0).sum()) == 1
+    lin = torch.randn(5, 8)
+    lin[:, 6] *= 0.01
+    mask = structure_mask(lin, "Rows", 0.125)  # Distiller's Rows of a Linear = input features (columns)
+    assert (mask[:, 6] == 0).all() and int(mask.sum()) == 5 * 7
+
+
+def test_l2_ranking_can_differ_from_l1():
+    t = torch.zeros(2, 1, 1, 4)
+    t[0, 0, 0] = torch.tensor([1.0, 1.0, 1.0, 1.0])  # L1 4, L2 2
+    t[1, 0, 0] = torch.tensor([3.5, 0.0, 0.0, 0.0])  # L1 3.5, L2 3.5
+    assert structure_mask(t, "Filters", 0.5, p=1)[1].sum() == 0
+    assert structure_mask(t, "Filters", 0.5, p=2)[0].sum() == 0
+
+
+def test_structure_norms_length_normalized():
+    t = torch.ones(3, 2, 2, 2)
+    assert torch.allclose(structure_norms(t, "Filters"), torch.ones(3))
+    assert torch.allclose(structure_norms(t, "Filters", length_normalized=False), torch.full((3,), 8.0))
+
+
+def test_blocks_mask_shape_and_count():
+    t = torch.randn(4, 8, 3, 3)
+    mask = structure_mask(t, "Blocks", 0.5, block_shape=[1, 8, 1, 1])
+    # blocks are 8 consecutive channels of one filter at one kernel position: 4*9 blocks
+    per_block = mask.view(4, 8, 9).sum(dim=1)
+    assert set(per_block.unique().tolist()) <= {0.0, 8.0}
+    assert int((per_block == 0).sum()) == 18
+
+
+def test_expand_binary_map_2d_kernels():
+    t = torch.randn(2, 3, 2, 2)
+    bmap = torch.tensor([1.0, 0, 1, 1, 1, 0])
+    mask = expand_binary_map(t, "2D", bmap)
+    assert mask[0, 1].sum() == 0 and mask[1, 2].sum() == 0 and mask.sum() == 4 * 4
+
+
+def test_group_threshold_variants():
+    t = torch.randn(3, 4, 2, 2)
+    t[1] *= 0.001
+    m = group_threshold_mask(t, "Filters", 0.01, "Max")
+    assert m[1].sum() == 0 and m[0].all() and m[2].all()
+    t2 = torch.randn(3, 4, 2, 2)
+    t2[:, 3] *= 0.001
+    m = group_threshold_mask(t2, "Channels", 0.01, "Max")
+    assert m[:, 3].sum() == 0 and m[:, :3].all()
+    lin = torch.randn(4, 5)
+    lin[2] *= 0.0001
+    m = group_threshold_mask(lin, "Rows", 0.01, "Mean_Abs")
+    assert m[2].sum() == 0 and m.sum() == 15
+    assert group_threshold_mask(t, "4D", 0.0, "Max") is None
+    assert group_threshold_mask(t, "4D", 1e9, "Mean_Abs").sum() == 0
+
+
+def test_group_threshold_mean_abs_formula():
+    t = torch.tensor([[[[0.2, -0.2], [0.0, 0.0]]], [[[0.05, 0.05], [0.05, 0.05]]]])  # 2 filters x 1 ch
+    # Mean_Abs: filter 0 -> 0.1, filter 1 -> 0.05; Max: 0.2 and 0.05
+    assert group_threshold_mask(t, "Filters", 0.07, "Mean_Abs").view(2, -1)[:, 0].tolist() == [1.0, 0.0]
+    assert group_threshold_mask(t, "Filters", 0.15, "Max").view(2, -1)[:, 0].tolist() == [1.0, 0.0]
+    assert math.isclose(float(t.abs().mean()), 0.075, rel_tol=1e-6)
