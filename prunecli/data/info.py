@@ -28,5 +28,15 @@ DATASET_INFO: dict[str, DatasetInfo] = {
 }
 
 
+# per-channel (mean, std) of each training set, for Normalize
+STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "digits": ((0.3053,), (0.3760,)),  # load_digits() / 16, over all 1797 images
+    "mnist": ((0.1307,), (0.3081,)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
 def dataset_info(name: str) -> DatasetInfo | None:
     return DATASET_INFO.get(name.lower())
