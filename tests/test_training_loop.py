@@ -8,7 +8,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from prunecli.errors import TrainingDiverged
-from prunecli.training.loop import EpochSampler, evaluate, train_epoch
+from prunecli.training.loop import evaluate, train_epoch
 from prunecli.training.seeding import rng_state, seed_everything, set_rng_state
 
 
@@ -108,18 +108,6 @@ def test_non_finite_weights_stop_the_run():
     with pytest.raises(TrainingDiverged) as info:
         train_epoch(model, loader, nn.CrossEntropyLoss(), optimizer, Poison(), 2, 3, torch.device("cpu"))
     assert "'bias'" in info.value.message and "epoch 2, step 1" in info.value.message
-
-
-def test_data_order_depends_only_on_seed_and_epoch():
-    a, b = EpochSampler(50, seed=3), EpochSampler(50, seed=3)
-    a.set_epoch(4)
-    list(EpochSampler(50, seed=3))  # unrelated draws must not matter
-    torch.manual_seed(123)
-    b.set_epoch(4)
-    assert list(a) == list(b)
-    b.set_epoch(5)
-    assert list(a) != list(b)
-    assert sorted(a) == list(range(50))
 
 
 def test_evaluate_counts_top1_and_top5_by_hand():

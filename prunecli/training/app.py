@@ -17,13 +17,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from prunecli.errors import CheckpointError, ConfigError, Interrupted, TrainingDiverged
 
 from . import rundir
 from .config import RunConfig
-from .loop import EpochSampler, NoCompression, evaluate, steps_in_epoch, train_epoch
+from .loop import NoCompression, evaluate, steps_in_epoch, train_epoch
 from .progress import Reporter
 from .seeding import epoch_seed, rng_state, seed_everything, set_deterministic, set_rng_state
 from .setup import (
@@ -81,6 +80,8 @@ class _Run:
         self.extras: dict[str, Any] = {"best": None, "pre_pruning": None, "dense": None}
         self.start_epoch = 0
         self.warnings: list[str] = []
+        self.recipe: dict[str, Any] | None = None  # thinning so far, relative to the dense model
+        self._recipes_seen = 0
 
     # ------------------------------------------------------------------ building blocks
     def _load_inputs(self) -> None:
@@ -100,15 +101,11 @@ class _Run:
         self.bundle = load_dataset(
             cfg.dataset, cfg.data_dir, seed=cfg.seed, val_fraction=cfg.val_fraction, **cfg.dataset_options
         )
-        self.sampler = EpochSampler(len(self.bundle.train), cfg.seed)
-        self.train_loader = DataLoader(
-            self.bundle.train, batch_size=cfg.batch_size, sampler=self.sampler, num_workers=cfg.workers
+        self.train_loader, val_loader, self.test_loader = self.bundle.loaders(
+            cfg.batch_size, workers=cfg.workers, seed=cfg.seed
         )
-        val = self.bundle.val if self.bundle.val is not None and len(self.bundle.val) else self.bundle.test
-        self.val_loader = DataLoader(val, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers)
-        self.test_loader = DataLoader(
-            self.bundle.test, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers
-        )
+        # no validation split (val_fraction 0): validate on the test split, as Distiller does
+        self.val_loader = val_loader if len(self.bundle.val) else self.test_loader
         self.steps_per_epoch = steps_in_epoch(self.train_loader, cfg.max_steps_per_epoch)
         self.example_input = torch.zeros(1, *self.bundle.input_shape, device=self.device)
         self.criterion = nn.CrossEntropyLoss()
@@ -196,14 +193,18 @@ class _Run:
         self.metrics = [row for row in payload.get("metrics") or [] if row["epoch"] <= payload["epoch"]]
         self.extras.update({k: payload["extras"].get(k) for k in ("best", "pre_pruning", "dense")})
         self.start_epoch = int(payload["epoch"]) + 1
+        self.recipe = payload.get("recipe")
         rundir.write_metrics(run_dir / rundir.METRICS, self.metrics)
         resolved = {**cfg.to_dict(), "epochs": self._epochs(), "out_dir": str(run_dir)}
         rundir.write_yaml(run_dir / rundir.CONFIG, resolved)
 
     # ------------------------------------------------------------------ checkpoints
-    def _recipe(self) -> dict[str, Any] | None:
-        recipe = getattr(self.model, "thinning_recipe", None)
-        return recipe.to_dict() if recipe is not None and hasattr(recipe, "to_dict") else recipe
+    def _collect_recipes(self) -> None:
+        """Fold recipes of thinning done by the schedule since the last call into ``self.recipe``."""
+        made = _scheduler_recipes(self.scheduler)
+        for recipe in made[self._recipes_seen :]:
+            self.recipe = compose_recipes(self.recipe, recipe)
+        self._recipes_seen = len(made)
 
     def payload(self, epoch: int, *, model: nn.Module | None = None, full: bool = True) -> dict[str, Any]:
         model = model or self.model
@@ -215,7 +216,7 @@ class _Run:
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "model": self.spec.to_dict(),
-            "recipe": self._recipe() if model is self.model else getattr(model, "_prunecli_recipe", None),
+            "recipe": self.recipe,
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "masks": {k: v.detach().cpu() for k, v in masks.items()},
             "optimizer": self.optimizer.state_dict() if full else None,
@@ -232,6 +233,7 @@ class _Run:
     def save(self, epoch: int, *, improved: bool) -> None:
         from prunecli.checkpoint import save_checkpoint
 
+        self._collect_recipes()
         latest = self.run_dir / rundir.CHECKPOINT
         save_checkpoint(latest, self.payload(epoch))
         if improved:
@@ -256,7 +258,7 @@ class _Run:
     def run_epoch(self, epoch: int) -> dict[str, Any]:
         began = time.perf_counter()
         seed_everything(epoch_seed(self.config.seed, epoch))
-        self.sampler.set_epoch(epoch)
+        self.train_loader.sampler.set_epoch(epoch)
         lr = float(self.optimizer.param_groups[0]["lr"])
         self.scheduler.on_epoch_begin(epoch)
         with self.reporter.epoch_progress(epoch, self.steps_per_epoch) as on_step:
@@ -352,8 +354,8 @@ class _Run:
         masks = {k: v for k, v in (self.scheduler.masks or {}).items() if v is not None}
         recipe = thin_model(model, self.example_input, masks=masks, verify=True)
         payload = self.payload(self.metrics[-1]["epoch"] if self.metrics else -1, model=model, full=False)
-        previous = self._recipe()
-        payload["recipe"] = recipe.to_dict() if previous is None else _merge_recipes(previous, recipe)
+        self._collect_recipes()
+        payload["recipe"] = compose_recipes(self.recipe, recipe)
         payload["masks"] = {k: v.detach().cpu() for k, v in masks.items() if v is not None}
         pre = self.extras.get("pre_pruning") or {}
         payload["extras"].update(baseline_top1=pre.get("top1"), baseline_top5=pre.get("top5"), test=result.test)
@@ -387,14 +389,22 @@ class _Run:
         result.report_path = str(path)
 
 
-def _merge_recipes(previous: Any, recipe: Any) -> Any:
-    """Thinning during training already produced a recipe; the final one applies on top of it."""
+def _scheduler_recipes(scheduler: Any) -> list[Any]:
+    """Recipes of the thinning the schedule performed, in order."""
+    recipes = getattr(scheduler, "thinning_recipes", None)
+    if recipes is not None:
+        return list(recipes)
+    return [r for _, policy in getattr(scheduler, "policy_order", []) for r in getattr(policy, "recipes", [])]
+
+
+def compose_recipes(previous: dict[str, Any] | None, recipe: Any) -> dict[str, Any] | None:
+    """One recipe, relative to the dense model, equal to applying ``previous`` then ``recipe``."""
     from prunecli.thinning import ThinningRecipe
 
-    merge = getattr(ThinningRecipe, "merge", None)
-    if merge is None:
-        return recipe.to_dict()
-    return merge(ThinningRecipe.from_dict(previous), recipe).to_dict()
+    new = recipe if isinstance(recipe, ThinningRecipe) else ThinningRecipe.from_dict(recipe)
+    if previous is None:
+        return new.to_dict()
+    return ThinningRecipe.from_dict(previous).then(new).to_dict()
 
 
 def run_training(

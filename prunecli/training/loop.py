@@ -9,38 +9,17 @@ Per epoch: ``on_epoch_begin``; per minibatch ``on_minibatch_begin``, forward, lo
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from prunecli.errors import TrainingDiverged
 
-from .seeding import epoch_seed
-
 StepCallback = Callable[[int, float], None]
-
-
-class EpochSampler(Sampler[int]):
-    """A permutation that depends only on ``(seed, epoch)``, so any epoch can be replayed exactly."""
-
-    def __init__(self, size: int, seed: int) -> None:
-        self.size = size
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
-        return iter(torch.randperm(self.size, generator=generator).tolist())
-
-    def __len__(self) -> int:
-        return self.size
 
 
 @dataclass

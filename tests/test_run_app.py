@@ -1,0 +1,185 @@
+"""End-to-end runs on the bundled digits data: outputs, metrics, resume, interrupt, CLI."""
+
+import json
+import textwrap
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+pytest.importorskip("prunecli.compression.scheduler")
+data = pytest.importorskip("prunecli.data")
+if not hasattr(data, "load_dataset"):
+    pytest.skip("prunecli.data.load_dataset not available yet", allow_module_level=True)
+
+from prunecli.checkpoint import load_checkpoint, load_model  # noqa: E402
+from prunecli.errors import ConfigError, Interrupted, TrainingDiverged  # noqa: E402
+from prunecli.training import run_training  # noqa: E402
+from prunecli.training.config import merge_config  # noqa: E402
+
+METRIC_FIELDS = {
+    "epoch", "train_loss", "val_loss", "top1", "top5", "lr", "sparsity",
+    "params", "nnz_params", "macs", "effective_macs", "time_s",
+}  # fmt: skip
+
+# Filters of both block-internal convs pruned at epochs 1 and 2, thinned at 3, LR steps at 4.
+SCHEDULE = textwrap.dedent(
+    """\
+    version: 1
+    pruners:
+      inner:
+        class: L1RankedStructureParameterPruner_AGP
+        initial_sparsity: 0.25
+        final_sparsity: 0.5
+        group_type: Filters
+        weights: [layer1.0.conv1.weight, layer2.0.conv1.weight]
+    extensions:
+      net_thinner:
+        class: FilterRemover
+        thinning_func_str: remove_filters
+        arch: resnet_digits
+        dataset: digits
+    lr_schedulers:
+      lr:
+        class: StepLR
+        step_size: 4
+        gamma: 0.5
+    policies:
+      - pruner: {instance_name: inner}
+        starting_epoch: 1
+        ending_epoch: 3
+        frequency: 1
+      - extension: {instance_name: net_thinner}
+        epochs: [3]
+      - lr_scheduler: {instance_name: lr}
+        starting_epoch: 0
+        ending_epoch: 10
+        frequency: 1
+    """
+)
+
+
+@pytest.fixture
+def schedule(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(SCHEDULE)
+    return str(path)
+
+
+def tiny_config(schedule, out_dir, **extra):
+    settings = {
+        "schedule": schedule,
+        "model_args": {"width": 8},
+        "dataset": "digits",
+        "model": "resnet_digits",
+        "epochs": 5,
+        "batch_size": 16,
+        "lr": 0.05,
+        "max_steps_per_epoch": 3,
+        "max_eval_batches": 2,
+        "out_dir": str(out_dir),
+        "device": "cpu",
+        "quiet": True,
+        **extra,
+    }
+    return merge_config(settings)
+
+
+def state_of(path):
+    return load_checkpoint(path)["state_dict"]
+
+
+def test_short_run_writes_every_output_with_documented_metrics(schedule, tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_training(tiny_config(schedule, run_dir))
+    for name in ("checkpoint.pt", "best.pt", "compact.pt", "metrics.jsonl", "run.log", "config.yaml",
+                 "schedule.yaml", "report.json"):  # fmt: skip
+        assert (run_dir / name).is_file(), name
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1, 2, 3, 4]
+    assert all(set(r) >= METRIC_FIELDS for r in rows)
+    assert all(0 <= r["top1"] <= r["top5"] <= 1 and 0 <= r["sparsity"] < 1 for r in rows)
+    # thinning at epoch 3 shrinks the parameter count and MACs; before it, pruning only zeroes weights
+    assert rows[2]["params"] == rows[0]["params"] and rows[2]["nnz_params"] < rows[0]["nnz_params"]
+    assert rows[3]["params"] < rows[0]["params"] and rows[3]["macs"] < rows[0]["macs"]
+    assert rows[4]["lr"] == pytest.approx(0.025)  # StepLR(step_size 4) stepped after epoch 3
+    compact = load_model(run_dir / "compact.pt")
+    assert compact.layer1[0].conv1.out_channels == 4  # 8 filters at 50 % sparsity
+    assert result.compressed["macs"] == rows[-1]["macs"]
+    assert result.macs_reduction > 0.2
+    assert result.pre_pruning is not None and result.pre_pruning["epoch"] == 1
+    ckpt = load_checkpoint(run_dir / "checkpoint.pt")
+    assert ckpt["epoch"] == 4 and len(ckpt["metrics"]) == 5 and ckpt["optimizer_type"] == "SGD"
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["headline"]["compressed"]["macs"] == rows[-1]["macs"]
+
+
+@pytest.mark.parametrize("stop_after", [1, 3])
+def test_interrupted_then_resumed_run_equals_uninterrupted(schedule, tmp_path, stop_after):
+    whole = run_training(tiny_config(schedule, tmp_path / "whole"))
+    part = run_training(tiny_config(schedule, tmp_path / "part"), stop_after_epoch=stop_after)
+    assert part.stopped_early and part.epochs_completed == stop_after + 1
+    assert load_checkpoint(tmp_path / "part" / "checkpoint.pt")["epoch"] == stop_after
+    resumed = run_training(resume=tmp_path / "part")
+    assert not resumed.stopped_early
+    a, b = state_of(tmp_path / "whole" / "checkpoint.pt"), state_of(tmp_path / "part" / "checkpoint.pt")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    lines = (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [0, 1, 2, 3, 4]
+    assert resumed.test["top1"] == whole.test["top1"]
+
+
+def test_keyboard_interrupt_leaves_a_resumable_checkpoint(schedule, tmp_path, monkeypatch):
+    from prunecli.training import app
+
+    original = app._Run.run_epoch
+
+    def interrupting(self, epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return original(self, epoch)
+
+    monkeypatch.setattr(app._Run, "run_epoch", interrupting)
+    with pytest.raises(Interrupted) as info:
+        run_training(tiny_config(schedule, tmp_path / "run"))
+    assert info.value.exit_code == 130
+    assert f"--resume {tmp_path / 'run'}" in info.value.hint
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["epoch"] == 1
+
+
+def test_divergence_exits_3_and_keeps_the_last_good_checkpoint(schedule, tmp_path):
+    with pytest.raises(TrainingDiverged) as info:
+        run_training(tiny_config(schedule, tmp_path / "run", lr=1e12, momentum=0.0))
+    assert info.value.exit_code == 3
+    assert "epoch" in info.value.message and "step" in info.value.message
+    saved = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert all(torch.isfinite(t).all() for t in saved["state_dict"].values() if t.is_floating_point())
+
+
+def test_out_dir_must_be_new(schedule, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "x").write_text("")
+    with pytest.raises(ConfigError):
+        run_training(tiny_config(schedule, tmp_path / "run"))
+
+
+def test_cli_run_and_resume(schedule, tmp_path):
+    from prunecli.cli.main import cli
+
+    run_dir = tmp_path / "cli"
+    args = [
+        "run", schedule, "--model", "resnet_digits", "--set", "model_args={width: 8}", "--epochs", "5",
+        "-b", "16", "--max-steps-per-epoch", "2", "--max-eval-batches", "1", "--out-dir", str(run_dir),
+        "--device", "cpu", "--stop-after-epoch", "0", "--quiet",
+    ]  # fmt: skip
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    assert f"--resume {run_dir}" in first.output
+    second = CliRunner().invoke(cli, ["run", "--resume", str(run_dir), "--json"])
+    assert second.exit_code == 0, second.output
+    doc = json.loads(second.stdout)
+    assert doc["epochs_completed"] == 5 and doc["run_dir"] == str(run_dir)
+    bad = CliRunner().invoke(cli, ["run", "--resume", str(run_dir), "--lr", "0.1"])
+    assert bad.exit_code == 2 and "cannot change lr" in bad.output
