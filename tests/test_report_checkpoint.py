@@ -125,3 +125,21 @@ def test_cli_html_and_markdown(tmp_path):
 def test_cli_missing_source_exit_2(tmp_path):
     result = _invoke(str(tmp_path / "nope"), "--no-latency")
     assert result.exit_code == 2 and "no such checkpoint" in result.stderr
+
+
+def test_evaluate_option_matches_direct_evaluation(tmp_path):
+    data = pytest.importorskip("prunecli.data")
+    if not hasattr(data, "load_dataset"):
+        pytest.skip("prunecli.data.load_dataset not available yet")
+    from prunecli.report.evaluate import eval_loader, evaluate
+
+    _write_checkpoint(tmp_path / "m.pt")
+    result = _invoke(str(tmp_path / "m.pt"), "--no-latency", "--json", "--evaluate", "digits",
+                     "--max-batches", "2", "--eval-batch-size", "16")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["source"]["accuracy_from"] == "evaluate:digits"
+    model = checkpoint.load_model(tmp_path / "m.pt")
+    direct = evaluate(model, eval_loader(data.load_dataset("digits").test, 16), max_batches=2)
+    assert (doc["top1"], doc["top5"]) == (direct.top1, direct.top5)
+    assert doc["headline"]["compressed"]["loss"] == pytest.approx(direct.loss)
