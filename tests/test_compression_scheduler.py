@@ -2,14 +2,17 @@ import copy
 
 import pytest
 import torch
+from test_compression_support import TinyCNN, make_schedule, sparsity, train
 
 from prunecli.compression import CompressionScheduler, PolicyLoss, build_scheduler
 from prunecli.errors import CheckpointError, ScheduleError
-from test_compression_support import TinyCNN, make_schedule, sparsity, train
 
 AGP = {
     "pruners": {
-        "agp": ("AutomatedGradualPruner", {"initial_sparsity": 0.2, "final_sparsity": 0.8, "weights": ["conv2.weight", "fc.weight"]})
+        "agp": (
+            "AutomatedGradualPruner",
+            {"initial_sparsity": 0.2, "final_sparsity": 0.8, "weights": ["conv2.weight", "fc.weight"]},
+        )
     }
 }
 AGP_POLICY = [("pruner", "agp", {"starting_epoch": 0, "ending_epoch": 4, "frequency": 1}, None)]
@@ -75,7 +78,9 @@ def test_resume_reproduces_uninterrupted_run():
 
     model_a, opt_a, sched_a = _setup("sgd", schedule)
     train(sched_a, model_a, opt_a, epochs=2)
-    saved = copy.deepcopy({"model": model_a.state_dict(), "opt": opt_a.state_dict(), "sched": sched_a.state_dict()})
+    saved = copy.deepcopy(
+        {"model": model_a.state_dict(), "opt": opt_a.state_dict(), "sched": sched_a.state_dict()}
+    )
     assert saved["sched"]["policies"]  # SensitivityPruner's frozen std travels with the state
     torch.manual_seed(123)
     model_b = TinyCNN()
@@ -91,7 +96,9 @@ def test_resume_reproduces_uninterrupted_run():
 
 def test_load_state_refuses_other_schedule():
     model, optimizer, sched = _setup()
-    other = make_schedule(AGP, AGP_POLICY + [("pruner", "agp", {"starting_epoch": 5, "ending_epoch": 8, "frequency": 1}, None)])
+    other = make_schedule(
+        AGP, AGP_POLICY + [("pruner", "agp", {"starting_epoch": 5, "ending_epoch": 8, "frequency": 1}, None)]
+    )
     sched2 = build_scheduler(other, TinyCNN(), torch.optim.SGD(TinyCNN().parameters(), lr=0.1))
     with pytest.raises(CheckpointError):
         sched2.load_state_dict(sched.state_dict())
@@ -163,9 +170,15 @@ def test_all_problems_reported_together():
         {
             "pruners": {
                 "a": ("NoSuchPruner", {}),
-                "b": ("AutomatedGradualPruner", {"initial_sparsity": 0.1, "final_sparsity": 0.5, "weights": ["nope.weight"]}),
+                "b": (
+                    "AutomatedGradualPruner",
+                    {"initial_sparsity": 0.1, "final_sparsity": 0.5, "weights": ["nope.weight"]},
+                ),
                 "c": ("SparsityLevelParameterPruner", {"levels": {"*": 0.5}, "bogus": 1}),
-                "d": ("AutomatedGradualPruner", {"initial_sparsity": 0.1, "final_sparsity": 0.5, "weights": ["fc.weight"]}),
+                "d": (
+                    "AutomatedGradualPruner",
+                    {"initial_sparsity": 0.1, "final_sparsity": 0.5, "weights": ["fc.weight"]},
+                ),
             }
         },
         [
@@ -183,7 +196,14 @@ def test_all_problems_reported_together():
 
 def test_agp_follows_timeline():
     schedule = make_schedule(
-        {"pruners": {"agp": ("AutomatedGradualPruner", {"initial_sparsity": 0.1, "final_sparsity": 0.5, "weights": ["conv2.weight"]})}},
+        {
+            "pruners": {
+                "agp": (
+                    "AutomatedGradualPruner",
+                    {"initial_sparsity": 0.1, "final_sparsity": 0.5, "weights": ["conv2.weight"]},
+                )
+            }
+        },
         [("pruner", "agp", {"starting_epoch": 0, "ending_epoch": 30, "frequency": 2}, None)],
     )
     model, optimizer, sched = _setup("sgd", schedule)
@@ -198,7 +218,7 @@ def test_agp_follows_timeline():
         sched.on_epoch_end(epoch, optimizer)
     assert sparsity(model.conv2.weight) == pytest.approx(int(0.5 * numel) / numel)
     # epoch 14 of the resnet20 example: 0.45
-    assert 0.5 - 0.4 * 0.5**3 == pytest.approx(0.45)
+    assert pytest.approx(0.45) == 0.5 - 0.4 * 0.5**3
 
 
 def test_mask_on_forward_only_lets_step_move_weights_and_keep_mask_finalizes():
@@ -208,7 +228,9 @@ def test_mask_on_forward_only_lets_step_move_weights_and_keep_mask_finalizes():
     )
     model, optimizer, sched = _setup("sgd", schedule)
     seen = []
-    train(sched, model, optimizer, epochs=1, steps=1, check=lambda e, s: seen.append(sparsity(model.fc.weight)))
+    train(
+        sched, model, optimizer, epochs=1, steps=1, check=lambda e, s: seen.append(sparsity(model.fc.weight))
+    )
     assert seen[0] < 0.5  # after the step the masked weights moved (not re-masked)
     assert sparsity(model.fc.weight) == pytest.approx(0.5)  # keep_mask re-masked at the last epoch's end
     assert sched.zeros_mask_dict["fc.weight"].mask_on_forward_only is False
@@ -231,8 +253,22 @@ def test_use_double_copies_restores_dense_weights_before_step():
 
 def test_discard_masks_and_minibatch_frequency():
     schedule = make_schedule(
-        {"pruners": {"b": ("BernoulliFilterPruner", {"group_type": "Filters", "desired_sparsity": 0.5, "weights": ["conv2.weight"]})}},
-        [("pruner", "b", {"epochs": [0]}, {"discard_masks_at_minibatch_end": True, "mini_batch_pruning_frequency": 1})],
+        {
+            "pruners": {
+                "b": (
+                    "BernoulliFilterPruner",
+                    {"group_type": "Filters", "desired_sparsity": 0.5, "weights": ["conv2.weight"]},
+                )
+            }
+        },
+        [
+            (
+                "pruner",
+                "b",
+                {"epochs": [0]},
+                {"discard_masks_at_minibatch_end": True, "mini_batch_pruning_frequency": 1},
+            )
+        ],
     )
     model, optimizer, sched = _setup("sgd", schedule)
     sched.on_epoch_begin(0)

@@ -48,10 +48,15 @@ def make_schedule(
 
 def batches(steps: int, batch: int = 4, seed: int = 0, size: int = 8):
     gen = torch.Generator().manual_seed(seed)
-    return [(torch.randn(batch, 3, size, size, generator=gen), torch.randint(0, 10, (batch,), generator=gen)) for _ in range(steps)]
+    return [
+        (torch.randn(batch, 3, size, size, generator=gen), torch.randint(0, 10, (batch,), generator=gen))
+        for _ in range(steps)
+    ]
 
 
-def train(scheduler, model, optimizer, epochs, steps: int = 2, start_epoch: int = 0, check=None) -> list[float]:
+def train(
+    scheduler, model, optimizer, epochs, steps: int = 2, start_epoch: int = 0, check=None
+) -> list[float]:
     """Distiller's training-loop call sequence; ``check(epoch, step)`` runs after each step."""
     losses = []
     data = batches(steps)
