@@ -31,7 +31,10 @@ tr:last-child.total td { font-weight: bold; background: #fafafa; }
 .cards { display: flex; gap: 12px; flex-wrap: wrap; }
 .card { border: 1px solid #ddd; border-radius: 6px; padding: 8px 14px; min-width: 130px; }
 .card .v { font-size: 1.4em; font-weight: 600; } .card .k { color: #666; font-size: 0.8em; }
-figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figure { margin: 0; } figure img { width: 100%; border: 1px solid #eee; }
+figcaption { color: #666; font-size: 0.8em; }
+.row { display: flex; gap: 28px; flex-wrap: wrap; align-items: flex-start; }
+.plots { display: grid; grid-template-columns: 1fr 1fr; gap: 16px; }
 .scroll { overflow-x: auto; }
 """
 
@@ -77,12 +80,14 @@ def to_html(report: dict[str, Any]) -> str:
         f"{html.escape(str(src.get('accuracy_from') or 'not available'))}, "
         f"schema v{report['schema_version']}, prunecli {html.escape(report['generator']['version'])}</p>",
         f'<div class="cards">{cards}</div>',
-        "<h2>Headline</h2>",
+        '<div class="row"><div><h2>Headline</h2>',
         _table(["Metric", "Dense", "Compressed", "Ratio"], headline_cells(report)),
-        "<h2>Ratios</h2>",
+        "</div><div><h2>Ratios</h2>",
         _table(["Field", "Value", "Meaning"], ratio_cells(report)),
-        "<h2>Plots</h2>",
+        "</div></div>",
+        '<h2>Plots</h2><div class="plots">',
         *(_img(title, fn(report)) for title, fn in REPORT_PLOTS.items()),
+        "</div>",
         "<h2>Weights sparsity</h2>",
         _table(list(COLUMNS), sparsity_cells(report), total_last=True),
         "<h2>Compute</h2>",

@@ -15,6 +15,7 @@ from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from prunecli.errors import PruneCliError
 
@@ -97,11 +98,15 @@ def plot_sparsity_bars(report: dict[str, Any]) -> bytes:
         _no_data(ax, "no 2D/4D weight tensors")
         return _png(fig)
     names = [_short(r["name"]) for r in rows][::-1]
-    ax.barh(names, [r["fine_pct"] for r in rows][::-1], color="#4878a8", label="Fine")
-    ax.barh(names, [r["pct_3d"] for r in rows][::-1], color="#d65f5f", alpha=0.8, label="3D (filters)")
+    ys = list(range(len(rows)))
+    h = 0.4
+    ax.barh([y + h / 2 for y in ys], [r["fine_pct"] for r in rows][::-1], h, color="#4878a8", label="Fine")
+    ax.barh(
+        [y - h / 2 for y in ys], [r["pct_3d"] for r in rows][::-1], h, color="#d65f5f", label="3D (filters)"
+    )
+    ax.set_yticks(ys, names, fontsize=7)
     ax.set_xlim(0, 100)
     ax.set_xlabel("% of the layer zero")
-    ax.tick_params(axis="y", labelsize=7)
     ax.legend(loc="lower right", fontsize=8)
     return _png(fig)
 
@@ -120,6 +125,7 @@ def plot_history(report: dict[str, Any]) -> bytes:
         if points:
             ax.plot([p[0] for p in points], [p[1] for p in points], style, markersize=3, label=key)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("fraction")
     ax.set_ylim(0, 1.05)
     ax.grid(alpha=0.3)
@@ -131,6 +137,7 @@ def _draw_agp(ax, curves: Sequence[dict[str, Any]]) -> None:
     for c in curves:
         ax.step(c["epochs"], c["targets"], "-o", where="post", markersize=3, label=c["pruner"])
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("target sparsity")
     ax.set_ylim(0, 1.0)
     ax.grid(alpha=0.3)
