@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from bench import hooks, latency, thinning
+from bench import app_cost, hooks, latency, thinning
 from bench.context import Context
 from bench.machine import machine_info
 from bench.markdown import document
@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, Callable[[Context], Section]] = {
     "hooks": hooks.run,
     "thinning": thinning.run,
     "latency": latency.run,
+    "app": app_cost.run,
 }
 
 DEFAULT_OUTPUT = Path("docs/benchmarks.md")

@@ -10,7 +10,7 @@ from torch import nn
 
 from bench import models, ours
 from bench.context import Context
-from bench.harness import alternate, timed
+from bench.harness import CPU, alternate, timed
 from bench.peers import torch_builtin
 from bench.results import Section, Table, Target, Unavailable, ratio, seconds
 from bench.trainers import PlainStep, ScheduledStep, sgd
@@ -68,7 +68,7 @@ def run(context: Context) -> Section:
         "`torch.nn.utils.prune`: `l1_unstructured` (forward pre-hook re-multiplying weight_orig * mask). "
         "`torch.ao.pruning`: a `BaseSparsifier` with an L1 element-wise `update_mask` (FakeSparsity "
         f"parametrization). {settings.hook_rounds} rounds of {settings.hook_steps} step(s) per variant, "
-        "order rotating; ratio = median over rounds of (variant / unmasked).",
+        "order rotating; times are process CPU time (single-threaded, so much less sensitive to other tenants than wall time); ratio = median over rounds of (variant / unmasked).",
     )
     table = Table(
         "Per-step training time, masked vs unmasked",
@@ -96,7 +96,9 @@ def run(context: Context) -> Section:
     steppers, failures = _steppers(base, names)
 
     def variant(step: Callable) -> Callable[[], float]:
-        return lambda: timed(lambda: [step(x, y) for _ in range(settings.hook_steps)]) / settings.hook_steps
+        return lambda: (
+            timed(lambda: [step(x, y) for _ in range(settings.hook_steps)], CPU) / settings.hook_steps
+        )
 
     stats = alternate(
         {name: variant(step) for name, (_m, step) in steppers.items()},

@@ -30,6 +30,7 @@ class Settings:
     latency_rounds: int = 5
     latency_budget_s: float = 0.5  # time per measurement, repeated forwards up to this
     # 4. the application's own cost
+    app_quickstart_epochs: int = 12  # the quickstart up to (not including) its thinning epoch
     app_epochs: int = 3
     app_train_size: int = 2048
     app_rounds: int = 3
@@ -60,6 +61,7 @@ QUICK = Settings(
     latency_batches=(1, 16),
     latency_rounds=2,
     latency_budget_s=0.05,
+    app_quickstart_epochs=1,
     app_epochs=1,
     app_train_size=128,
     app_rounds=1,

@@ -10,7 +10,7 @@ from torch import nn
 
 from bench import models, ours
 from bench.context import Context
-from bench.harness import alternate, timed
+from bench.harness import CPU, alternate, timed
 from bench.peers import nni_side, tp_side
 from bench.results import NOT_INSTALLED, Section, Table, Target, Unavailable, count, ratio, seconds
 from bench.settings import Settings
@@ -25,7 +25,7 @@ def _in_process(
 ) -> Callable[[], float]:
     def run() -> float:
         model = copy.deepcopy(dense)
-        seconds_taken = timed(lambda: prune(model, x))
+        seconds_taken = timed(lambda: prune(model, x), CPU)
         keep[key] = model
         return seconds_taken
 
@@ -94,7 +94,7 @@ def run(context: Context) -> Section:
         "and without its output-equivalence check). Torch-Pruning: `BasePruner` + `MagnitudeImportance(p=1)`, "
         "`pruning_ratio=0.5`, `ignored_layers=[classifier]`, one `step()`. NNI: "
         "`auto_set_denpendency_group_ids` + `L1NormPruner(sparse_ratio=0.5)` + `ModelSpeedup`, in its own "
-        f"environment (its time is measured inside that process). {settings.thin_rounds} round(s), order "
+        f"environment (its time is measured inside that process). Times are process CPU time (single-threaded work). {settings.thin_rounds} round(s), order "
         "rotating; MACs and parameters of every result counted by `prunecli.report.compute.total_macs` on "
         "the same input.",
     )

@@ -1,0 +1,185 @@
+"""Benchmark 4: what ``prunecli run`` costs on top of the training a plain script would do."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import median
+
+from bench import ours
+from bench.context import Context
+from bench.harness import alternate
+from bench.results import Section, Table, Target, mib, ratio, seconds
+from bench.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+OURS, PLAIN = "prunecli run", "plain PyTorch script"
+TIME_GOAL, MEMORY_GOAL = 1.10, 1.2
+
+#: the quickstart's masked weights at their final filter sparsity (schedules/quickstart.yaml)
+QUICKSTART_MASKS = (
+    "layer1.0.conv1.weight=0.5:filters",
+    "layer2.0.conv1.weight=0.5:filters",
+    "layer1.0.conv2.weight=0.25:filters",
+    "conv1.weight=0.25:filters",
+    "layer2.0.conv2.weight=0.25:filters",
+    "layer2.0.downsample.0.weight=0.25:filters",
+)
+
+
+@dataclass
+class Workload:
+    title: str
+    ours: list[str]  # arguments after `python -m prunecli run`
+    plain: list[str]  # arguments after `python -m bench.plain_train`
+
+
+def _quickstart(settings: Settings) -> Workload:
+    epochs = settings.app_quickstart_epochs
+    return Workload(
+        f"quickstart (resnet_digits on digits, epochs 0-{epochs - 1} of schedules/quickstart.yaml)",
+        [str(REPO_ROOT / "schedules" / "quickstart.yaml"), "--epochs", str(epochs)],
+        [
+            "--model", "resnet_digits", "--dataset", "digits", "--epochs", str(epochs), "--batch-size", "32",
+            "--lr", "0.05", "--momentum", "0.9", "--weight-decay", "0.0005", "--milestones", "12,16",
+            "--gamma", "0.3", *[a for m in QUICKSTART_MASKS for a in ("--mask", m)],
+        ],
+    )  # fmt: skip
+
+
+def _resnet20(settings: Settings, workdir: Path) -> Workload:
+    from bench.models import build, conv_weight_names
+
+    schedule = workdir / "resnet20-level.yaml"
+    names = conv_weight_names(build("resnet20_cifar"))
+    schedule.write_text(ours.level_schedule_text(names, 0.5), encoding="utf-8")
+    epochs, size = settings.app_epochs, settings.app_train_size
+    return Workload(
+        f"resnet20_cifar on fake 32x32 data ({size} images, {epochs} epochs, every conv 50 % masked)",
+        [
+            str(schedule), "--model", "resnet20_cifar", "--dataset", "fake", "--set", f"dataset_options.size={size}",
+            "--epochs", str(epochs), "--batch-size", "64", "--lr", "0.1", "--momentum", "0.9", "--wd", "0.0001",
+        ],
+        [
+            "--model", "resnet20_cifar", "--dataset", "fake", "--dataset-option", f"size={size}", "--epochs",
+            str(epochs), "--batch-size", "64", "--lr", "0.1", "--momentum", "0.9", "--weight-decay", "0.0001",
+            "--mask-all-convs", "0.5",
+        ],
+    )  # fmt: skip
+
+
+def measure_process(cmd: list[str], env: dict[str, str]) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds, peak resident set in bytes) of one child process, which must succeed."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stderr = proc.stderr.read() if proc.stderr else b""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        text = " ".join(stderr.decode(errors="replace").split())
+        start = max(text.find("error:"), 0)
+        raise RuntimeError(text[start : start + 240] or f"exit status {proc.returncode}")
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
+
+
+def run(context: Context) -> Section:
+    settings = context.settings
+    section = Section(
+        "app",
+        "The application's own cost",
+        "CPU time (user + system), wall time and peak resident memory (`os.wait4` of the child process) of `prunecli run` against "
+        "`bench/plain_train.py`, a plain PyTorch loop over the same model, data, epochs, optimizer, LR "
+        "milestones and masked tensors (fixed masks re-applied after every step; per-epoch validation and "
+        "checkpoint). prunecli additionally computes its schedule's masks, writes metrics, the compact "
+        "checkpoint (verified by reloading) and report.json. The quickstart is cut before its thinning "
+        "epoch (12) so both sides train the same dense-shaped model throughout. "
+        f"CPU, {settings.threads} thread(s) (OMP_NUM_THREADS), {settings.app_rounds} alternating round(s); "
+        "ratios are medians of per-round ratios. The time target is judged on CPU time, which other "
+        "tenants of a shared machine disturb far less than wall time; wall time is shown next to it "
+        "(it also counts prunecli's fsync'd checkpoint writes).",
+    )
+    table = Table(
+        "Whole-run cost, prunecli run vs plain script",
+        [
+            "workload",
+            "plain time",
+            "prunecli time",
+            "time ratio",
+            "plain peak RSS",
+            "prunecli peak RSS",
+            "memory ratio",
+        ],
+    )
+    section.tables.append(table)
+    env = dict(os.environ, OMP_NUM_THREADS=str(settings.threads), MKL_NUM_THREADS=str(settings.threads))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    workdir = Path(tempfile.mkdtemp(prefix="prunecli-bench-app-"))
+    try:
+        for workload in (_quickstart(settings), _resnet20(settings, workdir)):
+            _one(section, table, workload, settings, env, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return section
+
+
+def _one(section: Section, table: Table, w: Workload, settings: Settings, env: dict, workdir: Path) -> None:
+    memory: dict[str, list[int]] = {OURS: [], PLAIN: []}
+    wall: dict[str, list[float]] = {OURS: [], PLAIN: []}
+    counter = iter(range(10**6))
+
+    def variant(name: str, argv: list[str]):
+        def go() -> float:
+            out = workdir / f"run-{next(counter)}"
+            extra = ["-o", str(out), "-q", "--device", "cpu"] if name == OURS else ["--out", str(out)]
+            elapsed, cpu, peak = measure_process([sys.executable, "-m", *argv, *extra], env)
+            memory[name].append(peak)
+            wall[name].append(elapsed)
+            shutil.rmtree(out, ignore_errors=True)
+            return cpu
+
+        return go
+
+    stats = alternate(
+        {
+            PLAIN: variant(PLAIN, ["bench.plain_train", *w.plain]),
+            OURS: variant(OURS, ["prunecli", "run", *w.ours]),
+        },
+        baseline=PLAIN,
+        rounds=settings.app_rounds,
+        warmup=0,
+    )
+    mine, plain = stats[OURS], stats[PLAIN]
+    if not (mine.ok and plain.ok):
+        error = mine.error or plain.error or "no measurement"
+        table.add(w.title, f"failed: {error}", "", "", "", "", "", "")
+        section.targets.append(Target(f"{w.title}: time <= {TIME_GOAL}x plain", error, None))
+        return
+    mem_ratio = median(o / p for o, p in zip(memory[OURS], memory[PLAIN]))
+    wall_ratio = median(o / p for o, p in zip(wall[OURS], wall[PLAIN]))
+    table.add(
+        w.title, seconds(plain.median), seconds(mine.median), ratio(mine.ratio), ratio(wall_ratio),
+        mib(median(memory[PLAIN])), mib(median(memory[OURS])), ratio(mem_ratio),
+    )  # fmt: skip
+    met = mine.ratio <= TIME_GOAL
+    section.targets.append(
+        Target(
+            f"{w.title}: CPU time <= {TIME_GOAL:.2f}x plain", f"{ratio(mine.ratio)} (wall {ratio(wall_ratio)})", met,
+            "" if met else "fixed start-up and finishing work (imports, compact checkpoint with its reload "
+            "check, report.json with a latency measurement) weighs heavily on a run this short",
+        )
+    )  # fmt: skip
+    met = mem_ratio <= MEMORY_GOAL
+    section.targets.append(
+        Target(
+            f"{w.title}: peak memory <= {MEMORY_GOAL:.1f}x plain", ratio(mem_ratio), met,
+            "" if met else "the CLI imports more libraries (click, rich, jsonschema, the report's plotting) and "
+            "keeps checkpoint copies while verifying them",
+        )
+    )  # fmt: skip
