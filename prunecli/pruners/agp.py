@@ -2,36 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from torch import nn
 
 from prunecli.pruners.base import Pruner
 from prunecli.pruners.criteria import level_mask
-
-
-def _agp_formula() -> Callable[..., float]:
-    try:
-        from prunecli.schedule.timeline import agp_target
-    except (
-        ImportError
-    ):  # the schedule package is built in parallel; same formula as Distiller's AgpPruningRate
-        return _distiller_agp
-    return agp_target
-
-
-def _distiller_agp(initial: float, final: float, epoch: int, start: int, end: int, freq: int) -> float:
-    span = ((end - start - 1) // freq) * freq
-    if span <= 0:
-        raise ValueError(f"AGP needs ending_epoch - starting_epoch - 1 >= frequency (span {span})")
-    return final + (initial - final) * (1.0 - (epoch - start) / span) ** 3
+from prunecli.schedule import timeline
 
 
 def agp_span(start: int, end: int, freq: int | None) -> int:
-    """The offset of the last pruning epoch; must be positive for AGP to be defined."""
-    if freq is None:
-        return 0
-    return ((end - start - 1) // freq) * freq
+    """The offset of the last pruning epoch (0 for an ``epochs`` list, where AGP is undefined)."""
+    return 0 if freq is None else timeline.agp_span(start, end, freq)
 
 
 class AgpMixin:
@@ -52,7 +32,7 @@ class AgpMixin:
         freq = meta["frequency"]
         if freq is None:
             raise ValueError("AGP pruners need starting_epoch/ending_epoch/frequency, not an epochs list")
-        return _agp_formula()(
+        return timeline.agp_target(
             self.initial_sparsity,
             self.final_sparsity,
             meta["current_epoch"],
