@@ -143,3 +143,18 @@ def test_evaluate_option_matches_direct_evaluation(tmp_path):
     direct = evaluate(model, eval_loader(data.load_dataset("digits").test, 16), max_batches=2)
     assert (doc["top1"], doc["top5"]) == (direct.top1, direct.top5)
     assert doc["headline"]["compressed"]["loss"] == pytest.approx(direct.loss)
+
+
+def test_weights_only_checkpoint_needs_model(tmp_path):
+    torch.manual_seed(0)
+    model, spec = models.create_model(SPEC, dataset="digits")
+    payload = checkpoint.build_checkpoint(state_dict=model.state_dict(), model=None)
+    checkpoint.save_checkpoint(tmp_path / "w.pt", payload)
+    refused = _invoke(str(tmp_path / "w.pt"), "--no-latency")
+    assert refused.exit_code == 2 and "--model" in refused.stderr
+    result = _invoke(str(tmp_path / "w.pt"), "--no-latency", "--json", "--model", SPEC)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    jsonschema.validate(doc, SCHEMA)
+    assert doc["model"]["name"] == "resnet_digits"
+    assert doc["headline"]["dense"]["params"] == sum(p.numel() for p in model.parameters())

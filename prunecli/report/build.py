@@ -103,10 +103,34 @@ def _input_shape(spec: Any, payload: dict[str, Any]) -> tuple[int, ...]:
     return tuple(shape[1:]) if len(shape) == 4 else tuple(shape)
 
 
-def load_inputs(source: str | os.PathLike, *, checkpoint: str | None = None) -> ReportInputs:
+def _dense_baseline(payload: dict[str, Any], model_spec: str | None) -> tuple[nn.Module, Any]:
+    """The checkpoint's architecture built fresh: from ``--model`` when given, else the stored spec.
+
+    A converted Distiller checkpoint records only its ``arch`` and ``dataset`` (in
+    ``extras.distiller``); those are used when there is no stored spec.
+    """
+    from prunecli.models import ModelSpec, create_model
+
+    origin = (payload.get("extras") or {}).get("distiller") or {}
+    dataset = (payload.get("model") or {}).get("dataset") or origin.get("dataset")
+    if model_spec is not None:
+        return create_model(model_spec, dataset=dataset)
+    if isinstance(payload.get("model"), dict):
+        spec = ModelSpec.from_dict(payload["model"])
+        return spec.build(), spec
+    if isinstance(origin.get("arch"), str):
+        return create_model(origin["arch"], dataset=dataset)
+    raise CheckpointError(
+        "the checkpoint records no model description, so the dense baseline cannot be built",
+        hint="name the architecture with --model (e.g. --model resnet20_cifar)",
+    )
+
+
+def load_inputs(
+    source: str | os.PathLike, *, checkpoint: str | None = None, model_spec: str | None = None
+) -> ReportInputs:
     """Read a checkpoint file or a run directory through :mod:`prunecli.checkpoint`."""
     from prunecli.checkpoint import load_checkpoint, load_model
-    from prunecli.models import ModelSpec
 
     path = Path(source)
     if not path.exists():
@@ -119,15 +143,8 @@ def load_inputs(source: str | os.PathLike, *, checkpoint: str | None = None) -> 
     if not ckpt.is_file():
         raise CheckpointError(f"checkpoint {ckpt} not found", hint="check the --checkpoint name")
     payload = load_checkpoint(ckpt)
-    if not isinstance(payload.get("model"), dict):
-        raise CheckpointError(
-            f"{ckpt} records no model spec, so the dense baseline cannot be rebuilt",
-            location=SourceLocation(str(ckpt)),
-            hint="report on a checkpoint written by prunecli (Distiller checkpoints: convert them first)",
-        )
-    model = load_model(ckpt)
-    spec = ModelSpec.from_dict(payload["model"])
-    dense = spec.build()
+    model = load_model(ckpt, model=model_spec)  # refuses user code unless --model names it
+    dense, spec = _dense_baseline(payload, model_spec)
 
     history = list(payload.get("metrics") or [])
     schedule_text = payload.get("schedule_text")
@@ -136,6 +153,8 @@ def load_inputs(source: str | os.PathLike, *, checkpoint: str | None = None) -> 
             history = _read_metrics_jsonl(run_dir / "metrics.jsonl")
         if not schedule_text and (run_dir / "schedule.yaml").is_file():
             schedule_text = (run_dir / "schedule.yaml").read_text()
+    if not isinstance(payload.get("model"), dict):
+        payload = {**payload, "model": spec.to_dict()}
     return ReportInputs(
         model=model,
         dense=dense,
@@ -146,7 +165,7 @@ def load_inputs(source: str | os.PathLike, *, checkpoint: str | None = None) -> 
         checkpoint_path=str(ckpt),
         history=history,
         schedule_text=schedule_text,
-        dataset=getattr(spec, "dataset", None) or payload["model"].get("dataset"),
+        dataset=spec.dataset,
     )
 
 
@@ -329,6 +348,7 @@ def build_report(
     options: ReportOptions | None = None,
     *,
     checkpoint: str | None = None,
+    model_spec: str | None = None,
 ) -> dict[str, Any]:
     """The report of a checkpoint file or a run directory (see docs/report.md for every field)."""
-    return assemble_report(load_inputs(source, checkpoint=checkpoint), options)
+    return assemble_report(load_inputs(source, checkpoint=checkpoint, model_spec=model_spec), options)

@@ -18,6 +18,12 @@ from prunecli.errors import PruneCliError
     help="Checkpoint file inside a run directory (default: compact.pt, checkpoint.pt, best.pt).",
 )
 @click.option(
+    "--model",
+    "model_spec",
+    metavar="SPEC",
+    help="Model spec for checkpoints without one (weights-only, Distiller) or defined by user code.",
+)
+@click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON document (schema: docs/report-schema.json)."
 )
 @click.option("--markdown", is_flag=True, help="Print the report as Markdown.")
@@ -57,6 +63,7 @@ from prunecli.errors import PruneCliError
 def command(
     source: Path,
     checkpoint_name: str | None,
+    model_spec: str | None,
     as_json: bool,
     markdown: bool,
     html_file: Path | None,
@@ -97,7 +104,7 @@ def command(
         eval_batch_size=eval_batch_size,
         max_batches=max_batches,
     )
-    report = build_report(source, options, checkpoint=checkpoint_name)
+    report = build_report(source, options, checkpoint=checkpoint_name, model_spec=model_spec)
     results = evaluate_gates(report, gates)
 
     if html_file is not None:

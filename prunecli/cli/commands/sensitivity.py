@@ -10,12 +10,12 @@ import click
 from prunecli.cli.console import console, err_console
 
 
-def _load(model_or_checkpoint: str, dataset: str):
+def _load(model_or_checkpoint: str, dataset: str, model_spec: str | None):
     """A checkpoint file when the path exists, else a model spec built for the data set."""
     if Path(model_or_checkpoint).is_file():
         from prunecli.checkpoint import load_model
 
-        return load_model(model_or_checkpoint)
+        return load_model(model_or_checkpoint, model=model_spec)
     from prunecli.models import create_model
 
     model, _ = create_model(model_or_checkpoint, dataset=dataset)
@@ -28,6 +28,12 @@ def _load(model_or_checkpoint: str, dataset: str):
     "--dataset", required=True, help="Data set whose test split is evaluated (e.g. digits, cifar10)."
 )
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Where the data set lives.")
+@click.option(
+    "--model",
+    "model_spec",
+    metavar="SPEC",
+    help="Model spec for a checkpoint without one (weights-only, Distiller) or defined by user code.",
+)
 @click.option(
     "--kind", type=click.Choice(["element", "filter", "channel"]), default="element", show_default=True
 )
@@ -62,6 +68,7 @@ def command(
     model_or_checkpoint: str,
     dataset: str,
     data_dir: Path | None,
+    model_spec: str | None,
     kind: str,
     level_range: tuple[float, float, float],
     params: tuple[str, ...],
@@ -84,7 +91,7 @@ def command(
 
     levels = sparsity_levels(*level_range)
     dev = resolve_device(device)
-    model = _load(model_or_checkpoint, dataset)
+    model = _load(model_or_checkpoint, dataset, model_spec)
     bundle = load_dataset(dataset, str(data_dir) if data_dir else None)
     loader = eval_loader(bundle.test, batch_size)
     names = list(params) or analysed_parameters(model, kind)
