@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from bench import app_cost, hooks, latency, thinning
+from bench import accuracy, app_cost, hooks, latency, thinning
 from bench.context import Context
 from bench.machine import machine_info
 from bench.markdown import document
@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, Callable[[Context], Section]] = {
     "thinning": thinning.run,
     "latency": latency.run,
     "app": app_cost.run,
+    "accuracy": accuracy.run,
 }
 
 DEFAULT_OUTPUT = Path("docs/benchmarks.md")

@@ -36,9 +36,10 @@ class Settings:
     app_rounds: int = 3
     # 5. accuracy on digits
     acc_seeds: tuple[int, ...] = (0, 1, 2)
-    acc_pretrain_epochs: int = 10
-    acc_prune_epochs: int = 10
-    acc_finetune_epochs: int = 10
+    acc_pretrain_epochs: int = 5
+    acc_prune_epochs: int = 6
+    acc_finetune_epochs: int = 9
+    acc_max_steps: int | None = None  # cut every epoch to this many minibatches
 
     def describe(self) -> str:
         items = ", ".join(f"{k}={v}" for k, v in asdict(self).items())
@@ -67,6 +68,7 @@ QUICK = Settings(
     app_rounds=1,
     acc_seeds=(0,),
     acc_pretrain_epochs=1,
-    acc_prune_epochs=1,
+    acc_prune_epochs=2,
     acc_finetune_epochs=1,
+    acc_max_steps=4,
 )
