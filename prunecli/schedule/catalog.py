@@ -75,9 +75,9 @@ def regims(choices: tuple[str, ...], what: str = "strength") -> dict[str, Any]:
             "prefixItems": [NUMBER, group_type(choices)],
             "minItems": 2,
             "maxItems": 2,
-            "x-expected": f"a pair [{what}, group_type] with group_type one of " + ", ".join(choices),
+            "x-expected": f"a pair [<{what}>, <group_type>] with group_type one of " + ", ".join(choices),
         },
-        "x-expected": f"a mapping 'parameter name: [{what}, group_type]'",
+        "x-expected": f"a mapping 'parameter name: [<{what}>, <group_type>]'",
     }
 
 
@@ -146,11 +146,11 @@ KWARGS: dict[str, Any] = {
             "items": {"type": "integer", "minimum": 1},
             "minItems": 4,
             "maxItems": 4,
-            "x-expected": "[block_repetitions, block_depth, 1, 1] (positive integers)",
+            "x-expected": "[<repetitions>, <depth>, 1, 1] (positive integers)",
         }
     },
     "additionalProperties": False,
-    "x-expected": "a mapping with block_shape: [repetitions, depth, 1, 1]",
+    "x-expected": "a mapping with block_shape: [<repetitions>, <depth>, 1, 1]",
 }
 LP_EXTRA: dict[str, Any] = {
     "kwargs": {"anyOf": [KWARGS, {"type": "null"}], "x-expected": KWARGS["x-expected"]},
@@ -233,7 +233,7 @@ def _pruners() -> list[ClassSpec]:
                         "items": SPARSITY,
                         "minItems": 2,
                         "maxItems": 2,
-                        "x-expected": "a pair [low, high] of sparsities in [0, 1)",
+                        "x-expected": "a pair [<low>, <high>] of sparsities in [0, 1)",
                     },
                     "weights": WEIGHTS,
                 },

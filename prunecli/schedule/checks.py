@@ -18,6 +18,10 @@ def suggest(word: str, choices: Iterable[str], *, cutoff: float = 0.6) -> str:
     """' (did you mean X?)' for the closest choice, or ''."""
     matches = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=cutoff)
     if not matches:
+        # a choice contained in the word or the other way round ("agp_pruner" -> "agp")
+        contained = [str(c) for c in choices if str(c) and (str(c) in str(word) or str(word) in str(c))]
+        matches = sorted(contained, key=len, reverse=True)[:1]
+    if not matches:
         # case-insensitive second chance ("automatedgradualpruner")
         lowered = {str(c).lower(): str(c) for c in choices}
         hit = difflib.get_close_matches(str(word).lower(), list(lowered), n=1, cutoff=cutoff)
@@ -84,7 +88,7 @@ def schema_problems(
                     where = show_path((*rel, name))
                     problems.add(
                         f"{owner}: missing argument '{where}'",
-                        locate((*base, *rel)),
+                        locate((*base, *rel), key=not rel),
                         f"add '{name}:' with {expected}",
                     )
             continue

@@ -10,7 +10,7 @@ from typing import Any
 from prunecli.errors import ProblemCollector, ScheduleError, SourceLocation
 
 from . import semantics
-from .catalog import QUANTIZERS_UNSUPPORTED, catalog, classes_in, lookup
+from .catalog import QUANTIZERS_UNSUPPORTED, SPARSITY, catalog, classes_in, lookup
 from .checks import schema_problems, suggest
 from .classify import classify
 from .model import POLICY_KINDS, SECTIONS, Component, Policy, Schedule
@@ -31,7 +31,7 @@ POLICY_ARGS_SCHEMAS: dict[str, dict[str, Any]] = {
         "properties": {
             "levels": {
                 "type": "object",
-                "additionalProperties": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+                "additionalProperties": SPARSITY,
                 "x-expected": "a mapping 'parameter name: sparsity in [0, 1)'",
             },
             "keep_mask": _FLAG,
@@ -357,7 +357,9 @@ def _policy_body(
     name = body.get("instance_name")
     if "instance_name" not in body:
         problems.add(
-            f"{where}: missing 'instance_name' in '{kind}:'", locate(path), f"name one of the {section}"
+            f"{where}: missing 'instance_name' in '{kind}:'",
+            locate(path, key=True),
+            f"name one of the {section}",
         )
         return None, None
     if not isinstance(name, str):

@@ -38,13 +38,13 @@ def _blocks(
         p.add(
             f"{owner}: group_type Blocks needs kwargs.block_shape",
             locate((*base, "group_type")),
-            "add 'kwargs: {block_shape: [1, 8, 1, 1]}' ([repetitions, depth, height, width])",
+            "add 'kwargs: {block_shape: [1, 8, 1, 1]}' ([<repetitions>, <depth>, <height>, <width>])",
         )
     elif shape[2] != 1 or shape[3] != 1:
         p.add(
             f"{owner}: block_shape {shape} is not supported: block height and width must be 1",
             locate((*base, "kwargs", "block_shape")),
-            "use [repetitions, depth, 1, 1]",
+            "use [<repetitions>, <depth>, 1, 1]",
         )
 
 
@@ -54,7 +54,7 @@ def _star_threshold(
     if "*" not in args["thresholds"]:
         p.add(
             f"{owner}: thresholds needs a '*' entry (the default threshold; Distiller asserts it)",
-            locate((*base, "thresholds")),
+            locate((*base, "thresholds"), key=True),
             "add \"'*': 0.0\" to thresholds",
         )
 
