@@ -132,8 +132,14 @@ def test_file_errors_name_the_problem(tmp_path) -> None:
     )
 
     path = write(tmp_path, "def boom(num_classes=10):\n    raise ValueError('depth must be 6n+2')\n")
-    with pytest.raises(ModelError, match="depth must be 6n\\+2"):
+    with pytest.raises(ModelError, match="depth must be 6n\\+2") as err:
         create_model(f"{path}:boom")
+    assert err.value.location.file.endswith("my_model.py") and err.value.location.line == 2
+
+    path = write(tmp_path, "x = 1\ndef Net(:\n    pass\n")
+    with pytest.raises(ModelError, match="SyntaxError") as err:
+        create_model(f"{path}:Net")
+    assert err.value.location.line == 2 and err.value.location.column is not None
 
     path = write(tmp_path, "raise RuntimeError('broken at import')\n")
     with pytest.raises(ModelError, match="broken at import"):

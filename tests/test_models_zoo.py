@@ -123,6 +123,10 @@ def test_headline_figures_from_distiller_schedules() -> None:
             assert got == macs
         else:  # "We compressed the compute from 313M MACs" (ssl/vgg16_cifar_ssl_channels_training.yaml)
             assert round(got / 1e6) == 313
+    # MobileNet v1 paper (Howard et al. 2017, table 8): 569 million mult-adds, 4.2 million parameters
+    model, spec = create_model("mobilenet")
+    assert round(total_macs(model, torch.zeros(default_input_shape(spec))) / 1e6) == 569
+    assert round(sum(p.numel() for p in model.parameters()) / 1e5) == 42
 
 
 def test_known_dense_tables_match_exactly(examples_dir: str) -> None:
@@ -243,6 +247,9 @@ def test_vgg_features_are_flat_with_distiller_indices() -> None:
 def test_preact_and_plain_distiller_names() -> None:
     pre = meta_shapes("preact_resnet20_cifar")
     assert {"layer1.0.pre_bn.weight", "layer1.0.bn.weight", "final_bn.weight"} <= set(pre)
+    with torch.device("meta"):
+        block = create_model("preact_resnet20_cifar")[0].layer1[0]
+    assert [n for n, _ in block.named_children()] == ["pre_bn", "pre_relu", "conv1", "bn", "relu", "conv2"]
     assert not any("downsample" in n for n in pre)  # parameter-free shortcut by default
     pre_ds = meta_shapes("preact_resnet20_cifar_conv_ds")
     assert pre_ds["layer2.0.downsample.weight"] == (32, 16, 1, 1)

@@ -29,7 +29,7 @@ import yaml
 from torch import nn
 
 from prunecli.data.info import dataset_info
-from prunecli.errors import ModelError
+from prunecli.errors import ModelError, SourceLocation
 from prunecli.models.zoo import FAMILY_INPUT, ZOO
 
 KINDS = ("zoo", "torchvision", "import", "file")
@@ -253,9 +253,26 @@ def _file_factory(spec: ModelSpec) -> Callable[..., Any]:
         sys.modules.pop(module_name, None)
         raise ModelError(
             f"running model file {path} failed: {type(exc).__name__}: {exc}",
+            location=error_location(exc, path),
             hint="fix the error in that file (it is executed on its own, its folder is not on sys.path)",
         ) from None
     return _get_attr(module, spec.name, path)
+
+
+def error_location(exc: BaseException, path: str | None = None) -> SourceLocation | None:
+    """Where in the user's file an exception arose: a syntax error's position, else the deepest
+    traceback frame in ``path`` (or in any file, when no path is given)."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return SourceLocation(exc.filename, exc.lineno, exc.offset)
+    wanted = os.path.abspath(path) if path else None
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if wanted is None or os.path.abspath(filename) == wanted:
+            found = SourceLocation(path or filename, tb.tb_lineno)
+        tb = tb.tb_next
+    return found
 
 
 def _get_attr(module: Any, attr: str, where: str) -> Callable[..., Any]:
@@ -328,9 +345,15 @@ def _call_factory(factory: Callable[..., Any], kwargs: dict[str, Any], label: st
             hint="remove or rename that argument; see the model's constructor for the names it accepts",
         ) from None
     except Exception as exc:
+        source = (
+            inspect.getsourcefile(factory)
+            if inspect.isfunction(factory) or inspect.isclass(factory)
+            else None
+        )
         raise ModelError(
             f"model {label}: its factory raised {type(exc).__name__}: {exc}",
-            hint="check the model's keyword arguments",
+            location=error_location(exc, source) if source else None,
+            hint="fix the factory, or the keyword arguments given to it",
         ) from None
     if not isinstance(model, nn.Module):
         raise ModelError(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from prunecli.models.modules import EltwiseAdd, conv3x3
+from prunecli.models.modules import conv3x3
 
 
 class PreactBasicBlock(nn.Module):
@@ -34,7 +34,6 @@ class PreactBasicBlock(nn.Module):
         self.downsample = downsample
         self.stride = stride
         self.preact_downsample = preact_downsample
-        self.residual_eltwiseadd = EltwiseAdd()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         preact = self.pre_relu(self.pre_bn(x))
@@ -44,7 +43,7 @@ class PreactBasicBlock(nn.Module):
             residual = x
         else:
             residual = self.downsample(preact if self.preact_downsample else x)
-        return self.residual_eltwiseadd(out, residual)
+        return out + residual
 
 
 class ChannelPad(nn.Module):

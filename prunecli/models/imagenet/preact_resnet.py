@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from prunecli.models.modules import EltwiseAdd, conv3x3
+from prunecli.models.modules import conv3x3
 
 
 class _PreactBlock(nn.Module):
@@ -28,7 +28,6 @@ class _PreactBlock(nn.Module):
         self.downsample = downsample
         self.stride = stride
         self.preactivate = preactivate
-        self.residual_eltwiseadd = EltwiseAdd()
 
     def body(self, preact: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -37,7 +36,7 @@ class _PreactBlock(nn.Module):
         preact = self.pre_relu(self.pre_bn(x)) if self.pre_bn is not None else x
         out = self.body(preact)
         residual = self.downsample(preact) if self.downsample is not None else x
-        return self.residual_eltwiseadd(out, residual)
+        return out + residual
 
 
 class PreactBasicBlock(_PreactBlock):
