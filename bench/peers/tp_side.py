@@ -13,7 +13,12 @@ from bench.results import NOT_INSTALLED, Unavailable
 
 
 def version() -> str | None:
-    return package_version("torch-pruning")
+    """The installed version, or None when ``torch_pruning`` cannot be imported."""
+    try:
+        _tp()
+    except Unavailable:
+        return None
+    return package_version("torch-pruning") or "unknown"
 
 
 def _tp():
