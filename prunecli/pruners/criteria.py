@@ -53,13 +53,22 @@ def _norm(view: torch.Tensor, p: int, dim: int) -> torch.Tensor:
     return view.pow(2).sum(dim=dim).sqrt()
 
 
-def _channels_first(tensor: torch.Tensor) -> torch.Tensor:
-    """A 2D view with one row per input channel (a Linear's columns are its input features)."""
-    if tensor.dim() == 2:
-        return tensor.t()
-    if tensor.dim() != 4:
-        raise ValueError(f"channel structures need a 2D or 4D tensor, got shape {tuple(tensor.shape)}")
-    return tensor.transpose(0, 1).reshape(tensor.size(1), -1)
+def slice_norms(tensor: torch.Tensor, dim: int, p: int = 1, length_normalized: bool = True) -> torch.Tensor:
+    """The Lp norm of every slice ``tensor.select(dim, i)`` (divided by the slice size by default)."""
+    with torch.no_grad():
+        view = tensor.detach().movedim(dim, 0).reshape(tensor.size(dim), -1)
+        norms = _norm(view, p, dim=1)
+        return norms / view.size(1) if length_normalized else norms
+
+
+#: group type -> (tensor ranks it applies to, dimension whose slices are the structures)
+_SLICE_GROUPS: dict[str, tuple[tuple[int, ...], int]] = {
+    "Filters": ((3, 4), 0),
+    "3D": ((3, 4), 0),
+    "Channels": ((2, 4), 1),
+    "Rows": ((2, 4), 1),
+    "Cols": ((2,), 0),
+}
 
 
 def _block_view_dims(tensor: torch.Tensor, block_shape: Sequence[int]) -> tuple[int, int, int]:
@@ -96,17 +105,14 @@ def structure_norms(
     """
     with torch.no_grad():
         t = tensor.detach()
-        if group_type in ("Filters", "3D"):
-            if t.dim() not in (3, 4):
-                raise ValueError(f"filter structures need a 3D or 4D tensor, got shape {tuple(t.shape)}")
-            view = t.reshape(t.size(0), -1)
-        elif group_type in ("Channels", "Rows"):
-            view = _channels_first(t)
-        elif group_type == "Cols":
-            if t.dim() != 2:
-                raise ValueError(f"Cols need a 2D tensor, got shape {tuple(t.shape)}")
-            view = t
-        elif group_type == "2D":
+        if group_type in _SLICE_GROUPS:
+            ranks, dim = _SLICE_GROUPS[group_type]
+            if t.dim() not in ranks:
+                raise ValueError(
+                    f"{group_type} structures need a tensor of rank {ranks}, got shape {tuple(t.shape)}"
+                )
+            return slice_norms(t, dim, p, length_normalized)
+        if group_type == "2D":
             if t.dim() != 4:
                 raise ValueError(f"2D kernels need a 4D tensor, got shape {tuple(t.shape)}")
             view = t.reshape(-1, t.size(2) * t.size(3))

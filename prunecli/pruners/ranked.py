@@ -90,6 +90,8 @@ class RankedStructurePruner(Pruner):
     def forget_shapes(self) -> None:
         self.leader_binary_map = None
         self.last_target_sparsity = None
+        if self.coupling is not None:
+            self.coupling.forget()
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,133 @@
+"""``auto_dependency``: rank coupled channels jointly and mask the same indices in every coupled tensor.
+
+A residual add (or a concatenation) makes several convolutions share one channel index space
+(a :class:`prunecli.graph.ChannelGroup`). Pruning their filters independently leaves channels
+that thinning cannot remove. With coupling, a Filters/Channels pruner scores each group channel
+by the sum of its members' normalised structure norms (producers, role ``out``, for filters;
+consumers, role ``in``, for channels), removes the lowest ``floor(fraction * size)`` group
+channels, and masks those channels in every member of that role, listed in ``weights`` or not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunecli.pruners.criteria import num_structs_to_prune, slice_norms
+from prunecli.pruners.ranked import RankedStructurePruner
+
+#: pruner group type -> (member role, dimension of a weight that carries the channel)
+COUPLED_GROUP_TYPES: dict[str, tuple[str, int]] = {
+    "Filters": ("out", 0),
+    "3D": ("out", 0),
+    "Channels": ("in", 1),
+}
+
+
+class Coupler:
+    """Group-level binary maps for one pruner, cached per (group, target)."""
+
+    def __init__(self, model: nn.Module, graph: Any, example_input: Any, role: str, dim: int, p: int) -> None:
+        self.model = model
+        self.graph = graph
+        self.example_input = example_input
+        self.role = role
+        self.dim = dim
+        self.p = p
+        self._maps: dict[tuple[int, float], torch.Tensor | None] = {}
+
+    def _graph(self) -> Any:
+        if self.graph is None:
+            from prunecli.graph import build_dependency_graph
+
+            self.graph = build_dependency_graph(self.model, self.example_input)
+        return self.graph
+
+    def forget(self) -> None:
+        """The model was thinned: its graph and channel numbering changed."""
+        self.graph = None
+        self._maps.clear()
+
+    def members(self, group: Any) -> list[Any]:
+        params = dict(self.model.named_parameters())
+        return [m for m in group.members if m.role == self.role and m.tensor in params]
+
+    def _group_map(self, group: Any, target: float) -> torch.Tensor | None:
+        key = (group.index, target)
+        if key not in self._maps:
+            params = dict(self.model.named_parameters())
+            scores = torch.zeros(group.size, dtype=torch.float64)
+            for member in self.members(group):
+                tensor = params[member.tensor]
+                if tensor.dim() < 2:
+                    continue  # biases and BatchNorm affine follow the weights; they do not vote
+                norms = slice_norms(tensor, member.dim, self.p).double()
+                per_channel = norms.view(-1, member.block).sum(dim=1)
+                scale = per_channel.mean()
+                if scale > 0:
+                    per_channel = per_channel / scale
+                scores[member.offset : member.offset + per_channel.numel()] += per_channel
+            k = num_structs_to_prune(group.size, target)
+            if k <= 0:
+                self._maps[key] = None
+            else:
+                threshold = torch.topk(scores, k, largest=False, sorted=True).values[-1]
+                self._maps[key] = scores.gt(threshold).double()
+        return self._maps[key]
+
+    def binary_map(
+        self, pruner: RankedStructurePruner, param_name: str, target: float
+    ) -> torch.Tensor | None:
+        """One value per index of ``param_name`` along the coupled dimension, or ``None``."""
+        param = dict(self.model.named_parameters())[param_name]
+        dim = 0 if self.role == "out" else self.dim
+        group = self._graph().group_of(param_name, dim)
+        if group is None:
+            return pruner.rank(target, param, param_name)
+        if not group.prunable:
+            return None
+        group_map = self._group_map(group, target)
+        if group_map is None:
+            return None
+        member = next(m for m in group.members if m.tensor == param_name and m.dim == dim)
+        count = param.size(dim)
+        channels = member.offset + torch.arange(count) // member.block
+        return group_map[channels].to(param.dtype)
+
+
+def _expand_names(pruner: RankedStructurePruner, coupler: Coupler) -> list[str]:
+    """The pruner's weights plus every coupled member of the same role."""
+    names = list(pruner.params_names)
+    params = dict(coupler.model.named_parameters())
+    dim = 0 if coupler.role == "out" else coupler.dim
+    for name in list(names):
+        group = coupler._graph().group_of(name, dim)
+        if group is None or not group.prunable:
+            continue
+        for member in coupler.members(group):
+            if member.tensor not in names and (coupler.role == "out" or params[member.tensor].dim() >= 2):
+                names.append(member.tensor)
+    return names
+
+
+def couple_pruners(pruners: list[Any], model: nn.Module, example_input: Any, graph: Any) -> None:
+    """Attach a :class:`Coupler` to every Filters/Channels ranked pruner (``auto_dependency``)."""
+    targets = [
+        p
+        for p in pruners
+        if isinstance(p, RankedStructurePruner) and p.group_type in COUPLED_GROUP_TYPES and p.coupling is None
+    ]
+    if not targets:
+        return
+    if graph is None and example_input is None:
+        raise ValueError(
+            "auto_dependency needs example_input (or a dependency_graph) to find coupled channels"
+        )
+    for pruner in targets:
+        role, dim = COUPLED_GROUP_TYPES[pruner.group_type]
+        coupler = Coupler(model, graph, example_input, role, dim, getattr(pruner, "p", 1))
+        graph = coupler._graph()
+        pruner.coupling = coupler
+        pruner.params_names = _expand_names(pruner, coupler)

@@ -1,0 +1,102 @@
+import pytest
+import torch
+from test_compression_support import make_schedule, train
+from test_pruners_ranked import ResBlockNet
+
+from prunecli.compression import build_scheduler
+
+pytest.importorskip("prunecli.graph")
+graph_mod = pytest.importorskip("prunecli.graph")
+if not hasattr(graph_mod, "build_dependency_graph"):
+    pytest.skip("prunecli.graph.build_dependency_graph is not available", allow_module_level=True)
+
+
+def _dead(t, dim):
+    return t.detach().movedim(dim, 0).reshape(t.size(dim), -1).abs().sum(1) == 0
+
+
+def _run(group_type, weights, sparsity=0.5, seed=0):
+    torch.manual_seed(seed)
+    model = ResBlockNet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    schedule = make_schedule(
+        {
+            "pruners": {
+                "p": (
+                    "L1RankedStructureParameterPruner",
+                    {"group_type": group_type, "desired_sparsity": sparsity, "weights": weights},
+                )
+            }
+        },
+        [("pruner", "p", {"epochs": [0]}, None)],
+    )
+    sched = build_scheduler(schedule, model, opt, example_input=torch.randn(1, 3, 8, 8), auto_dependency=True)
+    train(sched, model, opt, epochs=1, steps=2)
+    return model, sched
+
+
+def test_filters_of_residual_add_pruned_jointly():
+    model, sched = _run("Filters", ["a.weight"])  # b.weight is coupled through the add
+    dead_a = _dead(model.a.weight, 0)
+    assert int(dead_a.sum()) == 4
+    for tensor in (model.b.weight, model.a.bias, model.b.bias):
+        assert torch.equal(_dead(tensor.view(-1, 1) if tensor.dim() == 1 else tensor, 0), dead_a)
+    assert sched.masks["fc.weight"] is None  # consumers are left to thinning
+
+
+def test_joint_ranking_sums_normalised_member_norms():
+    torch.manual_seed(1)
+    model = ResBlockNet()
+    with torch.no_grad():
+        model.a.weight[:4] *= 0.01  # weak in a, strong in b: the joint score decides
+        model.b.weight[4:] *= 0.01
+        model.b.weight[6:] *= 0.01
+    schedule = make_schedule(
+        {
+            "pruners": {
+                "p": (
+                    "L1RankedStructureParameterPruner",
+                    {"group_type": "Filters", "desired_sparsity": 0.25, "weights": ["a.weight", "b.weight"]},
+                )
+            }
+        },
+        [("pruner", "p", {"epochs": [0]}, None)],
+    )
+    sched = build_scheduler(
+        schedule, model, None, example_input=torch.randn(1, 3, 8, 8), auto_dependency=True
+    )
+    a = model.a.weight.detach().reshape(8, -1).abs().mean(1)
+    b = model.b.weight.detach().reshape(8, -1).abs().mean(1)
+    score = a / a.mean() + b / b.mean()
+    expected = torch.topk(score, 2, largest=False).indices.sort().values.tolist()
+    sched.on_epoch_begin(0)
+    dead = (sched.masks["a.weight"].reshape(8, -1).sum(1) == 0).nonzero().flatten().tolist()
+    assert dead == expected
+    assert torch.equal(
+        sched.masks["a.weight"].reshape(8, -1)[:, 0], sched.masks["b.weight"].reshape(8, -1)[:, 0]
+    )
+
+
+def test_channels_pruned_jointly_across_consumers():
+    model, sched = _run("Channels", ["a.weight"], sparsity=0.25)
+    dead_a = _dead(model.a.weight, 1)
+    assert int(dead_a.sum()) == 2
+    assert torch.equal(_dead(model.b.weight, 1), dead_a)
+
+
+def test_auto_dependency_needs_an_input():
+    from prunecli.errors import ScheduleError
+
+    schedule = make_schedule(
+        {
+            "pruners": {
+                "p": (
+                    "L1RankedStructureParameterPruner",
+                    {"group_type": "Filters", "desired_sparsity": 0.5, "weights": ["a.weight"]},
+                )
+            }
+        },
+        [("pruner", "p", {"epochs": [0]}, None)],
+    )
+    with pytest.raises(ScheduleError, match="example_input"):
+        build_scheduler(schedule, ResBlockNet(), None, auto_dependency=True)
