@@ -190,3 +190,18 @@ def test_available_models_lists_zoo_and_torchvision() -> None:
     )
     assert "fasterrcnn_resnet50_fpn" not in names
     assert "resnet18" not in available_models(include_torchvision=False)
+
+
+def test_num_classes_for_a_factory_without_it(tmp_path) -> None:
+    path = write(tmp_path, "from torch import nn\ndef Net():\n    return nn.Linear(4, 3)\n")
+    model, _ = create_model(f"{path}:Net", dataset="cifar100")  # nothing asked explicitly: fine
+    assert model.out_features == 3
+    with pytest.raises(ModelError, match="takes no num_classes") as err:
+        create_model(f"{path}:Net", num_classes=10)
+    assert "add a num_classes parameter" in err.value.hint
+
+
+def test_create_model_accepts_a_spec_object() -> None:
+    _, spec = create_model("resnet20_cifar", num_classes=7)
+    model, again = create_model(spec)
+    assert model.fc.out_features == 7 and again == spec and again is not spec

@@ -13,6 +13,7 @@ YAML scalars, so ``?num_classes=100&channel_multiplier=0.5`` gives an int and a 
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import importlib
@@ -375,7 +376,11 @@ def create_model(
     The returned :class:`ModelSpec` records every keyword argument actually used, so
     ``ModelSpec.from_dict(spec.to_dict()).build()`` rebuilds the same architecture.
     """
-    parsed = ModelSpec.from_dict(spec.to_dict()) if isinstance(spec, ModelSpec) else parse_spec(spec)
+    parsed = (
+        dataclasses.replace(spec, kwargs=dict(spec.kwargs))
+        if isinstance(spec, ModelSpec)
+        else parse_spec(spec)
+    )
     parsed.kwargs.update(kwargs)
     if dataset is not None:
         parsed.dataset = dataset
@@ -384,7 +389,7 @@ def create_model(
         if not accepts(factory, "num_classes"):
             raise ModelError(
                 f"model {parsed.to_string()} takes no num_classes argument",
-                hint="leave num_classes out, or use a model whose factory accepts it",
+                hint="add a num_classes parameter to the factory (the data set decides the class count)",
             )
         parsed.kwargs["num_classes"] = int(num_classes)
     elif "num_classes" not in parsed.kwargs and parsed.dataset is not None:
