@@ -221,6 +221,9 @@ def test_imagefolder_tree(tmp_path) -> None:
     assert x.shape == (3, 16, 16) and y == 1
     xt, _ = b.train[0]
     assert xt.shape == (3, 16, 16)
+    assert b.val.dataset.transform is not b.train.dataset.transform  # no augmentation in val
+    small = load_dataset("imagefolder", tmp_path, image_size=16, max_samples=3)
+    assert sorted(small.test[i][1] for i in range(3)) == [0, 1, 2]  # spread over the classes
     train, _, _ = b.loaders(4)
     xb, yb = next(iter(train))
     assert xb.shape == (4, 3, 16, 16)

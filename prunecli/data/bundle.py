@@ -119,10 +119,14 @@ def split_indices(count: int, fraction: float, seed: int) -> tuple[list[int], li
 
 
 def limit(dataset: Dataset, max_samples: int | None) -> Dataset:
-    """The first ``max_samples`` items (for smoke runs); the data set itself when no limit."""
-    if max_samples is None or len(dataset) <= max_samples:
+    """``max_samples`` evenly spaced items (for smoke runs); the data set itself when no limit.
+
+    Evenly spaced rather than the first ones, because folder-based sets are sorted by class.
+    """
+    size = len(dataset)
+    if max_samples is None or size <= max_samples:
         return dataset
-    return Subset(dataset, list(range(max_samples)))
+    return Subset(dataset, [i * size // max_samples for i in range(max_samples)])
 
 
 def subset(dataset: Dataset, indices: Sequence[int]) -> Subset:

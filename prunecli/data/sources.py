@@ -7,6 +7,7 @@ data set's own test files (digits, which has none, gets a seeded test split too)
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable
 
@@ -324,10 +325,12 @@ def load_imagefolder(
             f"{test_dir} and {train_dir} have different class folders: {', '.join(extra[:5])}",
             hint="both splits need the same set of class folders",
         )
+    train_eval = copy.copy(train_aug)  # same file list, scanned once; evaluation transforms
+    train_eval.transform = eval_tf
     return _finish(
         "imagefolder",
         train_aug,
-        _image_folder(train_dir, eval_tf),
+        train_eval,
         test,
         num_classes=len(train_aug.classes),
         input_shape=(3, image_size, image_size),
