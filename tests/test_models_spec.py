@@ -205,3 +205,11 @@ def test_create_model_accepts_a_spec_object() -> None:
     _, spec = create_model("resnet20_cifar", num_classes=7)
     model, again = create_model(spec)
     assert model.fc.out_features == 7 and again == spec and again is not spec
+
+
+def test_spec_strings_round_trip_values_of_every_type() -> None:
+    spec = ModelSpec("zoo", "mobilenet", {"a": "true", "b": 3, "c": 0.5, "d": "text", "e": [1, 2], "f": None})
+    assert parse_spec(spec.to_string()).kwargs == spec.kwargs
+    with pytest.raises(ModelError) as err:
+        parse_spec("models/net.py")
+    assert "models/net.py:Factory" in err.value.hint

@@ -120,7 +120,12 @@ def parse_spec(spec: str) -> ModelSpec:
         return ModelSpec("file", m["attr"], kwargs, path=m["path"])
     if m := _IMPORT_RE.match(body):
         return ModelSpec("import", body, kwargs)
-    if ":" in body or body.endswith(".py"):
+    if body.endswith(".py"):
+        raise ModelError(
+            f"model spec {spec!r} names a file but no factory in it",
+            hint=f"add the function or class to call: {body}:Factory",
+        )
+    if ":" in body:
         raise ModelError(f"cannot read model spec {spec!r}", hint=f"give {SPEC_FORMS}")
     name = body.lower()
     if name in ZOO:
@@ -139,15 +144,20 @@ def _parse_query(query: str, spec: str) -> dict[str, Any]:
                 f"bad keyword argument {item!r} in model spec {spec!r}",
                 hint="write keyword arguments as NAME?key=value&key=value, e.g. resnet18?num_classes=10",
             )
-        try:
-            kwargs[key] = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
-            kwargs[key] = raw
+        kwargs[key] = _load_scalar(raw)
     return kwargs
 
 
+def _load_scalar(raw: str) -> Any:
+    try:
+        return yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError:
+        return raw
+
+
 def _format_value(value: Any) -> str:
-    if isinstance(value, str):
+    """A query value that :func:`_parse_query` reads back as the same value and type."""
+    if isinstance(value, str) and not set(value) & set("&?=") and _load_scalar(value) == value:
         return value
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
