@@ -83,3 +83,10 @@ def test_argument_errors() -> None:
         load_dataset("digits", val_fraction=1.5)
     with pytest.raises(DataError, match="max_samples"):
         load_dataset("digits", max_samples=0)
+
+
+def test_worker_processes_see_the_same_order() -> None:
+    b = load_dataset("digits", max_samples=48)
+    single, _, _ = b.loaders(8, workers=0, seed=1)
+    multi, _, _ = b.loaders(8, workers=2, seed=1)
+    assert _epoch_order(single) == _epoch_order(multi)
