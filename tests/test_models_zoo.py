@@ -299,3 +299,28 @@ def test_resnet50_macs_match_distiller_notes() -> None:
     for name in ("resnet50", "preact_resnet50"):
         model, spec = create_model(name)
         assert total_macs(model, torch.zeros(default_input_shape(spec))) == 4_089_184_256
+
+
+@functools.cache
+def meta_modules(spec: str) -> frozenset[str]:
+    with torch.device("meta"):
+        model, _ = create_model(spec)
+    return frozenset(n for n, _ in model.named_modules())
+
+
+def test_quantizer_override_module_names_exist_in_zoo_models(examples_dir: str) -> None:
+    """Module names (not only parameters) matter too: Distiller's quantizer overrides name them."""
+    checked = 0
+    for rel in example_files(examples_dir):
+        with open(os.path.join(examples_dir, rel), encoding="utf-8") as f:
+            text = f.read()
+        model = target_model(examples_dir, rel, text)
+        if model is None or model not in ZOO:
+            continue
+        data = yaml.safe_load(text) or {}
+        for quantizer in (data.get("quantizers") or {}).values():
+            for key in quantizer.get("overrides") or {}:
+                if re.fullmatch(r"[\w.]+", key):  # plain names; regex patterns are skipped
+                    assert key in meta_modules(model), (rel, key)
+                    checked += 1
+    assert checked >= 10
