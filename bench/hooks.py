@@ -121,8 +121,31 @@ def run(context: Context) -> Section:
             f"{lo:.2f}-{hi:.2f}",
             f"{_forward_sparsity(steppers[name][0], names):.1%}",
         )
+    if OURS in steppers:
+        alone = _hooks_alone(steppers[OURS][1])
+        base = stats[UNMASKED].median
+        section.notes.append(
+            f"prunecli's four per-step hook calls alone (no forward/backward) take {alone * 1000:.2f} ms per step, "
+            f"{alone / base:.2%} of the median unmasked step: the rest of any difference between the rows is "
+            "measurement noise (see the range over rounds)."
+        )
     _targets(section, stats, failures)
     return section
+
+
+def _hooks_alone(step: ScheduledStep, repeats: int = 50) -> float:
+    """CPU seconds per step spent inside the scheduler's hooks themselves."""
+    s, opt, n = step.scheduler, step.optimizer, step.steps_per_epoch
+    loss = torch.zeros((), requires_grad=True)
+
+    def hooks() -> None:
+        s.on_minibatch_begin(step.epoch, 0, n, opt)
+        s.before_backward_pass(step.epoch, 0, n, loss, optimizer=opt)
+        s.before_parameter_optimization(step.epoch, 0, n, opt)
+        s.on_minibatch_end(step.epoch, 0, n, opt)
+
+    hooks()
+    return timed(lambda: [hooks() for _ in range(repeats)], CPU) / repeats
 
 
 def _targets(section: Section, stats: dict, failures: dict[str, str]) -> None:

@@ -30,6 +30,15 @@ def section(s: Section, number: int) -> str:
     return "\n\n".join(parts)
 
 
+SETUP = """Peers: Torch-Pruning comes with the `bench` extra (`pip install -e ".[bench]"`); without it its rows say
+"not installed". `torch.nn.utils.prune` and `torch.ao.pruning` ship with torch. NNI runs in its own virtual
+environment, so its pins cannot disturb ours; the benchmark finds its interpreter through `BENCH_NNI_PYTHON`
+(default: `../nni-venv/bin/python` next to the checkout). It was made with
+`python3 -m venv ../nni-venv`, a `.pth` file listing this checkout's `.venv` site-packages (so NNI reuses the
+same torch instead of downloading another), and `../nni-venv/bin/pip install nni==3.0 tensorboard`
+(tensorboard is an undeclared NNI dependency of its dependency-group detection). `--quick` skips NNI."""
+
+
 def document(sections: list[Section], machine: dict[str, str], command: str, settings: str) -> str:
     head = [
         "# Benchmarks",
@@ -40,6 +49,8 @@ def document(sections: list[Section], machine: dict[str, str], command: str, set
         "Regenerate this file with the command below.",
         "",
         f"Command: `{command}`",
+        "",
+        SETUP,
         "",
         f"Settings: {settings}",
         "",

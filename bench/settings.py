@@ -12,8 +12,8 @@ class Settings:
     # 1. hook overhead
     hook_model: str = "resnet56_cifar"
     hook_batch: int = 64
-    hook_steps: int = 3  # training steps per variant per round
-    hook_rounds: int = 9
+    hook_steps: int = 1  # training steps per variant per round
+    hook_rounds: int = 25
     # 2. thinning; (name, input side) -- names without ':' come from prunecli.models
     thin_models: tuple[tuple[str, int], ...] = (
         ("torchvision:resnet50", 224),
