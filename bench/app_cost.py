@@ -22,16 +22,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 OURS, PLAIN = "prunecli run", "plain PyTorch script"
 TIME_GOAL, MEMORY_GOAL = 1.10, 1.2
 
-#: the quickstart's masked weights at their final filter sparsity (schedules/quickstart.yaml)
-QUICKSTART_MASKS = (
-    "layer1.0.conv1.weight=0.5:filters",
-    "layer2.0.conv1.weight=0.5:filters",
-    "layer1.0.conv2.weight=0.25:filters",
-    "conv1.weight=0.25:filters",
-    "layer2.0.conv2.weight=0.25:filters",
-    "layer2.0.downsample.0.weight=0.25:filters",
-)
-
 
 @dataclass
 class Workload:
@@ -40,17 +30,60 @@ class Workload:
     plain: list[str]  # arguments after `python -m bench.plain_train`
 
 
+QUICKSTART_SCHEDULE = REPO_ROOT / "schedules" / "quickstart.yaml"
+QUICKSTART_CONFIG = REPO_ROOT / "configs" / "quickstart.yaml"
+THINNING_EXTENSIONS = ("FilterRemover", "ChannelRemover", "StructureRemover")
+
+
+def _milestones(lr_args: dict, epochs: int) -> list[int]:
+    if "milestones" in lr_args:
+        return [int(m) for m in lr_args["milestones"]]
+    step = int(lr_args.get("step_size", 0))
+    return list(range(step, epochs, step)) if step > 0 else []
+
+
 def _quickstart(settings: Settings) -> Workload:
-    epochs = settings.app_quickstart_epochs
+    """The shipped quickstart up to its thinning epoch, and the plain script told the same things."""
+    import yaml
+
+    schedule = ours.load_schedule_text(
+        QUICKSTART_SCHEDULE.read_text(encoding="utf-8"), str(QUICKSTART_SCHEDULE)
+    )
+    config = yaml.safe_load(QUICKSTART_CONFIG.read_text(encoding="utf-8")) or {}
+    extensions = schedule.components.get("extensions", {})
+    thinners = [c for c in extensions.values() if c.class_name in THINNING_EXTENSIONS]
+    thin_epochs = [e for p in schedule.policies if p.kind == "extension" for e in p.epochs
+                   if extensions[p.instance].class_name in THINNING_EXTENSIONS]  # fmt: skip
+    epochs = min([settings.app_quickstart_epochs, *thin_epochs])
+    model = config.get("model") or (thinners[0].args["arch"] if thinners else "resnet_digits")
+    dataset = config.get("dataset") or (thinners[0].args["dataset"] if thinners else "digits")
+    masks = [
+        f"{w}={c.args.get('final_sparsity', c.args.get('desired_sparsity'))}"
+        + (":filters" if c.args.get("group_type") == "Filters" else "")
+        for c in schedule.components.get("pruners", {}).values()
+        for w in c.args.get("weights", [])
+    ]
+    lr = list(schedule.components.get("lr_schedulers", {}).values())
+    plain = [
+        "--model", model, "--dataset", dataset, "--epochs", str(epochs),
+        "--batch-size", str(config.get("batch_size", 128)), "--lr", str(config.get("lr", 0.1)),
+        "--momentum", str(config.get("momentum", 0.9)), "--weight-decay", str(config.get("weight_decay", 1e-4)),
+        "--val-fraction", str(config.get("val_fraction", 0.1)), "--seed", str(config.get("seed", 0)),
+        *[a for m in masks for a in ("--mask", m)],
+    ]  # fmt: skip
+    if lr:
+        milestones = _milestones(lr[0].args, epochs)
+        plain += [
+            "--milestones",
+            ",".join(map(str, milestones)),
+            "--gamma",
+            str(lr[0].args.get("gamma", 0.1)),
+        ]
     return Workload(
-        f"quickstart (resnet_digits on digits, epochs 0-{epochs - 1} of schedules/quickstart.yaml)",
-        [str(REPO_ROOT / "schedules" / "quickstart.yaml"), "--epochs", str(epochs)],
-        [
-            "--model", "resnet_digits", "--dataset", "digits", "--epochs", str(epochs), "--batch-size", "32",
-            "--lr", "0.05", "--momentum", "0.9", "--weight-decay", "0.0005", "--milestones", "12,16",
-            "--gamma", "0.3", *[a for m in QUICKSTART_MASKS for a in ("--mask", m)],
-        ],
-    )  # fmt: skip
+        f"quickstart ({model} on {dataset}, epochs 0-{epochs - 1} of schedules/quickstart.yaml)",
+        [str(QUICKSTART_SCHEDULE), "--epochs", str(epochs)],
+        plain,
+    )
 
 
 def _resnet20(settings: Settings, workdir: Path) -> Workload:
