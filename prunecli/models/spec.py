@@ -44,8 +44,8 @@ _PLAIN = (str, int, float, bool, type(None))
 class ModelSpec:
     """How to rebuild a model: stored in checkpoints as plain data (see :meth:`to_dict`)."""
 
-    kind: str
-    name: str
+    kind: str  # one of KINDS
+    name: str  # zoo or torchvision name; "package.module:factory"; the factory's name in a file
     kwargs: dict[str, Any] = field(default_factory=dict)
     path: str | None = None  # the .py file, for kind == "file"
     dataset: str | None = None  # the data set it was created for, when known
