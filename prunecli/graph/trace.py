@@ -1,0 +1,116 @@
+"""torch.fx tracing with a fallback: modules that cannot be traced become opaque leaves.
+
+Dependencies always come from the traced data flow, never from layer names. When symbolic
+tracing fails inside a sub-module (data-dependent control flow, unsupported Python), that
+module is retried as a leaf: the rest of the model is still analysed, and the leaf's channels are
+kept. A failure in the top-level ``forward`` raises :class:`GraphError` naming the construct.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from prunecli.errors import GraphError
+
+MAX_LEAF_RETRIES = 16
+
+
+class _Tracer(fx.Tracer):
+    """Records which module is being traced so a failure can name it."""
+
+    def __init__(self, extra_leaves: set[str]) -> None:
+        super().__init__()
+        self.extra_leaves = extra_leaves
+        self.stack: list[str] = []
+        self.failed_in: str | None = None  # innermost module whose tracing raised
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        if module_qualified_name in self.extra_leaves:
+            return True
+        return super().is_leaf_module(m, module_qualified_name)
+
+    def call_module(self, m: nn.Module, forward, args, kwargs):
+        name = self.path_of_module(m)
+        self.stack.append(name)
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        except Exception:
+            if self.failed_in is None and name and name not in self.extra_leaves:
+                self.failed_in = name
+            raise
+        finally:
+            self.stack.pop()
+
+
+def trace(model: nn.Module) -> tuple[fx.GraphModule, list[str]]:
+    """Symbolically trace ``model``; returns the graph module and notes on opaque leaves."""
+    leaves: set[str] = set()
+    notes: list[str] = []
+    for _ in range(MAX_LEAF_RETRIES):
+        tracer = _Tracer(leaves)
+        try:
+            graph = tracer.trace(model)
+        except Exception as exc:  # tracing errors come in many types (TraceError, TypeError, ...)
+            where = tracer.failed_in
+            if where is None:
+                raise GraphError(
+                    f"cannot trace the model's top-level forward: {type(exc).__name__}: {exc}",
+                    hint="torch.fx needs a forward without data-dependent control flow (if/for on "
+                    "tensor values); move such code into a sub-module (it is then kept whole) or "
+                    "rewrite it with torch.where",
+                ) from exc
+            leaves.add(where)
+            notes.append(
+                f"module '{where}' could not be traced ({type(exc).__name__}: {_first_line(exc)}); "
+                "it is kept whole and its channels are not pruned"
+            )
+            continue
+        return fx.GraphModule(tracer.root, graph), notes
+    raise GraphError(
+        f"cannot trace the model: more than {MAX_LEAF_RETRIES} sub-modules failed to trace",
+        hint="remove data-dependent control flow from the model's forward methods",
+    )
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else ""
+
+
+class _ShapeRecorder(fx.Interpreter):
+    """Runs the graph once and keeps only each node's output shape (not the tensors)."""
+
+    def __init__(self, gm: fx.GraphModule) -> None:
+        super().__init__(gm, garbage_collect_values=True)
+        self.shapes: dict[str, Any] = {}
+
+    def run_node(self, n: fx.Node) -> Any:
+        try:
+            result = super().run_node(n)
+        except Exception as exc:
+            raise GraphError(
+                f"running the traced model failed at node '{n.name}' ({n.op} {n.target}): "
+                f"{type(exc).__name__}: {_first_line(exc)}",
+                hint="check that the example input shape matches the model (--input-shape)",
+            ) from exc
+        self.shapes[n.name] = _shape_of(result)
+        return result
+
+
+def _shape_of(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return tuple(value.shape)
+    if isinstance(value, (tuple, list)):
+        return tuple(_shape_of(v) for v in value)
+    return None
+
+
+def record_shapes(gm: fx.GraphModule, inputs: tuple[torch.Tensor, ...]) -> dict[str, Any]:
+    """Output shape of every node for ``inputs`` (eval mode, no autograd)."""
+    recorder = _ShapeRecorder(gm)
+    with torch.no_grad():
+        recorder.run(*inputs)
+    return recorder.shapes

@@ -1,0 +1,125 @@
+"""Rules that say which channel values are identically zero, given the current weights.
+
+The graph walk records one rule per value-creating operation (in execution order); thinning
+evaluates them against the live tensors. A channel whose value reaches every reader as zero can
+be removed without changing the function (``filters`` mode).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+TensorLookup = Callable[[str], torch.Tensor]
+
+
+def slice_is_zero(tensor: torch.Tensor, dim: int) -> np.ndarray:
+    """For each index along ``dim``: is the whole slice zero?"""
+    t = tensor.detach()
+    if t.dim() == 0:
+        return np.array([bool(t == 0)])
+    moved = t.movedim(dim, 0).reshape(t.shape[dim], -1)
+    return (~(moved != 0).any(dim=1)).cpu().numpy()
+
+
+@dataclass
+class ParamOperand:
+    """A parameter broadcast along the channel dim, e.g. ViT's position embedding or a layer scale."""
+
+    tensor: str
+    dim: int
+
+
+Operand = "np.ndarray | ParamOperand | bool"
+
+
+def _operand_zero(op, zero: np.ndarray, lookup: TensorLookup, size: int) -> np.ndarray:
+    if isinstance(op, bool):
+        return np.full(size, op)
+    if isinstance(op, ParamOperand):
+        return slice_is_zero(lookup(op.tensor), op.dim)
+    return zero[op.ravel()]
+
+
+@dataclass
+class ProducerRule:
+    """Conv/linear output channel ``k`` is zero when filter ``k`` and bias ``k`` are zero."""
+
+    out_ids: np.ndarray
+    weight: str
+    bias: str | None
+
+    def apply(self, zero: np.ndarray, lookup: TensorLookup) -> None:
+        z = slice_is_zero(lookup(self.weight), 0)
+        if self.bias is not None:
+            z &= slice_is_zero(lookup(self.bias), 0)
+        zero[self.out_ids] = z
+
+
+@dataclass
+class DepthwiseRule:
+    """Depthwise conv: zero when (its filter or its input channel is zero) and its bias is zero."""
+
+    in_ids: np.ndarray  # one input id per output channel
+    out_ids: np.ndarray
+    weight: str
+    bias: str | None
+
+    def apply(self, zero: np.ndarray, lookup: TensorLookup) -> None:
+        z = slice_is_zero(lookup(self.weight), 0) | zero[self.in_ids]
+        if self.bias is not None:
+            z &= slice_is_zero(lookup(self.bias), 0)
+        zero[self.out_ids] = z
+
+
+@dataclass
+class NormRule:
+    """Per-channel norm (BatchNorm): zero out only when it stays zero in train and eval mode.
+
+    With gamma = beta = 0 the output is zero whatever the input; with a zero input the output is
+    ``beta`` in train mode and ``beta - mean * gamma / sqrt(var + eps)`` in eval mode.
+    """
+
+    in_ids: np.ndarray
+    out_ids: np.ndarray
+    weight: str | None
+    bias: str | None
+    running_mean: str | None
+
+    def apply(self, zero: np.ndarray, lookup: TensorLookup) -> None:
+        n = len(self.out_ids)
+        gamma0 = slice_is_zero(lookup(self.weight), 0) if self.weight else np.zeros(n, bool)
+        beta0 = slice_is_zero(lookup(self.bias), 0) if self.bias else np.ones(n, bool)
+        mean0 = slice_is_zero(lookup(self.running_mean), 0) if self.running_mean else np.ones(n, bool)
+        zero[self.out_ids] = (gamma0 & beta0) | (zero[self.in_ids] & beta0 & (mean0 | gamma0))
+
+
+@dataclass
+class CombineRule:
+    """Element-wise combination: zero when ``all`` (add), ``any`` (mul) or the ``first`` (div) operand is."""
+
+    operands: list
+    out_ids: np.ndarray
+    mode: str  # "all" | "any" | "first"
+
+    def apply(self, zero: np.ndarray, lookup: TensorLookup) -> None:
+        size = self.out_ids.size
+        parts = [_operand_zero(op, zero, lookup, size) for op in self.operands]
+        if self.mode == "first":  # division: zero when the numerator is
+            result = parts[0]
+        elif self.mode == "all":
+            result = np.logical_and.reduce(parts)
+        else:
+            result = np.logical_or.reduce(parts)
+        zero[self.out_ids.ravel()] = result
+
+
+def evaluate(rules: list, num_ids: int, lookup: TensorLookup) -> np.ndarray:
+    """Zero flag for every channel id (ids no rule creates, like the model input, are non-zero)."""
+    zero = np.zeros(num_ids, dtype=bool)
+    for rule in rules:
+        rule.apply(zero, lookup)
+    return zero
