@@ -98,6 +98,8 @@ class _Run:
             )
         self.schedule = load_schedule(cfg.schedule) if cfg.schedule else None
         self.device = resolve_device(cfg.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
         self.bundle = load_dataset(
             cfg.dataset, cfg.data_dir, seed=cfg.seed, val_fraction=cfg.val_fraction, **cfg.dataset_options
         )

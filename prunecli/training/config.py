@@ -49,6 +49,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     workers: int = 0
+    threads: int | None = None
     max_steps_per_epoch: int | None = None
     max_eval_batches: int | None = None
     checkpoint_every: int = 1

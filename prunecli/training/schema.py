@@ -43,6 +43,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "seed": {"type": "integer", "minimum": 0},
         "device": {"enum": list(DEVICES)},
         "workers": {"type": "integer", "minimum": 0},
+        "threads": {**_NULLABLE_POSITIVE_INT, "description": "torch intra-op threads (default: torch's choice)"},
         "max_steps_per_epoch": {**_NULLABLE_POSITIVE_INT, "description": "cut every epoch to K steps"},
         "max_eval_batches": {**_NULLABLE_POSITIVE_INT, "description": "cut validation/test to K batches"},
         "checkpoint_every": {**_POSITIVE_INT, "description": "write checkpoint.pt every N epochs"},

@@ -22,6 +22,7 @@ _DIRECT = (
     "seed",
     "device",
     "workers",
+    "threads",
     "max_steps_per_epoch",
     "max_eval_batches",
     "checkpoint_every",
@@ -47,6 +48,7 @@ _DIRECT = (
 @click.option("--seed", type=click.IntRange(min=0), help="Random seed.")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), help="Where to train.")
 @click.option("-j", "--workers", type=click.IntRange(min=0), help="Data-loading worker processes.")
+@click.option("--threads", type=click.IntRange(min=1), help="Torch intra-op threads.")
 @click.option("--max-steps-per-epoch", type=click.IntRange(min=1), help="Cut every epoch to K steps.")
 @click.option("--max-eval-batches", type=click.IntRange(min=1), help="Cut validation and test to K batches.")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), help="Write checkpoint.pt every N epochs.")
