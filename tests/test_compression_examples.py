@@ -129,3 +129,37 @@ def test_example_schedule_reaches_final_sparsity(examples_dir, relpath):
         and not isinstance(p, RandomLevelStructureParameterPruner)
     ]
     assert checked >= len(predictable)
+
+
+def test_every_example_component_fits_its_constructor(examples_dir):
+    """Each pruner/regularizer/LR/extension in the examples uses only arguments its class accepts."""
+    import glob
+
+    from prunecli.compression.build import EXTENSION_ARGS, EXTENSIONS, accepted_args
+    from prunecli.errors import ScheduleError
+    from prunecli.lr import LR_SCHEDULERS
+    from prunecli.pruners import PRUNERS
+    from prunecli.regularizers import REGULARIZERS
+    from prunecli.schedule import load_schedule
+
+    registry = {**PRUNERS, **REGULARIZERS, **LR_SCHEDULERS}
+    seen = set()
+    for path in sorted(glob.glob(os.path.join(examples_dir, "**", "*.yaml"), recursive=True)):
+        try:
+            schedule = load_schedule(path)
+        except ScheduleError:
+            continue  # not a schedule, quantization, or refused by the loader (duplicate keys)
+        for section, comps in schedule.components.items():
+            for comp in comps.values():
+                if section == "quantizers":
+                    continue
+                if section == "extensions":
+                    assert comp.class_name in EXTENSIONS, path
+                    accepted, required = set(EXTENSION_ARGS), {"thinning_func_str"}
+                else:
+                    assert comp.class_name in registry, (path, comp.class_name)
+                    accepted, required = accepted_args(registry[comp.class_name])
+                assert set(comp.args) <= accepted, (path, comp.class_name, set(comp.args) - accepted)
+                assert required <= set(comp.args), (path, comp.class_name, required - set(comp.args))
+                seen.add(comp.class_name)
+    assert len(seen) >= 15
