@@ -7,8 +7,10 @@ properties with PRUNECLI_FUZZ_EXAMPLES set high.
 
 from __future__ import annotations
 
+import atexit
 import io
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -30,6 +32,7 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 _DIR = Path(tempfile.mkdtemp(prefix="prunecli-fuzz-"))
+atexit.register(shutil.rmtree, _DIR, ignore_errors=True)
 _MARKER = _DIR / "executed"
 
 

@@ -6,7 +6,9 @@ example schedules. Budget as in test_fuzz_checkpoint.py (PRUNECLI_FUZZ_EXAMPLES)
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -26,6 +28,7 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 _DIR = Path(tempfile.mkdtemp(prefix="prunecli-fuzz-text-"))
+atexit.register(shutil.rmtree, _DIR, ignore_errors=True)
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES_DIR = Path(os.environ.get("PRUNECLI_EXAMPLES", REPO.parent / "shared" / "distiller-examples"))
 
