@@ -235,3 +235,18 @@ def test_bernoulli_mask_is_scaled():
 def test_filter_score_pruners_reject_other_groups():
     with pytest.raises(ValueError):
         PRUNERS["RandomRankedFilterPruner"]("r", "Channels", 0.5, ["conv2.weight"])
+
+
+def test_cols_and_kernel_ranking_extensions():
+    model = TinyCNN()
+    maskset = MaskSet(model)
+    meta = {"model": model}
+    PRUNERS["L1RankedStructureParameterPruner"]("c", "Cols", 0.5, ["fc.weight"]).set_param_mask(
+        model.fc.weight, "fc.weight", maskset, meta
+    )
+    assert int((maskset["fc.weight"].mask.sum(1) == 0).sum()) == 5  # 10 output rows, half removed
+    PRUNERS["L1RankedStructureParameterPruner"]("k", "2D", 0.25, ["conv2.weight"]).set_param_mask(
+        model.conv2.weight, "conv2.weight", maskset, meta
+    )
+    kernels = maskset["conv2.weight"].mask.reshape(16 * 8, 9)
+    assert int((kernels.sum(1) == 0).sum()) == 32 and set(kernels.sum(1).unique().tolist()) == {0.0, 9.0}

@@ -14,7 +14,8 @@ from prunecli.pruners.base import Pruner
 from prunecli.pruners.criteria import expand_binary_map, structure_binary_map
 from prunecli.pruners.stats import ActivationStats, GradientStats
 
-LP_GROUP_TYPES = ("3D", "Filters", "Channels", "Rows", "Blocks")
+#: Distiller ranks the first five; Cols (a matrix's stored rows) and 2D (kernels) are extensions.
+LP_GROUP_TYPES = ("3D", "Filters", "Channels", "Rows", "Blocks", "Cols", "2D")
 FILTER_GROUP_TYPES = ("3D", "Filters")
 
 
