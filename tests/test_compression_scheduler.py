@@ -301,3 +301,50 @@ def test_mask_gradients_zeroes_masked_gradients():
     mask = sched.masks["fc.weight"]
     assert (model.fc.weight.grad[mask == 0] == 0).all()
     assert (model.fc.weight.grad[mask == 1] != 0).any()
+
+
+def test_state_loads_with_weights_only(tmp_path):
+    schedule = make_schedule(
+        {
+            "pruners": {
+                "act": (
+                    "ActivationAPoZRankedFilterPruner_AGP",
+                    {
+                        "initial_sparsity": 0.1,
+                        "final_sparsity": 0.5,
+                        "group_type": "Filters",
+                        "weights": ["conv2.weight"],
+                    },
+                ),
+                "spl": (
+                    "SplicingPruner",
+                    {"sensitivities": {"fc.weight": 0.2}, "low_thresh_mult": 0.9, "hi_thresh_mult": 1.1},
+                ),
+            },
+            "lr_schedulers": {"lr": ("MultiStepMultiGammaLR", {"milestones": [1, 2], "gammas": [0.5, 0.5]})},
+        },
+        [
+            ("pruner", "act", {"starting_epoch": 0, "ending_epoch": 3, "frequency": 1}, None),
+            (
+                "pruner",
+                "spl",
+                {"starting_epoch": 0, "ending_epoch": 3, "frequency": 1},
+                {"mini_batch_pruning_frequency": 1},
+            ),
+            ("lr_scheduler", "lr", {"starting_epoch": 0, "ending_epoch": 3, "frequency": 1}, None),
+        ],
+    )
+    model, optimizer, sched = _setup("sgd", schedule)
+    train(sched, model, optimizer, epochs=2, steps=2)
+    torch.save(sched.state_dict(), tmp_path / "s.pt")
+    state = torch.load(tmp_path / "s.pt", weights_only=True)
+    model2 = copy.deepcopy(model)
+    opt2 = OPTIMIZERS["sgd"](model2.parameters())
+    sched2 = build_scheduler(schedule, model2, opt2)
+    sched2.load_state_dict(state)
+    assert sched2.state_dict()["policies"].keys() == state["policies"].keys()
+    lr_state = next(v for k, v in state["policies"].items() if k.endswith(":lr"))
+    assert lr_state["lr_scheduler"]["last_epoch"] == 2
+    for name, mask in sched.masks.items():
+        other = sched2.masks[name]
+        assert (mask is None and other is None) or torch.equal(mask, other)
