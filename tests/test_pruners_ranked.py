@@ -250,3 +250,28 @@ def test_cols_and_kernel_ranking_extensions():
     )
     kernels = maskset["conv2.weight"].mask.reshape(16 * 8, 9)
     assert int((kernels.sum(1) == 0).sum()) == 32 and set(kernels.sum(1).unique().tolist()) == {0.0, 9.0}
+
+
+def test_leader_with_unequal_structure_counts_is_a_schedule_error():
+    from prunecli.errors import ScheduleError
+
+    schedule = make_schedule(
+        {
+            "pruners": {
+                "p": (
+                    "L1RankedStructureParameterPruner",
+                    {
+                        "group_type": "Filters",
+                        "desired_sparsity": 0.5,
+                        "weights": ["conv1.weight", "conv2.weight"],
+                        "group_dependency": "Leader",
+                    },
+                )
+            }
+        },
+        [("pruner", "p", {"epochs": [0]}, None)],
+    )
+    with pytest.raises(
+        ScheduleError, match="Leader conv1.weight has 8 Filters structures but conv2.weight has 16"
+    ):
+        build_scheduler(schedule, TinyCNN(), None)

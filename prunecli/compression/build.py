@@ -25,8 +25,9 @@ from prunecli.compression.policies import (
 from prunecli.compression.scheduler import CompressionScheduler
 from prunecli.errors import ProblemCollector, ScheduleError, SourceLocation
 from prunecli.lr import LR_SCHEDULERS
-from prunecli.pruners import PRUNERS
+from prunecli.pruners import PRUNERS, RankedStructurePruner
 from prunecli.pruners.agp import AgpMixin, agp_span
+from prunecli.pruners.criteria import structure_norms
 from prunecli.regularizers import REGULARIZERS
 from prunecli.schedule.model import Component, Policy, Schedule
 
@@ -119,7 +120,35 @@ def _build_component(
             "use names from model.named_parameters() (run them through prunecli.schedule.names.resolve_names)",
         )
         return None
+    _check_leader(comp, obj, model, problems)
     return obj
+
+
+def _check_leader(comp: Component, pruner: Any, model: nn.Module, problems: ProblemCollector) -> None:
+    """Leader groups share one binary map, so every member needs the leader's structure count."""
+    if not isinstance(pruner, RankedStructurePruner) or pruner.group_dependency != "Leader":
+        return
+    params = dict(model.named_parameters())
+    counts = {}
+    for name in pruner.params_names:
+        try:
+            counts[name] = structure_norms(
+                params[name], pruner.group_type, block_shape=pruner.block_shape
+            ).numel()
+        except ValueError as exc:
+            problems.add(
+                f"{comp.instance}: {name}: {exc}", comp.location, "use a group_type that fits this tensor"
+            )
+            return
+    leader = pruner.leader()
+    unequal = {n: c for n, c in counts.items() if c != counts[leader]}
+    if unequal:
+        problems.add(
+            f"{comp.instance}: Leader {leader} has {counts[leader]} {pruner.group_type} structures but "
+            + ", ".join(f"{n} has {c}" for n, c in unequal.items()),
+            comp.arg_locations.get("weights", comp.location),
+            "a Leader group may only list tensors with the same number of structures",
+        )
 
 
 def _build_lr_scheduler(comp: Component, optimizer: Any, problems: ProblemCollector) -> Any | None:
