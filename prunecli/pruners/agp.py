@@ -60,4 +60,7 @@ class AutomatedGradualPruner(AgpMixin, Pruner):
     def set_param_mask(self, param, param_name, maskers, meta) -> None:
         if param_name not in self.params_names:
             return
-        maskers[param_name].mask = level_mask(param, self.agp_target(meta))
+        target = self.agp_target(meta)
+        if target == 0:
+            return  # Distiller's prune_level leaves the mask alone at level 0
+        maskers[param_name].mask = level_mask(param, target)
