@@ -31,6 +31,10 @@ _OS_ERRORS: dict[int, tuple[str, str]] = {
     errno.EROFS: ("read-only file system", "use --out-dir to write to a writable file system"),
     errno.ENOENT: ("the directory does not exist", "create the directory or use --out-dir"),
     errno.EIO: ("input/output error", "check the disk, then use --out-dir to write elsewhere"),
+    errno.EFBIG: (
+        "file too large (file-system or process file-size limit)",
+        "raise the limit (ulimit -f) or use --out-dir on another file system",
+    ),
 }
 
 
