@@ -77,6 +77,7 @@ def test_thinning_runs_once_after_masks_in_its_epoch(fake_thinning):
     assert zero_filters(call["mask"]) == 4  # the pruner's mask existed (and was applied) before thinning
     assert model.conv1.weight.shape[0] == 4
     assert sched.masks["conv1.weight"].shape == model.conv1.weight.shape
+    assert sched.thinning_recipes == [{"kept": call["kept"]}]
     sched.on_minibatch_begin(0, 1, 2, opt)
     assert len(fake_thinning) == 1  # once per epoch
     sched.on_epoch_end(0, opt)

@@ -38,6 +38,8 @@ class CompressionScheduler:
         self.policies: dict[int, list[ScheduledPolicy]] = {}
         self.sched_metadata: dict[ScheduledPolicy, dict[str, Any]] = {}
         self.policy_order: list[tuple[str, ScheduledPolicy]] = []
+        #: recipes returned by the thinning extensions, in the order they ran (this session only)
+        self.thinning_recipes: list[Any] = []
 
     # construction -------------------------------------------------------------------------------
     def add_policy(
@@ -76,6 +78,7 @@ class CompressionScheduler:
 
     def _after_thinning(self, recipe: Any) -> None:
         """Thinning replaced tensors: re-read parameters and let pruners drop per-structure caches."""
+        self.thinning_recipes.append(recipe)
         self.maskset.refresh_params()
         for _, policy in self.policy_order:
             pruner = getattr(policy, "pruner", None)
