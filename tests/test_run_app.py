@@ -80,6 +80,7 @@ def tiny_config(schedule, out_dir, **extra):
         "out_dir": str(out_dir),
         "device": "cpu",
         "quiet": True,
+        "auto_dependency": True,  # BatchNorm channels of pruned filters are zeroed with them
         **extra,
     }
     return merge_config(settings)

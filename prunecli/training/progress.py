@@ -28,10 +28,10 @@ class Reporter:
 
     def info(self, message: str) -> None:
         if not self.quiet:
-            self.console.print(message, highlight=False)
+            self.console.print(message, highlight=False, soft_wrap=True)
 
     def warn(self, message: str) -> None:
-        self.console.print(f"[yellow]warning:[/] {message}", highlight=False)
+        self.console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
     @contextlib.contextmanager
     def epoch_progress(self, epoch: int, steps: int) -> Iterator[Any]:
@@ -84,4 +84,5 @@ class Reporter:
                 f"at the end: {_pct(result.test.get('top1'))}; "
                 f"MACs reduced by {_pct(result.macs_reduction)}",
                 highlight=False,
+                soft_wrap=True,
             )

@@ -112,5 +112,9 @@ def command(
     if as_json:
         click.echo(json.dumps(result.to_dict(), default=str))
     elif result.stopped_early:
-        out.print(f"stopped after epoch {result.epochs_completed - 1}; continue with: "
-                  f"prunecli run --resume {result.run_dir}", highlight=False)
+        out.print(
+            f"stopped after epoch {result.epochs_completed - 1}; continue with: "
+            f"prunecli run --resume {result.run_dir}",
+            highlight=False,
+            soft_wrap=True,
+        )
