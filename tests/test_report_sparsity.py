@@ -117,3 +117,121 @@ def test_pattern_reproduces_published_row_percentages(examples_dir):
     row = sparsity_row("fc.weight", w)
     assert (row.cols_pct, row.rows_pct, row.pct_2d, row.fine_pct) == (0.0, 50.0, 0.0, 50.0)
     assert row.nnz_sparse == 320
+
+
+_FULL_ROW = re.compile(
+    r"^#\s*\|\s*\d+\s*\|\s*(?:module\.)?(\S+)\s*\|\s*\(([\d, ]+)\)\s*\|\s*(\d+)\s*\|\s*(\d+)\s*\|"
+    + r"\s*([\d.]+)\s*\|" * 6
+)
+
+
+def _published_rows(path: Path) -> list[dict]:
+    out = []
+    for line in path.read_text().splitlines():
+        m = _FULL_ROW.match(line)
+        if m and "Total" not in line:
+            g = m.groups()
+            pct = [float(v) for v in g[4:10]]
+            out.append(
+                {
+                    "name": g[0],
+                    "shape": tuple(int(s) for s in g[1].split(",")),
+                    "nnz_dense": int(g[2]),
+                    "nnz_sparse": int(g[3]),
+                    "cols": pct[0],
+                    "rows": pct[1],
+                    "ch": pct[2],
+                    "2d": pct[3],
+                    "3d": pct[4],
+                    "fine": pct[5],
+                }  # fmt: skip
+            )
+    return out
+
+
+def _count(pct: float, n: int) -> int:
+    k = round(pct * n / 100)
+    assert abs(100 * k / n - pct) < 1e-4, "published percentage is not a whole count"
+    return k
+
+
+def _build_conv(row: dict) -> torch.Tensor:
+    """A 4D tensor with exactly the published numbers of zero filters, channels, kernels, elements."""
+    f, c, kh, kw = row["shape"]
+    w = torch.ones(f, c, kh * kw)
+    zf, zc, zk = _count(row["3d"], f), _count(row["ch"], c), _count(row["2d"], f * c)
+    w[:zf] = 0
+    w[:, :zc] = 0
+    extra = zk - (zf * c + zc * f - zf * zc)
+    # diagonal order: consecutive picks land in different filters and channels, so the extra
+    # zero kernels never complete a whole filter or channel
+    nf, nc = f - zf, c - zc
+    free = [(zf + i, zc + (i + d) % nc) for d in range(nc) for i in range(nf)]
+    assert extra >= 0 and (extra < len(free) or extra == 0)
+    for i, j in free[:extra]:
+        w[i, j] = 0
+    zeros_left = (row["nnz_dense"] - row["nnz_sparse"]) - zk * kh * kw
+    for i, j in free[extra:]:
+        take = min(zeros_left, kh * kw - 1)
+        w[i, j, :take] = 0
+        zeros_left -= take
+    assert zeros_left == 0
+    return w.reshape(f, c, kh, kw)
+
+
+def _build_linear(row: dict) -> torch.Tensor:
+    out_f, in_f = row["shape"]
+    w = torch.ones(out_f, in_f)
+    w[:, : _count(row["rows"], in_f)] = 0  # Distiller's Rows = input features
+    w[: _count(row["cols"], out_f)] = 0  # Distiller's Cols = output neurons
+    assert int((w != 0).sum()) == row["nnz_sparse"]
+    return w
+
+
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "network_surgery/resnet20.network_surgery.yaml",
+        "agp-pruning/resnet20_filters.schedule_agp.yaml",
+        "pruning_filters_for_efficient_convnets/resnet56_cifar_filter_rank.yaml",
+        "pruning_filters_for_efficient_convnets/resnet56_cifar_channel_rank.yaml",
+        "network_trimming/resnet56_cifar_activation_apoz.yaml",
+        "ssl/ssl_channels-removal_training_x1.8.yaml",
+        "drop_filter/resnet20_cifar_randomlevel_training.yaml",
+    ],
+)
+def test_published_rows_reproduced(examples_dir, rel):
+    """Tensors with the published zero counts give back every published percentage."""
+    rows = _published_rows(Path(examples_dir) / rel)
+    assert rows
+    for row in rows:
+        w = _build_conv(row) if len(row["shape"]) == 4 else _build_linear(row)
+        got = sparsity_row(row["name"], w)
+        assert (got.nnz_dense, got.nnz_sparse) == (row["nnz_dense"], row["nnz_sparse"]), row["name"]
+        for key, value in (("cols_pct", "cols"), ("rows_pct", "rows"), ("ch_pct", "ch"),
+                           ("pct_2d", "2d"), ("pct_3d", "3d"), ("fine_pct", "fine")):  # fmt: skip
+            assert getattr(got, key) == pytest.approx(row[value], abs=1e-5), (row["name"], key)
+
+
+@pytest.mark.parametrize(
+    ("rel", "name"),
+    [
+        ("agp-pruning/mobilenet.imagenet.schedule_agp.yaml", "fc.weight"),
+        ("agp-pruning/alexnet.schedule_agp.yaml", "classifier.6.weight"),
+    ],
+)
+def test_2018_tables_name_linear_structures_the_other_way(examples_dir, rel, name):
+    """Tables logged in 2018 predate Distiller's transposed naming: their "Cols" are input features.
+
+    mobilenet fc (1000, 1024): Cols 1.46484 % = 15/1024 (not a whole count of 1000 rows), so that
+    column counted stored columns; the current convention reports those under "Rows".
+    """
+    row = next(r for r in _published_rows(Path(examples_dir) / rel) if r["name"] == name)
+    out_f, in_f = row["shape"]
+    w = torch.ones(out_f, in_f)
+    w[:, : _count(row["cols"], in_f)] = 0
+    w[: _count(row["rows"], out_f)] = 0
+    got = sparsity_row(name, w)
+    assert got.rows_pct == pytest.approx(row["cols"], abs=1e-5)
+    assert got.cols_pct == pytest.approx(row["rows"], abs=1e-5)
+    assert got.pct_2d == pytest.approx(row["2d"], abs=1e-5)  # 2D (zero stored rows) never changed
