@@ -111,3 +111,41 @@ def test_group_threshold_mean_abs_formula():
     assert group_threshold_mask(t, "Filters", 0.07, "Mean_Abs").view(2, -1)[:, 0].tolist() == [1.0, 0.0]
     assert group_threshold_mask(t, "Filters", 0.15, "Max").view(2, -1)[:, 0].tolist() == [1.0, 0.0]
     assert math.isclose(float(t.abs().mean()), 0.075, rel_tol=1e-6)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shape=st.tuples(st.integers(1, 6), st.integers(1, 5), st.integers(1, 3), st.integers(1, 3)),
+    level=st.floats(0.0, 1.0),
+    seed=st.integers(0, 1000),
+    quantize=st.booleans(),
+)
+def test_level_and_structure_masks_properties(shape, level, seed, quantize):
+    gen = torch.Generator().manual_seed(seed)
+    t = torch.randn(shape, generator=gen)
+    if quantize:  # many ties
+        t = (t * 2).round() / 2
+    mask = level_mask(t, level)
+    k = int(level * t.numel())
+    assert int((mask == 0).sum()) >= k  # ties at the cut are pruned too (Distiller's documented quirk)
+    if k and (mask == 1).any():
+        assert t.abs()[mask == 0].max() <= t.abs()[mask == 1].min()
+    for group, dim in (("Filters", 0), ("Channels", 1)):
+        smask = structure_mask(t, group, level)
+        n = t.size(dim)
+        dead = int((smask.movedim(dim, 0).reshape(n, -1).sum(1) == 0).sum())
+        expected = num_structs_to_prune(n, level)
+        assert dead >= expected
+        if level < 1.0 and expected < n:
+            assert dead < n or bool((t == 0).all())
+        assert set(smask.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_all_tied_structures_are_not_all_removed():
+    t = torch.tensor([0.5, -0.5, 0.5, -0.5]).view(4, 1, 1, 1)
+    mask = structure_mask(t, "Filters", 0.6)
+    assert int((mask.view(4) == 0).sum()) == 2

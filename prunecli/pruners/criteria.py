@@ -175,8 +175,13 @@ def structure_binary_map(
     if k <= 0 or sparsity <= 0:
         return None
     mags = e_greedy_noise(mags, noise)
-    threshold = torch.topk(mags, k, largest=False, sorted=True).values[-1]
-    return mags.gt(threshold).to(tensor.dtype)
+    bottomk = torch.topk(mags, k, largest=False, sorted=True)
+    binary_map = mags.gt(bottomk.values[-1]).to(tensor.dtype)
+    if k < n and not binary_map.any():
+        # every score ties with the cut: Distiller would remove all structures; remove exactly k
+        binary_map = torch.ones_like(binary_map)
+        binary_map[bottomk.indices] = 0
+    return binary_map
 
 
 def structure_mask(
