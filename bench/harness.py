@@ -61,9 +61,18 @@ def rotation(names: list[str], round_index: int) -> list[str]:
 
 
 def alternate(
-    variants: Mapping[str, Variant], *, baseline: str, rounds: int, warmup: int = 1
+    variants: Mapping[str, Variant],
+    *,
+    baseline: str,
+    rounds: int,
+    warmup: int = 1,
+    max_rounds: Mapping[str, int] | None = None,
 ) -> dict[str, Stats]:
-    """Run every variant ``rounds`` times, interleaved; a variant that raises is dropped, with its error."""
+    """Run every variant ``rounds`` times, interleaved; a variant that raises is dropped, with its error.
+
+    ``max_rounds`` limits slow variants to their first N rounds (still alternating with the others).
+    """
+    limits = dict(max_rounds or {})
     names = list(variants)
     if baseline not in variants:
         raise ValueError(f"baseline {baseline!r} is not one of {names}")
@@ -82,7 +91,8 @@ def alternate(
         for name in names:
             run_one(name)
     for index in range(rounds):
-        sample = {name: run_one(name) for name in rotation(names, index)}
+        order = [n for n in rotation(names, index) if index < limits.get(n, rounds)]
+        sample = {name: run_one(name) for name in order}
         base = sample.get(baseline)
         for name, seconds in sample.items():
             if seconds is None:

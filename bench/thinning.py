@@ -94,7 +94,8 @@ def run(context: Context) -> Section:
         "and without its output-equivalence check). Torch-Pruning: `BasePruner` + `MagnitudeImportance(p=1)`, "
         "`pruning_ratio=0.5`, `ignored_layers=[classifier]`, one `step()`. NNI: "
         "`auto_set_denpendency_group_ids` + `L1NormPruner(sparse_ratio=0.5)` + `ModelSpeedup`, in its own "
-        f"environment (its time is measured inside that process). Times are process CPU time (single-threaded work). {settings.thin_rounds} round(s), order "
+        f"environment (its time is measured inside that process; one round only, as it is tens of times slower). "
+        "Times are process CPU time (single-threaded work). {settings.thin_rounds} round(s), order "
         "rotating; MACs and parameters of every result counted by `prunecli.report.compute.total_macs` on "
         "the same input.",
     )
@@ -130,7 +131,11 @@ def _one_model(section: Section, context: Context, name: str, side: int) -> None
     keep: dict = {}
     variants, missing = _variants(name, side, dense, x, settings, keep)
     baseline = TP if TP in variants else next(iter(variants), OURS)
-    stats = alternate(variants, baseline=baseline, rounds=settings.thin_rounds, warmup=0) if variants else {}
+    stats = (
+        alternate(variants, baseline=baseline, rounds=settings.thin_rounds, warmup=0, max_rounds={NNI: 1})
+        if variants
+        else {}
+    )
     tp_macs = _measure(keep[TP], x)[0] if TP in keep and stats[TP].ok else None
     for tool in (OURS, OURS_VERIFIED, TP, NNI):
         if tool in missing:

@@ -132,3 +132,24 @@ def test_quick_run_writes_every_table_with_numbers(tmp_path):
         assert re.search(r"\| Torch-Pruning \| \d+\.\d+ ms", thinning)
     else:
         assert "| Torch-Pruning | not installed |" in thinning
+
+
+def test_alternate_limits_slow_variants_to_their_first_rounds():
+    calls = {"fast": 0, "slow": 0}
+
+    def count(name: str):
+        def run() -> float:
+            calls[name] += 1
+            return 1.0
+
+        return run
+
+    stats = alternate(
+        {"fast": count("fast"), "slow": count("slow")},
+        baseline="fast",
+        rounds=4,
+        warmup=0,
+        max_rounds={"slow": 1},
+    )
+    assert calls == {"fast": 4, "slow": 1}
+    assert len(stats["slow"].ratios) == 1 and len(stats["fast"].ratios) == 4
