@@ -348,3 +348,28 @@ def test_state_loads_with_weights_only(tmp_path):
     for name, mask in sched.masks.items():
         other = sched2.masks[name]
         assert (mask is None and other is None) or torch.equal(mask, other)
+
+
+def test_skip_first_minibatch_delays_the_first_masks():
+    schedule = make_schedule(
+        {"pruners": {"lvl": ("SparsityLevelParameterPruner", {"levels": {"fc.weight": 0.5}})}},
+        [("pruner", "lvl", {"epochs": [0]}, {"skip_first_minibatch": True})],
+    )
+    model, optimizer, sched = _setup("sgd", schedule)
+    sched.on_epoch_begin(0)
+    assert sched.masks["fc.weight"] is None
+    sched.on_minibatch_begin(0, 0, 3, optimizer)
+    assert sched.masks["fc.weight"] is None and sparsity(model.fc.weight) == 0
+    sched.on_minibatch_begin(0, 1, 3, optimizer)  # global minibatch 1: masks computed and applied
+    assert sparsity(model.fc.weight) == pytest.approx(0.5)
+
+
+def test_policy_levels_override_pruner_levels():
+    schedule = make_schedule(
+        {"pruners": {"lvl": ("SparsityLevelParameterPruner", {"levels": {"fc.weight": 0.2}})}},
+        [("pruner", "lvl", {"epochs": [0]}, {"levels": {"fc.weight": 0.7, "conv2.weight": 0.1}})],
+    )
+    model, optimizer, sched = _setup("sgd", schedule)
+    train(sched, model, optimizer, epochs=1, steps=1)
+    assert sparsity(model.fc.weight) == pytest.approx(int(0.7 * 160) / 160)
+    assert sparsity(model.conv2.weight) == pytest.approx(int(0.1 * 1152) / 1152)
