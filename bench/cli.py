@@ -14,7 +14,7 @@ import torch
 
 from bench import accuracy, app_cost, hooks, latency, thinning
 from bench.context import Context
-from bench.machine import machine_info
+from bench.machine import load_average, machine_info
 from bench.markdown import document
 from bench.results import Section
 from bench.settings import FULL, QUICK
@@ -54,12 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     names = list(BENCHMARKS) if "all" in args.which else [n for n in BENCHMARKS if n in args.which]
     context = Context(settings)
     machine = machine_info()
+    began = time.perf_counter()
     sections = []
     for name in names:
         start = time.perf_counter()
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
         sections.append(BENCHMARKS[name](context))
         print(f"[bench] {name} done in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
+    machine["load average at end (1, 5, 15 min)"] = load_average()
+    machine["total wall time"] = f"{time.perf_counter() - began:.0f} s"
     output = args.output or default_output(args)
     command = "python -m bench " + " ".join(argv)
     text = document(sections, machine, command, settings.describe())
