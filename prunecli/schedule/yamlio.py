@@ -244,7 +244,7 @@ def load_yaml(
     name = source or "<input>"
     if "\x00" in text:
         raise error_type(
-            f"{name} contains NUL bytes: it is not a text {what}",
+            f"the file contains NUL bytes: it is not a text {what}",
             location=SourceLocation(source, 1, 1),
             hint="pass the YAML file, not a binary file",
         )
@@ -256,14 +256,14 @@ def load_yaml(
         except yaml.composer.ComposerError as exc:
             if "single document" in f"{exc.context} {exc.problem}":
                 raise error_type(
-                    f"{name} holds several YAML documents ('---' separators); expected one",
+                    "the file holds several YAML documents ('---' separators); expected one",
                     location=_location(source, exc.problem_mark),
                     hint="keep one document per file",
                 ) from None
             raise
         if node is None:
             raise error_type(
-                f"{name} is empty",
+                "the file is empty",
                 location=SourceLocation(source, 1, 1),
                 hint=f"write the {what} content, or pass another file",
             )
@@ -283,7 +283,7 @@ def load_yaml(
         ) from None
     except RecursionError:
         raise error_type(
-            f"{name} is nested too deeply to read",
+            "the file is nested too deeply to read",
             location=SourceLocation(source, 1, 1),
             hint="flatten the structure",
         ) from None
@@ -295,7 +295,7 @@ def load_yaml(
         )
     if require_mapping and not isinstance(data, dict):
         raise error_type(
-            f"{name}: expected a mapping of 'key: value' lines at the top level, got {_kind(data)}",
+            f"expected a mapping of 'key: value' lines at the top level, got {_kind(data)}",
             location=locator(()),
             hint=f"a {what} starts with top-level keys such as 'name: ...'",
         )
