@@ -208,3 +208,12 @@ def test_null_field_is_bad_input(inputs):
     with pytest.raises(PruneCliError) as exc:
         evaluate_gates(report, ["top1 < 0.9"])
     assert exc.value.exit_code == 2 and "no value" in exc.value.message
+
+
+def test_final_test_evaluation_preferred_over_metrics(inputs):
+    """A run's final test-split numbers (extras.test) beat the validation metrics row."""
+    inputs.payload["extras"]["test"] = {"top1": 0.91, "top5": 0.99, "loss": 0.3, "samples": 100}
+    report = assemble_report(inputs, ReportOptions(latency=False))
+    assert (report["top1"], report["top5"]) == (0.91, 0.99)
+    assert report["source"]["accuracy_from"] == "checkpoint:test"
+    assert report["top1_delta"] == pytest.approx(0.91 - 0.75)
