@@ -64,9 +64,21 @@ class RunResult:
         return {**asdict(self), "macs_reduction": self.macs_reduction}
 
 
+def _own_storage(tensor: torch.Tensor) -> torch.Tensor:
+    """A CPU tensor whose storage holds only its own elements (a slice would save its whole base)."""
+    tensor = tensor.detach().cpu()
+    if tensor.untyped_storage().nbytes() > tensor.numel() * tensor.element_size():
+        tensor = tensor.clone()
+    return tensor
+
+
+def _plain_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: _own_storage(v) for k, v in model.state_dict().items()}
+
+
 def _state_bytes(model: nn.Module) -> int:
     buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
+    torch.save(_plain_state(model), buffer)
     return buffer.tell()
 
 
@@ -219,8 +231,8 @@ class _Run:
             "format_version": FORMAT_VERSION,
             "model": self.spec.to_dict(),
             "recipe": self.recipe,
-            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "masks": {k: v.detach().cpu() for k, v in masks.items()},
+            "state_dict": _plain_state(model),
+            "masks": {k: _own_storage(v) for k, v in masks.items()},
             "optimizer": self.optimizer.state_dict() if full else None,
             "optimizer_type": type(self.optimizer).__name__,
             "lr_scheduler": None,
@@ -358,7 +370,8 @@ class _Run:
         payload = self.payload(self.metrics[-1]["epoch"] if self.metrics else -1, model=model, full=False)
         self._collect_recipes()
         payload["recipe"] = compose_recipes(self.recipe, recipe)
-        payload["masks"] = {k: v.detach().cpu() for k, v in masks.items() if v is not None}
+        # masks that are all ones after thinning carry no information; fine-grained ones stay
+        payload["masks"] = {k: _own_storage(v) for k, v in masks.items() if v is not None and not bool(v.all())}
         pre = self.extras.get("pre_pruning") or {}
         payload["extras"].update(baseline_top1=pre.get("top1"), baseline_top5=pre.get("top5"), test=result.test)
         path = self.run_dir / rundir.COMPACT
@@ -375,7 +388,8 @@ class _Run:
             )
         result.compressed = {
             **model_stats(reloaded, self.example_input),
-            "checkpoint_bytes": path.stat().st_size,
+            "checkpoint_bytes": _state_bytes(reloaded),
+            "file_bytes": path.stat().st_size,
         }
 
     def _write_report(self, result: RunResult) -> None:

@@ -75,7 +75,9 @@ class Reporter:
         table.add_row("non-zero parameters", _int(dense.get("nnz_params")), _int(comp.get("nnz_params")))
         table.add_row("MACs", _int(dense.get("macs")), _int(comp.get("macs")))
         table.add_row(
-            "checkpoint bytes", _int(dense.get("checkpoint_bytes")), _int(comp.get("checkpoint_bytes"))
+            "checkpoint size (weights, bytes)",
+            _int(dense.get("checkpoint_bytes")),
+            _int(comp.get("checkpoint_bytes")),
         )
         self.console.print(table)
         if result.pre_pruning is not None:
