@@ -3,9 +3,13 @@
 Kill points use the test hook of prunecli.checkpoint.testhooks: with PRUNECLI_TEST_PAUSE_AT=name[:n]
 the process announces (PRUNECLI_TEST_PAUSE_SIGNAL file) that it reached the n-th pass of that point
 and sleeps there, and the test kills it with SIGKILL at exactly that moment. ``checkpoint_write``
-pauses after the temporary file is complete and before it replaces checkpoint.pt. Points that
-other packages have not wired in yet are skipped, as is everything while ``prunecli run`` is
-missing. A kill with no hook at all (as soon as the first epoch's metrics appear) always runs.
+(inside save_checkpoint) pauses after the temporary file is complete and before it replaces
+checkpoint.pt. The run is started through a small launcher that adds two more points without
+touching the training code: ``optimizer_step`` (after every SGD step, so ``:5`` is the middle of
+the second epoch) and ``thin_model`` (after filters were removed in memory, before anything is
+saved). Everything is skipped while ``prunecli run`` is missing; the thinning point while
+prunecli.thinning is. A kill with no hook at all (as soon as the first epoch's metrics appear)
+also runs.
 
 Oracle: the final checkpoint of an uninterrupted run with the same seed; weights must be
 bit-identical (torch.equal) and the per-epoch metrics equal apart from timings.
@@ -82,9 +86,41 @@ def schedule(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+LAUNCHER = """
+import sys
+import torch
+from prunecli.checkpoint.testhooks import pause_point
+
+real_step = torch.optim.SGD.step
+
+def step(self, *args, **kwargs):
+    result = real_step(self, *args, **kwargs)
+    pause_point("optimizer_step")
+    return result
+
+torch.optim.SGD.step = step
+try:
+    import prunecli.thinning as thinning
+except ImportError:
+    thinning = None
+if thinning is not None and hasattr(thinning, "thin_model"):
+    real_thin = thinning.thin_model
+
+    def thin_model(*args, **kwargs):
+        recipe = real_thin(*args, **kwargs)
+        pause_point("thin_model")
+        return recipe
+
+    thinning.thin_model = thin_model
+from prunecli.cli.main import main
+sys.argv = ["prunecli", *sys.argv[1:]]
+main()
+"""
+
+
 def _command(schedule: Path, out_dir: Path) -> list[str]:
     return [
-        sys.executable, "-m", "prunecli", "run", str(schedule),
+        sys.executable, "-c", LAUNCHER, "run", str(schedule),
         "--model", "resnet_digits", "--dataset", "digits", "--epochs", str(EPOCHS),
         "--batch-size", "16", "--max-steps-per-epoch", "3", "--max-eval-batches", "1",
         "--seed", "7", "--device", "cpu", "--workers", "0", "--quiet",
@@ -175,8 +211,8 @@ def _resume(out: Path) -> None:
     [
         "checkpoint_write:2",  # the first epoch's checkpoint is written but not yet renamed into place
         "checkpoint_write:3",
-        "epoch_mid:2",  # inside an epoch's training steps (hook in the training loop)
-        "thinning",  # while filters are being removed (hook in prunecli.thinning)
+        "optimizer_step:5",  # after the 2nd of 3 steps of epoch 1
+        "thin_model",  # filters removed in memory during epoch 2, nothing saved yet
     ],
 )
 def test_kill_and_resume_gives_the_uninterrupted_result(
