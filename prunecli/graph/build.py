@@ -179,8 +179,9 @@ def _group(records, component: np.ndarray, n_comp: int, blocked: dict[int, str])
     first_of_pair = np.ones(len(starts), dtype=bool)
     first_of_pair[1:] = pair_id[1:] != pair_id[:-1]
     run_pos = np.arange(len(starts)) - np.maximum.accumulate(np.where(first_of_pair, np.arange(len(starts)), 0))
-    keys = np.stack([run_rec, run_pos, run_len], axis=1)
-    _, run_key = np.unique(keys, axis=0, return_inverse=True)
+    span = int(max(run_len.max(), run_pos.max())) + 1
+    keys = (run_rec * span + run_pos) * span + run_len
+    _, run_key = np.unique(keys, return_inverse=True)
     run_key = run_key.reshape(-1)
     rng = np.random.default_rng(12345)
     weights = rng.integers(1, 2**62, size=int(run_key.max()) + 1, dtype=np.int64)

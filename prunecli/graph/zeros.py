@@ -14,6 +14,26 @@ import numpy as np
 import torch
 
 TensorLookup = Callable[[str], torch.Tensor]
+ZeroLookup = Callable[[str, int], np.ndarray]  # (tensor name, dim) -> zero slice flags
+
+
+class SliceZeros:
+    """Memoised :func:`slice_is_zero` by tensor name (a weight is read along dim 0 and dim 1)."""
+
+    def __init__(self, lookup: ZeroLookup) -> None:
+        self.lookup = lookup
+        self._nonzero: dict[str, torch.Tensor] = {}
+
+    def __call__(self, name: str, dim: int) -> np.ndarray:
+        nz = self._nonzero.get(name)
+        if nz is None:
+            nz = self._nonzero[name] = self.lookup(name).detach() != 0
+        if nz.dim() == 0:
+            return np.array([not bool(nz)])
+        if nz.dim() == 1:
+            return (~nz).cpu().numpy()
+        others = tuple(d for d in range(nz.dim()) if d != dim)
+        return (~nz.any(dim=others)).cpu().numpy()
 
 
 def slice_is_zero(tensor: torch.Tensor, dim: int) -> np.ndarray:
@@ -21,8 +41,10 @@ def slice_is_zero(tensor: torch.Tensor, dim: int) -> np.ndarray:
     t = tensor.detach()
     if t.dim() == 0:
         return np.array([bool(t == 0)])
-    moved = t.movedim(dim, 0).reshape(t.shape[dim], -1)
-    return (~(moved != 0).any(dim=1)).cpu().numpy()
+    if t.dim() == 1:
+        return (t == 0).cpu().numpy()
+    others = tuple(d for d in range(t.dim()) if d != dim)
+    return (~(t != 0).any(dim=others)).cpu().numpy()
 
 
 @dataclass
@@ -36,11 +58,11 @@ class ParamOperand:
 Operand = "np.ndarray | ParamOperand | bool"
 
 
-def _operand_zero(op, zero: np.ndarray, lookup: TensorLookup, size: int) -> np.ndarray:
+def _operand_zero(op, zero: np.ndarray, lookup: ZeroLookup, size: int) -> np.ndarray:
     if isinstance(op, bool):
         return np.full(size, op)
     if isinstance(op, ParamOperand):
-        return slice_is_zero(lookup(op.tensor), op.dim)
+        return lookup(op.tensor, op.dim)
     return zero[op.ravel()]
 
 
@@ -52,10 +74,10 @@ class ProducerRule:
     weight: str
     bias: str | None
 
-    def apply(self, zero: np.ndarray, lookup: TensorLookup) -> None:
-        z = slice_is_zero(lookup(self.weight), 0)
+    def apply(self, zero: np.ndarray, lookup: ZeroLookup) -> None:
+        z = lookup(self.weight, 0)
         if self.bias is not None:
-            z &= slice_is_zero(lookup(self.bias), 0)
+            z &= lookup(self.bias, 0)
         zero[self.out_ids] = z
 
 
@@ -68,10 +90,10 @@ class DepthwiseRule:
     weight: str
     bias: str | None
 
-    def apply(self, zero: np.ndarray, lookup: TensorLookup) -> None:
-        z = slice_is_zero(lookup(self.weight), 0) | zero[self.in_ids]
+    def apply(self, zero: np.ndarray, lookup: ZeroLookup) -> None:
+        z = lookup(self.weight, 0) | zero[self.in_ids]
         if self.bias is not None:
-            z &= slice_is_zero(lookup(self.bias), 0)
+            z &= lookup(self.bias, 0)
         zero[self.out_ids] = z
 
 
@@ -89,11 +111,11 @@ class NormRule:
     bias: str | None
     running_mean: str | None
 
-    def apply(self, zero: np.ndarray, lookup: TensorLookup) -> None:
+    def apply(self, zero: np.ndarray, lookup: ZeroLookup) -> None:
         n = len(self.out_ids)
-        gamma0 = slice_is_zero(lookup(self.weight), 0) if self.weight else np.zeros(n, bool)
-        beta0 = slice_is_zero(lookup(self.bias), 0) if self.bias else np.ones(n, bool)
-        mean0 = slice_is_zero(lookup(self.running_mean), 0) if self.running_mean else np.ones(n, bool)
+        gamma0 = lookup(self.weight, 0) if self.weight else np.zeros(n, bool)
+        beta0 = lookup(self.bias, 0) if self.bias else np.ones(n, bool)
+        mean0 = lookup(self.running_mean, 0) if self.running_mean else np.ones(n, bool)
         zero[self.out_ids] = (gamma0 & beta0) | (zero[self.in_ids] & beta0 & (mean0 | gamma0))
 
 
@@ -105,7 +127,7 @@ class CombineRule:
     out_ids: np.ndarray
     mode: str  # "all" | "any" | "first"
 
-    def apply(self, zero: np.ndarray, lookup: TensorLookup) -> None:
+    def apply(self, zero: np.ndarray, lookup: ZeroLookup) -> None:
         size = self.out_ids.size
         parts = [_operand_zero(op, zero, lookup, size) for op in self.operands]
         if self.mode == "first":  # division: zero when the numerator is
@@ -117,7 +139,7 @@ class CombineRule:
         zero[self.out_ids.ravel()] = result
 
 
-def evaluate(rules: list, num_ids: int, lookup: TensorLookup) -> np.ndarray:
+def evaluate(rules: list, num_ids: int, lookup: ZeroLookup) -> np.ndarray:
     """Zero flag for every channel id (ids no rule creates, like the model input, are non-zero)."""
     zero = np.zeros(num_ids, dtype=bool)
     for rule in rules:

@@ -1,0 +1,87 @@
+"""Which channels can go: decided from the current weights so the function stays identical.
+
+A channel (one component of the channel flow, shared by many tensors) is removed only when every
+weight that reads it gets nothing from it:
+
+* ``filters``: the channel's *value* reaching each reader is identically zero (zero filters and
+  biases, propagated through BatchNorm, activations with f(0) = 0, residual adds, products...);
+* ``channels``: each reader's *weight slice* for it is zero (zero input channels / columns);
+  the producers' outputs are then unused and go too;
+* ``both``: either holds, reader by reader.
+
+Channels touching anything the graph walk could not follow (model input/output, LayerNorm
+statistics, channel shuffles, unknown ops) are never removed, and every group keeps at least
+one channel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from torch import nn
+
+from prunecli.errors import ThinningError
+from prunecli.graph.model import DependencyGraph
+from prunecli.graph.zeros import SliceZeros, evaluate
+from prunecli.thinning.recipe import tensor_by_name
+
+MODES = ("both", "filters", "channels")
+
+
+@dataclass
+class Plan:
+    """Kept indices per (tensor, dim) and what was removed per group."""
+
+    keep: dict[tuple[str, int], list[int]] = field(default_factory=dict)
+    removed_per_group: dict[int, int] = field(default_factory=dict)
+    modules: set[str] = field(default_factory=set)
+
+    @property
+    def removed_channels(self) -> int:
+        return sum(self.removed_per_group.values())
+
+
+def plan_removal(model: nn.Module, graph: DependencyGraph, mode: str = "both") -> Plan:
+    if mode not in MODES:
+        raise ThinningError(f"unknown thinning mode '{mode}'", hint=f"use one of {', '.join(MODES)}")
+    flow = graph.flow
+    comp = flow.component
+
+    zeros_of = SliceZeros(lambda name: tensor_by_name(model, name))
+    zero = evaluate(flow.zero_rules, flow.num_ids, zeros_of)
+    removable = flow.group_of_component >= 0
+    for c in flow.blocked:
+        removable[c] = False
+    unprunable = np.array([not g.prunable for g in graph.groups] + [True])
+    removable &= ~unprunable[flow.group_of_component]
+    for reader in flow.readers:
+        ids = reader.ids
+        allowed = np.zeros(ids.shape[0], dtype=bool)
+        if mode in ("filters", "both"):
+            allowed |= zero[ids].all(axis=1)
+        if mode in ("channels", "both"):
+            allowed |= zeros_of(reader.tensor, reader.dim)
+        removable[comp[ids[~allowed]].ravel()] = False
+    # every group keeps at least one channel
+    plan = Plan()
+    order = np.argsort(flow.group_of_component, kind="stable")
+    sorted_groups = flow.group_of_component[order]
+    for group in graph.groups:
+        lo, hi = np.searchsorted(sorted_groups, [group.index, group.index + 1])
+        comps = order[lo:hi]
+        gone = removable[comps]
+        if len(comps) and gone.all():
+            removable[comps[0]] = False
+            gone = removable[comps]
+        if gone.any():
+            plan.removed_per_group[group.index] = int(gone.sum())
+    for rec in flow.records:
+        drop = removable[comp[rec.ids]]
+        if drop.any():
+            plan.keep[(rec.tensor, rec.dim)] = np.flatnonzero(~drop).tolist()
+            if rec.module:
+                plan.modules.add(rec.module)
+            else:
+                plan.modules.add(rec.tensor.rpartition(".")[0])
+    return plan

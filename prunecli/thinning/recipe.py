@@ -1,0 +1,118 @@
+"""ThinningRecipe: which indices each tensor keeps and the new module attributes.
+
+Plain data only (ints, strings, lists), so it survives ``torch.load(weights_only=True)`` and
+can rebuild a compact model from a freshly built dense one (:func:`apply_recipe`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunecli.errors import ThinningError
+
+RECIPE_FORMAT = "prunecli-thinning-recipe"
+RECIPE_VERSION = 1
+
+
+@dataclass
+class ThinningRecipe:
+    """``tensors[name] = [(dim, kept_indices), ...]`` applied in order; ``modules[name] = {attr: value}``."""
+
+    tensors: dict[str, list[tuple[int, list[int]]]] = field(default_factory=dict)
+    modules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    removed_channels: int = 0  # group channels removed (statistics only)
+
+    def is_empty(self) -> bool:
+        return not self.tensors
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": RECIPE_FORMAT,
+            "version": RECIPE_VERSION,
+            "tensors": {name: [[int(d), [int(i) for i in idx]] for d, idx in steps] for name, steps in self.tensors.items()},
+            "modules": {name: {k: _plain(v) for k, v in attrs.items()} for name, attrs in self.modules.items()},
+            "removed_channels": int(self.removed_channels),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ThinningRecipe:
+        if not isinstance(data, dict) or data.get("format") != RECIPE_FORMAT:
+            raise ThinningError(
+                "not a thinning recipe (missing format 'prunecli-thinning-recipe')",
+                hint="pass the 'recipe' entry of a compact checkpoint written by prunecli thin",
+            )
+        if int(data.get("version", 0)) > RECIPE_VERSION:
+            raise ThinningError(
+                f"thinning recipe version {data.get('version')} is newer than this prunecli supports",
+                hint="upgrade prunecli",
+            )
+        tensors = {
+            name: [(int(d), [int(i) for i in _as_list(idx)]) for d, idx in steps]
+            for name, steps in data.get("tensors", {}).items()
+        }
+        modules = {name: {k: _attr(v) for k, v in attrs.items()} for name, attrs in data.get("modules", {}).items()}
+        return cls(tensors, modules, int(data.get("removed_channels", 0)))
+
+    def then(self, later: ThinningRecipe) -> ThinningRecipe:
+        """One recipe equal to applying ``self`` and then ``later`` (thinning twice composes)."""
+        tensors = {name: [(d, list(idx)) for d, idx in steps] for name, steps in self.tensors.items()}
+        for name, steps in later.tensors.items():
+            current = tensors.setdefault(name, [])
+            for dim, idx in steps:
+                prior = next((k for k, (d, _) in enumerate(current) if d == dim), None)
+                if prior is None:
+                    current.append((dim, list(idx)))
+                else:
+                    base = current[prior][1]
+                    current[prior] = (dim, [base[i] for i in idx])
+        modules = {name: dict(attrs) for name, attrs in self.modules.items()}
+        for name, attrs in later.modules.items():
+            modules.setdefault(name, {}).update(attrs)
+        return ThinningRecipe(tensors, modules, self.removed_channels + later.removed_channels)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [int(v) for v in value]
+    return value
+
+
+def _attr(value: Any) -> Any:
+    return tuple(int(v) for v in value) if isinstance(value, list) else value
+
+
+def _as_list(idx: Any) -> list[int]:
+    if isinstance(idx, torch.Tensor):
+        return idx.tolist()
+    return list(idx)
+
+
+def tensor_by_name(model: nn.Module, name: str) -> torch.Tensor:
+    module_name, _, attr = name.rpartition(".")
+    try:
+        module = model.get_submodule(module_name) if module_name else model
+    except AttributeError as exc:
+        raise ThinningError(f"the model has no module '{module_name}' named in the recipe") from exc
+    t = module._parameters.get(attr)
+    if t is None:
+        t = module._buffers.get(attr)
+    if t is None:
+        raise ThinningError(
+            f"the model has no parameter or buffer '{name}' named in the recipe",
+            hint="rebuild the same architecture the recipe was made for",
+        )
+    return t
+
+
+def apply_recipe(model: nn.Module, recipe: ThinningRecipe | dict[str, Any]) -> nn.Module:
+    """Reshape a freshly built dense ``model`` to the thinned shapes (values are then loaded)."""
+    from prunecli.thinning.execute import execute_recipe
+
+    if isinstance(recipe, dict):
+        recipe = ThinningRecipe.from_dict(recipe)
+    execute_recipe(model, recipe)
+    return model

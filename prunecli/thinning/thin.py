@@ -1,0 +1,111 @@
+"""thin_model: remove zero filters/channels for real, then prove the function did not change."""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunecli.errors import ThinningError
+from prunecli.graph import build_dependency_graph
+from prunecli.graph.build import _as_tuple
+from prunecli.graph.model import DependencyGraph
+from prunecli.thinning.execute import UndoLog, execute_recipe, module_attributes
+from prunecli.thinning.plan import plan_removal
+from prunecli.thinning.recipe import ThinningRecipe, tensor_by_name
+from prunecli.thinning.verify import eval_outputs, first_divergence, layer_outputs, mismatch
+
+
+def thin_model(
+    model: nn.Module,
+    example_input: Any,
+    *,
+    mode: str = "both",
+    optimizer: torch.optim.Optimizer | None = None,
+    masks: MutableMapping[str, torch.Tensor | None] | None = None,
+    verify: bool = True,
+    graph: DependencyGraph | None = None,
+) -> ThinningRecipe:
+    """Physically remove channels that do not affect the output; returns what was done.
+
+    ``masks`` are multiplied into the weights first (as the compression scheduler does), then
+    sliced together with the weights. With ``verify`` the eval-mode output on ``example_input``
+    must match the masked model's; otherwise every change (masking included) is undone and a
+    :class:`ThinningError` names the first diverging layer.
+    """
+    inputs = _as_tuple(example_input)
+    undo = UndoLog()
+    try:
+        _apply_masks(model, masks, undo)
+        if graph is None:
+            graph = build_dependency_graph(model, inputs)
+        plan = plan_removal(model, graph, mode)
+        if not plan.keep:
+            return ThinningRecipe()
+        reference = eval_outputs(model, inputs) if verify else None
+        tensors: dict[str, list[tuple[int, list[int]]]] = {}
+        for (name, dim), idx in plan.keep.items():
+            tensors.setdefault(name, []).append((dim, idx))
+        recipe = ThinningRecipe(tensors=tensors, removed_channels=plan.removed_channels)
+        execute_recipe(model, recipe, masks=masks, optimizer=optimizer, undo=undo)
+        recipe.modules = module_attributes(model, graph.flow.modules, plan.modules)
+        execute_recipe(model, ThinningRecipe(modules=recipe.modules), undo=undo)
+        if reference is not None:
+            _verify(model, inputs, reference, recipe, undo)
+        return recipe
+    except BaseException:
+        undo.undo()
+        raise
+
+
+def _apply_masks(model: nn.Module, masks, undo: UndoLog) -> None:
+    if not masks:
+        return
+    for name, mask in masks.items():
+        if mask is None:
+            continue
+        try:
+            p = tensor_by_name(model, name)
+        except ThinningError as exc:
+            raise ThinningError(
+                f"mask for '{name}' does not match any parameter of the model",
+                hint="masks must be keyed by the model's parameter names",
+            ) from exc
+        if tuple(mask.shape) != tuple(p.shape):
+            raise ThinningError(
+                f"mask for '{name}' has shape {tuple(mask.shape)} but the parameter has {tuple(p.shape)}",
+                hint="the masks belong to a different (or already thinned) model",
+            )
+        masked = p.data * mask.to(p.dtype)
+        if torch.equal(masked, p.data):
+            continue
+        old = p.data
+        p.data = masked
+        undo.add(lambda p=p, old=old: setattr(p, "data", old))
+
+
+def _verify(model, inputs, reference, recipe: ThinningRecipe, undo: UndoLog) -> None:
+    problem = mismatch(reference, eval_outputs(model, inputs))
+    if problem is None:
+        return
+    after = layer_outputs(model, inputs)
+    undo.undo()
+    before = layer_outputs(model, inputs)
+
+    def kept(module: str) -> list[int] | None:
+        for suffix in ("weight", "running_mean"):
+            for dim, idx in recipe.tensors.get(f"{module}.{suffix}", []):
+                if dim == 0:
+                    return idx
+        return None
+
+    layer = first_divergence(before, after, kept)
+    where = f"layer '{layer}'" if layer else "the model output"
+    raise ThinningError(
+        f"thinning changed the model's output ({problem}); first diverging: {where}. "
+        "The model was left unchanged",
+        hint="this is a gap in prunecli's dependency analysis: run with mode='filters' or 'channels', "
+        "or report the model; `prunecli deps` shows the groups found",
+    )
