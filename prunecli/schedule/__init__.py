@@ -3,6 +3,7 @@ and matching of parameter names against a model."""
 
 from .loader import NotAScheduleError, load_schedule
 from .model import Component, Policy, Schedule
+from .names import resolve_names
 from .timeline import EpochPlan, PlanEntry, agp_target, plan
 
 __all__ = [
@@ -15,4 +16,5 @@ __all__ = [
     "agp_target",
     "load_schedule",
     "plan",
+    "resolve_names",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from prunecli.errors import ProblemCollector, ScheduleError, SourceLocation
@@ -73,7 +74,7 @@ def load_schedule(source: str | os.PathLike[str], *, text: str | None = None) ->
     """
     name = os.fspath(source)
     if text is None:
-        data, locate = load_yaml(source, error_type=ScheduleError, what="schedule")
+        data, locate = load_yaml(Path(name), source_name=name, error_type=ScheduleError, what="schedule")
         with open(name, encoding="utf-8-sig", errors="replace") as fh:
             raw = fh.read()
     else:

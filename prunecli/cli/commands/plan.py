@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from prunecli.cli.console import console, err_console
@@ -130,8 +131,8 @@ def command(
     else:
         console.print(_table(epoch_plans))
     if model_spec:
-        console.print(f"[bold]Parameters per instance[/] (model {model_spec}):", highlight=False)
+        console.print(f"[bold]Parameters per instance[/] (model {escape(model_spec)}):", highlight=False)
         for name, names in instances.items():
-            console.print(f"  {name}: " + (", ".join(names) or "-"), highlight=False)
+            console.print(escape(f"  {name}: " + (", ".join(names) or "-")), highlight=False)
     if plot_file is not None:
-        err_console.print(f"plan plot written to {plot_file}", highlight=False)
+        err_console.print(escape(f"plan plot written to {plot_file}"), highlight=False)

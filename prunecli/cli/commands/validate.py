@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from prunecli.cli.console import console, err_console
 from prunecli.errors import Problem, PruneCliError, SourceLocation
@@ -140,15 +141,17 @@ def result_dict(result: CheckResult) -> dict[str, Any]:
 def _print_ok(result: CheckResult) -> None:
     info = summary(result.schedule)
     parts = [f"{n} {s}" for s, n in info["components"].items() if n]
-    text = f"[green]valid[/] {result.path}: " + (", ".join(parts) or "no components")
+    text = f"[green]valid[/] {escape(result.path)}: " + (", ".join(parts) or "no components")
     text += f"; {info['policies']} policies"
     if info["first_epoch"] is not None:
         text += f" on epochs {info['first_epoch']}..{info['last_epoch']}"
     if result.model:
-        text += f"; every name matches model {result.model.spec} ({len(result.model.shapes)} parameters)"
+        text += (
+            f"; every name matches model {escape(result.model.spec)} ({len(result.model.shapes)} parameters)"
+        )
     console.print(text, highlight=False)
     for w in result.warnings:
-        err_console.print(f"[yellow]warning:[/] {w.render()}", highlight=False)
+        err_console.print(f"[yellow]warning:[/] {escape(w.render())}", highlight=False)
 
 
 @click.command("validate")
