@@ -63,18 +63,25 @@ def load_model_info(spec: str, *, meta: bool = False, example_input: bool = True
     return ModelInfo(spec, shapes, model, sample)
 
 
-def _dependency_problems(schedule: Any, info: ModelInfo) -> list[Problem]:
-    """Residual-add consistency from the graph package, when it is installed."""
+def _dependency_checker() -> Any | None:
+    """``check_schedule_dependencies`` from the graph package, when it is installed."""
     try:
         module = importlib.import_module("prunecli.graph.schedule_check")
     except ModuleNotFoundError as exc:
         if exc.name in ("prunecli.graph.schedule_check", "prunecli.graph"):
-            return []
+            return None
         raise
-    check = getattr(module, "check_schedule_dependencies", None)
-    if check is None or info.module is None:
-        return []
-    return list(check(schedule, info.module, info.example_input))
+    return getattr(module, "check_schedule_dependencies", None)
+
+
+def _model_for(spec: str, *, need_module: bool) -> ModelInfo:
+    """Shapes only come from the meta device (no memory, instant) unless the module is needed."""
+    if not need_module:
+        try:
+            return load_model_info(spec, meta=True)
+        except (RuntimeError, NotImplementedError):  # a factory that computes on tensors at build time
+            pass
+    return load_model_info(spec)
 
 
 def check_file(path: str, model: str | ModelInfo | None = None, *, dependencies: bool = True) -> CheckResult:
@@ -87,11 +94,14 @@ def check_file(path: str, model: str | ModelInfo | None = None, *, dependencies:
         schedule = load_schedule(path)
         result.schedule = schedule
         if model is not None:
-            info = model if isinstance(model, ModelInfo) else load_model_info(model)
+            checker = _dependency_checker() if dependencies else None
+            info = (
+                model if isinstance(model, ModelInfo) else _model_for(model, need_module=checker is not None)
+            )
             result.model = info
             result.schedule = resolve_names(schedule, info.shapes)
-            if dependencies:
-                result.warnings.extend(_dependency_problems(result.schedule, info))
+            if checker is not None and info.module is not None and info.example_input is not None:
+                result.warnings.extend(checker(result.schedule, info.module, info.example_input))
     except NotAScheduleError as exc:
         result.classification = exc.classification
         result.error = exc
