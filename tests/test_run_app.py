@@ -184,3 +184,26 @@ def test_cli_run_and_resume(schedule, tmp_path):
     assert doc["epochs_completed"] == 5 and doc["run_dir"] == str(run_dir)
     bad = CliRunner().invoke(cli, ["run", "--resume", str(run_dir), "--lr", "0.1"])
     assert bad.exit_code == 2 and "cannot change lr" in bad.output
+
+
+def test_initial_weights_start_from_a_dense_checkpoint(schedule, tmp_path):
+    run_training(tiny_config(schedule, tmp_path / "a"), stop_after_epoch=0)
+    source = state_of(tmp_path / "a" / "checkpoint.pt")
+    part = run_training(
+        tiny_config(schedule, tmp_path / "b", initial_weights=str(tmp_path / "a" / "checkpoint.pt")),
+        stop_after_epoch=0,
+    )
+    assert part.stopped_early
+    # best.pt is epoch 0 of run b; its starting point was run a's epoch-0 weights, not a fresh init
+    first = run_training(tiny_config(schedule, tmp_path / "c"), stop_after_epoch=0)
+    assert first.stopped_early
+    b, c = state_of(tmp_path / "b" / "checkpoint.pt"), state_of(tmp_path / "c" / "checkpoint.pt")
+    assert not torch.equal(b["conv1.weight"], c["conv1.weight"])
+    assert source.keys() == b.keys()
+
+
+def test_initial_weights_of_a_thinned_model_are_refused(schedule, tmp_path):
+    run_training(tiny_config(schedule, tmp_path / "a"))  # thinned at epoch 3
+    with pytest.raises(ConfigError) as info:
+        run_training(tiny_config(schedule, tmp_path / "b", initial_weights=str(tmp_path / "a" / "compact.pt")))
+    assert "do not fit the model" in info.value.message

@@ -28,6 +28,7 @@ from .seeding import epoch_seed, rng_state, seed_everything, set_deterministic, 
 from .setup import (
     build_optimizer,
     first_pruning_epoch,
+    load_initial_weights,
     model_stats,
     resolve_device,
     unreachable_policies,
@@ -128,9 +129,12 @@ class _Run:
         if self.schedule is None:
             return NoCompression()
         from prunecli.compression import build_scheduler
+        from prunecli.schedule.names import resolve_names
 
+        # Distiller's names may carry DataParallel's "module." prefixes: map them to this model's
+        shapes = {name: tuple(p.shape) for name, p in self.model.named_parameters()}
         return build_scheduler(
-            self.schedule,
+            resolve_names(self.schedule, shapes),
             self.model,
             self.optimizer,
             example_input=self.example_input,
@@ -155,6 +159,8 @@ class _Run:
         self.model, self.spec = create_model(
             cfg.model, dataset=cfg.dataset, num_classes=self.bundle.num_classes, **cfg.model_args
         )
+        if cfg.initial_weights:
+            load_initial_weights(self.model, cfg.initial_weights)
         self.model.to(self.device)
         self.optimizer = build_optimizer(cfg, self.model)
         self.scheduler = self._build_scheduler()

@@ -35,6 +35,7 @@ class RunConfig:
     schedule: str | None = None
     model: str | None = None
     model_args: dict[str, Any] = field(default_factory=dict)
+    initial_weights: str | None = None
     dataset: str | None = None
     data_dir: str | None = None
     dataset_options: dict[str, Any] = field(default_factory=dict)
@@ -190,9 +191,10 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
             hint="remove control characters and save the file as UTF-8 text",
         ) from None
     _validate(data, locate, path)
-    if data.get("schedule"):
-        base = os.path.dirname(os.path.abspath(path))
-        data["schedule"] = os.path.normpath(os.path.join(base, os.path.expanduser(data["schedule"])))
+    base = os.path.dirname(os.path.abspath(path))
+    for key in ("schedule", "initial_weights"):  # file paths inside a config are relative to it
+        if data.get(key):
+            data[key] = os.path.normpath(os.path.join(base, os.path.expanduser(data[key])))
     return dict(data)
 
 

@@ -26,6 +26,10 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "schedule": {**_NULLABLE_STRING, "description": "schedule YAML (relative to this file)"},
         "model": {**_NULLABLE_STRING, "description": "zoo name, torchvision:NAME, pkg.mod:factory or file.py:Factory"},
         "model_args": {"type": "object", "description": "extra keyword arguments for the model factory"},
+        "initial_weights": {
+            **_NULLABLE_STRING,
+            "description": "start from the weights of this checkpoint (prunecli or Distiller, dense)",
+        },
         "dataset": {**_NULLABLE_STRING, "description": "digits, mnist, cifar10, cifar100, imagefolder, fake"},
         "data_dir": {**_NULLABLE_STRING, "description": "where the data set lives"},
         "dataset_options": {"type": "object", "description": "extra keyword arguments for load_dataset"},

@@ -42,6 +42,23 @@ def build_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimize
         ) from None
 
 
+def load_initial_weights(model: nn.Module, path: str) -> None:
+    """Distiller's ``--exp-load-weights-from``: weights only; optimizer and epoch start fresh."""
+    from prunecli.checkpoint import load_model
+
+    source = load_model(path)
+    state = source.state_dict()
+    own = model.state_dict()
+    wrong = [k for k in own if k not in state or tuple(state[k].shape) != tuple(own[k].shape)]
+    if wrong or set(state) - set(own):
+        raise ConfigError(
+            f"initial_weights {path} do not fit the model: {', '.join(wrong[:5]) or 'extra tensors'}"
+            + (" and more" if len(wrong) > 5 else ""),
+            hint="give a checkpoint of the same, unthinned architecture (e.g. a dense run's checkpoint.pt)",
+        )
+    model.load_state_dict(state)
+
+
 def model_stats(model: nn.Module, example_input: torch.Tensor) -> dict[str, Any]:
     """Parameter counts, sparsity and MACs (Distiller's definition) of the model as it is now."""
     from prunecli.report.compute import compute_summary

@@ -11,6 +11,7 @@ from prunecli.cli.console import console, err_console
 #: CLI option -> config field, for options that map one to one
 _DIRECT = (
     "model",
+    "initial_weights",
     "dataset",
     "data_dir",
     "optimizer",
@@ -37,6 +38,7 @@ _DIRECT = (
 @click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False), help="Run configuration YAML.")
 @click.option("--resume", type=click.Path(file_okay=False), help="Continue the run in this directory.")
 @click.option("-a", "--model", "--arch", "model", help="Model spec (zoo name, torchvision:NAME, ...).")
+@click.option("--initial-weights", type=click.Path(dir_okay=False), help="Start from these weights.")
 @click.option("--dataset", help="digits, mnist, cifar10, cifar100, imagefolder or fake.")
 @click.option("--data-dir", help="Where the data set lives.")
 @click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), help="Optimizer.")
