@@ -13,6 +13,8 @@ from .timeline import agp_span
 
 Locate = Callable[..., SourceLocation]
 Path = tuple[Any, ...]
+#: Guard against typos such as ending_epoch: 100000000 (each active epoch is materialised).
+MAX_ACTIVE_EPOCHS = 100_000
 ComponentCheck = Callable[[ClassSpec, dict[str, Any], str, Path, Locate, ProblemCollector], None]
 
 
@@ -210,6 +212,13 @@ def epoch_range(
             f"{where}: frequency ({freq}) is larger than the range {start}..{end - 1} (Distiller asserts it is not)",
             locate((*path, "frequency")),
             f"use a frequency <= {end - start}, or 'epochs: [{start}]'",
+        )
+        return None
+    if (end - start) // freq > MAX_ACTIVE_EPOCHS:
+        problems.add(
+            f"{where}: {start}..{end - 1} every {freq} is more than {MAX_ACTIVE_EPOCHS} active epochs",
+            locate((*path, "ending_epoch")),
+            "check ending_epoch (it counts epochs, not steps)",
         )
         return None
     return list(range(start, end, freq)), start, end, freq

@@ -77,7 +77,7 @@ def _instances(schedule: Any) -> dict[str, list[str]]:
 )
 @click.option(
     "--epochs",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=100_000),
     help="Plan this many epochs (default: up to the last pruning epoch).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
