@@ -100,3 +100,32 @@ def test_auto_dependency_needs_an_input():
     )
     with pytest.raises(ScheduleError, match="example_input"):
         build_scheduler(schedule, ResBlockNet(), None, auto_dependency=True)
+
+
+def test_coupled_filters_thin_away_with_the_real_thinning():
+    thinning = pytest.importorskip("prunecli.thinning")
+    if not hasattr(thinning, "thin_model"):
+        pytest.skip("thinning is not available")
+    torch.manual_seed(0)
+    model = ResBlockNet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    schedule = make_schedule(
+        {
+            "pruners": {
+                "p": (
+                    "L1RankedStructureParameterPruner",
+                    {"group_type": "Filters", "desired_sparsity": 0.5, "weights": ["a.weight"]},
+                )
+            },
+            "extensions": {"t": ("FilterRemover", {"thinning_func_str": "remove_filters"})},
+        },
+        [("pruner", "p", {"epochs": [0]}, None), ("extension", "t", {"epochs": [1]}, None)],
+    )
+    sched = build_scheduler(schedule, model, opt, example_input=torch.randn(1, 3, 8, 8), auto_dependency=True)
+    train(sched, model, opt, epochs=1, steps=2)
+    train(sched, model, opt, epochs=3, start_epoch=1, steps=2)
+    assert model.a.weight.shape[0] == 4 and model.b.weight.shape[0] == 4 and model.fc.weight.shape[1] == 4
+    assert len(sched.thinning_recipes) == 1
+    for name, mask in sched.masks.items():
+        if mask is not None:
+            assert mask.shape == dict(model.named_parameters())[name].shape
