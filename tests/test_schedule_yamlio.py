@@ -49,6 +49,7 @@ def test_reads_files(tmp_path) -> None:
         ("a: !!python/object/apply:os.system [ls]\n", 1, "unsupported YAML tag"),
         ("a: !custom x\n", 1, "unsupported YAML tag"),
         ("a: &x [*x]\n", 1, "recursive alias"),
+        ("a: 1\nb: \x1f\n", 2, "is not allowed in YAML text"),
     ],
 )
 def test_refusals_name_the_line(text: str, line: int, fragment: str) -> None:

@@ -249,8 +249,9 @@ def load_yaml(
             hint="pass the YAML file, not a binary file",
         )
     locator = Locator(source)
-    loader = StrictSafeLoader(text)
+    loader: StrictSafeLoader | None = None
     try:
+        loader = StrictSafeLoader(text)  # the reader refuses control characters right here
         try:
             node = loader.get_single_node()
         except yaml.composer.ComposerError as exc:
@@ -277,7 +278,17 @@ def load_yaml(
             location=_location(source, mark),
             hint="check indentation, colons and quotes around this position",
         ) from None
-    except yaml.YAMLError as exc:  # unmarked reader errors (e.g. control characters)
+    except yaml.reader.ReaderError as exc:  # control characters, raised before any mark exists
+        pos = max(0, min(exc.position, len(text)))
+        line = text.count("\n", 0, pos) + 1
+        column = pos - (text.rfind("\n", 0, pos) + 1) + 1
+        raise error_type(
+            f"character {chr(exc.character) if isinstance(exc.character, int) else exc.character!r} "
+            "is not allowed in YAML text",
+            location=SourceLocation(source, line, column),
+            hint="remove the control character (or save the file as UTF-8 text)",
+        ) from None
+    except yaml.YAMLError as exc:  # any other unmarked error
         raise error_type(
             f"YAML error: {exc}", location=SourceLocation(source), hint="check the file is valid YAML text"
         ) from None
@@ -288,7 +299,8 @@ def load_yaml(
             hint="flatten the structure",
         ) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if builder.problems:
         raise error_type(
             f"{name}: {len(builder.problems)} problem(s) reading YAML", problems=builder.problems
