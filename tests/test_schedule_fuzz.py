@@ -137,6 +137,12 @@ def test_mutated_examples(data: st.DataObject) -> None:
             lines = lines[:i] + [lines[i][: data.draw(st.integers(0, len(lines[i])))]]
         elif lines[i]:
             j = data.draw(st.integers(0, len(lines[i]) - 1))
-            ch = data.draw(st.sampled_from(list(":-[]{}'\"#&*!|> \t0a.,\x00")))
+            ch = data.draw(st.sampled_from(list(":-[]{}'\"#&*!|> \t0a.,\x00\x1f\ufeff")))
             lines[i] = lines[i][:j] + ch + lines[i][j + 1 :]
     _exercise("".join(lines))
+
+
+@BUDGET
+@given(st.text(max_size=200))
+def test_arbitrary_text(text: str) -> None:
+    _exercise(text)
