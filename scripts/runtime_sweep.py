@@ -1,0 +1,593 @@
+"""Run every Distiller example schedule, unchanged, through the compression runtime.
+
+For each example whose classes prunecli implements and whose target model is in the zoo, the
+sweep builds the model (random weights) and an SGD optimizer, loads and resolves the schedule,
+builds the scheduler and runs one tiny random batch per epoch from epoch 0 through the last
+epoch of the last pruner, regularizer or extension (LR-only tails are not run). It then checks
+that every pruner reached its final sparsity and that every thinning extension produced a
+smaller model that still runs.
+
+    .venv/bin/python scripts/runtime_sweep.py                 # print a table of every example
+    .venv/bin/python scripts/runtime_sweep.py --write docs/compatibility-runtime.json
+
+The JSON it writes is what ``scripts/compatibility.py`` shows in the runtime column.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_EXAMPLES = Path(
+    os.environ.get("PRUNECLI_EXAMPLES", REPO_ROOT.parent / "shared" / "distiller-examples")
+)
+DEFAULT_JSON = REPO_ROOT / "docs" / "compatibility-runtime.json"
+
+#: Target model of each example, by pattern on its path (first match wins). A thinning
+#: extension's ``arch`` argument, where present, takes precedence. Names follow INDEX.md.
+MODEL_PATTERNS: tuple[tuple[str, str], ...] = (
+    (r"preact_resnet20_cifar|preact_resnet_cifar", "preact_resnet20_cifar"),
+    (r"preact_resnet18", "preact_resnet18"),
+    (r"resnet20|^ssl/ssl_|^gss/", "resnet20_cifar"),
+    (r"resnet56", "resnet56_cifar"),
+    (r"plain20", "plain20_cifar"),
+    (r"vgg16_cifar", "vgg16_cifar"),
+    (r"vgg19", "vgg19"),
+    (r"alexnet_bn", "alexnet_bn"),
+    (r"alexnet", "alexnet"),
+    (r"mobilenet", "mobilenet"),
+    (r"resnext101", "resnext101_32x4d"),
+    (r"resnet18|quant_aware_train_linear_quant", "resnet18"),
+    (r"resnet50", "resnet50"),
+    (r"word_lang", "word_language_model"),
+    (r"maskrcnn", "maskrcnn_resnet50_fpn"),
+)
+
+#: Models built for ImageNet but whose pooling adapts to the input size: a 64x64 batch keeps
+#: the sweep cheap. Any other ImageNet model runs at its default 224x224.
+SMALL_SIDE = 64
+
+STATUS_OK, STATUS_FAILED, STATUS_SKIPPED = "ok", "failed", "skipped"
+
+
+@dataclass
+class PrunerResult:
+    """Reached vs target sparsity of one pruner, on the tensors it was the last to prune."""
+
+    name: str
+    class_name: str
+    check: str  # element | structure | record (no predictable target)
+    epoch: int  # the epoch of its last pruning
+    tensors: int
+    target: float | None
+    reached: float  # element sparsity of its masks (all its tensors together)
+    reached_structures: float | None = None  # mean fraction of pruned structures per tensor
+    ok: bool = True
+    detail: str = ""
+
+
+@dataclass
+class ThinningResult:
+    name: str
+    thinnings: int
+    params_before: int
+    params_after: int
+    zero_structures: int  # all-zero filters/channels in the masks just before thinning
+    ok: bool = True
+    detail: str = ""
+
+
+@dataclass
+class RuntimeOutcome:
+    path: str  # relative to the examples directory
+    status: str  # ok | failed | skipped
+    reason: str = ""
+    model: str | None = None
+    input_shape: tuple[int, ...] | None = None
+    epochs: int = 0
+    wall_s: float = 0.0
+    pruners: list[PrunerResult] = field(default_factory=list)
+    regularizers: dict[str, float] = field(default_factory=dict)  # name -> element sparsity reached
+    thinning: list[ThinningResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == STATUS_OK
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["input_shape"] = list(self.input_shape) if self.input_shape else None
+        data["wall_s"] = round(self.wall_s, 2)
+        for pruner in data["pruners"]:
+            for key in ("target", "reached", "reached_structures"):
+                if pruner[key] is not None:
+                    pruner[key] = round(pruner[key], 4)
+        data["regularizers"] = {k: round(v, 4) for k, v in self.regularizers.items()}
+        return data
+
+    def summary(self) -> str:
+        """One line for a table cell: status, epochs, time, pruners meeting their targets."""
+        if self.status == STATUS_SKIPPED:
+            return f"skipped: {self.reason}"
+        if self.status == STATUS_FAILED:
+            return f"failed: {self.reason}"
+        checked = [p for p in self.pruners if p.check != "record"]
+        parts = [f"ok: {self.epochs} epochs"]
+        if checked:
+            parts.append(f"{len(checked)}/{len(checked)} pruner targets met")
+        if len(checked) < len(self.pruners):
+            parts.append(f"{len(self.pruners) - len(checked)} threshold/random pruner(s) recorded")
+        if self.thinning:
+            parts.append("thinned " + ", ".join(_params_change(t) for t in self.thinning))
+        return "; ".join(parts)
+
+
+def _params_change(result: ThinningResult) -> str:
+    return f"{result.params_before:,} -> {result.params_after:,} params"
+
+
+# --------------------------------------------------------------------------------------------
+# which model
+
+
+def target_model(relpath: str, schedule: Any = None) -> str | None:
+    """The model an example was written for: a thinning extension's ``arch``, else the path."""
+    if schedule is not None:
+        for comp in schedule.components.get("extensions", {}).values():
+            arch = comp.args.get("arch")
+            if isinstance(arch, str) and arch:
+                return arch
+    for pattern, model in MODEL_PATTERNS:
+        if re.search(pattern, relpath):
+            return model
+    return None
+
+
+def model_available(name: str) -> bool:
+    from prunecli.models import available_models
+
+    return name in available_models()
+
+
+def _family_dataset(name: str) -> str | None:
+    from prunecli.models import ZOO
+
+    entry = ZOO.get(name)
+    if entry is not None and entry.family == "cifar":
+        return "cifar10"
+    return None
+
+
+def build_model(name: str) -> tuple[Any, tuple[int, ...]]:
+    """The model with random weights and a batch-1 input shape it accepts (64x64 where it can)."""
+    import torch
+
+    from prunecli.models import create_model, default_input_shape
+
+    model, spec = create_model(name, dataset=_family_dataset(name))
+    shape = tuple(default_input_shape(spec))
+    if shape[-1] > SMALL_SIDE:
+        small = (*shape[:-2], SMALL_SIDE, SMALL_SIDE)
+        model.eval()
+        try:
+            with torch.no_grad():
+                model(torch.zeros(small))
+            shape = small
+        except RuntimeError:
+            pass  # a fixed-size classifier: keep the default size
+        model.train()
+    return model, shape
+
+
+# --------------------------------------------------------------------------------------------
+# sparsity oracles
+
+#: group type -> the dimension whose slices are the pruned structures (Distiller's "Rows" of a
+#: 2D weight are its input columns, since torch stores Linear weights transposed).
+STRUCTURE_DIM: dict[str, int] = {"Filters": 0, "3D": 0, "Channels": 1, "Rows": 1}
+
+
+def element_sparsity(mask: Any) -> float:
+    return float((mask == 0).sum()) / mask.numel()
+
+
+def zero_slices(mask: Any, dim: int) -> int:
+    flat = mask.movedim(dim, 0).reshape(mask.size(dim), -1)
+    return int((flat.abs().sum(dim=1) == 0).sum())
+
+
+def _structure_count(pruner: Any, mask: Any) -> tuple[int, Callable[[Any], float]]:
+    """(number of structures in the tensor, mask -> fraction of them pruned)."""
+    group = pruner.group_type
+    if group in STRUCTURE_DIM:
+        dim = STRUCTURE_DIM[group]
+        n = mask.size(dim)
+        return n, lambda m: zero_slices(m, dim) / n
+    if group == "Blocks":
+        block = math.prod(int(v) for v in pruner.block_shape)
+        n = mask.numel() // block
+        return n, element_sparsity
+    raise ValueError(f"no structure oracle for group type {group!r}")
+
+
+def _oracle(pruner: Any, policy_levels: Mapping[str, float] | None) -> tuple[str, Callable | None]:
+    """How a pruner's final sparsity is predicted: ('element'|'structure', name -> target) or record."""
+    from prunecli.pruners import (
+        AutomatedGradualPruner,
+        BernoulliFilterPruner,
+        RandomLevelStructureParameterPruner,
+        RankedStructurePruner,
+        SparsityLevelParameterPruner,
+    )
+    from prunecli.pruners.agp import AgpMixin
+    from prunecli.pruners.base import wildcard_lookup
+
+    if isinstance(pruner, AutomatedGradualPruner):
+        return "element", lambda name: pruner.final_sparsity
+    if isinstance(pruner, SparsityLevelParameterPruner) or policy_levels:
+        table = dict(policy_levels or pruner.levels)
+        return "element", lambda name: wildcard_lookup(table, name) or 0.0
+    if isinstance(pruner, (RandomLevelStructureParameterPruner, BernoulliFilterPruner)):
+        return "record", None
+    if isinstance(pruner, RankedStructurePruner):
+        if isinstance(pruner, AgpMixin):
+            return "structure", lambda name: pruner.final_sparsity
+        return "structure", lambda name: pruner.desired_sparsity
+    return "record", None
+
+
+# --------------------------------------------------------------------------------------------
+# the run
+
+
+@dataclass
+class _PrunerTrack:
+    name: str
+    pruner: Any
+    last_epoch: int
+    last_order: int
+    levels: Mapping[str, float] | None
+    snapshot: dict[str, Any] = field(default_factory=dict)  # tensor -> mask at its last pruning
+
+
+def _pruner_tracks(schedule: Any, scheduler: Any) -> dict[str, _PrunerTrack]:
+    by_name = {}
+    for _, policy in scheduler.policy_order:
+        pruner = getattr(policy, "pruner", None)
+        if pruner is not None:
+            by_name[pruner.name] = (pruner, getattr(policy, "levels", None))
+    tracks: dict[str, _PrunerTrack] = {}
+    for policy in schedule.policies:
+        if policy.kind != "pruner" or policy.instance not in by_name:
+            continue
+        pruner, levels = by_name[policy.instance]
+        track = tracks.get(policy.instance)
+        last = max(policy.epochs)
+        if track is None:
+            tracks[policy.instance] = _PrunerTrack(policy.instance, pruner, last, policy.order, levels)
+        elif (last, policy.order) > (track.last_epoch, track.last_order):
+            track.last_epoch, track.last_order, track.levels = last, policy.order, levels
+    return tracks
+
+
+def _owned(pruner: Any, masks: Mapping[str, Any]) -> list[str]:
+    names = pruner.owned_names()
+    if names is None:  # decided per name ('*' tables): whatever it masked
+        return [n for n, m in masks.items() if m is not None]
+    return [n for n in names if n in masks]
+
+
+def _snapshot(tracks: Iterable[_PrunerTrack], epoch: int, masks: Mapping[str, Any]) -> None:
+    for track in tracks:
+        if track.last_epoch == epoch:
+            track.snapshot = {
+                n: (masks[n].detach().clone() if masks[n] is not None else None)
+                for n in _owned(track.pruner, masks)
+            }
+
+
+def _last_writers(tracks: Mapping[str, _PrunerTrack]) -> dict[str, str]:
+    """Tensor -> the pruner that masked it last (later epoch, then later declaration)."""
+    writer: dict[str, tuple[tuple[int, int], str]] = {}
+    for track in tracks.values():
+        for name in track.snapshot:
+            key = (track.last_epoch, track.last_order)
+            if name not in writer or key > writer[name][0]:
+                writer[name] = (key, track.name)
+    return {name: owner for name, (_, owner) in writer.items()}
+
+
+def _judge(track: _PrunerTrack, names: list[str], class_name: str) -> PrunerResult:
+    check, target_of = _oracle(track.pruner, track.levels)
+    masks = {n: track.snapshot[n] for n in names}
+    zeros = sum(int((m == 0).sum()) for m in masks.values() if m is not None)
+    numel = sum(m.numel() for m in masks.values() if m is not None)
+    result = PrunerResult(
+        name=track.name,
+        class_name=class_name,
+        check=check,
+        epoch=track.last_epoch,
+        tensors=len(names),
+        target=None,
+        reached=zeros / numel if numel else 0.0,
+    )
+    if check == "record" or not names:
+        return result
+    targets = {target_of(n) for n in names}
+    result.target = targets.pop() if len(targets) == 1 else None
+    problems: list[str] = []
+    fractions: list[float] = []
+    for name, mask in masks.items():
+        target = target_of(name)
+        if mask is None:
+            if target > 0:
+                problems.append(f"{name}: no mask (target {target:.3f})")
+            continue
+        if check == "element":
+            reached, tolerance = element_sparsity(mask), 1.0 / mask.numel()
+        else:
+            n, measure = _structure_count(track.pruner, mask)
+            reached, tolerance = measure(mask), 1.0 / n
+        fractions.append(reached)
+        if abs(reached - target) > tolerance + 1e-9:
+            problems.append(f"{name}: {reached:.4f} vs target {target:.4f}")
+    if check == "structure" and fractions:
+        result.reached_structures = sum(fractions) / len(fractions)
+    result.ok = not problems
+    result.detail = "; ".join(problems[:3])
+    return result
+
+
+def _thinning_policies(scheduler: Any) -> list[Any]:
+    return [policy for _, policy in scheduler.policy_order if hasattr(policy, "recipes")]
+
+
+def _zero_structures(masks: Mapping[str, Any]) -> int:
+    """All-zero filters and channels in 4D masks (what thinning may remove)."""
+    total = 0
+    for mask in masks.values():
+        if mask is not None and mask.dim() == 4:
+            total += zero_slices(mask, 0) + zero_slices(mask, 1)
+    return total
+
+
+def _count_params(model: Any) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _thinning_available() -> bool:
+    import importlib
+
+    return hasattr(importlib.import_module("prunecli.thinning"), "thin_model")
+
+
+def _skip(relpath: str, reason: str, **kwargs: Any) -> RuntimeOutcome:
+    return RuntimeOutcome(relpath, STATUS_SKIPPED, reason, **kwargs)
+
+
+def _load(path: Path, relpath: str) -> tuple[Any, RuntimeOutcome | None]:
+    from prunecli.errors import ScheduleError
+    from prunecli.schedule import NotAScheduleError, load_schedule
+
+    try:
+        return load_schedule(path), None
+    except NotAScheduleError as exc:
+        return None, _skip(relpath, exc.message)
+    except ScheduleError as exc:
+        first = exc.problems[0].message if exc.problems else exc.message
+        if "quantizers" in exc.message:
+            return None, _skip(relpath, exc.message)
+        return None, _skip(relpath, f"the schedule does not validate ({first})")
+
+
+def run_example(
+    path: str | os.PathLike[str], examples_dir: str | os.PathLike[str] | None = None
+) -> RuntimeOutcome:
+    """Run one example schedule end to end on its target model and judge the result."""
+    path = Path(path)
+    root = Path(examples_dir) if examples_dir is not None else DEFAULT_EXAMPLES
+    try:
+        relpath = path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        relpath = path.name
+    schedule, skipped = _load(path, relpath)
+    if skipped is not None:
+        return skipped
+    model_name = target_model(relpath, schedule)
+    if model_name is None:
+        return _skip(relpath, "no target model is known for this file")
+    if not model_available(model_name):
+        return _skip(relpath, f"model {model_name!r} is not available", model=model_name)
+    if schedule.components.get("extensions") and not _thinning_available():
+        return _skip(relpath, "prunecli.thinning.thin_model is not available", model=model_name)
+    start = time.perf_counter()
+    outcome = RuntimeOutcome(relpath, STATUS_OK, model=model_name)
+    try:
+        _run(schedule, model_name, outcome)
+    except Exception as exc:  # noqa: BLE001 -- the sweep reports every failure, whatever its kind
+        outcome.status = STATUS_FAILED
+        message = getattr(exc, "message", None) or next(iter(str(exc).splitlines()), "")
+        outcome.reason = f"{type(exc).__name__}: {message}"[:300]
+    outcome.wall_s = time.perf_counter() - start
+    return outcome
+
+
+def _run(schedule: Any, model_name: str, outcome: RuntimeOutcome) -> None:
+    import torch
+    import torch.nn.functional as F
+
+    from prunecli.compression import build_scheduler
+    from prunecli.schedule.names import resolve_names
+
+    torch.manual_seed(0)
+    model, shape = build_model(model_name)
+    outcome.input_shape = shape
+    schedule = resolve_names(schedule, {n: tuple(p.shape) for n, p in model.named_parameters()})
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    example = torch.randn(shape)
+    scheduler = build_scheduler(schedule, model, optimizer, example_input=example, steps_per_epoch=1)
+    tracks = _pruner_tracks(schedule, scheduler)
+    thinners = _thinning_policies(scheduler)
+    thin_epochs = {e for p in schedule.policies if p.kind == "extension" for e in p.epochs}
+    params_start = _count_params(model)
+    zero_before = 0
+    x = torch.randn((2, *shape[1:]))
+    outcome.epochs = max(schedule.last_epoch() + 1, 1)
+    for epoch in range(outcome.epochs):
+        model.train()
+        scheduler.on_epoch_begin(epoch, optimizer)
+        _snapshot(tracks.values(), epoch, scheduler.masks)
+        if epoch in thin_epochs:
+            zero_before += _zero_structures(scheduler.masks)
+        scheduler.on_minibatch_begin(epoch, 0, 1, optimizer)
+        # statistics-based pruners that could not rank at epoch begin do it in this hook
+        late = [t for t in tracks.values() if t.last_epoch == epoch and None in t.snapshot.values()]
+        _snapshot(late, epoch, scheduler.masks)
+        logits = model(x)
+        y = torch.randint(0, logits.size(1), (2,))
+        loss = scheduler.before_backward_pass(epoch, 0, 1, F.cross_entropy(logits, y), optimizer)
+        optimizer.zero_grad()
+        loss.backward()
+        scheduler.before_parameter_optimization(epoch, 0, 1, optimizer)
+        optimizer.step()
+        scheduler.on_minibatch_end(epoch, 0, 1, optimizer)
+        last_loss = loss.item()
+        # drop this step's graph before the next epoch (as a per-epoch training function does):
+        # a live graph keeps autograd's per-parameter accumulators, which still expect the
+        # pre-thinning shapes
+        del logits, loss
+        scheduler.on_epoch_end(epoch, optimizer, metrics={"min": last_loss, "max": 0.0})
+    if not math.isfinite(last_loss):
+        raise FloatingPointError(f"loss became {last_loss}")
+    _judge_all(schedule, tracks, outcome)
+    _judge_regularizers(scheduler, outcome)
+    _judge_thinning(model, thinners, params_start, zero_before, example, outcome)
+    failing = [p.name for p in outcome.pruners if not p.ok] + [t.name for t in outcome.thinning if not t.ok]
+    if failing:
+        outcome.status = STATUS_FAILED
+        details = [p.detail for p in outcome.pruners if not p.ok] + [
+            t.detail for t in outcome.thinning if not t.ok
+        ]
+        outcome.reason = f"targets not met by {', '.join(failing)}: {details[0]}"[:300]
+
+
+def _judge_all(schedule: Any, tracks: Mapping[str, _PrunerTrack], outcome: RuntimeOutcome) -> None:
+    writers = _last_writers(tracks)
+    for name, track in tracks.items():
+        owned = [n for n in track.snapshot if writers.get(n) == name]
+        class_name = schedule.components["pruners"][name].class_name
+        outcome.pruners.append(_judge(track, owned, class_name))
+
+
+def _judge_regularizers(scheduler: Any, outcome: RuntimeOutcome) -> None:
+    params = dict(scheduler.model.named_parameters())
+    for _, policy in scheduler.policy_order:
+        regularizer = getattr(policy, "regularizer", None)
+        if regularizer is None:
+            continue
+        names = [n for n in regularizer.params_names if n in params]
+        zeros = sum(int((params[n] == 0).sum()) for n in names)
+        numel = sum(params[n].numel() for n in names)
+        outcome.regularizers[policy.name] = zeros / numel if numel else 0.0
+
+
+def _judge_thinning(
+    model: Any,
+    thinners: list[Any],
+    params_start: int,
+    zero_before: int,
+    example: Any,
+    outcome: RuntimeOutcome,
+) -> None:
+    import torch
+
+    if not thinners:
+        return
+    params_end = _count_params(model)
+    model.eval()
+    with torch.no_grad():
+        out = model(example)
+    for policy in thinners:
+        result = ThinningResult(policy.name, len(policy.recipes), params_start, params_end, zero_before)
+        problems = []
+        if not policy.recipes:
+            problems.append("the extension never ran")
+        if zero_before and params_end >= params_start:
+            problems.append(f"{zero_before} zero filters/channels but the model did not shrink")
+        if not torch.isfinite(out).all():
+            problems.append("the thinned model's output is not finite")
+        result.ok = not problems
+        result.detail = f"{policy.name}: {'; '.join(problems)}" if problems else ""
+        outcome.thinning.append(result)
+
+
+# --------------------------------------------------------------------------------------------
+# the sweep
+
+
+def example_files(examples_dir: str | os.PathLike[str] | None = None) -> list[Path]:
+    root = Path(examples_dir) if examples_dir is not None else DEFAULT_EXAMPLES
+    return sorted(root.rglob("*.yaml"))
+
+
+def sweep(
+    examples_dir: str | os.PathLike[str] | None = None, *, only: str | None = None
+) -> list[RuntimeOutcome]:
+    root = Path(examples_dir) if examples_dir is not None else DEFAULT_EXAMPLES
+    outcomes = []
+    for path in example_files(root):
+        if only and not re.search(only, path.relative_to(root).as_posix()):
+            continue
+        outcome = run_example(path, root)
+        print(f"{outcome.path}: {outcome.summary()} ({outcome.wall_s:.1f} s)", file=sys.stderr, flush=True)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def write_json(outcomes: list[RuntimeOutcome], path: str | os.PathLike[str]) -> None:
+    """The committed cache read by scripts/compatibility.py (sorted, stable keys)."""
+    data = {
+        "generated_by": "scripts/runtime_sweep.py --write docs/compatibility-runtime.json",
+        "examples": {o.path: o.to_dict() for o in sorted(outcomes, key=lambda o: o.path)},
+    }
+    Path(path).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def read_json(path: str | os.PathLike[str] = DEFAULT_JSON) -> dict[str, dict[str, Any]]:
+    """Example path -> its recorded outcome (as written by :func:`write_json`)."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))["examples"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", default=str(DEFAULT_EXAMPLES), help="the Distiller examples directory")
+    parser.add_argument("--only", help="a regular expression on the example paths to run")
+    parser.add_argument("--write", help="write the outcomes as JSON to this path")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    outcomes = sweep(args.examples, only=args.only)
+    if args.write:
+        write_json(outcomes, args.write)
+    failed = [o for o in outcomes if o.status == STATUS_FAILED]
+    print(
+        f"{sum(o.ok for o in outcomes)} ok, {len(failed)} failed, "
+        f"{sum(o.status == STATUS_SKIPPED for o in outcomes)} skipped"
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
