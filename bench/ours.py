@@ -76,11 +76,14 @@ def prune_filters_and_thin(
 ) -> nn.Module:
     """Dependency analysis, coupled L1 filter ranking, masking and thinning, as `prunecli` does it."""
     thin_model = require("prunecli.thinning", "thin_model")
+    graph = require("prunecli.graph", "build_dependency_graph")(model, example_input)  # built once, used twice
     names = [f"{n}.weight" for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     schedule = load_schedule_text(filter_schedule_text(names, fraction))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
-    scheduler = build_scheduler(schedule, model, optimizer, example_input=example_input, auto_dependency=True)
+    scheduler = build_scheduler(
+        schedule, model, optimizer, example_input=example_input, auto_dependency=True, dependency_graph=graph
+    )
     scheduler.on_epoch_begin(0)
     scheduler.on_minibatch_begin(0, 0, 1, optimizer)
-    thin_model(model, example_input, masks=scheduler.masks, optimizer=optimizer, verify=verify)
+    thin_model(model, example_input, masks=scheduler.masks, optimizer=optimizer, verify=verify, graph=graph)
     return model
