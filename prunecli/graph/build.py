@@ -99,8 +99,8 @@ def _walk(flow: Flow, gm: fx.GraphModule, shapes: dict[str, Any], inputs, model:
 def _input_info(flow: Flow, shape: Any) -> TInfo | None:
     if not isinstance(shape, tuple):
         return None
-    if len(shape) < 2:
-        return TInfo(shape)
+    if len(shape) not in (2, 4, 5):
+        return TInfo(shape)  # (N, L, C) or (N, C, L)? unknown: untracked, so every use is blocked
     ids = flow.fresh((shape[1],))
     flow.block(ids, MODEL_INPUT)
     compact = (1, shape[1]) + (1,) * (len(shape) - 2)

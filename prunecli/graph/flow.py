@@ -130,10 +130,14 @@ class Flow:
         if x.tracked:
             xt = {d + lead for d in x.tdims}
             if not set(full) <= xt:
-                self.block(out, f"'{node_name}' combines channels with a tensor thinning cannot follow")
+                reason = f"'{node_name}' combines channels with a tensor thinning cannot follow"
+                self.block(out, reason)
+                self.block(x.ids, reason)
                 return False
             if any(x.shape[d - lead] != shape[d] for d in xt):
-                return False  # a broadcast channel (size 1) scales every channel: no tie needed
+                # broadcast along a tracked dim: its channel count must stay as it is
+                self.block(x.ids, f"'{node_name}' broadcasts these channels over others")
+                return False
             aligned = np.broadcast_to(x.ids.reshape((1,) * lead + x.ids.shape), compact)
             self.union(aligned, out)
             return aligned
