@@ -13,3 +13,5 @@ class Context:
     settings: Settings
     #: model name -> {"dense": nn.Module, "prunecli": nn.Module | None, ...}, filled by the thinning benchmark
     thinned: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: one-off findings shared across models, e.g. whether NNI's default tracer works here
+    facts: dict[str, Any] = field(default_factory=dict)

@@ -76,7 +76,9 @@ def prune_filters_and_thin(
 ) -> nn.Module:
     """Dependency analysis, coupled L1 filter ranking, masking and thinning, as `prunecli` does it."""
     thin_model = require("prunecli.thinning", "thin_model")
-    graph = require("prunecli.graph", "build_dependency_graph")(model, example_input)  # built once, used twice
+    graph = require("prunecli.graph", "build_dependency_graph")(
+        model, example_input
+    )  # built once, used twice
     names = [f"{n}.weight" for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     schedule = load_schedule_text(filter_schedule_text(names, fraction))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)

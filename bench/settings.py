@@ -16,10 +16,10 @@ class Settings:
     hook_rounds: int = 25
     # 2. thinning; (name, input side) -- names without ':' come from prunecli.models
     thin_models: tuple[tuple[str, int], ...] = (
+        ("resnet56_cifar", 32),  # first: NNI's default tracer is probed on the first model
         ("torchvision:resnet50", 224),
         ("torchvision:mobilenet_v2", 224),
         ("torchvision:densenet121", 224),
-        ("resnet56_cifar", 32),
     )
     thin_rounds: int = 3
     nni: bool = True

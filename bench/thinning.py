@@ -13,7 +13,6 @@ from bench.context import Context
 from bench.harness import CPU, alternate, timed
 from bench.peers import nni_side, tp_side
 from bench.results import NOT_INSTALLED, Section, Table, Target, Unavailable, count, ratio, seconds
-from bench.settings import Settings
 
 RATIO = 0.5
 PROBE = "NNI default tracer"
@@ -32,19 +31,22 @@ def _in_process(
     return run
 
 
-def _nni(name: str, side: int, settings: Settings, keep: dict) -> Callable[[], float]:
+def _nni(name: str, side: int, context: Context, keep: dict) -> Callable[[], float]:
+    """NNI's default tracer is probed once per run (on the first model); later models go straight to fx."""
+
     def run() -> float:
-        probe = PROBE not in keep
-        result = nni_side.prune(name, side, RATIO, threads=settings.threads, probe_default=probe)
+        probe = PROBE not in context.facts
+        result = nni_side.prune(name, side, RATIO, threads=context.settings.threads, probe_default=probe)
         if probe:
-            keep[PROBE] = result.get("default_tracer", "ok")
+            context.facts[PROBE] = (name, result.get("default_tracer", "ok"))
         keep[NNI] = result
         return result["seconds"]
 
     return run
 
 
-def _variants(name: str, side: int, dense: nn.Module, x: torch.Tensor, settings: Settings, keep: dict):
+def _variants(name: str, side: int, dense: nn.Module, x: torch.Tensor, context: Context, keep: dict):
+    settings = context.settings
     variants: dict[str, Callable[[], float]] = {}
     missing: dict[str, str] = {}
     try:
@@ -67,7 +69,7 @@ def _variants(name: str, side: int, dense: nn.Module, x: torch.Tensor, settings:
     else:
         try:
             nni_side.python()
-            variants[NNI] = _nni(name, side, settings, keep)
+            variants[NNI] = _nni(name, side, context, keep)
         except Unavailable as exc:
             missing[NNI] = str(exc)
     return variants, missing
@@ -129,7 +131,7 @@ def _one_model(section: Section, context: Context, name: str, side: int) -> None
     dense_macs, dense_params = _measure(dense, x)
     table.add("dense", "", "", count(dense_params), count(dense_macs), "", "1.00x")
     keep: dict = {}
-    variants, missing = _variants(name, side, dense, x, settings, keep)
+    variants, missing = _variants(name, side, dense, x, context, keep)
     baseline = TP if TP in variants else next(iter(variants), OURS)
     stats = (
         alternate(variants, baseline=baseline, rounds=settings.thin_rounds, warmup=0, max_rounds={NNI: 1})
@@ -156,10 +158,11 @@ def _one_model(section: Section, context: Context, name: str, side: int) -> None
             ratio(macs / tp_macs) if tp_macs else "n/a",
             ratio(dense_macs / macs),
         )
-    if keep.get(PROBE, "ok") != "ok":
+    probed, outcome = context.facts.get(PROBE, (None, "ok"))
+    if probed == name and outcome != "ok":
         section.notes.append(
-            f"{name}: NNI's default tracer failed (`{keep[PROBE]}`); NNI was run with "
-            "`graph_module=torch.fx.symbolic_trace(model)` instead."
+            f"NNI's default tracer (`concrete_trace`) failed on {name} (`{outcome}`); NNI was run with "
+            "`graph_module=torch.fx.symbolic_trace(model)` on every model instead."
         )
     context.thinned[name] = {
         "side": side,
