@@ -217,3 +217,13 @@ def test_final_test_evaluation_preferred_over_metrics(inputs):
     assert (report["top1"], report["top5"]) == (0.91, 0.99)
     assert report["source"]["accuracy_from"] == "checkpoint:test"
     assert report["top1_delta"] == pytest.approx(0.91 - 0.75)
+
+
+def test_layer_reduction_against_dense_tensors(report):
+    from prunecli.report.plots import layer_reduction
+
+    got = {name: (thinned, masked) for name, thinned, masked in layer_reduction(report)}
+    assert got["conv1.weight"] == pytest.approx((50.0, 0.0))  # 8 -> 4 filters, no zeros
+    # conv2: 4x8x3x3 -> 4x4x3x3 (half removed); 96 of the 144 kept weights are zero
+    assert got["conv2.weight"] == pytest.approx((50.0, 100 * 96 / 288))
+    assert got["fc.weight"] == pytest.approx((0.0, 0.0))

@@ -212,6 +212,7 @@ def _compute_rows(dense: list[LayerCompute], comp: list[LayerCompute]) -> list[d
         d = r.as_dict()
         base = dense_by_name.get(r.name)
         d["dense_macs"] = base.macs if base else None
+        d["dense_weights_volume"] = base.weights_volume if base else None
         rows.append(d)
     return rows
 

@@ -89,24 +89,38 @@ def _short(name: str, limit: int = 28) -> str:
 # --------------------------------------------------------------------------- report plots
 
 
+def layer_reduction(report: dict[str, Any]) -> list[tuple[str, float, float]]:
+    """Per weight tensor: % of the dense tensor removed by thinning, and % zero among the rest.
+
+    Both are percentages of the *dense* tensor, so they stack to the layer's total reduction.
+    Tensors whose dense size is unknown count as unthinned.
+    """
+    dense_volume = {f"{r['name']}.weight": r.get("dense_weights_volume") for r in report.get("compute") or []}
+    out = []
+    for r in report["sparsity_table"]["rows"]:
+        dense = dense_volume.get(r["name"]) or r["nnz_dense"]
+        thinned = 100.0 * (1 - r["nnz_dense"] / dense) if dense else 0.0
+        masked = 100.0 * (r["nnz_dense"] - r["nnz_sparse"]) / dense if dense else 0.0
+        out.append((r["name"], thinned, masked))
+    return out
+
+
 def plot_sparsity_bars(report: dict[str, Any]) -> bytes:
-    rows = report["sparsity_table"]["rows"]
+    rows = layer_reduction(report)
     fig = _figure(9, max(3.0, 0.28 * len(rows) + 1.2))
     ax = fig.add_subplot()
-    ax.set_title("Per-layer fine-grained sparsity (%)")
+    ax.set_title("Per-layer weight reduction (% of the dense tensor)")
     if not rows:
         _no_data(ax, "no 2D/4D weight tensors")
         return _png(fig)
-    names = [_short(r["name"]) for r in rows][::-1]
-    ys = list(range(len(rows)))
-    h = 0.4
-    ax.barh([y + h / 2 for y in ys], [r["fine_pct"] for r in rows][::-1], h, color="#4878a8", label="Fine")
-    ax.barh(
-        [y - h / 2 for y in ys], [r["pct_3d"] for r in rows][::-1], h, color="#d65f5f", label="3D (filters)"
-    )
-    ax.set_yticks(ys, names, fontsize=7)
+    rows = rows[::-1]
+    names = [_short(n) for n, _, _ in rows]
+    thinned = [t for _, t, _ in rows]
+    ax.barh(names, thinned, color="#d65f5f", label="removed by thinning")
+    ax.barh(names, [m for _, _, m in rows], left=thinned, color="#4878a8", label="zero (masked)")
     ax.set_xlim(0, 100)
-    ax.set_xlabel("% of the layer zero")
+    ax.set_xlabel("% of the dense layer's weights")
+    ax.tick_params(axis="y", labelsize=7)
     ax.legend(loc="lower right", fontsize=8)
     return _png(fig)
 
@@ -180,7 +194,7 @@ def plot_macs(report: dict[str, Any]) -> bytes:
 
 #: title -> plot function; the HTML report embeds them in this order.
 REPORT_PLOTS: dict[str, Callable[[dict[str, Any]], bytes]] = {
-    "Per-layer sparsity": plot_sparsity_bars,
+    "Per-layer weight reduction": plot_sparsity_bars,
     "Sparsity and accuracy over epochs": plot_history,
     "AGP target curves": plot_agp,
     "MACs per layer": plot_macs,

@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -111,12 +112,23 @@ def sparsity_cells(report: dict[str, Any]) -> list[list[str]]:
     return out
 
 
-def compute_cells(report: dict[str, Any]) -> list[list[str]]:
+#: the compute columns that fit a terminal
+TERMINAL_COMPUTE = ("Name", "Weights volume", "Dense MACs", "MACs", "Effective MACs")
+#: shorter headers for the terminal
+_TERMINAL_HEADERS = {"Weights volume": "Weights", "Effective MACs": "Eff. MACs"}
+#: history columns shown in a terminal, when present
+TERMINAL_HISTORY = ("epoch", "top1", "top5", "val_loss", "lr", "sparsity", "nnz_params", "macs")
+#: sparsity columns shown when the terminal is too narrow for Distiller's full table
+NARROW_SPARSITY = ("Name", "Shape", "NNZ (sparse)", "2D (%)", "3D (%)", "Fine (%)")
+FULL_TABLE_WIDTH = 170
+
+
+def compute_cells(
+    report: dict[str, Any], columns: list[tuple[str, str]] = COMPUTE_COLUMNS
+) -> list[list[str]]:
     out = []
     for r in report["compute"]:
-        out.append(
-            [_int(r[k]) if k.endswith(("macs", "volume")) else _cell(r[k]) for _, k in COMPUTE_COLUMNS]
-        )
+        out.append([_int(r[k]) if k.endswith(("macs", "volume")) else _cell(r[k]) for _, k in columns])
     return out
 
 
@@ -125,6 +137,24 @@ def history_columns(report: dict[str, Any]) -> list[str]:
     for h in report.get("history") or []:
         keys.extend(k for k in h if k not in keys)
     return keys
+
+
+def _short_cell(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return _int(v) if isinstance(v, int) and abs(v) >= 10000 else _cell(v)
+
+
+def _narrow_sparsity(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Distiller's table cut to the columns that matter most, percentages to 2 decimals."""
+    idx = [COLUMNS.index(c) for c in NARROW_SPARSITY]
+    rows = []
+    for cells in sparsity_cells(report):
+        picked = [cells[i] for i in idx]
+        row = [f"{float(c):.2f}" if h.endswith("(%)") else c for h, c in zip(NARROW_SPARSITY, picked)]
+        row[1] = row[1].strip("()").replace(", ", "x")  # (16, 3, 3, 3) -> 16x3x3x3
+        rows.append(row)
+    return list(NARROW_SPARSITY), rows
 
 
 # --------------------------------------------------------------------------- JSON
@@ -149,9 +179,18 @@ def to_json(report: dict[str, Any]) -> str:
 
 
 def _rich_table(title: str, headers: list[str], rows: list[list[str]], numeric_from: int = 1) -> Table:
-    table = Table(title=title, title_justify="left", header_style="bold")
+    table = Table(
+        title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, collapse_padding=True
+    )
     for i, h in enumerate(headers):
-        table.add_column(h, justify="right" if i >= numeric_from else "left", no_wrap=i == 0)
+        # cells never wrap (headers may); the first (name) column folds past 30 characters
+        widest = max((len(str(r[i])) for r in rows), default=0)
+        table.add_column(
+            h,
+            justify="right" if i >= numeric_from else "left",
+            overflow="fold",
+            min_width=min(widest, 30) if i == 0 else widest,
+        )
     for r in rows:
         table.add_row(*r)
     return table
@@ -164,13 +203,25 @@ def print_terminal(report: dict[str, Any], console: Console, *, full: bool = Tru
     console.print(_rich_table("Ratios", ["Field", "Value", "Meaning"], ratio_cells(report)))
     if not full:
         return
-    console.print(_rich_table("Weights sparsity", list(COLUMNS), sparsity_cells(report), numeric_from=2))
+    if console.width >= FULL_TABLE_WIDTH:
+        console.print(_rich_table("Weights sparsity", list(COLUMNS), sparsity_cells(report), numeric_from=2))
+    else:
+        headers, rows = _narrow_sparsity(report)
+        headers = [h.replace(" (sparse)", "").replace(" (%)", " %") for h in headers]
+        title = f"Weights sparsity (all columns at {FULL_TABLE_WIDTH}+ columns or with --markdown)"
+        console.print(_rich_table(title, headers, rows, numeric_from=2))
+    compute_cols = [c for c in COMPUTE_COLUMNS if c[0] in TERMINAL_COMPUTE]
     console.print(
-        _rich_table("Compute", [h for h, _ in COMPUTE_COLUMNS], compute_cells(report), numeric_from=3)
+        _rich_table(
+            "Compute",
+            [_TERMINAL_HEADERS.get(h, h) for h, _ in compute_cols],
+            compute_cells(report, compute_cols),
+            numeric_from=1,
+        )
     )
-    cols = history_columns(report)
+    cols = [c for c in TERMINAL_HISTORY if c in history_columns(report)]
     if cols:
-        rows = [[_cell(h.get(c)) for c in cols] for h in report["history"]]
+        rows = [[_short_cell(h.get(c)) for c in cols] for h in report["history"]]
         console.print(_rich_table("History", cols, rows))
 
 
