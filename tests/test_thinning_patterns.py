@@ -121,6 +121,7 @@ def test_depthwise_groups_attribute_follows_the_kept_channels():
     assert thin_model(model, x).is_empty()  # dw2's bias still feeds pw2 through channels 0 and 3
     with torch.no_grad():
         model.dw2.bias[[0, 1, 6, 7]] = 0
+        expected = model(x)
     thin_model(model, x)
     assert (model.dw1.groups, model.dw1.in_channels, model.dw1.out_channels) == (6, 6, 6)
     assert (model.dw2.groups, model.dw2.in_channels, model.dw2.out_channels) == (6, 6, 12)
