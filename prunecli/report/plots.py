@@ -15,6 +15,7 @@ from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from prunecli.errors import PruneCliError
@@ -62,6 +63,9 @@ def agp_curves(schedule: Any) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------- figure helpers
+
+#: cycled so that pruners with identical targets remain distinguishable
+_LINE_STYLES = ("-", "--", ":", "-.")
 
 
 def _figure(width: float = 9.0, height: float = 4.0) -> Figure:
@@ -148,8 +152,11 @@ def plot_history(report: dict[str, Any]) -> bytes:
 
 
 def _draw_agp(ax, curves: Sequence[dict[str, Any]]) -> None:
-    for c in curves:
-        ax.step(c["epochs"], c["targets"], "-o", where="post", markersize=3, label=c["pruner"])
+    for i, c in enumerate(curves):
+        style = _LINE_STYLES[i % len(_LINE_STYLES)]
+        ax.step(
+            c["epochs"], c["targets"], marker="o", ls=style, where="post", markersize=3, label=c["pruner"]
+        )
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("target sparsity")
@@ -271,14 +278,20 @@ def plot_plan(plan: Sequence[Any], path: str | os.PathLike) -> None:
             ax.scatter(epochs, [y] * len(epochs), marker="|", s=120, color=_KIND_COLOURS.get(kind, "#333"))
             labels.append(f"{instance} ({classes[instance]})")
         ax.set_yticks(range(len(labels)), labels, fontsize=7)
+        kinds = dict.fromkeys(kind for kind, _ in rows)
+        handles = [
+            Line2D([], [], color=_KIND_COLOURS.get(k, "#333"), marker="|", ls="", ms=10) for k in kinds
+        ]
+        ax.legend(handles, list(kinds), fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         ax.set_ylim(len(labels) - 0.5, -0.5)
         ax.set_xlim(-0.5, max(len(plan), 1) - 0.5)
         ax.grid(axis="x", alpha=0.3)
     if pruners:
         ax2 = fig.add_subplot(grid[1], sharex=ax if rows else None)
-        for name in pruners:
+        for i, name in enumerate(pruners):
             pts = [(ep.epoch, ep.targets[name]) for ep in plan if name in ep.targets]
-            ax2.step([p[0] for p in pts], [p[1] for p in pts], where="post", label=name)
+            style = _LINE_STYLES[i % len(_LINE_STYLES)]  # equal targets stay visible
+            ax2.step([p[0] for p in pts], [p[1] for p in pts], where="post", label=name, ls=style)
             fired = [
                 (ep.epoch, e.target)
                 for ep in plan
