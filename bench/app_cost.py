@@ -142,13 +142,14 @@ def run(context: Context) -> Section:
         "Whole-run cost, prunecli run vs plain script",
         [
             "workload",
-            "plain time",
-            "prunecli time",
-            "time ratio",
+            "plain CPU time",
+            "prunecli CPU time",
+            "CPU-time ratio",
+            "wall-time ratio",
             "plain peak RSS",
             "prunecli peak RSS",
             "memory ratio",
-        ],
+        ],  # fmt: skip
     )
     section.tables.append(table)
     env = dict(os.environ, OMP_NUM_THREADS=str(settings.threads), MKL_NUM_THREADS=str(settings.threads))

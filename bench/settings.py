@@ -27,12 +27,12 @@ class Settings:
     latency_models: tuple[str, ...] = ("resnet56_cifar", "torchvision:mobilenet_v2", "torchvision:resnet50")
     latency_threads: tuple[int, ...] = (1, 2)
     latency_batches: tuple[int, ...] = (1, 16, 64)
-    latency_rounds: int = 5
+    latency_rounds: int = 3
     latency_budget_s: float = 0.5  # time per measurement, repeated forwards up to this
     # 4. the application's own cost
     app_quickstart_epochs: int = 12  # the quickstart up to (not including) its thinning epoch
     app_epochs: int = 3
-    app_train_size: int = 2048
+    app_train_size: int = 1024
     app_rounds: int = 3
     # 5. accuracy on digits
     acc_seeds: tuple[int, ...] = (0, 1, 2)
