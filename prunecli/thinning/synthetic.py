@@ -55,3 +55,41 @@ def zero_channels(
                 t.index_fill_(m.dim, idx, 0.0)
             chosen[group.index] = sorted(drop)
     return chosen
+
+
+def exercise(model: nn.Module, example_input: torch.Tensor, fraction: float = 0.5, seed: int = 0) -> dict:
+    """Zero ``fraction`` of every prunable group, thin, and measure: the coverage check for one model.
+
+    Returns plain numbers; the output comparison here is independent of thin_model's own check.
+    """
+    import time
+
+    from prunecli.graph import build_dependency_graph
+    from prunecli.report.compute import total_macs
+    from prunecli.thinning.thin import thin_model
+    from prunecli.thinning.verify import eval_outputs, mismatch
+
+    model.eval()
+    start = time.perf_counter()
+    graph = build_dependency_graph(model, example_input)
+    graph_s = time.perf_counter() - start
+    zeroed = zero_channels(model, graph, fraction, seed=seed)
+    expected = eval_outputs(model, (example_input,))
+    params_before = sum(p.numel() for p in model.parameters())
+    macs_before = total_macs(model, example_input)
+    start = time.perf_counter()
+    recipe = thin_model(model, example_input, graph=graph)
+    thin_s = time.perf_counter() - start
+    return {
+        "groups": len(graph.groups),
+        "prunable_groups": len(graph.prunable_groups()),
+        "zeroed_channels": sum(len(v) for v in zeroed.values()),
+        "removed_channels": recipe.removed_channels,
+        "params_before": params_before,
+        "params_after": sum(p.numel() for p in model.parameters()),
+        "macs_before": macs_before,
+        "macs_after": total_macs(model, example_input),
+        "output_mismatch": mismatch(expected, eval_outputs(model, (example_input,))),
+        "graph_seconds": graph_s,
+        "thin_seconds": thin_s,
+    }
