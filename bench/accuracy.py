@@ -173,6 +173,8 @@ def train_one(name: str, seed: int, plan: Plan, bundle) -> tuple[float, int]:
     x = torch.zeros(1, *bundle.input_shape)
     method = METHODS[name](model, plan, x)
     train_loader, _, test_loader = bundle.loaders(BATCH, 0, seed)
+    if isinstance(method.step, ScheduledStep):
+        method.step.steps_per_epoch = min(len(train_loader), plan.max_steps or len(train_loader))
     for epoch in range(plan.total):
         method.begin_epoch(epoch)
         for group in method.step.optimizer.param_groups:

@@ -36,9 +36,9 @@ class Settings:
     app_rounds: int = 3
     # 5. accuracy on digits
     acc_seeds: tuple[int, ...] = (0, 1, 2)
-    acc_pretrain_epochs: int = 5
+    acc_pretrain_epochs: int = 4
     acc_prune_epochs: int = 6
-    acc_finetune_epochs: int = 9
+    acc_finetune_epochs: int = 6
     acc_max_steps: int | None = None  # cut every epoch to this many minibatches
 
     def describe(self) -> str:
