@@ -58,7 +58,7 @@ def assert_fine_grained_targets_reached(schedule_path, model):
 def test_resnet20_filters_agp(examples_dir, tmp_path):
     relative = "agp-pruning/resnet20_filters.schedule_agp.yaml"
     out, doc, rows = run(examples_dir, relative, tmp_path)
-    assert [r["epoch"] for r in rows] == list(range(50))  # last pruning epoch 48, thinning at 30
+    assert [r["epoch"] for r in rows] == list(range(49))  # last pruning epoch 48, thinning at 30
     dense_macs = 40_813_184  # Distiller's figure for resnet20_cifar
     assert rows[0]["macs"] == dense_macs
     assert rows[29]["params"] == rows[0]["params"]  # masks only before the thinning epoch
@@ -98,5 +98,5 @@ def test_alexnet_agp(examples_dir, tmp_path):
         examples_dir, relative, tmp_path, "--model", "alexnet", "--set", "dataset_options.image_size=[3, 224, 224]",
         "--checkpoint-every", "100", "-b", "2",
     )  # fmt: skip
-    assert [r["epoch"] for r in rows] == list(range(18))  # fc pruners end at epoch 17
+    assert [r["epoch"] for r in rows] == list(range(17))  # fc pruners: 0..18 step 2, last at 16
     assert_fine_grained_targets_reached(os.path.join(examples_dir, relative), load_model(out / "compact.pt"))

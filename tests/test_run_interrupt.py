@@ -1,0 +1,57 @@
+"""A real Ctrl-C (SIGINT) to a `prunecli run` process, then --resume: same weights as no interruption."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+pytest.importorskip("prunecli.thinning")
+
+from test_run_app import SCHEDULE  # noqa: E402
+
+from prunecli.checkpoint import load_checkpoint  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+ARGS = ["--model", "resnet_digits", "--set", "model_args={width: 8}", "--epochs", "6", "-b", "16",
+        "--max-steps-per-epoch", "20", "--max-eval-batches", "2", "--device", "cpu", "--auto-dependency",
+        "--quiet", "--threads", "1"]  # fmt: skip
+
+
+def prunecli(*args, **kwargs):
+    return subprocess.Popen(
+        [sys.executable, "-m", "prunecli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs
+    )
+
+
+def test_sigint_then_resume_equals_uninterrupted(tmp_path):
+    schedule = tmp_path / "tiny.yaml"
+    schedule.write_text(SCHEDULE)
+    whole = prunecli("run", str(schedule), *ARGS, "--out-dir", str(tmp_path / "whole"))
+    assert whole.wait(timeout=300) == 0, whole.stderr.read()
+
+    run_dir = tmp_path / "part"
+    part = prunecli("run", str(schedule), *ARGS, "--out-dir", str(run_dir))
+    metrics = run_dir / "metrics.jsonl"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and part.poll() is None:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    assert part.poll() is None, "the run finished before it could be interrupted"
+    part.send_signal(signal.SIGINT)
+    _, err = part.communicate(timeout=120)
+    assert part.returncode == 130, err
+    assert f"--resume {run_dir}" in " ".join(err.split())  # the hint may be wrapped
+    resumed = prunecli("run", "--resume", str(run_dir), "--quiet", env={**os.environ, "COLUMNS": "200"})
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+
+    a = load_checkpoint(tmp_path / "whole" / "checkpoint.pt")["state_dict"]
+    b = load_checkpoint(run_dir / "checkpoint.pt")["state_dict"]
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
