@@ -158,3 +158,22 @@ def test_weights_only_checkpoint_needs_model(tmp_path):
     jsonschema.validate(doc, SCHEMA)
     assert doc["model"]["name"] == "resnet_digits"
     assert doc["headline"]["dense"]["params"] == sum(p.numel() for p in model.parameters())
+
+
+def test_distiller_checkpoint_matches_published_resnet20_figures(tmp_path):
+    """A Distiller-format resnet20_cifar checkpoint: Distiller's own published dense figures."""
+    model, _ = models.create_model("resnet20_cifar", dataset="cifar10")
+    state = {"module." + k: v for k, v in model.state_dict().items()}  # DataParallel names
+    path = tmp_path / "checkpoint.pth.tar"
+    torch.save(
+        {"epoch": 179, "arch": "resnet20_cifar", "dataset": "cifar10", "state_dict": state,
+         "extras": {"current_top1": 91.78, "best_top1": 91.78, "best_epoch": 170}},
+        path,
+    )  # fmt: skip
+    report = build_report(path, ReportOptions(latency=False))
+    jsonschema.validate(report, SCHEMA)
+    # examples/*/resnet20*: "Total MACs: 40,813,184" and "# of parameters: 270,896"
+    assert report["headline"]["dense"]["macs"] == report["headline"]["compressed"]["macs"] == 40_813_184
+    assert report["sparsity_table"]["total"]["nnz_dense"] == 270_896
+    assert report["top1"] == pytest.approx(0.9178)
+    assert report["source"]["accuracy_from"] == "distiller:current_top1"

@@ -303,6 +303,10 @@ def assemble_report(inputs: ReportInputs, options: ReportOptions | None = None) 
         if last:
             comp.update(top1=last.get("top1"), top5=last.get("top5"), loss=last.get("val_loss"))
             accuracy_source = f"metrics:epoch {last.get('epoch')}"
+        elif extras.get("source") == "distiller" and isinstance(extras.get("current_top1"), int | float):
+            # Distiller saves the last validation top-1, in percent
+            comp["top1"] = extras["current_top1"] / 100.0
+            accuracy_source = "distiller:current_top1"
     dense["top1"], dense["top5"] = extras.get("baseline_top1"), extras.get("baseline_top5")
 
     table = sparsity_table(inputs.model)
