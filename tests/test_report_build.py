@@ -172,8 +172,10 @@ def test_numeric_fields_are_dotted_paths(report):
 
 
 def test_gate_pass(report):
-    results = evaluate_gates(report, ["top1 < 0.5", "macs_ratio > 0.9", "headline.compressed.macs >= 1e9"])
-    assert [r.failed for r in results] == [False, False, False]
+    results = evaluate_gates(
+        report, ["top1 < 0.5", "macs_ratio > 0.9", "headline.compressed.macs >= 1e9", "top1_delta < -0.5"]
+    )
+    assert [r.failed for r in results] == [False, False, False, False]
     enforce_gates(results)  # does not raise
 
 
