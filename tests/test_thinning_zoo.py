@@ -83,3 +83,13 @@ def test_zoo_model(name, shape):
     torch.manual_seed(0)
     model, _ = create_model(name)
     check(model, torch.randn(shape))
+
+
+@pytest.mark.slow
+def test_auxiliary_classifiers_still_run_in_training_mode_after_thinning():
+    """googlenet's aux heads only run in training mode: the analysis walks that graph too."""
+    model, x = _torchvision("googlenet", 64)
+    check(model, x)
+    model.train()
+    out = model(torch.randn(2, 3, 64, 64))
+    assert out.logits.shape == (2, 1000) and out.aux_logits1.shape == (2, 1000)
