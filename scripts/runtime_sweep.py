@@ -82,7 +82,8 @@ class ThinningResult:
     thinnings: int
     params_before: int
     params_after: int
-    zero_structures: int  # all-zero filters/channels in the masks just before thinning
+    zero_structures: int  # all-zero filters (or channels) in the masks just before thinning
+    removed_structures: int = 0  # how many of them thinning removed
     ok: bool = True
     detail: str = ""
 
@@ -352,13 +353,45 @@ def _thinning_policies(scheduler: Any) -> list[Any]:
     return [policy for _, policy in scheduler.policy_order if hasattr(policy, "recipes")]
 
 
-def _zero_structures(masks: Mapping[str, Any]) -> int:
-    """All-zero filters and channels in 4D masks (what thinning may remove)."""
-    total = 0
-    for mask in masks.values():
+#: thinning mode -> the dimensions of a 4D weight whose all-zero slices Distiller removes
+THINNED_DIMS: dict[str, tuple[int, ...]] = {"filters": (0,), "channels": (1,), "both": (0, 1)}
+
+
+@dataclass
+class _ThinningCensus:
+    """Shapes and all-zero slices of every masked convolution weight around one thinning."""
+
+    epoch: int
+    before: dict[str, tuple[tuple[int, ...], dict[int, int]]]  # name -> (shape, dim -> zero slices)
+    after: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+
+def _census(epoch: int, model: Any, masks: Mapping[str, Any]) -> _ThinningCensus:
+    params = dict(model.named_parameters())
+    before = {}
+    for name, mask in masks.items():
         if mask is not None and mask.dim() == 4:
-            total += zero_slices(mask, 0) + zero_slices(mask, 1)
-    return total
+            before[name] = (tuple(params[name].shape), {d: zero_slices(mask, d) for d in (0, 1)})
+    return _ThinningCensus(epoch, before)
+
+
+def _removal_shortfall(census: _ThinningCensus, dims: tuple[int, ...]) -> tuple[int, int, list[str]]:
+    """(zero slices, of which removed, examples of tensors that kept some) for Distiller's rule."""
+    zeros = removed = 0
+    kept: list[str] = []
+    for name, (shape, zero) in census.before.items():
+        for dim in dims:
+            if not zero[dim]:
+                continue
+            gone = shape[dim] - census.after[name][dim]
+            zeros += zero[dim]
+            removed += min(gone, zero[dim])
+            if gone < zero[dim]:
+                kept.append(
+                    f"{name} dim {dim}: {shape[dim]} -> {census.after[name][dim]}, "
+                    f"expected {shape[dim] - zero[dim]}"
+                )
+    return zeros, removed, kept
 
 
 def _count_params(model: Any) -> int:
@@ -394,6 +427,13 @@ def run_example(
     path: str | os.PathLike[str], examples_dir: str | os.PathLike[str] | None = None
 ) -> RuntimeOutcome:
     """Run one example schedule end to end on its target model and judge the result."""
+    return run_schedule(path, examples_dir)[0]
+
+
+def run_schedule(
+    path: str | os.PathLike[str], examples_dir: str | os.PathLike[str] | None = None
+) -> tuple[RuntimeOutcome, Any]:
+    """:func:`run_example`, also returning the model as the run left it (None when not run)."""
     path = Path(path)
     root = Path(examples_dir) if examples_dir is not None else DEFAULT_EXAMPLES
     try:
@@ -402,27 +442,28 @@ def run_example(
         relpath = path.name
     schedule, skipped = _load(path, relpath)
     if skipped is not None:
-        return skipped
+        return skipped, None
     model_name = target_model(relpath, schedule)
     if model_name is None:
-        return _skip(relpath, "no target model is known for this file")
+        return _skip(relpath, "no target model is known for this file"), None
     if not model_available(model_name):
-        return _skip(relpath, f"model {model_name!r} is not available", model=model_name)
+        return _skip(relpath, f"model {model_name!r} is not available", model=model_name), None
     if schedule.components.get("extensions") and not _thinning_available():
-        return _skip(relpath, "prunecli.thinning.thin_model is not available", model=model_name)
+        return _skip(relpath, "prunecli.thinning.thin_model is not available", model=model_name), None
     start = time.perf_counter()
     outcome = RuntimeOutcome(relpath, STATUS_OK, model=model_name)
+    model = None
     try:
-        _run(schedule, model_name, outcome)
+        model = _run(schedule, model_name, outcome)
     except Exception as exc:  # noqa: BLE001 -- the sweep reports every failure, whatever its kind
         outcome.status = STATUS_FAILED
         message = getattr(exc, "message", None) or next(iter(str(exc).splitlines()), "")
         outcome.reason = f"{type(exc).__name__}: {message}"[:300]
     outcome.wall_s = time.perf_counter() - start
-    return outcome
+    return outcome, model
 
 
-def _run(schedule: Any, model_name: str, outcome: RuntimeOutcome) -> None:
+def _run(schedule: Any, model_name: str, outcome: RuntimeOutcome) -> Any:
     import torch
     import torch.nn.functional as F
 
@@ -440,7 +481,7 @@ def _run(schedule: Any, model_name: str, outcome: RuntimeOutcome) -> None:
     thinners = _thinning_policies(scheduler)
     thin_epochs = {e for p in schedule.policies if p.kind == "extension" for e in p.epochs}
     params_start = _count_params(model)
-    zero_before = 0
+    censuses: list[_ThinningCensus] = []
     x = torch.randn((2, *shape[1:]))
     outcome.epochs = max(schedule.last_epoch() + 1, 1)
     for epoch in range(outcome.epochs):
@@ -448,8 +489,10 @@ def _run(schedule: Any, model_name: str, outcome: RuntimeOutcome) -> None:
         scheduler.on_epoch_begin(epoch, optimizer)
         _snapshot(tracks.values(), epoch, scheduler.masks)
         if epoch in thin_epochs:
-            zero_before += _zero_structures(scheduler.masks)
+            censuses.append(_census(epoch, model, scheduler.masks))
         scheduler.on_minibatch_begin(epoch, 0, 1, optimizer)
+        if epoch in thin_epochs:
+            censuses[-1].after = {n: tuple(p.shape) for n, p in model.named_parameters()}
         # statistics-based pruners that could not rank at epoch begin do it in this hook
         late = [t for t in tracks.values() if t.last_epoch == epoch and None in t.snapshot.values()]
         _snapshot(late, epoch, scheduler.masks)
@@ -471,7 +514,7 @@ def _run(schedule: Any, model_name: str, outcome: RuntimeOutcome) -> None:
         raise FloatingPointError(f"loss became {last_loss}")
     _judge_all(schedule, tracks, outcome)
     _judge_regularizers(scheduler, outcome)
-    _judge_thinning(model, thinners, params_start, zero_before, example, outcome)
+    _judge_thinning(schedule, model, thinners, params_start, censuses, example, outcome)
     failing = [p.name for p in outcome.pruners if not p.ok] + [t.name for t in outcome.thinning if not t.ok]
     if failing:
         outcome.status = STATUS_FAILED
@@ -479,6 +522,7 @@ def _run(schedule: Any, model_name: str, outcome: RuntimeOutcome) -> None:
             t.detail for t in outcome.thinning if not t.ok
         ]
         outcome.reason = f"targets not met by {', '.join(failing)}: {details[0]}"[:300]
+    return model
 
 
 def _judge_all(schedule: Any, tracks: Mapping[str, _PrunerTrack], outcome: RuntimeOutcome) -> None:
@@ -502,13 +546,15 @@ def _judge_regularizers(scheduler: Any, outcome: RuntimeOutcome) -> None:
 
 
 def _judge_thinning(
+    schedule: Any,
     model: Any,
     thinners: list[Any],
     params_start: int,
-    zero_before: int,
+    censuses: list[_ThinningCensus],
     example: Any,
     outcome: RuntimeOutcome,
 ) -> None:
+    """Distiller's rule: every all-zero filter (channel) of a masked convolution is removed."""
     import torch
 
     if not thinners:
@@ -518,12 +564,24 @@ def _judge_thinning(
     with torch.no_grad():
         out = model(example)
     for policy in thinners:
-        result = ThinningResult(policy.name, len(policy.recipes), params_start, params_end, zero_before)
+        epochs = {
+            e
+            for p in schedule.policies
+            if p.kind == "extension" and p.instance == policy.name
+            for e in p.epochs
+        }
+        zeros = removed = 0
+        kept: list[str] = []
+        for census in censuses:
+            if census.epoch in epochs:
+                z, r, k = _removal_shortfall(census, THINNED_DIMS[policy.mode])
+                zeros, removed, kept = zeros + z, removed + r, kept + k
+        result = ThinningResult(policy.name, len(policy.recipes), params_start, params_end, zeros, removed)
         problems = []
         if not policy.recipes:
             problems.append("the extension never ran")
-        if zero_before and params_end >= params_start:
-            problems.append(f"{zero_before} zero filters/channels but the model did not shrink")
+        if kept:
+            problems.append(f"{zeros - removed} of {zeros} zero structures kept ({kept[0]})")
         if not torch.isfinite(out).all():
             problems.append("the thinned model's output is not finite")
         result.ok = not problems
