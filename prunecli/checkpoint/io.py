@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,32 @@ def _plain_state_dict(data: dict[str, Any]) -> bool:
     return bool(data) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in data.items())
 
 
+def _wraps_state_dict(data: dict[str, Any]) -> bool:
+    return isinstance(data.get("state_dict"), dict) and _plain_state_dict(data["state_dict"])
+
+
+def _from_state_dict(data: dict[str, Any], path: str) -> dict[str, Any]:
+    return build_checkpoint(state_dict=_strip_data_parallel(data), extras={"source": "state_dict"})
+
+
+def _from_wrapped_state_dict(data: dict[str, Any], path: str) -> dict[str, Any]:
+    epoch = data.get("epoch")
+    return build_checkpoint(
+        state_dict=_strip_data_parallel(data["state_dict"]),
+        epoch=epoch if type(epoch) is int else None,
+        extras={"source": "state_dict", "other_keys": sorted(str(k) for k in data if k != "state_dict")},
+    )
+
+
+#: (recognises the loaded dict, turns it into the prunecli layout), tried in order
+_LAYOUTS: list[tuple[Callable[[dict[str, Any]], bool], Callable[[dict[str, Any], str], dict[str, Any]]]] = [
+    (lambda data: data.get("format") == FORMAT_NAME, validate_structure),
+    (distiller.is_converted, distiller.from_converted),
+    (_plain_state_dict, _from_state_dict),
+    (_wraps_state_dict, _from_wrapped_state_dict),
+]
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a prunecli checkpoint, a converted Distiller checkpoint or a bare state_dict.
 
@@ -134,23 +161,10 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise _unreadable(path, ValueError("not a PyTorch file"))
     data = _read(path)
     where = SourceLocation(str(path))
-    if isinstance(data, dict) and data.get("format") == FORMAT_NAME:
-        return validate_structure(data, str(path))
-    if isinstance(data, dict) and distiller.is_converted(data):
-        return distiller.from_converted(data, str(path))
-    if isinstance(data, dict) and _plain_state_dict(data):
-        return build_checkpoint(state_dict=_strip_data_parallel(data), extras={"source": "state_dict"})
-    if (
-        isinstance(data, dict)
-        and isinstance(data.get("state_dict"), dict)
-        and _plain_state_dict(data["state_dict"])
-    ):
-        epoch = data.get("epoch")
-        return build_checkpoint(
-            state_dict=_strip_data_parallel(data["state_dict"]),
-            epoch=epoch if type(epoch) is int else None,
-            extras={"source": "state_dict", "other_keys": sorted(str(k) for k in data if k != "state_dict")},
-        )
+    if isinstance(data, dict):
+        for recognises, convert in _LAYOUTS:
+            if recognises(data):
+                return convert(data, str(path))
     if isinstance(data, dict) and "format" in data:
         raise CheckpointError(
             f"unknown checkpoint format {data.get('format')!r}",
