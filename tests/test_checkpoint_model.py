@@ -267,3 +267,22 @@ def test_conversion_recipe_in_the_message_produces_a_loadable_file(
     exec(compile(code, "recipe", "exec"), {})
     net = load_model(tmp_path / "checkpoint.plain.pth.tar")
     torch.testing.assert_close(net(X), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_prunecli_thinned_checkpoint_is_rebuilt_through_its_recipe(tmp_path: Path) -> None:
+    thinning = pytest.importorskip("prunecli.thinning")
+    if not hasattr(thinning, "thin_model"):
+        pytest.skip("prunecli.thinning.thin_model not available yet")
+    torch.manual_seed(5)
+    net, spec = models.create_model("simplenet_mnist")
+    with torch.no_grad():
+        net.conv1.weight[::3] = 0  # 7 of 20 filters become removable
+        net.conv1.bias[::3] = 0
+    expected = net.eval()(X)
+    recipe = thinning.thin_model(net, X[:1], verify=True)
+    assert net.conv1.out_channels == 13
+    path = tmp_path / "thin.pt"
+    save_checkpoint(path, build_checkpoint(state_dict=net.state_dict(), model=spec, recipe=recipe))
+    rebuilt = load_model(path)
+    assert rebuilt.conv1.weight.shape == (13, 1, 5, 5) and rebuilt.conv2.weight.shape == (50, 13, 5, 5)
+    torch.testing.assert_close(rebuilt(X), expected, rtol=1e-5, atol=1e-5)
