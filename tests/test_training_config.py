@@ -84,10 +84,31 @@ def test_resolved_config_round_trips():
     assert RunConfig.from_dict(config.to_dict()) == config
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.binary(max_size=200))
 def test_arbitrary_bytes_raise_only_prunecli_errors(tmp_path, data):
     path = tmp_path / "fuzz.yaml"
     path.write_bytes(data)
     with contextlib.suppress(PruneCliError):
         load_config(path)
+
+
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 10**6) | st.floats(allow_nan=True) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(st.sampled_from([*RunConfig().to_dict(), "bogus", "1"]), _VALUES, max_size=6))
+def test_structured_garbage_gives_a_config_or_a_config_error(tmp_path, data):
+    import yaml
+
+    path = tmp_path / "fuzz.yaml"
+    path.write_text(yaml.safe_dump(data) if data else "{}\n")
+    try:
+        config = load_config(path)
+    except ConfigError:
+        return
+    assert isinstance(config, RunConfig)

@@ -87,7 +87,7 @@ def _schema_problems(data: Any, locate: Callable[[tuple], SourceLocation]) -> li
     for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
         path = tuple(error.absolute_path)
         if error.validator == "additionalProperties":
-            extra = sorted(set(error.instance) - set(FIELDS)) if isinstance(error.instance, dict) else []
+            extra = sorted(set(error.instance) - set(FIELDS), key=str) if isinstance(error.instance, dict) else []
             for key in extra:
                 problems.append(
                     Problem(
@@ -129,7 +129,7 @@ def _schema_hint(path: tuple) -> str | None:
 def _suggest(key: str, choices: Iterable[str]) -> str:
     import difflib
 
-    close = difflib.get_close_matches(key.replace("-", "_"), list(choices), n=1)
+    close = difflib.get_close_matches(str(key).replace("-", "_"), list(choices), n=1)
     if close:
         return f"did you mean '{close[0]}'?"
     return "known settings: " + ", ".join(choices)
