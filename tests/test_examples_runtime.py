@@ -70,7 +70,10 @@ SKIPPED: dict[str, str] = {
 FAST: set[str] = {
     "pruning_filters_for_efficient_convnets/resnet56_cifar_filter_rank.yaml",
     "pruning_filters_for_efficient_convnets/resnet56_cifar_filter_rank_v2.yaml",
+    "pruning_filters_for_efficient_convnets/resnet56_cifar_channel_rank.yaml",
     "ssl/resnet20_cifar_baseline_training.yaml",
+    "network_slimming/resnet20_slimming.yaml",
+    "agp-pruning/resnet20_filters.schedule_agp_2.yaml",
 }
 
 #: examples whose run reaches the runtime but fails because of a bug elsewhere: the reason
@@ -92,12 +95,27 @@ XFAIL: dict[str, str] = {
             "schedule_agp_4",
         )
     },
+    **{
+        rel: THINNING_KEEPS_TRAINED_FILTERS
+        for rel in (
+            "network_trimming/resnet56_cifar_activation_apoz.yaml",
+            "network_trimming/resnet56_cifar_activation_apoz_v2.yaml",
+            "network_trimming/resnet50.filters.activation_apoz_agp.yaml",
+            "agp-pruning/resnet50.schedule_agp.filters.yaml",
+            "agp-pruning/resnet50.schedule_agp.filters_2.yaml",
+            "agp-pruning/resnet50.schedule_agp.filters_3.yaml",
+            "agp-pruning/resnet50.schedule_agp.filters_with_FC.yaml",
+        )
+    },
 }
 
 #: Distiller's weight count (conv and fc weights, nonzero) after the run, from the files' comments
 DISTILLER_PARAMS: dict[str, int] = {
     "pruning_filters_for_efficient_convnets/resnet56_cifar_filter_rank.yaml": 634_640,
     "pruning_filters_for_efficient_convnets/resnet56_cifar_filter_rank_v2.yaml": 570_704,
+    "pruning_filters_for_efficient_convnets/resnet56_cifar_channel_rank.yaml": 566_887,
+    "network_trimming/resnet56_cifar_activation_apoz.yaml": 634_640,
+    "network_trimming/resnet56_cifar_activation_apoz_v2.yaml": 570_704,
     "agp-pruning/resnet20_filters.schedule_agp_2.yaml": 143_488,
 }
 
