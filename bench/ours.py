@@ -7,6 +7,7 @@ which part was missing instead of the whole run failing.
 from __future__ import annotations
 
 import importlib
+import time
 from typing import Any
 
 import torch
@@ -71,14 +72,34 @@ def filter_schedule_text(param_names: list[str], fraction: float) -> str:
     )
 
 
+#: the phases of :func:`prune_filters_and_thin`, in order
+PHASES = ("dependency graph", "schedule + coupled masks", "thinning")
+
+
 def prune_filters_and_thin(
-    model: nn.Module, example_input: torch.Tensor, fraction: float, *, verify: bool = False
+    model: nn.Module,
+    example_input: torch.Tensor,
+    fraction: float,
+    *,
+    verify: bool = False,
+    phases: dict[str, float] | None = None,
 ) -> nn.Module:
-    """Dependency analysis, coupled L1 filter ranking, masking and thinning, as `prunecli` does it."""
+    """Dependency analysis, coupled L1 filter ranking, masking and thinning, as `prunecli` does it.
+
+    ``phases`` receives the CPU seconds of each of :data:`PHASES`.
+    """
     thin_model = require("prunecli.thinning", "thin_model")
-    graph = require("prunecli.graph", "build_dependency_graph")(
-        model, example_input
-    )  # built once, used twice
+    build_graph = require("prunecli.graph", "build_dependency_graph")
+    clock = [time.process_time()]
+
+    def lap(phase: str) -> None:
+        now = time.process_time()
+        if phases is not None:
+            phases[phase] = now - clock[0]
+        clock[0] = now
+
+    graph = build_graph(model, example_input)  # built once, used by the masks and the thinning
+    lap(PHASES[0])
     names = [f"{n}.weight" for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     schedule = load_schedule_text(filter_schedule_text(names, fraction))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
@@ -87,5 +108,7 @@ def prune_filters_and_thin(
     )
     scheduler.on_epoch_begin(0)
     scheduler.on_minibatch_begin(0, 0, 1, optimizer)
+    lap(PHASES[1])
     thin_model(model, example_input, masks=scheduler.masks, optimizer=optimizer, verify=verify, graph=graph)
+    lap(PHASES[2])
     return model

@@ -15,6 +15,7 @@ from bench.peers import nni_side, tp_side
 from bench.results import NOT_INSTALLED, Section, Table, Target, Unavailable, count, ratio, seconds
 
 RATIO = 0.5
+PHASES = "prunecli phases"
 PROBE = "NNI default tracer"
 OURS, OURS_VERIFIED, TP, NNI = "prunecli", "prunecli + output check", "Torch-Pruning", "NNI"
 
@@ -52,8 +53,9 @@ def _variants(name: str, side: int, dense: nn.Module, x: torch.Tensor, context: 
     try:
         ours.require("prunecli.thinning", "thin_model")
         ours.require("prunecli.compression", "build_scheduler")
+        phases = keep.setdefault(PHASES, {})
         variants[OURS] = _in_process(
-            dense, x, lambda m, i: ours.prune_filters_and_thin(m, i, RATIO), keep, OURS
+            dense, x, lambda m, i: ours.prune_filters_and_thin(m, i, RATIO, phases=phases), keep, OURS
         )
         variants[OURS_VERIFIED] = _in_process(
             dense, x, lambda m, i: ours.prune_filters_and_thin(m, i, RATIO, verify=True), keep, OURS_VERIFIED
@@ -96,8 +98,8 @@ def run(context: Context) -> Section:
         "and without its output-equivalence check). Torch-Pruning: `BasePruner` + `MagnitudeImportance(p=1)`, "
         "`pruning_ratio=0.5`, `ignored_layers=[classifier]`, one `step()`. NNI: "
         "`auto_set_denpendency_group_ids` + `L1NormPruner(sparse_ratio=0.5)` + `ModelSpeedup`, in its own "
-        f"environment (its time is measured inside that process; one round only, as it is tens of times slower). "
-        "Times are process CPU time (single-threaded work). {settings.thin_rounds} round(s), order "
+        "environment (its time is measured inside that process; one round only, as it is tens of times slower). "
+        f"Times are process CPU time (single-threaded work). {settings.thin_rounds} round(s), order "
         "rotating; MACs and parameters of every result counted by `prunecli.report.compute.total_macs` on "
         "the same input.",
     )
@@ -169,13 +171,43 @@ def _one_model(section: Section, context: Context, name: str, side: int) -> None
         "dense": dense,
         **{k: v for k, v in keep.items() if isinstance(v, nn.Module)},
     }
+    _notes(section, name, stats, keep, x, tp_macs)
     _targets(section, name, stats, missing, keep, x, tp_macs)
 
 
+def _notes(
+    section: Section, name: str, stats: dict, keep: dict, x: torch.Tensor, tp_macs: int | None
+) -> None:
+    phases = keep.get(PHASES) or {}
+    if OURS in stats and stats[OURS].ok and phases:
+        total = sum(phases.values()) or 1.0
+        split = ", ".join(f"{phase} {seconds(t)} ({t / total:.0%})" for phase, t in phases.items())
+        section.notes.append(f"{name}: where prunecli's time goes (last round): {split}.")
+    if NNI in keep and tp_macs and keep[NNI]["macs"] > 1.01 * tp_macs:
+        section.notes.append(
+            f"{name}: NNI's result keeps {keep[NNI]['macs'] / tp_macs:.2f}x Torch-Pruning's MACs: its dependency "
+            "detection did not couple every residual addition, so the channels feeding them were left unpruned."
+        )
+
+
 def _targets(section, name, stats, missing, keep, x, tp_macs) -> None:
-    if OURS in missing or not stats[OURS].ok:
-        reason = missing.get(OURS) or stats[OURS].error or ""
-        section.targets.append(Target(f"{name}: MACs <= Torch-Pruning's", reason, None))
+    if OURS in missing:
+        section.targets.append(Target(f"{name}: MACs <= Torch-Pruning's", missing[OURS], None))
+        return
+    if not stats[OURS].ok:
+        error = stats[OURS].error or ""
+        failed_alone = tp_macs is not None
+        section.targets.append(
+            Target(
+                f"{name}: MACs <= Torch-Pruning's",
+                f"prunecli failed: {error}",
+                False if failed_alone else None,
+                "prunecli raised where Torch-Pruning succeeded: a bug in prunecli's handling of this "
+                "architecture (see the error)"
+                if failed_alone
+                else "",
+            )
+        )
         return
     if tp_macs is None:
         section.targets.append(
@@ -203,7 +235,7 @@ def _targets(section, name, stats, missing, keep, x, tp_macs) -> None:
             met,
             ""
             if met
-            else "prunecli traces with torch.fx and builds the scheduler's masks before thinning; "
-            "Torch-Pruning traces autograd once and slices directly",
+            else "see the note on where prunecli's time goes: it computes the schedule's coupled masks as a "
+            "separate pass before thinning, while Torch-Pruning ranks and slices in one pass",
         )
     )
