@@ -181,3 +181,36 @@ def test_thinning_twice_composes():
     apply_recipe(dense, merged)
     dense.load_state_dict(model.state_dict())
     torch.testing.assert_close(dense(x), expected)
+
+
+def test_zero_channel_padding_shortcut_keeps_the_padding_and_thins_the_rest():
+    class PadShortcut(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Conv2d(3, 4, 1)
+            self.branch = nn.Conv2d(4, 8, 1)
+            self.head = nn.Conv2d(8, 2, 1)
+
+        def forward(self, x):
+            x = self.stem(x)
+            y = self.branch(x) + nn.functional.pad(x, (0, 0, 0, 0, 2, 2))
+            return self.head(y).mean((2, 3))
+
+    torch.manual_seed(0)
+    model, x = PadShortcut().eval(), torch.randn(2, 3, 4, 4)
+    graph = build_dependency_graph(model, x)
+    stem = graph.group_of("stem.weight", 0)
+    assert stem.prunable and ("branch.weight", 0, -2, 1, "out") in {
+        (m.tensor, m.dim, m.offset, m.block, m.role) for m in stem.members
+    }
+    padding = [g for g in graph.groups_of("branch.weight", 0) if g is not stem]
+    assert padding and all(not g.prunable and "pads channels" in g.reason for g in padding)
+    with torch.no_grad():
+        model.stem.weight[1] = 0
+        model.stem.bias[1] = 0
+        model.branch.weight[3] = 0  # branch channel 3 meets stem channel 1 after the 2-channel pad
+        model.branch.bias[3] = 0
+        expected = model(x)
+    thin_model(model, x)
+    assert model.stem.out_channels == 3 and model.branch.out_channels == 7 and model.head.in_channels == 7
+    torch.testing.assert_close(model(x), expected)

@@ -421,10 +421,30 @@ def pad(ctx: Ctx) -> Any:
         return untracked(ctx.shape)
     if not isinstance(pads, (tuple, list)):
         return ctx.opaque()
+    mode = ctx.arg(2, "mode", "constant")
     padded = {x.ndim - 1 - k // 2 for k, p in enumerate(pads) if p}
-    if padded & set(x.tdims) or (value not in (0, 0.0, None)):
+    hit = padded & set(x.tdims)
+    if not hit:
+        return TInfo(ctx.shape, x.tdims, x.ids)
+    if mode != "constant" or value not in (0, 0.0, None) or len(x.tdims) != 1 or any(
+        not isinstance(p, int) for p in pads
+    ):
         return ctx.opaque()
-    return TInfo(ctx.shape, x.tdims, x.ids)
+    # zero channels added on both sides (a widening identity shortcut): the fixed padding is kept,
+    # the original channels keep their ids at an offset
+    dim = x.tdims[0]
+    k = 2 * (x.ndim - 1 - dim)
+    lo, hi = pads[k], pads[k + 1]
+    if lo < 0 or hi < 0:
+        return ctx.opaque()
+    flow = ctx.flow
+    before, after = flow.fresh((lo,)), flow.fresh((hi,))
+    reason = f"'{ctx.node.name}' pads channels with a fixed number of zeros"
+    flow.block(before, reason)
+    flow.block(after, reason)
+    ids = np.concatenate([before, x.ids.reshape(-1), after])
+    compact = tuple(ctx.shape[d] if d == dim else 1 for d in range(len(ctx.shape)))
+    return TInfo(ctx.shape, (dim,), ids.reshape(compact))
 
 
 def roll(ctx: Ctx) -> Any:
