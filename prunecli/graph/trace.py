@@ -109,8 +109,38 @@ def _shape_of(value: Any) -> Any:
 
 
 def record_shapes(gm: fx.GraphModule, inputs: tuple[torch.Tensor, ...]) -> dict[str, Any]:
-    """Output shape of every node for ``inputs`` (eval mode, no autograd)."""
+    """Output shape of every node for ``inputs`` (eval mode, no autograd).
+
+    Shapes are first computed on the meta device (no arithmetic, no memory for activations);
+    models with ops meta tensors cannot run fall back to one real forward pass.
+    """
+    try:
+        return _record_on_meta(gm, inputs)
+    except Exception:  # any op without a meta kernel: use real tensors
+        pass
     recorder = _ShapeRecorder(gm)
     with torch.no_grad():
         recorder.run(*inputs)
     return recorder.shapes
+
+
+def _record_on_meta(gm: fx.GraphModule, inputs: tuple[torch.Tensor, ...]) -> dict[str, Any]:
+    from torch.nn.utils.stateless import _reparametrize_module
+
+    state = {k: torch.empty_like(v, device="meta") for k, v in gm.state_dict(keep_vars=True).items()}
+    meta_inputs = tuple(torch.empty_like(t, device="meta") for t in inputs)
+    recorder = _MetaRecorder(gm)
+    with torch.no_grad(), _reparametrize_module(gm, state):
+        recorder.run(*meta_inputs)
+    return recorder.shapes
+
+
+class _MetaRecorder(fx.Interpreter):
+    def __init__(self, gm: fx.GraphModule) -> None:
+        super().__init__(gm, garbage_collect_values=True)
+        self.shapes: dict[str, Any] = {}
+
+    def run_node(self, n: fx.Node) -> Any:
+        result = super().run_node(n)
+        self.shapes[n.name] = _shape_of(result)
+        return result
