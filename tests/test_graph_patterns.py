@@ -48,8 +48,13 @@ def test_preact_residual_couples_stem_block_output_and_bn_before_conv():
     g = graph_of("preact_residual")
     group = g.group_of("stem.weight", 0)
     tensors = {(m.tensor, m.dim) for m in group.members}
-    assert {("conv2.weight", 0), ("bn1.weight", 0), ("conv1.weight", 1), ("bn_out.running_mean", 0),
-            ("fc.weight", 1)} <= tensors
+    assert {
+        ("conv2.weight", 0),
+        ("bn1.weight", 0),
+        ("conv1.weight", 1),
+        ("bn_out.running_mean", 0),
+        ("fc.weight", 1),
+    } <= tensors
     assert group.prunable and group.size == 8
     inner = g.group_of("conv1.weight", 0)
     assert inner is not group and {m.tensor for m in inner.members} >= {"bn2.weight", "conv2.weight"}
@@ -104,8 +109,11 @@ def test_grouped_conv_ties_the_same_position_in_every_group():
     g = graph_of("grouped")
     group = g.group_of("conv1.weight", 0)
     assert group.size == 4
-    assert {("conv1.weight", 0, 0, 1, "out"), ("conv1.weight", 0, -4, 1, "out"),
-            ("grouped.weight", 1, 0, 1, "in")} <= members(group)
+    assert {
+        ("conv1.weight", 0, 0, 1, "out"),
+        ("conv1.weight", 0, -4, 1, "out"),
+        ("grouped.weight", 1, 0, 1, "in"),
+    } <= members(group)
     out = g.group_of("grouped.weight", 0)
     assert out.size == 6 and ("grouped.weight", 0, -6, 1, "out") in members(out)
 
@@ -114,8 +122,12 @@ def test_squeeze_excite_gate_shares_the_gated_channels():
     g = graph_of("squeeze_excite")
     group = g.group_of("conv.weight", 0)
     got = members(group)
-    assert {("fc1.weight", 1, 0, 1, "in"), ("fc2.weight", 0, 0, 1, "out"), ("fc2.bias", 0, 0, 1, "out"),
-            ("out.weight", 1, 0, 1, "in")} <= got
+    assert {
+        ("fc1.weight", 1, 0, 1, "in"),
+        ("fc2.weight", 0, 0, 1, "out"),
+        ("fc2.bias", 0, 0, 1, "out"),
+        ("out.weight", 1, 0, 1, "in"),
+    } <= got
     assert group.prunable
 
 
@@ -238,4 +250,6 @@ def test_resnet18_has_twelve_prunable_groups_like_published_dependency_graphs():
     g = build_dependency_graph(model, torch.randn(1, 3, 32, 32))
     assert len(g.prunable_groups()) == 12
     residual = g.group_of("layer1.0.conv2.weight", 0)
-    assert {"conv1.weight", "layer1.1.conv2.weight", "layer2.0.downsample.0.weight"} <= set(residual.tensors())
+    assert {"conv1.weight", "layer1.1.conv2.weight", "layer2.0.downsample.0.weight"} <= set(
+        residual.tensors()
+    )

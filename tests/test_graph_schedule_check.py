@@ -71,7 +71,9 @@ def test_intra_block_convs_need_no_leader(resnet20):
 
 def test_channels_of_a_conv_reading_the_residual_stream_are_coupled(resnet20):
     model, x = resnet20
-    problems = check_schedule_dependencies(_schedule("layer1.1.conv1.weight", group_type="Channels"), model, x)
+    problems = check_schedule_dependencies(
+        _schedule("layer1.1.conv1.weight", group_type="Channels"), model, x
+    )
     assert problems and "input channels" in problems[0].message
 
 

@@ -40,7 +40,9 @@ def test_optimizer_state_is_sliced_and_training_continues(name):
         model.bn1.weight[[0, 2, 5]] = 0
         model.bn1.bias[[0, 2, 5]] = 0
     ids_before = [id(p) for g in opt.param_groups for p in g["params"]]
-    old_momentum = {k: v.clone() for k, v in opt.state[model.conv2.weight].items() if torch.is_tensor(v) and v.dim()}
+    old_momentum = {
+        k: v.clone() for k, v in opt.state[model.conv2.weight].items() if torch.is_tensor(v) and v.dim()
+    }
     thin_model(model, x[:2], optimizer=opt)
     assert model.conv1.out_channels == 5
     assert [id(p) for g in opt.param_groups for p in g["params"]] == ids_before

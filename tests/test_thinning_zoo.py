@@ -10,11 +10,27 @@ from prunecli.thinning.synthetic import exercise
 torchvision = pytest.importorskip("torchvision")
 
 # (name, input side): small inputs where the architecture allows
-FAST_TORCHVISION = [("resnet18", 32), ("mobilenet_v3_small", 64), ("squeezenet1_0", 64), ("shufflenet_v2_x1_0", 64)]
+FAST_TORCHVISION = [
+    ("resnet18", 32),
+    ("mobilenet_v3_small", 64),
+    ("squeezenet1_0", 64),
+    ("shufflenet_v2_x1_0", 64),
+]
 SLOW_TORCHVISION = [
-    ("resnet50", 64), ("resnext50_32x4d", 64), ("wide_resnet50_2", 64), ("vgg16_bn", 64), ("alexnet", 64),
-    ("mobilenet_v2", 64), ("efficientnet_b0", 64), ("mnasnet1_0", 64), ("regnet_y_400mf", 64),
-    ("densenet121", 64), ("googlenet", 64), ("inception_v3", 299), ("convnext_tiny", 64), ("swin_t", 64),
+    ("resnet50", 64),
+    ("resnext50_32x4d", 64),
+    ("wide_resnet50_2", 64),
+    ("vgg16_bn", 64),
+    ("alexnet", 64),
+    ("mobilenet_v2", 64),
+    ("efficientnet_b0", 64),
+    ("mnasnet1_0", 64),
+    ("regnet_y_400mf", 64),
+    ("densenet121", 64),
+    ("googlenet", 64),
+    ("inception_v3", 299),
+    ("convnext_tiny", 64),
+    ("swin_t", 64),
     ("vit_b_16", 224),
 ]
 

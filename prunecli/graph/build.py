@@ -178,7 +178,9 @@ def _group(records, component: np.ndarray, n_comp: int, blocked: dict[int, str])
     pair_id = np.cumsum(new_pair)[starts]
     first_of_pair = np.ones(len(starts), dtype=bool)
     first_of_pair[1:] = pair_id[1:] != pair_id[:-1]
-    run_pos = np.arange(len(starts)) - np.maximum.accumulate(np.where(first_of_pair, np.arange(len(starts)), 0))
+    run_pos = np.arange(len(starts)) - np.maximum.accumulate(
+        np.where(first_of_pair, np.arange(len(starts)), 0)
+    )
     span = int(max(run_len.max(), run_pos.max())) + 1
     keys = (run_rec * span + run_pos) * span + run_len
     _, run_key = np.unique(keys, return_inverse=True)

@@ -150,7 +150,12 @@ def _dims_arg(value: Any) -> list[int] | None:
 def mean_like(ctx: Ctx) -> Any:
     dims = _dims_arg(ctx.arg(1, "dim"))
     keepdim = bool(ctx.arg(2, "keepdim", False))
-    if dims is None and ctx.node.op == "call_function" and len(ctx.node.args) < 2 and "dim" not in ctx.node.kwargs:
+    if (
+        dims is None
+        and ctx.node.op == "call_function"
+        and len(ctx.node.args) < 2
+        and "dim" not in ctx.node.kwargs
+    ):
         dims = None
     return reduce_dims(ctx, dims, keepdim)
 
@@ -246,7 +251,9 @@ def cat(ctx: Ctx) -> Any:
             ids = t.along(dim)
             if ids is None:
                 ids = flow.fresh((t.shape[dim],))
-                flow.block(ids, f"'{ctx.node.name}' concatenates channels from a tensor thinning cannot follow")
+                flow.block(
+                    ids, f"'{ctx.node.name}' concatenates channels from a tensor thinning cannot follow"
+                )
             parts.append(ids)
         ids = np.concatenate(parts)
         compact = tuple(ctx.shape[d] if d == dim else 1 for d in range(nd))
@@ -426,8 +433,11 @@ def pad(ctx: Ctx) -> Any:
     hit = padded & set(x.tdims)
     if not hit:
         return TInfo(ctx.shape, x.tdims, x.ids)
-    if mode != "constant" or value not in (0, 0.0, None) or len(x.tdims) != 1 or any(
-        not isinstance(p, int) for p in pads
+    if (
+        mode != "constant"
+        or value not in (0, 0.0, None)
+        or len(x.tdims) != 1
+        or any(not isinstance(p, int) for p in pads)
     ):
         return ctx.opaque()
     # zero channels added on both sides (a widening identity shortcut): the fixed padding is kept,
@@ -524,7 +534,9 @@ def module_linear(ctx: Ctx, name: str, m: nn.Module) -> Any:
         last = x.ndim - 1
         other = [d for d in x.tdims if d != last]
         if other:
-            flow.block(x.ids, f"linear '{name}' is applied to a tensor with tracked channels off its last dim")
+            flow.block(
+                x.ids, f"linear '{name}' is applied to a tensor with tracked channels off its last dim"
+            )
         elif x.tdims == (last,):
             ids = x.ids.reshape(-1)
             flow.reader(weight, 1, ids)
@@ -555,7 +567,9 @@ def module_batchnorm(ctx: Ctx, name: str, m: nn.Module) -> Any:
         if getattr(m, attr, None) is not None:
             names[attr] = f"{name}.{attr}"
             flow.record(names[attr], 0, "out", out, name)
-    flow.rules.append(NormRule(in_ids, out, names.get("weight"), names.get("bias"), names.get("running_mean")))
+    flow.rules.append(
+        NormRule(in_ids, out, names.get("weight"), names.get("bias"), names.get("running_mean"))
+    )
     return TInfo(ctx.shape, (1,), out.reshape(x.ids.shape))
 
 
@@ -600,16 +614,46 @@ def _wrap(fn: Callable[[Ctx], Any]) -> Callable[[Ctx, str, nn.Module], Any]:
 
 
 SAME_MODULES = (
-    nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Hardswish, nn.LeakyReLU, nn.ELU, nn.Tanh, nn.Mish,
-    nn.Hardtanh, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
-    nn.Hardshrink, nn.Softshrink, nn.Tanhshrink, nn.SELU, nn.CELU,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.GELU,
+    nn.SiLU,
+    nn.Hardswish,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.Tanh,
+    nn.Mish,
+    nn.Hardtanh,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.Hardshrink,
+    nn.Softshrink,
+    nn.Tanhshrink,
+    nn.SELU,
+    nn.CELU,
 )
 NEW_MODULES = (nn.Sigmoid, nn.Hardsigmoid, nn.Softplus, nn.LogSigmoid, nn.PReLU)
 SPATIAL_MODULES = (
-    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
-    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
-    nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.Upsample, nn.UpsamplingNearest2d,
-    nn.UpsamplingBilinear2d, nn.ZeroPad2d,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d,
+    nn.AdaptiveMaxPool3d,
+    nn.Upsample,
+    nn.UpsamplingNearest2d,
+    nn.UpsamplingBilinear2d,
+    nn.ZeroPad2d,
 )
 
 MODULE_HANDLERS: dict[type, Callable[[Ctx, str, nn.Module], Any]] = {
@@ -643,16 +687,51 @@ def module_handler(m: nn.Module) -> Callable[[Ctx, str, nn.Module], Any] | None:
 
 # ---------------------------------------------------------------------------- functions
 SAME_FUNCTIONS = [
-    F.relu, torch.relu, F.relu6, F.gelu, F.silu, F.hardswish, F.leaky_relu, F.elu, torch.tanh, F.tanh,
-    F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, F.hardtanh, F.mish, operator.neg,
-    torch.neg, F.relu_, torch.relu_, F.selu, F.celu, torch.clone, torch.Tensor.contiguous,
+    F.relu,
+    torch.relu,
+    F.relu6,
+    F.gelu,
+    F.silu,
+    F.hardswish,
+    F.leaky_relu,
+    F.elu,
+    torch.tanh,
+    F.tanh,
+    F.dropout,
+    F.dropout1d,
+    F.dropout2d,
+    F.dropout3d,
+    F.alpha_dropout,
+    F.hardtanh,
+    F.mish,
+    operator.neg,
+    torch.neg,
+    F.relu_,
+    torch.relu_,
+    F.selu,
+    F.celu,
+    torch.clone,
+    torch.Tensor.contiguous,
 ]
 NEW_FUNCTIONS = [torch.sigmoid, F.sigmoid, F.hardsigmoid, F.softplus, torch.exp, F.logsigmoid]
 SPATIAL_FUNCTIONS = [
-    F.max_pool1d, F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
-    F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d, F.adaptive_max_pool1d,
-    F.adaptive_max_pool2d, F.adaptive_max_pool3d, F.interpolate, F.upsample, torch.max_pool2d,
-    torch.avg_pool1d, torch.adaptive_avg_pool1d,
+    F.max_pool1d,
+    F.max_pool2d,
+    F.max_pool3d,
+    F.avg_pool1d,
+    F.avg_pool2d,
+    F.avg_pool3d,
+    F.adaptive_avg_pool1d,
+    F.adaptive_avg_pool2d,
+    F.adaptive_avg_pool3d,
+    F.adaptive_max_pool1d,
+    F.adaptive_max_pool2d,
+    F.adaptive_max_pool3d,
+    F.interpolate,
+    F.upsample,
+    torch.max_pool2d,
+    torch.avg_pool1d,
+    torch.adaptive_avg_pool1d,
 ]
 
 FUNCTION_HANDLERS: dict[Any, Callable[[Ctx], Any]] = {

@@ -81,7 +81,9 @@ def _check_pruner(comp: Any, graph: DependencyGraph, weights: set[str]) -> list[
     return problems
 
 
-def leader_yaml(instance: str, class_name: str, group_type: str, args: dict[str, Any], tensors: list[str]) -> str:
+def leader_yaml(
+    instance: str, class_name: str, group_type: str, args: dict[str, Any], tensors: list[str]
+) -> str:
     lines = [
         "pruners:",
         f"  {instance}:",

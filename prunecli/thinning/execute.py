@@ -141,7 +141,9 @@ ATTRIBUTE_RULES: dict[str, Callable[[nn.Module, str], dict[str, Any]]] = {
 }
 
 
-def module_attributes(model: nn.Module, module_kinds: dict[str, str], touched: set[str]) -> dict[str, dict[str, Any]]:
+def module_attributes(
+    model: nn.Module, module_kinds: dict[str, str], touched: set[str]
+) -> dict[str, dict[str, Any]]:
     """New attributes of every touched module, read from its (already sliced) tensors."""
     result: dict[str, dict[str, Any]] = {}
     for name in sorted(touched):

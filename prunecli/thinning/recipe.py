@@ -33,8 +33,13 @@ class ThinningRecipe:
         return {
             "format": RECIPE_FORMAT,
             "version": RECIPE_VERSION,
-            "tensors": {name: [[int(d), [int(i) for i in idx]] for d, idx in steps] for name, steps in self.tensors.items()},
-            "modules": {name: {k: _plain(v) for k, v in attrs.items()} for name, attrs in self.modules.items()},
+            "tensors": {
+                name: [[int(d), [int(i) for i in idx]] for d, idx in steps]
+                for name, steps in self.tensors.items()
+            },
+            "modules": {
+                name: {k: _plain(v) for k, v in attrs.items()} for name, attrs in self.modules.items()
+            },
             "removed_channels": int(self.removed_channels),
         }
 
@@ -54,7 +59,9 @@ class ThinningRecipe:
             name: [(int(d), [int(i) for i in _as_list(idx)]) for d, idx in steps]
             for name, steps in data.get("tensors", {}).items()
         }
-        modules = {name: {k: _attr(v) for k, v in attrs.items()} for name, attrs in data.get("modules", {}).items()}
+        modules = {
+            name: {k: _attr(v) for k, v in attrs.items()} for name, attrs in data.get("modules", {}).items()
+        }
         return cls(tensors, modules, int(data.get("removed_channels", 0)))
 
     def then(self, later: ThinningRecipe) -> ThinningRecipe:

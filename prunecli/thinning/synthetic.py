@@ -17,9 +17,7 @@ PRODUCER_KINDS = frozenset({"conv", "depthwise", "grouped", "linear"})
 
 def producer_members(graph: DependencyGraph, group: ChannelGroup):
     kinds = graph.flow.modules
-    return [
-        m for m in group.producers() if kinds.get(m.tensor.rpartition(".")[0]) in PRODUCER_KINDS
-    ]
+    return [m for m in group.producers() if kinds.get(m.tensor.rpartition(".")[0]) in PRODUCER_KINDS]
 
 
 def zero_channels(

@@ -54,7 +54,9 @@ def _member_text(m) -> str:
 @click.option("--input-shape", help="Example batch shape, e.g. 1,3,32,32 (default: from the model/data set).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.option("--all", "show_all", is_flag=True, help="Also list groups that cannot be pruned.")
-def command(model_spec: str, dataset: str | None, input_shape: str | None, as_json: bool, show_all: bool) -> None:
+def command(
+    model_spec: str, dataset: str | None, input_shape: str | None, as_json: bool, show_all: bool
+) -> None:
     """Show the channel groups of MODEL: tensors that must lose the same channels together."""
     from prunecli.graph import build_dependency_graph
 
@@ -81,7 +83,11 @@ def command(model_spec: str, dataset: str | None, input_shape: str | None, as_js
     hidden = len(graph.groups) - len(prunable)
     console.print(
         f"{len(prunable)} prunable group(s), {sum(g.size for g in prunable)} channels"
-        + (f"; {hidden} group(s) kept whole (--all lists them with the reason)" if hidden and not show_all else "")
+        + (
+            f"; {hidden} group(s) kept whole (--all lists them with the reason)"
+            if hidden and not show_all
+            else ""
+        )
     )
     for note in graph.notes:
         console.print(f"note: {escape(note)}")

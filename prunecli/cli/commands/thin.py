@@ -26,10 +26,25 @@ def _param_count(model) -> int:
 
 @click.command("thin")
 @click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Compact checkpoint to write (default: <name>.compact.pt next to the input).")
-@click.option("--mode", type=click.Choice(["both", "filters", "channels"]), default="both", show_default=True, help="Remove zero filters, zero channels, or both.")
-@click.option("--model", "model_spec", metavar="MODEL", help="Architecture, when the checkpoint does not name it.")
-@click.option("--input-shape", help="Example batch shape for tracing, e.g. 1,3,32,32 (default: from the model).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Compact checkpoint to write (default: <name>.compact.pt next to the input).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["both", "filters", "channels"]),
+    default="both",
+    show_default=True,
+    help="Remove zero filters, zero channels, or both.",
+)
+@click.option(
+    "--model", "model_spec", metavar="MODEL", help="Architecture, when the checkpoint does not name it."
+)
+@click.option(
+    "--input-shape", help="Example batch shape for tracing, e.g. 1,3,32,32 (default: from the model)."
+)
 @click.option("--no-verify", is_flag=True, help="Skip the output comparison (not recommended).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def command(
@@ -89,8 +104,7 @@ def command(
     console.print(
         f"Removed {summary['removed_channels']} channels in {summary['tensors_changed']} tensors: "
         f"params {params_before:,} -> {summary['params_after']:,}, "
-        f"MACs {macs_before:,} -> {summary['macs_after']:,}"
-        + (" (output verified)" if not no_verify else "")
+        f"MACs {macs_before:,} -> {summary['macs_after']:,}" + (" (output verified)" if not no_verify else "")
     )
     console.print(f"Wrote {out}")
 
