@@ -74,8 +74,11 @@ def _check_pruner(comp: Any, graph: DependencyGraph, weights: set[str]) -> list[
                     f"{', '.join(others)} (residual add or concatenation); the pruner {what}, so the "
                     f"tensors lose different {words} and thinning cannot remove them",
                     location,
-                    "prune the coupled tensors together with a Leader group:\n"
-                    + leader_yaml(comp.instance, comp.class_name, group_type, comp.args, coupled),
+                    f"move the coupled tensors out of '{comp.instance}' into one Leader group "
+                    "(the first tensor listed decides for all):\n"
+                    + leader_yaml(
+                        f"{comp.instance}_coupled", comp.class_name, group_type, comp.args, coupled
+                    ),
                 )
             )
     return problems
