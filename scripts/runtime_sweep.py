@@ -124,11 +124,17 @@ class RuntimeOutcome:
         if self.status == STATUS_FAILED:
             return f"failed: {self.reason}"
         checked = [p for p in self.pruners if p.check != "record"]
-        parts = [f"ok: {self.epochs} epochs"]
+        side = f" at {self.input_shape[-2]}x{self.input_shape[-1]}" if self.input_shape else ""
+        parts = [f"ok: {self.epochs} epochs{side}"]
         if checked:
             parts.append(f"{len(checked)}/{len(checked)} pruner targets met")
         if len(checked) < len(self.pruners):
             parts.append(f"{len(self.pruners) - len(checked)} threshold/random pruner(s) recorded")
+        if self.regularizers:
+            zeroed = max(self.regularizers.values())
+            parts.append(
+                f"{len(self.regularizers)} regularizer(s), up to {zeroed:.1%} of their weights zeroed"
+            )
         if self.thinning:
             parts.append("thinned " + ", ".join(_params_change(t) for t in self.thinning))
         return "; ".join(parts)
