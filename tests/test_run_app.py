@@ -205,5 +205,7 @@ def test_initial_weights_start_from_a_dense_checkpoint(schedule, tmp_path):
 def test_initial_weights_of_a_thinned_model_are_refused(schedule, tmp_path):
     run_training(tiny_config(schedule, tmp_path / "a"))  # thinned at epoch 3
     with pytest.raises(ConfigError) as info:
-        run_training(tiny_config(schedule, tmp_path / "b", initial_weights=str(tmp_path / "a" / "compact.pt")))
+        run_training(
+            tiny_config(schedule, tmp_path / "b", initial_weights=str(tmp_path / "a" / "compact.pt"))
+        )
     assert "do not fit the model" in info.value.message

@@ -24,7 +24,11 @@ ARGS = ["--model", "resnet_digits", "--set", "model_args={width: 8}", "--epochs"
 
 def prunecli(*args, **kwargs):
     return subprocess.Popen(
-        [sys.executable, "-m", "prunecli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs
+        [sys.executable, "-m", "prunecli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
     )
 
 

@@ -18,7 +18,9 @@ def write(tmp_path: Path, text: str, name: str = "run.yaml") -> Path:
 
 
 def test_valid_config_overrides_defaults_and_resolves_schedule_path(tmp_path):
-    path = write(tmp_path, "model: resnet_digits\nepochs: 3\nlr: 0.01\nschedule: s/q.yaml\noptimizer: adamw\n")
+    path = write(
+        tmp_path, "model: resnet_digits\nepochs: 3\nlr: 0.01\nschedule: s/q.yaml\noptimizer: adamw\n"
+    )
     config = load_config(path)
     assert (config.model, config.epochs, config.lr, config.optimizer) == ("resnet_digits", 3, 0.01, "adamw")
     assert config.batch_size == RunConfig().batch_size
@@ -47,7 +49,9 @@ def test_optimizer_args_are_checked_against_the_torch_signature(tmp_path):
 
 
 def test_adam_accepts_betas(tmp_path):
-    config = load_config(write(tmp_path, "optimizer: adam\noptimizer_args: {betas: [0.8, 0.9], amsgrad: true}\n"))
+    config = load_config(
+        write(tmp_path, "optimizer: adam\noptimizer_args: {betas: [0.8, 0.9], amsgrad: true}\n")
+    )
     assert config.optimizer_args == {"betas": [0.8, 0.9], "amsgrad": True}
 
 

@@ -271,8 +271,15 @@ class _Run:
     def _maybe_record_pre_pruning(self, epoch: int, first_prune: int | None) -> None:
         if first_prune is None or epoch != first_prune or self.extras["pre_pruning"] is not None:
             return
-        stats = evaluate(self.model, self.test_loader, self.criterion, self.device, self.config.max_eval_batches)
-        self.extras["pre_pruning"] = {"epoch": epoch, "top1": stats.top1, "top5": stats.top5, "loss": stats.loss}
+        stats = evaluate(
+            self.model, self.test_loader, self.criterion, self.device, self.config.max_eval_batches
+        )
+        self.extras["pre_pruning"] = {
+            "epoch": epoch,
+            "top1": stats.top1,
+            "top5": stats.top5,
+            "loss": stats.loss,
+        }
         log.info("test top-1 before pruning (start of epoch %d): %.4f", epoch, stats.top1)
 
     def run_epoch(self, epoch: int) -> dict[str, Any]:
@@ -329,8 +336,10 @@ class _Run:
                 row = self.run_epoch(epoch)
                 self.metrics.append(row)
                 improved = self._is_best(row)
-                if (epoch + 1) % self.config.checkpoint_every == 0 or epoch == epochs - 1 or (
-                    stop_after_epoch is not None and epoch >= stop_after_epoch
+                if (
+                    (epoch + 1) % self.config.checkpoint_every == 0
+                    or epoch == epochs - 1
+                    or (stop_after_epoch is not None and epoch >= stop_after_epoch)
                 ):
                     self.save(epoch, improved=improved)
                     last_done = epoch
@@ -357,7 +366,9 @@ class _Run:
 
     # ------------------------------------------------------------------ the end
     def finish(self, result: RunResult) -> None:
-        test = evaluate(self.model, self.test_loader, self.criterion, self.device, self.config.max_eval_batches)
+        test = evaluate(
+            self.model, self.test_loader, self.criterion, self.device, self.config.max_eval_batches
+        )
         result.test = {"top1": test.top1, "top5": test.top5, "loss": test.loss, "samples": test.samples}
         log.info("test: %s", result.test)
         if self.config.compact:
@@ -377,9 +388,13 @@ class _Run:
         self._collect_recipes()
         payload["recipe"] = compose_recipes(self.recipe, recipe)
         # masks that are all ones after thinning carry no information; fine-grained ones stay
-        payload["masks"] = {k: _own_storage(v) for k, v in masks.items() if v is not None and not bool(v.all())}
+        payload["masks"] = {
+            k: _own_storage(v) for k, v in masks.items() if v is not None and not bool(v.all())
+        }
         pre = self.extras.get("pre_pruning") or {}
-        payload["extras"].update(baseline_top1=pre.get("top1"), baseline_top5=pre.get("top5"), test=result.test)
+        payload["extras"].update(
+            baseline_top1=pre.get("top1"), baseline_top5=pre.get("top5"), test=result.test
+        )
         path = self.run_dir / rundir.COMPACT
         save_checkpoint(path, payload)
         reloaded = load_model(path).to(self.device).eval()

@@ -87,7 +87,9 @@ def _schema_problems(data: Any, locate: Callable[[tuple], SourceLocation]) -> li
     for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
         path = tuple(error.absolute_path)
         if error.validator == "additionalProperties":
-            extra = sorted(set(error.instance) - set(FIELDS), key=str) if isinstance(error.instance, dict) else []
+            extra = (
+                sorted(set(error.instance) - set(FIELDS), key=str) if isinstance(error.instance, dict) else []
+            )
             for key in extra:
                 problems.append(
                     Problem(
@@ -143,7 +145,9 @@ def _optimizer_problems(data: Mapping[str, Any], locate: Callable[[tuple], Sourc
         return []
     import torch
 
-    accepted = set(inspect.signature(getattr(torch.optim, OPTIMIZERS[name])).parameters) - _DIRECT_OPTIMIZER_ARGS
+    accepted = (
+        set(inspect.signature(getattr(torch.optim, OPTIMIZERS[name])).parameters) - _DIRECT_OPTIMIZER_ARGS
+    )
     problems = []
     for key in args:
         if key in _DIRECT_OPTIMIZER_ARGS:

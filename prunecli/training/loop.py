@@ -125,7 +125,9 @@ def train_epoch(
         samples += inputs.shape[0]
         if on_step is not None:
             on_step(step, value)
-    return TrainStats(loss=total_loss / max(samples, 1), samples=samples, steps=min(step + 1, steps_per_epoch))
+    return TrainStats(
+        loss=total_loss / max(samples, 1), samples=samples, steps=min(step + 1, steps_per_epoch)
+    )
 
 
 @torch.no_grad()

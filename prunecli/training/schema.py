@@ -24,7 +24,10 @@ CONFIG_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "properties": {
         "schedule": {**_NULLABLE_STRING, "description": "schedule YAML (relative to this file)"},
-        "model": {**_NULLABLE_STRING, "description": "zoo name, torchvision:NAME, pkg.mod:factory or file.py:Factory"},
+        "model": {
+            **_NULLABLE_STRING,
+            "description": "zoo name, torchvision:NAME, pkg.mod:factory or file.py:Factory",
+        },
         "model_args": {"type": "object", "description": "extra keyword arguments for the model factory"},
         "initial_weights": {
             **_NULLABLE_STRING,
@@ -47,7 +50,10 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "seed": {"type": "integer", "minimum": 0},
         "device": {"enum": list(DEVICES)},
         "workers": {"type": "integer", "minimum": 0},
-        "threads": {**_NULLABLE_POSITIVE_INT, "description": "torch intra-op threads (default: torch's choice)"},
+        "threads": {
+            **_NULLABLE_POSITIVE_INT,
+            "description": "torch intra-op threads (default: torch's choice)",
+        },
         "max_steps_per_epoch": {**_NULLABLE_POSITIVE_INT, "description": "cut every epoch to K steps"},
         "max_eval_batches": {**_NULLABLE_POSITIVE_INT, "description": "cut validation/test to K batches"},
         "checkpoint_every": {**_POSITIVE_INT, "description": "write checkpoint.pt every N epochs"},

@@ -27,7 +27,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was asked for but no CUDA GPU is available", hint="use --device cpu or auto")
+        raise ConfigError(
+            "device 'cuda' was asked for but no CUDA GPU is available", hint="use --device cpu or auto"
+        )
     return torch.device(name)
 
 

@@ -35,7 +35,9 @@ _DIRECT = (
 
 @click.command("run")
 @click.argument("schedule", required=False, type=click.Path(dir_okay=False))
-@click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False), help="Run configuration YAML.")
+@click.option(
+    "-c", "--config", "config_file", type=click.Path(dir_okay=False), help="Run configuration YAML."
+)
 @click.option("--resume", type=click.Path(file_okay=False), help="Continue the run in this directory.")
 @click.option("-a", "--model", "--arch", "model", help="Model spec (zoo name, torchvision:NAME, ...).")
 @click.option("--initial-weights", type=click.Path(dir_okay=False), help="Start from these weights.")
@@ -56,11 +58,15 @@ _DIRECT = (
 @click.option("--checkpoint-every", type=click.IntRange(min=1), help="Write checkpoint.pt every N epochs.")
 @click.option("-o", "--out-dir", help="Run directory (default runs/<name>-<timestamp>).")
 @click.option("-n", "--name", help="Run name used in the default run directory.")
-@click.option("--auto-dependency/--no-auto-dependency", default=None, help="Derive Leader groups automatically.")
+@click.option(
+    "--auto-dependency/--no-auto-dependency", default=None, help="Derive Leader groups automatically."
+)
 @click.option("--set", "set_pairs", multiple=True, metavar="KEY=VALUE", help="Override any config field.")
 @click.option("-q", "--quiet", is_flag=True, default=None, help="No progress bars or per-epoch lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run result as one JSON document.")
-@click.option("--stop-after-epoch", type=int, hidden=True, help="Testing aid: stop (resumable) after epoch N.")
+@click.option(
+    "--stop-after-epoch", type=int, hidden=True, help="Testing aid: stop (resumable) after epoch N."
+)
 def command(
     schedule: str | None,
     config_file: str | None,
