@@ -214,3 +214,44 @@ def test_zero_channel_padding_shortcut_keeps_the_padding_and_thins_the_rest():
     thin_model(model, x)
     assert model.stem.out_channels == 3 and model.branch.out_channels == 7 and model.head.in_channels == 7
     torch.testing.assert_close(model(x), expected)
+
+
+def test_distiller_rule_removes_zero_filters_despite_bn_shift_and_bias():
+    model, x = build("conv_bn")
+    with torch.no_grad():
+        model.conv1.weight[[2, 5]] = 0  # weights zero, bias and BatchNorm shift left as trained
+        model.bn1.bias[[2, 5]] = 0.3
+        model.bn1.running_mean[[2, 5]] = 0.1
+    assert thin_model(model, x).is_empty()  # exact rule: the shift reaches conv2, keep them
+    reference, _ = build("conv_bn")
+    reference.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        for t in (reference.conv1.bias, reference.bn1.weight, reference.bn1.bias):
+            t[[2, 5]] = 0
+        expected = reference(x)
+    thin_model(model, x, rule="distiller")
+    assert model.conv1.out_channels == 6 and model.bn1.num_features == 6 and model.conv2.in_channels == 6
+    torch.testing.assert_close(model(x), expected)
+
+
+def test_distiller_rule_on_a_trained_resnet_removes_every_zeroed_filter():
+    models = pytest.importorskip("prunecli.models")
+    model, _ = models.create_model("resnet20_cifar")
+    model.train()
+    with torch.no_grad():
+        for _ in range(2):  # move the BatchNorm running statistics away from their initial values
+            model(torch.randn(8, 3, 32, 32))
+        for block in (model.layer1[0], model.layer2[1], model.layer3[2]):
+            block.conv1.weight[::2] = 0
+    model.eval()
+    x = torch.randn(2, 3, 32, 32)
+    assert thin_model(model, x).is_empty()
+    recipe = thin_model(model, x, rule="distiller")
+    assert recipe.removed_channels == 8 + 16 + 32
+    assert model.layer2[1].conv1.out_channels == 16 and model.layer2[1].conv2.in_channels == 16
+
+
+def test_unknown_rule_is_a_thinning_error():
+    model, x = build("conv_bn")
+    with pytest.raises(ThinningError):
+        thin_model(model, x, rule="approximately")

@@ -9,6 +9,10 @@ weight that reads it gets nothing from it:
   the producers' outputs are then unused and go too;
 * ``both``: either holds, reader by reader.
 
+With ``rule="distiller"`` a filter counts as zero when its weights are (its bias and the BatchNorm
+shift after it are removed with it, as Distiller does): the function then changes by those
+constant shifts, and verification compares against the model with them zeroed.
+
 Channels touching anything the graph walk could not follow (model input/output, LayerNorm
 statistics, channel shuffles, unknown ops) are never removed, and every group keeps at least
 one channel.
@@ -23,10 +27,13 @@ from torch import nn
 
 from prunecli.errors import ThinningError
 from prunecli.graph.model import DependencyGraph
-from prunecli.graph.zeros import SliceZeros, evaluate
+from prunecli.graph.zeros import DepthwiseRule, NormRule, ProducerRule, SliceZeros, evaluate
 from prunecli.thinning.recipe import tensor_by_name
 
 MODES = ("both", "filters", "channels")
+#: ``exact``: keep the function; ``distiller``: a filter counts as zero when its weights are, as in
+#: Distiller (its bias and the BatchNorm shift after it are dropped with it)
+RULES = ("exact", "distiller")
 
 
 @dataclass
@@ -34,6 +41,7 @@ class Plan:
     """Kept indices per (tensor, dim) and what was removed per group."""
 
     keep: dict[tuple[str, int], list[int]] = field(default_factory=dict)
+    removed: np.ndarray | None = None  # per channel component
     removed_per_group: dict[int, int] = field(default_factory=dict)
     modules: set[str] = field(default_factory=set)
 
@@ -42,13 +50,17 @@ class Plan:
         return sum(self.removed_per_group.values())
 
 
-def plan_removal(model: nn.Module, graph: DependencyGraph, mode: str = "both") -> Plan:
+def plan_removal(model: nn.Module, graph: DependencyGraph, mode: str = "both", rule: str = "exact") -> Plan:
     if mode not in MODES:
         raise ThinningError(f"unknown thinning mode '{mode}'", hint=f"use one of {', '.join(MODES)}")
+    if rule not in RULES:
+        raise ThinningError(f"unknown thinning rule '{rule}'", hint=f"use one of {', '.join(RULES)}")
     flow = graph.flow
     comp = flow.component
 
     zeros_of = SliceZeros(lambda name: tensor_by_name(model, name))
+    if rule == "distiller":
+        zeros_of = _ignoring_shifts(zeros_of, flow.zero_rules)
     zero = evaluate(flow.zero_rules, flow.num_ids, zeros_of)
     removable = flow.group_of_component >= 0
     for c in flow.blocked:
@@ -76,6 +88,7 @@ def plan_removal(model: nn.Module, graph: DependencyGraph, mode: str = "both") -
             gone = removable[comps]
         if gone.any():
             plan.removed_per_group[group.index] = int(gone.sum())
+    plan.removed = removable
     for rec in flow.records:
         drop = removable[comp[rec.ids]]
         if drop.any():
@@ -85,3 +98,20 @@ def plan_removal(model: nn.Module, graph: DependencyGraph, mode: str = "both") -
             else:
                 plan.modules.add(rec.tensor.rpartition(".")[0])
     return plan
+
+
+def _ignoring_shifts(zeros_of: SliceZeros, rules: list):
+    """Distiller's rule: biases and BatchNorm shifts do not keep a zero filter alive."""
+    ignored: set[str] = set()
+    for r in rules:
+        if isinstance(r, (ProducerRule, DepthwiseRule)) and r.bias:
+            ignored.add(r.bias)
+        elif isinstance(r, NormRule):
+            ignored.update(n for n in (r.bias, r.running_mean) if n)
+
+    def lookup(name: str, dim: int) -> np.ndarray:
+        if name in ignored:
+            return np.ones(zeros_of.lookup(name).shape[dim], dtype=bool)
+        return zeros_of(name, dim)
+
+    return lookup

@@ -27,13 +27,16 @@ def thin_model(
     masks: MutableMapping[str, torch.Tensor | None] | None = None,
     verify: bool = True,
     graph: DependencyGraph | None = None,
+    rule: str = "exact",
 ) -> ThinningRecipe:
     """Physically remove channels that do not affect the output; returns what was done.
 
     ``masks`` are multiplied into the weights first (as the compression scheduler does), then
     sliced together with the weights. With ``verify`` the eval-mode output on ``example_input``
     must match the masked model's; otherwise every change (masking included) is undone and a
-    :class:`ThinningError` names the first diverging layer.
+    :class:`ThinningError` names the first diverging layer. ``rule="distiller"`` also removes zero
+    filters whose bias or BatchNorm shift is non-zero (Distiller's behaviour); those shifts are
+    zeroed first, and the output is verified against that model.
     """
     inputs = _as_tuple(example_input)
     undo = UndoLog()
@@ -41,9 +44,11 @@ def thin_model(
         _apply_masks(model, masks, undo)
         if graph is None:
             graph = build_dependency_graph(model, inputs)
-        plan = plan_removal(model, graph, mode)
+        plan = plan_removal(model, graph, mode, rule)
         if not plan.keep:
             return ThinningRecipe()
+        if rule == "distiller":
+            _silence(model, graph, plan.removed, undo)
         reference = eval_outputs(model, inputs) if verify else None
         tensors: dict[str, list[tuple[int, list[int]]]] = {}
         for (name, dim), idx in plan.keep.items():
@@ -58,6 +63,22 @@ def thin_model(
     except BaseException:
         undo.undo()
         raise
+
+
+def _silence(model: nn.Module, graph: DependencyGraph, removed, undo: UndoLog) -> None:
+    """Zero every producing parameter slice of the channels about to go (biases, BatchNorm affine)."""
+    comp = graph.flow.component
+    for rec in graph.flow.records:
+        if rec.role != "out":
+            continue
+        t = tensor_by_name(model, rec.tensor)
+        drop = removed[comp[rec.ids]]
+        if not isinstance(t, nn.Parameter) or not drop.any():
+            continue
+        idx = torch.as_tensor(drop.nonzero()[0], dtype=torch.long, device=t.device)
+        old = t.data
+        t.data = old.index_fill(rec.dim, idx, 0.0)
+        undo.add(lambda p=t, old=old: setattr(p, "data", old))
 
 
 def _apply_masks(model: nn.Module, masks, undo: UndoLog) -> None:

@@ -45,6 +45,13 @@ def _param_count(model) -> int:
 @click.option(
     "--input-shape", help="Example batch shape for tracing, e.g. 1,3,32,32 (default: from the model)."
 )
+@click.option(
+    "--rule",
+    type=click.Choice(["exact", "distiller"]),
+    default="exact",
+    show_default=True,
+    help="exact: keep the function; distiller: also drop zero filters whose bias/BatchNorm shift is non-zero.",
+)
 @click.option("--no-verify", is_flag=True, help="Skip the output comparison (not recommended).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def command(
@@ -53,6 +60,7 @@ def command(
     mode: str,
     model_spec: str | None,
     input_shape: str | None,
+    rule: str,
     no_verify: bool,
     as_json: bool,
 ) -> None:
@@ -69,7 +77,7 @@ def command(
     masks = {k: v for k, v in (data.get("masks") or {}).items() if isinstance(v, torch.Tensor)}
     params_before, macs_before = _param_count(model), total_macs(model, example)
     start = time.perf_counter()
-    recipe = thin_model(model, example, mode=mode, masks=masks, verify=not no_verify)
+    recipe = thin_model(model, example, mode=mode, masks=masks, verify=not no_verify, rule=rule)
     seconds = time.perf_counter() - start
     previous = data.get("recipe")
     merged = ThinningRecipe.from_dict(previous).then(recipe) if previous else recipe
@@ -87,6 +95,7 @@ def command(
         "input": str(checkpoint),
         "output": str(out),
         "mode": mode,
+        "rule": rule,
         "removed_channels": recipe.removed_channels,
         "tensors_changed": len(recipe.tensors),
         "params_before": params_before,
