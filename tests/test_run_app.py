@@ -111,6 +111,9 @@ def test_short_run_writes_every_output_with_documented_metrics(schedule, tmp_pat
     assert result.pre_pruning is not None and result.pre_pruning["epoch"] == 1
     ckpt = load_checkpoint(run_dir / "checkpoint.pt")
     assert ckpt["epoch"] == 4 and len(ckpt["metrics"]) == 5 and ckpt["optimizer_type"] == "SGD"
+    # best.pt: Distiller's ranking (fewest non-zero parameters, then top-1, top-5, later epoch)
+    expected_best = max(rows, key=lambda r: (-r["nnz_params"], r["top1"], r["top5"], r["epoch"]))["epoch"]
+    assert load_checkpoint(run_dir / "best.pt")["epoch"] == expected_best == result.best_epoch
     report = json.loads((run_dir / "report.json").read_text())
     assert report["headline"]["compressed"]["macs"] == rows[-1]["macs"]
 

@@ -335,13 +335,13 @@ class _Run:
                 self._maybe_record_pre_pruning(epoch, first_prune)
                 row = self.run_epoch(epoch)
                 self.metrics.append(row)
-                improved = self._is_best(row)
                 if (
                     (epoch + 1) % self.config.checkpoint_every == 0
                     or epoch == epochs - 1
                     or (stop_after_epoch is not None and epoch >= stop_after_epoch)
                 ):
-                    self.save(epoch, improved=improved)
+                    # only saved epochs compete for best.pt: it is a link to one of them
+                    self.save(epoch, improved=self._is_best(row))
                     last_done = epoch
                 rundir.append_metrics(self.run_dir / rundir.METRICS, row)
                 log.info("epoch %s", row)
