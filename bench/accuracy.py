@@ -13,7 +13,17 @@ from torch.nn.utils import prune
 from bench import models, ours
 from bench.context import Context
 from bench.peers import tp_side
-from bench.results import NOT_INSTALLED, Section, Table, Target, Unavailable, count, ratio, short_error
+from bench.results import (
+    NOT_INSTALLED,
+    Section,
+    Table,
+    Target,
+    Unavailable,
+    count,
+    progress,
+    ratio,
+    short_error,
+)
 from bench.settings import Settings
 from bench.trainers import PlainStep, ScheduledStep, sgd
 
@@ -260,6 +270,7 @@ def _seeds(name: str, plan: Plan, bundle, settings: Settings) -> tuple[list[floa
         return NOT_INSTALLED
     scores, macs = [], 0
     for seed in settings.acc_seeds:
+        progress(f"accuracy {name}, seed {seed}")
         try:
             score, macs = train_one(name, seed, plan, bundle)
         except Unavailable as exc:

@@ -31,6 +31,14 @@ BENCHMARKS: dict[str, Callable[[Context], Section]] = {
 DEFAULT_OUTPUT = Path("docs/benchmarks.md")
 
 
+def write(path: Path, text: str) -> None:
+    """Atomic, and repeated after every benchmark so a cut-short run still leaves its results."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("which", nargs="+", choices=["all", *BENCHMARKS], help="benchmarks to run")
@@ -56,19 +64,19 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_info()
     began = time.perf_counter()
     sections = []
+    output = args.output or default_output(args)
+    command = "python -m bench " + " ".join(argv)
     for name in names:
         start = time.perf_counter()
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
         sections.append(BENCHMARKS[name](context))
         print(f"[bench] {name} done in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
-    machine["load average at end (1, 5, 15 min)"] = load_average()
-    machine["total wall time"] = f"{time.perf_counter() - began:.0f} s"
-    output = args.output or default_output(args)
-    command = "python -m bench " + " ".join(argv)
-    text = document(sections, machine, command, settings.describe())
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, output)
+        done = name == names[-1]
+        finished = {
+            "load average at end (1, 5, 15 min)": load_average(),
+            "total wall time": f"{time.perf_counter() - began:.0f} s"
+            + ("" if done else " (run still going)"),
+        }
+        write(output, document(sections, machine | finished, command, settings.describe()))
     print(f"[bench] wrote {output}", file=sys.stderr)
     return 0

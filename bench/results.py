@@ -73,3 +73,10 @@ def mib(n_bytes: float | None) -> str:
 def short_error(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}".strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:200]
+
+
+def progress(message: str) -> None:
+    """One line on stderr, so a long run shows where it is."""
+    import sys
+
+    print(f"[bench]   {message}", file=sys.stderr, flush=True)

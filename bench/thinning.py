@@ -12,7 +12,7 @@ from bench import models, ours
 from bench.context import Context
 from bench.harness import CPU, alternate, timed
 from bench.peers import nni_side, tp_side
-from bench.results import NOT_INSTALLED, Section, Table, Target, Unavailable, count, ratio, seconds
+from bench.results import NOT_INSTALLED, Section, Table, Target, Unavailable, count, progress, ratio, seconds
 
 RATIO = 0.5
 PHASES = "prunecli phases"
@@ -110,6 +110,7 @@ def run(context: Context) -> Section:
 
 def _one_model(section: Section, context: Context, name: str, side: int) -> None:
     settings = context.settings
+    progress(f"thinning {name}")
     table = Table(
         f"{name}, input 1x3x{side}x{side}",
         [
