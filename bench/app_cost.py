@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -108,18 +109,24 @@ def _resnet20(settings: Settings, workdir: Path) -> Workload:
 
 
 def measure_process(cmd: list[str], env: dict[str, str]) -> tuple[float, float, int]:
-    """(wall seconds, CPU seconds, peak resident set in bytes) of one child process, which must succeed."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    stderr = proc.stderr.read() if proc.stderr else b""
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        text = " ".join(stderr.decode(errors="replace").split())
-        start = max(text.find("error:"), 0)
-        raise RuntimeError(text[start : start + 240] or f"exit status {proc.returncode}")
-    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
+    """(wall seconds, CPU seconds, peak resident set in bytes) of one command, which must succeed.
+
+    It runs under :mod:`bench.launch`, so its peak RSS is its own and not this process's.
+    """
+    with tempfile.TemporaryDirectory(prefix="prunecli-bench-usage-") as tmp:
+        usage_file = Path(tmp) / "usage.json"
+        launcher = [sys.executable, "-m", "bench.launch", str(usage_file), "--", *cmd]
+        start = time.perf_counter()
+        done = subprocess.run(
+            launcher, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        elapsed = time.perf_counter() - start
+        if done.returncode != 0:
+            text = " ".join(done.stderr.decode(errors="replace").split())
+            begin = max(text.find("error:"), 0)
+            raise RuntimeError(text[begin : begin + 240] or f"exit status {done.returncode}")
+        usage = json.loads(usage_file.read_text(encoding="utf-8"))
+    return elapsed, usage["utime"] + usage["stime"], usage["maxrss_kib"] * 1024
 
 
 def run(context: Context) -> Section:
@@ -127,7 +134,7 @@ def run(context: Context) -> Section:
     section = Section(
         "app",
         "The application's own cost",
-        "CPU time (user + system), wall time and peak resident memory (`os.wait4` of the child process) of `prunecli run` against "
+        "CPU time (user + system), wall time and peak resident memory (`os.wait4` of the child process, forked from a small launcher so that it reports its own peak) of `prunecli run` against "
         "`bench/plain_train.py`, a plain PyTorch loop over the same model, data, epochs, optimizer, LR "
         "milestones and masked tensors (fixed masks re-applied after every step; per-epoch validation and "
         "checkpoint). prunecli additionally computes its schedule's masks, writes metrics, the compact "

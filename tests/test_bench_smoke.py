@@ -153,3 +153,21 @@ def test_alternate_limits_slow_variants_to_their_first_rounds():
     )
     assert calls == {"fast": 4, "slow": 1}
     assert len(stats["slow"].ratios) == 1 and len(stats["fast"].ratios) == 4
+
+
+def test_launcher_reports_the_commands_own_peak_memory_and_exit_code(tmp_path):
+    usage = tmp_path / "usage.json"
+    grow = "b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096])"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.launch", str(usage), "--", sys.executable, "-c", grow], cwd=REPO_ROOT
+    )
+    assert done.returncode == 0
+    import json
+
+    peak = json.loads(usage.read_text())["maxrss_kib"] * 1024
+    assert 300 * 2**20 <= peak < 600 * 2**20  # its own 300 MiB, not this (torch-sized) test process
+    failed = subprocess.run(
+        [sys.executable, "-m", "bench.launch", str(usage), "--", sys.executable, "-c", "raise SystemExit(3)"],
+        cwd=REPO_ROOT,
+    )
+    assert failed.returncode == 3
