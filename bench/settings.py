@@ -13,7 +13,7 @@ class Settings:
     hook_model: str = "resnet56_cifar"
     hook_batch: int = 64
     hook_steps: int = 1  # training steps per variant per round
-    hook_rounds: int = 15
+    hook_rounds: int = 30
     # 2. thinning; (name, input side) -- names without ':' come from prunecli.models
     thin_models: tuple[tuple[str, int], ...] = (
         ("resnet56_cifar", 32),  # first: NNI's default tracer is probed on the first model
