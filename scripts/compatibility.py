@@ -175,11 +175,26 @@ def render(rows: list[Row]) -> str:
         "(DataParallel `module.` prefixes are accepted).",
     ]
     if with_runtime:
-        lines.append(
-            "- **Runtime**: the schedule run unchanged through the compression runtime "
-            "(`scripts/runtime_sweep.py`, one tiny batch per epoch)."
-        )
-    lines += ["", "Summary: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + ".", ""]
+        lines += [
+            "- **Runtime**: the schedule run unchanged through the compression runtime on its model "
+            "(random weights, SGD, one random batch of 2 per epoch, from epoch 0 through the last epoch of "
+            "its last pruner, regularizer or extension; ImageNet models at 64x64 where their pooling "
+            "allows). `ok` means every pruner with a predictable result ended at its YAML target (AGP "
+            "`final_sparsity`, one-shot `desired_sparsity`, within one structure for structured pruners; "
+            "threshold and random pruners are recorded) and every thinning extension removed every "
+            "all-zero filter (channel) of the masked convolutions, as Distiller does. The column is read "
+            "from `docs/compatibility-runtime.json`; refresh it with "
+            "`.venv/bin/python scripts/runtime_sweep.py --write docs/compatibility-runtime.json` "
+            "(`--only REGEX` to rerun some files), then run this script with `--write`.",
+        ]
+    lines += ["", "Summary: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + "."]
+    if with_runtime:
+        runtime_counts: dict[str, int] = {}
+        for r in rows:
+            key = (r.runtime or "-").split(":")[0]
+            runtime_counts[key] = runtime_counts.get(key, 0) + 1
+        lines.append("Runtime: " + ", ".join(f"{n} {k}" for k, n in sorted(runtime_counts.items())) + ".")
+    lines.append("")
     header = ["File", "Status", "Model", "Against model"] + (["Runtime"] if with_runtime else [])
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
