@@ -85,6 +85,7 @@ class ThinningResult:
     params_after: int
     zero_structures: int  # all-zero filters (or channels) in the masks just before thinning
     removed_structures: int = 0  # how many of them thinning removed
+    kept_coupled: int = 0  # zero structures kept because coupled tensors were pruned apart
     ok: bool = True
     detail: str = ""
 
@@ -137,6 +138,12 @@ class RuntimeOutcome:
             )
         if self.thinning:
             parts.append("thinned " + ", ".join(_params_change(t) for t in self.thinning))
+        coupled = sum(t.kept_coupled for t in self.thinning)
+        if coupled:
+            parts.append(
+                f"{coupled} zero filters kept in residual-coupled tensors pruned without a Leader "
+                "group (prunecli validate warns)"
+            )
         return "; ".join(parts)
 
 
@@ -358,6 +365,10 @@ def _judge(track: _PrunerTrack, names: list[str], class_name: str) -> PrunerResu
     return result
 
 
+def thin_epochs_of(schedule: Any) -> set[int]:
+    return {e for p in schedule.policies if p.kind == "extension" for e in p.epochs}
+
+
 def _thinning_policies(scheduler: Any) -> list[Any]:
     return [policy for _, policy in scheduler.policy_order if hasattr(policy, "recipes")]
 
@@ -384,9 +395,16 @@ def _census(epoch: int, model: Any, masks: Mapping[str, Any]) -> _ThinningCensus
     return _ThinningCensus(epoch, before)
 
 
-def _removal_shortfall(census: _ThinningCensus, dims: tuple[int, ...]) -> tuple[int, int, list[str]]:
-    """(zero slices, of which removed, examples of tensors that kept some) for Distiller's rule."""
-    zeros = removed = 0
+def _removal_shortfall(
+    census: _ThinningCensus, dims: tuple[int, ...], coupled: set[str]
+) -> tuple[int, int, int, list[str]]:
+    """(zero slices, of which removed, kept in coupled tensors, examples of other shortfalls).
+
+    A tensor that the schedule prunes apart from the tensors it is coupled with (a residual add
+    without a complete Leader group) keeps zero slices by design: no channel is zero in all of
+    them, and removing it from one would change the model (``prunecli validate`` warns).
+    """
+    zeros = removed = kept_coupled = 0
     kept: list[str] = []
     for name, (shape, zero) in census.before.items():
         for dim in dims:
@@ -395,12 +413,21 @@ def _removal_shortfall(census: _ThinningCensus, dims: tuple[int, ...]) -> tuple[
             gone = shape[dim] - census.after[name][dim]
             zeros += zero[dim]
             removed += min(gone, zero[dim])
-            if gone < zero[dim]:
+            if gone < zero[dim] and dim == 0 and name in coupled:
+                kept_coupled += zero[dim] - gone
+            elif gone < zero[dim]:
                 kept.append(
                     f"{name} dim {dim}: {shape[dim]} -> {census.after[name][dim]}, "
                     f"expected {shape[dim] - zero[dim]}"
                 )
-    return zeros, removed, kept
+    return zeros, removed, kept_coupled, kept
+
+
+def _coupled_apart(schedule: Any, model: Any, example: Any) -> set[str]:
+    """Filter-pruned tensors whose coupled tensors are not in one Leader group with them."""
+    from prunecli.graph.schedule_check import uncovered_couplings
+
+    return {t for _, _, coupled, _ in uncovered_couplings(schedule, model, example) for t in coupled}
 
 
 def _count_params(model: Any) -> int:
@@ -485,10 +512,11 @@ def _run(schedule: Any, model_name: str, outcome: RuntimeOutcome) -> Any:
     schedule = resolve_names(schedule, {n: tuple(p.shape) for n, p in model.named_parameters()})
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     example = torch.randn(shape)
+    coupled = _coupled_apart(schedule, model, example) if thin_epochs_of(schedule) else set()
     scheduler = build_scheduler(schedule, model, optimizer, example_input=example, steps_per_epoch=1)
     tracks = _pruner_tracks(schedule, scheduler)
     thinners = _thinning_policies(scheduler)
-    thin_epochs = {e for p in schedule.policies if p.kind == "extension" for e in p.epochs}
+    thin_epochs = thin_epochs_of(schedule)
     params_start = _count_params(model)
     censuses: list[_ThinningCensus] = []
     x = torch.randn((2, *shape[1:]))
@@ -514,16 +542,12 @@ def _run(schedule: Any, model_name: str, outcome: RuntimeOutcome) -> Any:
         optimizer.step()
         scheduler.on_minibatch_end(epoch, 0, 1, optimizer)
         last_loss = loss.item()
-        # drop this step's graph before the next epoch (as a per-epoch training function does):
-        # a live graph keeps autograd's per-parameter accumulators, which still expect the
-        # pre-thinning shapes
-        del logits, loss
         scheduler.on_epoch_end(epoch, optimizer, metrics={"min": last_loss, "max": 0.0})
     if not math.isfinite(last_loss):
         raise FloatingPointError(f"loss became {last_loss}")
     _judge_all(schedule, tracks, outcome)
     _judge_regularizers(scheduler, outcome)
-    _judge_thinning(schedule, model, thinners, params_start, censuses, example, outcome)
+    _judge_thinning(schedule, model, thinners, params_start, censuses, example, outcome, coupled)
     failing = [p.name for p in outcome.pruners if not p.ok] + [t.name for t in outcome.thinning if not t.ok]
     if failing:
         outcome.status = STATUS_FAILED
@@ -562,6 +586,7 @@ def _judge_thinning(
     censuses: list[_ThinningCensus],
     example: Any,
     outcome: RuntimeOutcome,
+    coupled: set[str],
 ) -> None:
     """Distiller's rule: every all-zero filter (channel) of a masked convolution is removed."""
     import torch
@@ -579,13 +604,15 @@ def _judge_thinning(
             if p.kind == "extension" and p.instance == policy.name
             for e in p.epochs
         }
-        zeros = removed = 0
+        zeros = removed = kept_coupled = 0
         kept: list[str] = []
         for census in censuses:
             if census.epoch in epochs:
-                z, r, k = _removal_shortfall(census, THINNED_DIMS[policy.mode])
-                zeros, removed, kept = zeros + z, removed + r, kept + k
-        result = ThinningResult(policy.name, len(policy.recipes), params_start, params_end, zeros, removed)
+                z, r, c, k = _removal_shortfall(census, THINNED_DIMS[policy.mode], coupled)
+                zeros, removed, kept_coupled, kept = zeros + z, removed + r, kept_coupled + c, kept + k
+        result = ThinningResult(
+            policy.name, len(policy.recipes), params_start, params_end, zeros, removed, kept_coupled
+        )
         problems = []
         if not policy.recipes:
             problems.append("the extension never ran")

@@ -129,3 +129,62 @@ def test_coupled_filters_thin_away_with_the_real_thinning():
     for name, mask in sched.masks.items():
         if mask is not None:
             assert mask.shape == dict(model.named_parameters())[name].shape
+
+
+class DenseNet(torch.nn.Module):
+    """DenseNet's pattern: each layer reads the concatenation of every earlier feature map."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 6, 3, padding=1)
+        self.l1 = torch.nn.Conv2d(6, 4, 3, padding=1)
+        self.bn2 = torch.nn.BatchNorm2d(10)
+        self.l2 = torch.nn.Conv2d(10, 4, 3, padding=1)
+        self.head = torch.nn.Conv2d(14, 5, 1)
+
+    def forward(self, x):
+        x0 = self.stem(x)
+        x1 = torch.cat([x0, self.l1(x0)], 1)
+        x2 = torch.cat([x1, self.l2(torch.relu(self.bn2(x1)))], 1)
+        return self.head(x2).mean((2, 3))
+
+
+@pytest.mark.parametrize("group_type", ["Filters", "Channels"])
+def test_concatenated_inputs_take_each_slice_from_its_own_group(group_type):
+    thinning = pytest.importorskip("prunecli.thinning")
+    torch.manual_seed(0)
+    model = DenseNet().eval()
+    x = torch.randn(2, 3, 8, 8)
+    weights = (
+        ["stem.weight", "l1.weight", "l2.weight"] if group_type == "Filters" else ["l2.weight", "head.weight"]
+    )
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    schedule = make_schedule(
+        {
+            "pruners": {
+                "p": (
+                    "L1RankedStructureParameterPruner",
+                    {"group_type": group_type, "desired_sparsity": 0.5, "weights": weights},
+                )
+            }
+        },
+        [("pruner", "p", {"epochs": [0]}, None)],
+    )
+    sched = build_scheduler(schedule, model, opt, example_input=x[:1], auto_dependency=True)
+    sched.on_epoch_begin(0, opt)
+    sched.on_minibatch_begin(0, 0, 1, opt)
+    # bn2 spans two groups (stem's 6 channels, then l1's 4): each slice follows its own producer
+    if group_type == "Filters":
+        dead_bn = sched.masks["bn2.weight"] == 0
+        assert torch.equal(dead_bn[:6], _dead(model.stem.weight, 0))
+        assert torch.equal(dead_bn[6:], _dead(model.l1.weight, 0))
+        assert int(dead_bn.sum()) == 3 + 2
+    else:  # head reads stem, l1 and l2 slices; l2 reads stem and l1 slices: the same decisions
+        assert torch.equal(_dead(model.head.weight, 1)[:10], _dead(model.l2.weight, 1))
+    with torch.no_grad():
+        masked = model(x)
+    before = sum(p.numel() for p in model.parameters())
+    thinning.thin_model(model, x[:1], masks=sched.masks)
+    assert sum(p.numel() for p in model.parameters()) < before
+    with torch.no_grad():
+        assert torch.allclose(model(x), masked, atol=1e-5)

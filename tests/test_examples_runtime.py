@@ -76,39 +76,11 @@ FAST: set[str] = {
     "agp-pruning/resnet20_filters.schedule_agp_2.yaml",
 }
 
-#: examples whose run reaches the runtime but fails because of a bug elsewhere: the reason
-THINNING_KEEPS_TRAINED_FILTERS = (
-    "prunecli.thinning removes a zero filter only when the value it feeds forward is exactly zero in "
-    "eval mode, but the BatchNorm after it turns zeros into beta - gamma * running_mean / "
-    "sqrt(running_var + eps), nonzero once any train-mode forward pass has updated the running "
-    "statistics or a step has moved beta (without BatchNorm, as in VGG, the filter's own trained bias "
-    "does the same), so the filter and its channel are kept; Distiller removes every all-zero filter "
-    "together with its bias and BatchNorm channel"
-)
-XFAIL: dict[str, str] = {
-    **{
-        f"agp-pruning/resnet20_filters.{rel}.yaml": THINNING_KEEPS_TRAINED_FILTERS
-        for rel in (
-            "schedule_agp",
-            "bn_fold.schedule_agp",
-            "schedule_agp_2",
-            "schedule_agp_3",
-            "schedule_agp_4",
-        )
-    },
-    **{
-        rel: THINNING_KEEPS_TRAINED_FILTERS
-        for rel in (
-            "network_trimming/resnet56_cifar_activation_apoz.yaml",
-            "network_trimming/resnet56_cifar_activation_apoz_v2.yaml",
-            "network_trimming/resnet50.filters.activation_apoz_agp.yaml",
-            "agp-pruning/resnet50.schedule_agp.filters.yaml",
-            "agp-pruning/resnet50.schedule_agp.filters_2.yaml",
-            "agp-pruning/resnet50.schedule_agp.filters_3.yaml",
-            "agp-pruning/resnet50.schedule_agp.filters_with_FC.yaml",
-            "pruning_filters_for_efficient_convnets/vgg19.schedule_filter_rank.yaml",
-        )
-    },
+#: examples that prune filters of residual-coupled tensors without a Leader group: the coupled
+#: tensors lose different filters, so those zero filters must stay (``prunecli validate`` warns)
+PRUNED_APART: set[str] = {
+    f"agp-pruning/resnet20_filters.{rel}.yaml"
+    for rel in ("schedule_agp", "bn_fold.schedule_agp", "schedule_agp_3", "schedule_agp_4")
 }
 
 #: Distiller's weight count (conv and fc weights, nonzero) after the run, from the files' comments
@@ -142,8 +114,6 @@ def _param(rel: str):
     marks = []
     if rel not in FAST:
         marks.append(pytest.mark.slow)
-    if rel in XFAIL:
-        marks.append(pytest.mark.xfail(strict=True, reason=XFAIL[rel]))
     return pytest.param(rel, marks=marks, id=rel)
 
 
@@ -168,7 +138,7 @@ def _raw(examples_dir: str, rel: str) -> dict:
 def test_every_example_has_an_expectation(examples_dir: str) -> None:
     files = {p.relative_to(examples_dir).as_posix() for p in Path(examples_dir).rglob("*.yaml")}
     assert len(files) == 85
-    assert set(SKIPPED) | FAST | set(XFAIL) <= files
+    assert set(SKIPPED) | FAST | PRUNED_APART <= files
     assert set(_runnable()) == files - set(SKIPPED)
 
 
@@ -204,17 +174,13 @@ def test_example_runs_to_its_targets(examples_dir: str, rel: str) -> None:
         assert result.ok, result.detail
     for result in outcome.thinning:
         assert result.thinnings >= 1
-        assert result.removed_structures == result.zero_structures, result.detail
+        assert result.removed_structures + result.kept_coupled == result.zero_structures, result.detail
+        assert bool(result.kept_coupled) == (rel in PRUNED_APART), result
     if rel in DISTILLER_PARAMS:
         weights = sum(int(p.count_nonzero()) for p in model.parameters() if p.dim() > 1)
         assert weights == DISTILLER_PARAMS[rel]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="prunecli.thinning swaps param.data in place; autograd's cached gradient accumulator of a "
-    "parameter that a still-referenced graph holds keeps the old shape, so the next backward fails",
-)
 def test_thinning_with_the_previous_step_graph_alive() -> None:
     """A training loop that still holds the last step's loss when thinning runs must keep working."""
     pytest.importorskip("prunecli.thinning.thin")

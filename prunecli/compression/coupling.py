@@ -37,6 +37,7 @@ class Coupler:
         self.dim = dim
         self.p = p
         self._maps: dict[tuple[int, float], torch.Tensor | None] = {}
+        self._params: dict[str, nn.Parameter] | None = None
 
     def _graph(self) -> Any:
         if self.graph is None:
@@ -45,30 +46,37 @@ class Coupler:
             self.graph = build_dependency_graph(self.model, self.example_input)
         return self.graph
 
+    @property
+    def params(self) -> dict[str, nn.Parameter]:
+        if self._params is None:
+            self._params = dict(self.model.named_parameters())
+        return self._params
+
     def forget(self) -> None:
         """The model was thinned: its graph and channel numbering changed."""
         self.graph = None
+        self._params = None
         self._maps.clear()
 
     def members(self, group: Any) -> list[Any]:
-        params = dict(self.model.named_parameters())
-        return [m for m in group.members if m.role == self.role and m.tensor in params]
+        return [m for m in group.members if m.role == self.role and m.tensor in self.params]
 
     def _group_map(self, group: Any, target: float) -> torch.Tensor | None:
         key = (group.index, target)
         if key not in self._maps:
-            params = dict(self.model.named_parameters())
             scores = torch.zeros(group.size, dtype=torch.float64)
             for member in self.members(group):
-                tensor = params[member.tensor]
+                tensor = self.params[member.tensor]
                 if tensor.dim() < 2:
                     continue  # biases and BatchNorm affine follow the weights; they do not vote
                 norms = slice_norms(tensor, member.dim, self.p).double()
                 per_channel = norms.view(-1, member.block).sum(dim=1)
-                scale = per_channel.mean()
+                channels, inside = _group_channels(member, per_channel.numel(), group.size, 1)
+                per_channel = per_channel[inside]
+                scale = per_channel.mean() if per_channel.numel() else per_channel.new_zeros(())
                 if scale > 0:
                     per_channel = per_channel / scale
-                scores[member.offset : member.offset + per_channel.numel()] += per_channel
+                scores.index_add_(0, channels[inside], per_channel)
             k = num_structs_to_prune(group.size, target)
             if k <= 0:
                 self._maps[key] = None
@@ -80,27 +88,41 @@ class Coupler:
     def binary_map(
         self, pruner: RankedStructurePruner, param_name: str, target: float
     ) -> torch.Tensor | None:
-        """One value per index of ``param_name`` along the coupled dimension, or ``None``."""
-        param = dict(self.model.named_parameters())[param_name]
+        """One value per index of ``param_name`` along the coupled dimension, or ``None``.
+
+        A tensor after a concatenation spans several groups (one slice each); every slice takes
+        its group's decision, and indices in no prunable group are kept.
+        """
+        param = self.params[param_name]
         dim = 0 if self.role == "out" else self.dim
-        group = self._graph().group_of(param_name, dim)
-        if group is None:
+        groups = self._graph().groups_of(param_name, dim)
+        if not groups:
             return pruner.rank(target, param, param_name)
-        if not group.prunable:
-            return None
-        group_map = self._group_map(group, target)
-        if group_map is None:
-            return None
-        member = next(m for m in group.members if m.tensor == param_name and m.dim == dim)
         count = param.size(dim)
-        channels = member.offset + torch.arange(count) // member.block
-        return group_map[channels].to(param.dtype)
+        result = torch.ones(count, dtype=torch.float64)
+        for group in groups:
+            group_map = self._group_map(group, target) if group.prunable else None
+            if group_map is None:
+                continue
+            for member in group.members:
+                if member.tensor == param_name and member.dim == dim:
+                    channels, inside = _group_channels(member, count, group.size, member.block)
+                    result[inside] = group_map[channels[inside]]
+        if bool(result.all()):
+            return None
+        return result.to(param.dtype)
+
+
+def _group_channels(member: Any, count: int, size: int, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Group channel of each of ``count`` tensor indices (``block`` per channel), and which are in it."""
+    channels = member.offset + torch.arange(count) // block
+    return channels, (channels >= 0) & (channels < size)
 
 
 def _expand_names(pruner: RankedStructurePruner, coupler: Coupler) -> list[str]:
     """The pruner's weights plus every coupled member of the same role."""
     names = list(pruner.params_names)
-    params = dict(coupler.model.named_parameters())
+    params = coupler.params
     dim = 0 if coupler.role == "out" else coupler.dim
     for name in list(names):
         group = coupler._graph().group_of(name, dim)

@@ -265,7 +265,10 @@ class ThinningPolicy(ScheduledPolicy):
     """FilterRemover/ChannelRemover/StructureRemover: thin once, at the first minibatch of the epoch.
 
     It runs inside ``on_minibatch_begin`` so the pruning policies declared before it have
-    already applied their masks in that hook, as in Distiller.
+    already applied their masks in that hook, as in Distiller. Thinning follows Distiller's rule
+    (``rule="distiller"``): a filter whose weights are zero goes even when its bias or BatchNorm
+    shift is not, so that schedules written for Distiller shrink the model as their authors
+    measured; those shifts are zeroed first and the thinned model is verified against that.
     """
 
     def __init__(self, name: str, thinning_func_str: str, example_input: Any) -> None:
@@ -286,7 +289,12 @@ class ThinningPolicy(ScheduledPolicy):
         from prunecli.thinning import thin_model  # imported late: thinning is not needed to prune
 
         recipe = thin_model(
-            model, self.example_input, mode=self.mode, optimizer=optimizer, masks=MasksView(maskset)
+            model,
+            self.example_input,
+            mode=self.mode,
+            optimizer=optimizer,
+            masks=MasksView(maskset),
+            rule="distiller",
         )
         self.recipes.append(recipe)
         self.done = True

@@ -26,16 +26,23 @@ STRUCTURES: dict[str, tuple[int, str, str]] = {
 
 def check_schedule_dependencies(schedule: Any, model: nn.Module, example_input: Any) -> list[Problem]:
     """One problem per pruner and coupled group that the pruner does not cover with a Leader."""
+    return [_problem(*gap) for gap in uncovered_couplings(schedule, model, example_input)]
+
+
+def uncovered_couplings(
+    schedule: Any, model: nn.Module, example_input: Any
+) -> list[tuple[Any, str, list[str], list[str]]]:
+    """(pruner, pruned tensor, its coupled tensors, those the Leader group misses) per gap."""
     pruners = schedule.components.get("pruners", {}) if schedule is not None else {}
     wanted = [c for c in pruners.values() if c.args.get("group_type") in STRUCTURES and c.args.get("weights")]
     if not wanted or example_input is None:
         return []
     graph = build_dependency_graph(model, example_input)
     weights = {name for name, p in model.named_parameters() if p.dim() >= 2}
-    problems: list[Problem] = []
+    gaps = []
     for comp in wanted:
-        problems.extend(_check_pruner(comp, graph, weights))
-    return problems
+        gaps.extend(_pruner_gaps(comp, graph, weights))
+    return gaps
 
 
 def coupled_tensors(group: ChannelGroup, role: str, dim: int, weights: set[str]) -> list[str]:
@@ -47,13 +54,10 @@ def coupled_tensors(group: ChannelGroup, role: str, dim: int, weights: set[str])
     return names
 
 
-def _check_pruner(comp: Any, graph: DependencyGraph, weights: set[str]) -> list[Problem]:
-    group_type = comp.args["group_type"]
-    dim, role, words = STRUCTURES[group_type]
+def _pruner_gaps(comp: Any, graph: DependencyGraph, weights: set[str]):
+    dim, role, _ = STRUCTURES[comp.args["group_type"]]
     listed = [w for w in comp.args["weights"] if isinstance(w, str)]
     leader = comp.args.get("group_dependency") == "Leader"
-    location = comp.arg_locations.get("weights", comp.location)
-    problems: list[Problem] = []
     seen: set[int] = set()
     for name in listed:
         for group in graph.groups_of(name, dim):
@@ -66,22 +70,24 @@ def _check_pruner(comp: Any, graph: DependencyGraph, weights: set[str]) -> list[
             missing = [t for t in coupled if t not in listed]
             if leader and not missing:
                 continue
-            others = [t for t in coupled if t != name]
-            what = "is missing " + ", ".join(missing) if leader else "has no group_dependency: Leader"
-            problems.append(
-                Problem(
-                    f"pruner '{comp.instance}' prunes {words} of '{name}', which are coupled with "
-                    f"{', '.join(others)} (residual add or concatenation); the pruner {what}, so the "
-                    f"tensors lose different {words} and thinning cannot remove them",
-                    location,
-                    f"move the coupled tensors out of '{comp.instance}' into one Leader group "
-                    "(the first tensor listed decides for all):\n"
-                    + leader_yaml(
-                        f"{comp.instance}_coupled", comp.class_name, group_type, comp.args, coupled
-                    ),
-                )
-            )
-    return problems
+            yield comp, name, coupled, missing
+
+
+def _problem(comp: Any, name: str, coupled: list[str], missing: list[str]) -> Problem:
+    group_type = comp.args["group_type"]
+    words = STRUCTURES[group_type][2]
+    leader = comp.args.get("group_dependency") == "Leader"
+    others = [t for t in coupled if t != name]
+    what = "is missing " + ", ".join(missing) if leader else "has no group_dependency: Leader"
+    return Problem(
+        f"pruner '{comp.instance}' prunes {words} of '{name}', which are coupled with "
+        f"{', '.join(others)} (residual add or concatenation); the pruner {what}, so the "
+        f"tensors lose different {words} and thinning cannot remove them",
+        comp.arg_locations.get("weights", comp.location),
+        f"move the coupled tensors out of '{comp.instance}' into one Leader group "
+        "(the first tensor listed decides for all):\n"
+        + leader_yaml(f"{comp.instance}_coupled", comp.class_name, group_type, comp.args, coupled),
+    )
 
 
 def leader_yaml(

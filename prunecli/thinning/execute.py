@@ -1,7 +1,8 @@
 """Carry out a recipe: slice tensors, gradients, masks and optimizer state; set module attributes.
 
 Parameters keep their identity (``param.data`` is replaced), so optimizer ``param_groups`` stay
-valid. Per-parameter optimizer state with the parameter's shape (SGD ``momentum_buffer``, Adam's
+valid, and autograd's cached gradient accumulator is dropped so that a graph of an earlier step
+still alive in the caller's loop does not pin the old shape. Per-parameter optimizer state with the parameter's shape (SGD ``momentum_buffer``, Adam's
 ``exp_avg``/``exp_avg_sq``/``max_exp_avg_sq``, ...) is sliced the same way. Every change is logged
 in an :class:`UndoLog` so a failed verification can put the model back exactly.
 """
@@ -66,7 +67,7 @@ def _slice_tensor(model, name, dim, idx, masks, optimizer, undo) -> None:
     old_shape = tuple(t.shape)
     if isinstance(t, nn.Parameter):
         old_data, old_grad = t.data, t.grad
-        t.data = t.data.index_select(dim, index)
+        set_shape_changing_data(t, t.data.index_select(dim, index))
         if old_grad is not None:
             t.grad = old_grad.index_select(dim, index) if tuple(old_grad.shape) == old_shape else None
         if undo is not None:
@@ -87,8 +88,21 @@ def _slice_tensor(model, name, dim, idx, masks, optimizer, undo) -> None:
                 undo.add(lambda n=name, v=mask: masks.__setitem__(n, v))
 
 
-def _restore_param(p: nn.Parameter, data: torch.Tensor, grad: torch.Tensor | None) -> None:
+def set_shape_changing_data(p: nn.Parameter, data: torch.Tensor) -> None:
+    """``p.data = data`` that also drops ``p``'s cached gradient accumulator.
+
+    Autograd caches one accumulator per parameter, holding the parameter's shape, for as long as
+    some graph references it; setting ``.data`` renews it only when the dtype or device changes.
+    Passing through a placeholder of another dtype forces that renewal, so the next backward
+    accumulates gradients of the new shape.
+    """
+    other = torch.float64 if data.dtype != torch.float64 else torch.float32
+    p.data = torch.empty(0, dtype=other, device=data.device)
     p.data = data
+
+
+def _restore_param(p: nn.Parameter, data: torch.Tensor, grad: torch.Tensor | None) -> None:
+    set_shape_changing_data(p, data)
     p.grad = grad
 
 
