@@ -6,9 +6,13 @@ The public API is loaded lazily so that ``import prunecli`` stays cheap and the 
 from __future__ import annotations
 
 import importlib
+from importlib import metadata
 from typing import Any
 
-__version__ = "0.1.0"
+try:
+    __version__ = metadata.version("prunecli")
+except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0.0.0+unknown"
 
 #: public name -> module that defines it
 _EXPORTS: dict[str, str] = {

@@ -127,7 +127,9 @@ class ProblemCollector:
     problems: list[Problem] = field(default_factory=list)
 
     def add(self, message: str, location: SourceLocation | None = None, hint: str | None = None) -> None:
-        self.problems.append(Problem(message, location, hint))
+        problem = Problem(message, location, hint)
+        if problem not in self.problems:  # two checks may reach the same finding
+            self.problems.append(problem)
 
     def raise_if_any(self, error_type: type[PruneCliError], summary: str) -> None:
         if self.problems:

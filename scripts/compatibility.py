@@ -182,7 +182,10 @@ def render(rows: list[Row]) -> str:
             "allows). `ok` means every pruner with a predictable result ended at its YAML target (AGP "
             "`final_sparsity`, one-shot `desired_sparsity`, within one structure for structured pruners; "
             "threshold and random pruners are recorded) and every thinning extension removed every "
-            "all-zero filter (channel) of the masked convolutions, as Distiller does. The column is read "
+            "all-zero filter (channel) of the masked convolutions, as Distiller does, except the filters "
+            "that the schedule zeroes in only some of the tensors feeding one residual add (no Leader "
+            "group): no channel is zero in all of them, so they are kept, counted, and "
+            "`prunecli validate` shows the Leader group to write. The column is read "
             "from `docs/compatibility-runtime.json`; refresh it with "
             "`.venv/bin/python scripts/runtime_sweep.py --write docs/compatibility-runtime.json` "
             "(`--only REGEX` to rerun some files), then run this script with `--write`.",

@@ -137,7 +137,8 @@ class RuntimeOutcome:
                 f"{len(self.regularizers)} regularizer(s), up to {zeroed:.1%} of their weights zeroed"
             )
         if self.thinning:
-            parts.append("thinned " + ", ".join(_params_change(t) for t in self.thinning))
+            changes = dict.fromkeys(_params_change(t) for t in self.thinning)  # one per distinct result
+            parts.append("thinned " + ", ".join(changes))
         coupled = sum(t.kept_coupled for t in self.thinning)
         if coupled:
             parts.append(

@@ -50,3 +50,13 @@ def test_internal_error_has_no_traceback_unless_debug(failing_command):
     debug = CliRunner().invoke(cli, ["--debug", "boom", "other"])
     assert debug.exit_code == EXIT_INTERNAL
     assert "Traceback" in debug.output
+
+
+def test_bracketed_text_in_errors_is_printed_literally(tmp_path):
+    """A file name or message with rich markup syntax must neither vanish nor crash the printer."""
+    path = tmp_path / "run[bold]x.yaml"
+    path.write_text("version: 1\npruners:\n  p: {class: NoSuchPruner}\n")
+    result = CliRunner().invoke(cli, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert "run[bold]x.yaml" in result.output.replace("\n", "")
+    assert "NoSuchPruner" in result.output

@@ -94,3 +94,32 @@ def test_lr_policies_run_after_others_and_bad_args_reported():
     bad = make_schedule({"lr_schedulers": {"lr": ("StepLR", {"gama": 0.9})}}, [])
     with pytest.raises(ScheduleError, match="gama"):
         build_scheduler(bad, model, opt)
+
+
+@pytest.mark.parametrize(
+    "name,args", [("MultiStepLR", {"milestones": [1, 3], "gamma": 0.5}), ("StepLR", {"step_size": 2})]
+)
+def test_lr_state_survives_a_weights_only_checkpoint(tmp_path, name, args):
+    from prunecli.checkpoint import save_checkpoint
+
+    def build():
+        model = TinyCNN()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        schedule = make_schedule(
+            {"lr_schedulers": {"lr": (name, args)}},
+            [("lr_scheduler", "lr", {"starting_epoch": 0, "ending_epoch": 10, "frequency": 1}, None)],
+        )
+        return build_scheduler(schedule, model, opt), opt
+
+    sched, opt = build()
+    for epoch in range(2):
+        sched.on_epoch_end(epoch, opt)
+    save_checkpoint(tmp_path / "c.pt", {"arch": "tiny", "state_dict": {}, "scheduler": sched.state_dict()})
+    resumed, resumed_opt = build()
+    resumed.load_state_dict(torch.load(tmp_path / "c.pt", weights_only=True)["scheduler"])
+    resumed_opt.param_groups[0]["lr"] = opt.param_groups[0]["lr"]
+    for epoch in range(2, 6):  # both continue identically, milestones included
+        sched.on_epoch_end(epoch, opt)
+        resumed.on_epoch_end(epoch, resumed_opt)
+        assert resumed_opt.param_groups[0]["lr"] == pytest.approx(opt.param_groups[0]["lr"])
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * (0.5**2 if name == "MultiStepLR" else 0.1**3))

@@ -212,3 +212,61 @@ def test_initial_weights_of_a_thinned_model_are_refused(schedule, tmp_path):
             tiny_config(schedule, tmp_path / "b", initial_weights=str(tmp_path / "a" / "compact.pt"))
         )
     assert "do not fit the model" in info.value.message
+
+
+USER_MODEL = textwrap.dedent(
+    """\
+    import torch
+    from torch import nn
+
+
+    class Net(nn.Module):
+        def __init__(self, num_classes=10):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 8, 3, padding=1)
+            self.bn = nn.BatchNorm2d(8)
+            self.fc = nn.Linear(8, num_classes)
+
+        def forward(self, x):
+            return self.fc(torch.relu(self.bn(self.conv(x))).mean((2, 3)))
+    """
+)
+USER_SCHEDULE = textwrap.dedent(
+    """\
+    version: 1
+    pruners:
+      p: {class: L1RankedStructureParameterPruner, group_type: Filters, desired_sparsity: 0.5,
+          weights: [conv.weight]}
+    extensions:
+      t: {class: FilterRemover, thinning_func_str: remove_filters, arch: net, dataset: digits}
+    policies:
+      - {pruner: {instance_name: p}, epochs: [1]}
+      - {extension: {instance_name: t}, epochs: [1]}
+    """
+)
+
+
+def test_user_code_model_runs_resumes_with_its_model_named_and_compacts(tmp_path):
+    from prunecli.cli.main import cli
+
+    (tmp_path / "net.py").write_text(USER_MODEL)
+    (tmp_path / "s.yaml").write_text(USER_SCHEDULE)
+    spec = f"{tmp_path / 'net.py'}:Net"
+    run_dir = tmp_path / "run"
+    args = [
+        "run", str(tmp_path / "s.yaml"), "--model", spec, "--dataset", "digits", "--epochs", "3", "-b", "16",
+        "--max-steps-per-epoch", "2", "--max-eval-batches", "1", "--out-dir", str(run_dir), "--device", "cpu",
+        "--stop-after-epoch", "0", "--quiet",
+    ]  # fmt: skip
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    unnamed = CliRunner().invoke(cli, ["run", "--resume", str(run_dir), "--quiet"])
+    # its code is not run unasked; the error says how to name it (rich wraps long lines)
+    assert unnamed.exit_code == 2 and f"--model {spec}" in unnamed.output.replace("\n", "")
+    other = CliRunner().invoke(cli, ["run", "--resume", str(run_dir), "--model", "resnet_digits"])
+    assert other.exit_code == 2 and "is not the model of the run being resumed" in other.output
+    resumed = CliRunner().invoke(cli, ["run", "--resume", str(run_dir), "--model", spec, "--json"])
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads(resumed.stdout)["epochs_completed"] == 3
+    compact = load_model(run_dir / "compact.pt", model=spec)
+    assert compact.conv.out_channels == 4 and compact.fc.in_features == 4

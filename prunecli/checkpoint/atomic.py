@@ -75,7 +75,7 @@ def _fsync_directory(directory: Path) -> None:
 def os_error_to_checkpoint_error(exc: OSError, path: Path, *, had_previous: bool) -> CheckpointError:
     what, fix = _OS_ERRORS.get(exc.errno or 0, (exc.strerror or str(exc), "use --out-dir to write elsewhere"))
     if had_previous:
-        state = f"the previous checkpoint {path} is intact"
+        state = f"the previous {'checkpoint' if path.suffix == '.pt' else 'file'} {path} is intact"
     else:
         state = f"no partial file was left at {path}"
     return CheckpointError(f"{what} while writing {path}; {state}", hint=fix)

@@ -23,7 +23,8 @@ USER_CODE_KINDS = frozenset({"file", "import"})
 _MAX_LISTED = 8
 
 
-def _same_model(a: Any, b: Any) -> bool:
+def same_model(a: Any, b: Any) -> bool:
+    """Two model specs name the same architecture (the same file, for ``file.py:Factory``)."""
     if (a.kind, a.name) != (b.kind, b.name):
         return False
     if a.kind != "file":
@@ -51,7 +52,7 @@ def _build(checkpoint: dict[str, Any], requested: str | None, path: str) -> nn.M
     origin = checkpoint["extras"].get("distiller") if isinstance(checkpoint["extras"], dict) else None
     if requested is not None:
         wanted = parse_spec(requested)
-        if stored is not None and _same_model(wanted, stored):
+        if stored is not None and same_model(wanted, stored):
             return ModelSpec.from_dict(
                 {**stored.to_dict(), "kwargs": {**stored.kwargs, **wanted.kwargs}}
             ).build()

@@ -9,6 +9,7 @@ import sys
 import traceback
 
 import click
+from rich.markup import escape
 
 from prunecli.errors import PruneCliError
 
@@ -28,7 +29,9 @@ class _Group(click.Group):
         except PruneCliError as exc:
             if debug:
                 traceback.print_exc()
-            err_console.print(f"[bold red]{exc.kind}:[/] {exc.render()}", highlight=False, markup=True)
+            err_console.print(
+                f"[bold red]{exc.kind}:[/] {escape(exc.render())}", highlight=False, markup=True
+            )
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             err_console.print("[bold red]interrupted[/]")
@@ -39,7 +42,7 @@ class _Group(click.Group):
             if debug:
                 traceback.print_exc()
             err_console.print(
-                f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+                f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
                 "This is a bug in prunecli, not in your input. Re-run with --debug for the traceback "
                 "and report it with the command line you used.",
                 highlight=False,

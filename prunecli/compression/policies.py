@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from prunecli.compression.masker import MaskSet, MasksView
-from prunecli.lr import step_to_epoch
+from prunecli.lr import load_plain_state_dict, plain_state_dict, step_to_epoch
 
 #: PruningPolicy ``args`` and their defaults (Distiller's ``PruningPolicy.__init__``).
 PRUNING_POLICY_ARGS: dict[str, Any] = {
@@ -246,11 +246,11 @@ class LRPolicy(ScheduledPolicy):
         step_to_epoch(self.lr_scheduler, meta["current_epoch"] + 1, metrics)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"lr_scheduler": self.lr_scheduler.state_dict()}
+        return {"lr_scheduler": plain_state_dict(self.lr_scheduler)}
 
     def load_state_dict(self, state, model, maskset) -> None:
         if "lr_scheduler" in state:
-            self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+            load_plain_state_dict(self.lr_scheduler, state["lr_scheduler"])
 
 
 #: ``thinning_func_str`` -> ``prunecli.thinning.thin_model`` mode

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -49,4 +50,28 @@ def step_to_epoch(scheduler: Any, epoch: int, metrics: Mapping[str, float] | Non
             scheduler.step(epoch)
 
 
-__all__ = ["LR_SCHEDULERS", "MultiStepMultiGammaLR", "PolynomialLR", "build_lr_scheduler", "step_to_epoch"]
+def plain_state_dict(scheduler: Any) -> dict[str, Any]:
+    """The scheduler's state with Counters (MultiStepLR's milestones) as plain dicts.
+
+    Checkpoints load with ``torch.load(weights_only=True)``, which admits no Counter.
+    """
+    return {k: dict(v) if isinstance(v, Counter) else v for k, v in scheduler.state_dict().items()}
+
+
+def load_plain_state_dict(scheduler: Any, state: Mapping[str, Any]) -> None:
+    """Inverse of :func:`plain_state_dict`: dicts become Counters where the scheduler keeps one."""
+    current = scheduler.state_dict()
+    scheduler.load_state_dict(
+        {k: Counter(v) if isinstance(current.get(k), Counter) else v for k, v in state.items()}
+    )
+
+
+__all__ = [
+    "LR_SCHEDULERS",
+    "MultiStepMultiGammaLR",
+    "PolynomialLR",
+    "build_lr_scheduler",
+    "load_plain_state_dict",
+    "plain_state_dict",
+    "step_to_epoch",
+]

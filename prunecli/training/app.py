@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunecli.errors import CheckpointError, ConfigError, Interrupted, TrainingDiverged
+from prunecli.errors import CheckpointError, ConfigError, Interrupted, SourceLocation, TrainingDiverged
 
 from . import rundir
 from .config import RunConfig
@@ -95,6 +95,7 @@ class _Run:
         self.warnings: list[str] = []
         self.recipe: dict[str, Any] | None = None  # thinning so far, relative to the dense model
         self._recipes_seen = 0
+        self.trusted_model: str | None = None  # a model spec the user gave on this command line
 
     # ------------------------------------------------------------------ building blocks
     def _load_inputs(self) -> None:
@@ -156,11 +157,12 @@ class _Run:
         seed_everything(cfg.seed)
         set_deterministic(cfg.deterministic)
         self._load_inputs()
+        self.trusted_model = cfg.model
         self.model, self.spec = create_model(
             cfg.model, dataset=cfg.dataset, num_classes=self.bundle.num_classes, **cfg.model_args
         )
         if cfg.initial_weights:
-            load_initial_weights(self.model, cfg.initial_weights)
+            load_initial_weights(self.model, cfg.initial_weights, model_spec=cfg.model)
         self.model.to(self.device)
         self.optimizer = build_optimizer(cfg, self.model)
         self.scheduler = self._build_scheduler()
@@ -191,14 +193,17 @@ class _Run:
         saved = payload.get("extras", {}).get("config")
         if not isinstance(saved, dict):
             raise CheckpointError(f"{path} was not written by 'prunecli run'; it holds no run configuration")
+        trusted = _confirmed_model(overrides.get("model"), saved.get("model"), path)
+        overrides = {k: v for k, v in overrides.items() if k != "model"}
         self.config = RunConfig.from_dict({**saved, **overrides}, source=str(path))
         cfg = self.config
         if cfg.schedule is not None:
             cfg.schedule = str(run_dir / rundir.SCHEDULE)
         set_deterministic(cfg.deterministic)
         self._load_inputs()
-        self.model = load_model(path)
+        self.model = load_model(path, model=trusted)
         self.model.to(self.device)
+        self.trusted_model = trusted
         from prunecli.models import ModelSpec
 
         self.spec = ModelSpec.from_dict(payload["model"])
@@ -397,7 +402,8 @@ class _Run:
         )
         path = self.run_dir / rundir.COMPACT
         save_checkpoint(path, payload)
-        reloaded = load_model(path).to(self.device).eval()
+        # the user named this model (at the start, or with --model on resume): its code may run
+        reloaded = load_model(path, model=self.trusted_model).to(self.device).eval()
         batch = next(iter(self.test_loader))[0][:8].to(self.device)
         with torch.no_grad():
             expected, got = model(batch), reloaded(batch)
@@ -418,12 +424,29 @@ class _Run:
             from prunecli.report.build import ReportOptions, build_report
         except ImportError:  # pragma: no cover - report package missing
             return
-        import json
+        from prunecli.report.render import to_json
 
-        report = build_report(self.run_dir, ReportOptions(latency_runs=5, latency_warmup=1))
+        options = ReportOptions(latency_runs=5, latency_warmup=1)
+        report = build_report(self.run_dir, options, model_spec=self.trusted_model)
         path = self.run_dir / rundir.REPORT
-        rundir.write_text_atomic(path, json.dumps(report, indent=2, default=str))
+        rundir.write_text_atomic(path, to_json(report))
         result.report_path = str(path)
+
+
+def _confirmed_model(given: str | None, saved: Any, path: Path) -> str | None:
+    """``--model`` on resume: allowed only to name the run's own model (so its code may run)."""
+    if given is None:
+        return None
+    from prunecli.checkpoint.model import same_model
+    from prunecli.models import parse_spec
+
+    if not isinstance(saved, str) or not same_model(parse_spec(given), parse_spec(saved)):
+        raise ConfigError(
+            f"--model {given} is not the model of the run being resumed ({saved})",
+            location=SourceLocation(str(path)),
+            hint=f"resume with --model {saved}, or start a new run to train another model",
+        )
+    return given
 
 
 def _scheduler_recipes(scheduler: Any) -> list[Any]:

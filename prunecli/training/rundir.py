@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from prunecli.checkpoint.atomic import atomic_write, os_error_to_checkpoint_error
 from prunecli.errors import ConfigError
 
 CHECKPOINT = "checkpoint.pt"
@@ -57,9 +58,9 @@ def new_run_dir(out_dir: str | None, runs_dir: str, name: str) -> Path:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    """Replace ``path`` all at once; a full disk raises a clear error and keeps the old file."""
+    data = text.encode("utf-8")
+    atomic_write(path, lambda handle: handle.write(data))
 
 
 def write_yaml(path: Path, data: Any) -> None:
@@ -72,8 +73,11 @@ def write_metrics(path: Path, rows: Iterable[dict[str, Any]]) -> None:
 
 
 def append_metrics(path: Path, row: dict[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(row) + "\n")
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(row) + "\n")
+    except OSError as exc:
+        raise os_error_to_checkpoint_error(exc, path, had_previous=True) from exc
         handle.flush()
         os.fsync(handle.fileno())
 

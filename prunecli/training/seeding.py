@@ -29,7 +29,9 @@ def seed_everything(seed: int) -> None:
 
 
 def set_deterministic(enabled: bool) -> None:
-    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    # the first call costs about a second of start-up: skip it when nothing would change
+    if enabled or torch.are_deterministic_algorithms_enabled():
+        torch.use_deterministic_algorithms(enabled, warn_only=True)
     if torch.backends.cudnn.is_available():
         torch.backends.cudnn.deterministic = enabled
         torch.backends.cudnn.benchmark = not enabled

@@ -44,11 +44,15 @@ def build_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimize
         ) from None
 
 
-def load_initial_weights(model: nn.Module, path: str) -> None:
-    """Distiller's ``--exp-load-weights-from``: weights only; optimizer and epoch start fresh."""
+def load_initial_weights(model: nn.Module, path: str, model_spec: str | None = None) -> None:
+    """Distiller's ``--exp-load-weights-from``: weights only; optimizer and epoch start fresh.
+
+    ``model_spec`` is the run's ``--model``: the user named it, so a checkpoint of a model
+    defined by their code may be rebuilt with it.
+    """
     from prunecli.checkpoint import load_model
 
-    source = load_model(path)
+    source = load_model(path, model=model_spec)
     state = source.state_dict()
     own = model.state_dict()
     wrong = [k for k in own if k not in state or tuple(state[k].shape) != tuple(own[k].shape)]

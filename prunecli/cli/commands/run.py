@@ -99,13 +99,14 @@ def command(
                 "--resume takes its schedule and configuration from the run directory",
                 hint="drop the SCHEDULE argument and --config when resuming",
             )
-        allowed = {"epochs", "quiet", "device", "workers"}
+        allowed = {"epochs", "quiet", "device", "workers", "model"}
         given = {k: v for k, v in overrides.items() if v is not None}
         extra = sorted(set(given) - allowed)
         if extra:
             raise ConfigError(
                 f"cannot change {', '.join(extra)} when resuming",
-                hint="only --epochs, --device, --workers and --quiet may change; start a new run otherwise",
+                hint="only --epochs, --device, --workers and --quiet may change (--model only to name "
+                "the run's own model, which a model defined by your code needs); start a new run otherwise",
             )
         reporter = Reporter(out, quiet=bool(given.get("quiet")))
         result = run_training(
