@@ -28,12 +28,20 @@ def fake_thinning(monkeypatch):
     """Records calls and removes the zero filters of conv1 (and bn1, conv2's channels) like thinning would."""
     calls = []
 
-    def thin_model(model, example_input, *, mode="both", optimizer=None, masks=None, verify=True):
+    def thin_model(
+        model, example_input, *, mode="both", optimizer=None, masks=None, verify=True, rule="exact"
+    ):
         keep = (
             (model.conv1.weight.reshape(model.conv1.out_channels, -1).abs().sum(1) != 0).nonzero().flatten()
         )
         calls.append(
-            {"mode": mode, "optimizer": optimizer, "kept": keep.tolist(), "mask": masks["conv1.weight"]}
+            {
+                "mode": mode,
+                "optimizer": optimizer,
+                "kept": keep.tolist(),
+                "mask": masks["conv1.weight"],
+                "rule": rule,
+            }
         )
         with torch.no_grad():
             model.conv1.weight = torch.nn.Parameter(model.conv1.weight[keep].clone())
@@ -74,6 +82,7 @@ def test_thinning_runs_once_after_masks_in_its_epoch(fake_thinning):
     assert len(fake_thinning) == 1
     call = fake_thinning[0]
     assert call["mode"] == "filters" and call["optimizer"] is opt
+    assert call["rule"] == "distiller"  # schedules thin as Distiller did: BN shifts do not keep a filter
     assert zero_filters(call["mask"]) == 4  # the pruner's mask existed (and was applied) before thinning
     assert model.conv1.weight.shape[0] == 4
     assert sched.masks["conv1.weight"].shape == model.conv1.weight.shape

@@ -129,3 +129,13 @@ def test_plan_with_model_shows_expanded_names(tmp_path) -> None:
     doc = json.loads(result.stdout)
     assert doc["instances"]["pruners.p"] == [f"layer3.{i}.conv1.weight" for i in range(3)]
     assert doc["plan"][0]["entries"][0]["weights"] == doc["instances"]["pruners.p"]
+
+
+def test_leader_group_matching_nothing_is_reported_not_crashed() -> None:
+    schedule = _load(
+        "pruners:\n  p: {class: L1RankedStructureParameterPruner, group_type: Filters, group_dependency: Leader,"
+        " desired_sparsity: 0.5, weights: [module.layer3.0.conv2.weight, module.layer3.1.conv2.weight]}\n"
+        "policies: []\n"
+    )
+    with pytest.raises(ScheduleError, match="layer3.0.conv2.weight"):
+        resolve_names(schedule, SHAPES)

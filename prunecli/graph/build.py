@@ -8,13 +8,13 @@ import numpy as np
 import torch
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-from torch import fx, nn
+from torch import nn
 
 from prunecli.errors import GraphError
 from prunecli.graph.flow import Flow, TInfo
 from prunecli.graph.model import ChannelFlow, ChannelGroup, DependencyGraph, Member
 from prunecli.graph.ops import Ctx, run_node
-from prunecli.graph.trace import record_shapes, trace
+from prunecli.graph.trace import Traced, record_shapes, trace
 
 MODEL_INPUT = "model input: its channel count is fixed by the data"
 MODEL_OUTPUT = "model output: its size is what the model predicts"
@@ -72,7 +72,7 @@ def _as_tuple(example_input: Any) -> tuple[torch.Tensor, ...]:
     )
 
 
-def _walk(flow: Flow, gm: fx.GraphModule, shapes: dict[str, Any], inputs, model: nn.Module) -> None:
+def _walk(flow: Flow, gm: Traced, shapes: dict[str, Any], inputs, model: nn.Module) -> None:
     env: dict[str, Any] = {}
     tensors = dict(model.named_parameters())
     tensors.update(dict(model.named_buffers()))
@@ -89,10 +89,10 @@ def _walk(flow: Flow, gm: fx.GraphModule, shapes: dict[str, Any], inputs, model:
             else:
                 env[node.name] = None
         elif node.op == "output":
-            ctx = Ctx(flow, node, env, shape, gm)
+            ctx = Ctx(flow, node, env, shape, gm.root)
             flow.block_info(ctx.value(node.args[0]), MODEL_OUTPUT)
         else:
-            env[node.name] = run_node(Ctx(flow, node, env, shape, gm))
+            env[node.name] = run_node(Ctx(flow, node, env, shape, gm.root))
     del placeholder
 
 
@@ -107,7 +107,7 @@ def _input_info(flow: Flow, shape: Any) -> TInfo | None:
     return TInfo(shape, (1,), ids.reshape(compact))
 
 
-def _unreached_modules(model: nn.Module, gm: fx.GraphModule) -> list[str]:
+def _unreached_modules(model: nn.Module, gm: Traced) -> list[str]:
     used: set[str] = set()
     for node in gm.graph.nodes:
         if node.op == "call_module":

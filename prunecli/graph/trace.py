@@ -8,6 +8,7 @@ kept. A failure in the top-level ``forward`` raises :class:`GraphError` naming t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -45,8 +46,16 @@ class _Tracer(fx.Tracer):
             self.stack.pop()
 
 
-def trace(model: nn.Module) -> tuple[fx.GraphModule, list[str]]:
-    """Symbolically trace ``model``; returns the graph module and notes on opaque leaves."""
+@dataclass
+class Traced:
+    """A model and its fx graph, without the generated code of a GraphModule (costly to compile)."""
+
+    root: nn.Module
+    graph: fx.Graph
+
+
+def trace(model: nn.Module) -> tuple[Traced, list[str]]:
+    """Symbolically trace ``model``; returns the graph and notes on opaque leaves."""
     leaves: set[str] = set()
     notes: list[str] = []
     for _ in range(MAX_LEAF_RETRIES):
@@ -68,7 +77,7 @@ def trace(model: nn.Module) -> tuple[fx.GraphModule, list[str]]:
                 "it is kept whole and its channels are not pruned"
             )
             continue
-        return fx.GraphModule(tracer.root, graph), notes
+        return Traced(tracer.root, graph), notes
     raise GraphError(
         f"cannot trace the model: more than {MAX_LEAF_RETRIES} sub-modules failed to trace",
         hint="remove data-dependent control flow from the model's forward methods",
@@ -83,8 +92,8 @@ def _first_line(exc: Exception) -> str:
 class _ShapeRecorder(fx.Interpreter):
     """Runs the graph once and keeps only each node's output shape (not the tensors)."""
 
-    def __init__(self, gm: fx.GraphModule) -> None:
-        super().__init__(gm, garbage_collect_values=True)
+    def __init__(self, traced: Traced) -> None:
+        super().__init__(traced.root, garbage_collect_values=True, graph=traced.graph)
         self.shapes: dict[str, Any] = {}
 
     def run_node(self, n: fx.Node) -> Any:
@@ -108,7 +117,7 @@ def _shape_of(value: Any) -> Any:
     return None
 
 
-def record_shapes(gm: fx.GraphModule, inputs: tuple[torch.Tensor, ...]) -> dict[str, Any]:
+def record_shapes(gm: Traced, inputs: tuple[torch.Tensor, ...]) -> dict[str, Any]:
     """Output shape of every node for ``inputs`` (eval mode, no autograd).
 
     Shapes are first computed on the meta device (no arithmetic, no memory for activations);
@@ -124,21 +133,48 @@ def record_shapes(gm: fx.GraphModule, inputs: tuple[torch.Tensor, ...]) -> dict[
     return recorder.shapes
 
 
-def _record_on_meta(gm: fx.GraphModule, inputs: tuple[torch.Tensor, ...]) -> dict[str, Any]:
+def _record_on_meta(gm: Traced, inputs: tuple[torch.Tensor, ...]) -> dict[str, Any]:
     from torch.nn.utils.stateless import _reparametrize_module
 
-    state = {k: torch.empty_like(v, device="meta") for k, v in gm.state_dict(keep_vars=True).items()}
+    state = {k: torch.empty_like(v, device="meta") for k, v in gm.root.state_dict(keep_vars=True).items()}
     meta_inputs = tuple(torch.empty_like(t, device="meta") for t in inputs)
     recorder = _MetaRecorder(gm)
-    with torch.no_grad(), _reparametrize_module(gm, state):
+    with torch.no_grad(), _reparametrize_module(gm.root, state):
         recorder.run(*meta_inputs)
     return recorder.shapes
 
 
+#: modules whose output has their input's shape: on meta tensors their kernels run through slow
+#: Python decompositions (BatchNorm above all), so the recorder passes the input through instead
+SHAPE_PRESERVING: tuple[type[nn.Module], ...] = (
+    nn.modules.batchnorm._BatchNorm,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.ELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Dropout,
+    nn.Identity,
+)
+
+
 class _MetaRecorder(fx.Interpreter):
-    def __init__(self, gm: fx.GraphModule) -> None:
-        super().__init__(gm, garbage_collect_values=True)
+    def __init__(self, traced: Traced) -> None:
+        super().__init__(traced.root, garbage_collect_values=True, graph=traced.graph)
         self.shapes: dict[str, Any] = {}
+
+    def call_module(self, target: Any, args: tuple, kwargs: dict) -> Any:
+        module = self.fetch_attr(target)
+        passes_through = isinstance(module, SHAPE_PRESERVING) and not kwargs and len(args) == 1
+        if passes_through and isinstance(args[0], torch.Tensor):
+            return args[0]
+        return super().call_module(target, args, kwargs)
 
     def run_node(self, n: fx.Node) -> Any:
         result = super().run_node(n)

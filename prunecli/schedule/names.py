@@ -218,7 +218,7 @@ def _check_leader(
 ) -> None:
     dim = STRUCTURE_DIM[group]
     shapes = [m.shapes.get(n) for n in weights]
-    if any(s is None or len(s) <= dim for s in shapes):
+    if not shapes or any(s is None or len(s) <= dim for s in shapes):
         return
     leader_count = shapes[0][dim]  # type: ignore[index]
     for i, (name, shape) in enumerate(zip(weights, shapes, strict=True)):
