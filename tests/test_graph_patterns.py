@@ -253,3 +253,30 @@ def test_resnet18_has_twelve_prunable_groups_like_published_dependency_graphs():
     assert {"conv1.weight", "layer1.1.conv2.weight", "layer2.0.downsample.0.weight"} <= set(
         residual.tensors()
     )
+
+
+class _StochasticDepthResidual(nn.Module):
+    """ConvNeXt/EfficientNet pattern: the branch goes through torchvision's StochasticDepth."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from torchvision.ops import StochasticDepth
+
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.branch = nn.Conv2d(8, 8, 3, padding=1)
+        self.drop = StochasticDepth(0.2, "row")  # fx keeps its stochastic_depth call whole
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = x + self.drop(self.branch(x))
+        return self.head(x.mean((2, 3)))
+
+
+def test_stochastic_depth_passes_channels_through():
+    g = build_dependency_graph(_StochasticDepthResidual(), torch.randn(1, 3, 8, 8))
+    group = g.group_of("stem.weight", 0)
+    assert group.prunable, group.reason
+    assert {("branch.weight", 0, "out"), ("branch.weight", 1, "in"), ("head.weight", 1, "in")} <= {
+        (m.tensor, m.dim, m.role) for m in group.members
+    }

@@ -9,7 +9,8 @@ import pytest
 schedule = pytest.importorskip("prunecli.schedule")
 timeline = pytest.importorskip("prunecli.schedule.timeline")
 
-from prunecli.report.plots import agp_curves, plot_plan  # noqa: E402
+from prunecli.report.plots import plot_plan  # noqa: E402
+from prunecli.schedule.timeline import agp_curves  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

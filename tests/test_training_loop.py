@@ -137,3 +137,15 @@ def test_rng_state_survives_a_weights_only_checkpoint():
     expected = (random.random(), float(np.random.rand()), float(torch.rand(1)))
     set_rng_state(restored)
     assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == expected
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_parameter_is_named(bad):
+    from prunecli.training.loop import _first_non_finite
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
+    assert _first_non_finite(model) is None
+    with torch.no_grad():
+        model[1].bias[2] = bad
+        model[2].weight[0, 1] = bad
+    assert _first_non_finite(model) == "1.bias"  # the first one, in parameter order

@@ -8,6 +8,7 @@ analysis conservative but never wrong.
 from __future__ import annotations
 
 import operator
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -825,7 +826,7 @@ def run_node(ctx: Ctx) -> Any:
             )
         return handler(ctx, node.target, m)
     if node.op == "call_function":
-        handler = FUNCTION_HANDLERS.get(node.target)
+        handler = FUNCTION_HANDLERS.get(node.target) or _optional_handler(node.target)
         if handler is None and not _has_tensor_args(ctx):
             return untracked(ctx.shape) if _is_tensor_shape(ctx.shape) else None
         return (handler or opaque)(ctx)
@@ -844,14 +845,13 @@ def _is_tensor_shape(shape: Any) -> bool:
     return isinstance(shape, tuple) and all(isinstance(s, int) for s in shape)
 
 
-def _register_optional() -> None:
-    """Functions from optional libraries that fx keeps as single calls (``torch.fx.wrap``)."""
-    try:
-        from torchvision.ops import stochastic_depth
-    except ImportError:  # pragma: no cover - torchvision is a dependency, but stay importable
-        return
-    # per-sample scaling (identity in eval mode): zero-preserving and channel-wise
-    FUNCTION_HANDLERS[stochastic_depth] = same_ids
+def _optional_handler(target: Any) -> Callable[[Ctx], Any] | None:
+    """Handlers for functions of optional libraries that fx keeps as single calls (``torch.fx.wrap``).
 
-
-_register_optional()
+    Looked up only in modules already imported: a model calling such a function has imported its
+    library, and a model that does not never pays for the import.
+    """
+    ops = sys.modules.get("torchvision.ops")
+    if ops is not None and target is getattr(ops, "stochastic_depth", None):
+        return same_ids  # per-sample scaling (identity in eval mode): zero-preserving, channel-wise
+    return None

@@ -241,8 +241,8 @@ def _agp_curves(schedule_text: str | None) -> list[dict[str, Any]]:
     if not schedule_text:
         return []
     try:
-        from prunecli.report.plots import agp_curves
         from prunecli.schedule import load_schedule
+        from prunecli.schedule.timeline import agp_curves
 
         schedule = load_schedule("schedule.yaml", text=schedule_text)
         return agp_curves(schedule)

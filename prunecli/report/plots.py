@@ -18,50 +18,6 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from prunecli.errors import PruneCliError
-
-# --------------------------------------------------------------------------- data
-
-
-def _is_agp(class_name: str) -> bool:
-    from prunecli.schedule.catalog import lookup
-
-    spec = lookup(class_name)
-    return spec is not None and spec.target == "agp"
-
-
-def agp_curves(schedule: Any) -> list[dict[str, Any]]:
-    """The AGP target sparsity of every AGP pruner policy at each epoch it fires."""
-    from prunecli.schedule.timeline import agp_target
-
-    curves = []
-    for policy in schedule.policies:
-        if policy.kind != "pruner" or policy.frequency is None:
-            continue
-        comp = schedule.component("pruner", policy.instance)
-        if not _is_agp(comp.class_name):
-            continue
-        initial, final = float(comp.args["initial_sparsity"]), float(comp.args["final_sparsity"])
-        try:
-            targets = [
-                agp_target(initial, final, e, policy.starting_epoch, policy.ending_epoch, policy.frequency)
-                for e in policy.epochs
-            ]
-        except PruneCliError:
-            continue  # an empty AGP span: nothing to draw
-        curves.append(
-            {
-                "pruner": policy.instance,
-                "class": comp.class_name,
-                "group_type": comp.args.get("group_type"),
-                "weights": list(comp.args.get("weights") or []),
-                "epochs": list(policy.epochs),
-                "targets": targets,
-            }
-        )
-    return curves
-
-
 # --------------------------------------------------------------------------- figure helpers
 
 #: cycled so that pruners with identical targets remain distinguishable

@@ -70,10 +70,18 @@ def _overall_loss(result: Any, fallback: torch.Tensor) -> torch.Tensor:
 
 
 def _first_non_finite(model: nn.Module) -> str | None:
-    for name, param in model.named_parameters():
-        if not bool(torch.isfinite(param.detach()).all()):
-            return name
-    return None
+    """Name of the first parameter holding a NaN or an infinity, if any.
+
+    One max-abs per parameter (NaN propagates through max) and a single host sync per step;
+    the names are scanned only when something is wrong.
+    """
+    peaks: dict[torch.device, list[torch.Tensor]] = {}
+    for p in model.parameters():
+        if p.numel():
+            peaks.setdefault(p.device, []).append(p.detach().abs().amax())
+    if all(bool(torch.isfinite(torch.stack(v)).all()) for v in peaks.values()):
+        return None
+    return next((n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())), None)
 
 
 def train_epoch(
