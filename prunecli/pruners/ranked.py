@@ -186,17 +186,13 @@ class FilterScorePruner(RankedStructurePruner):
         return binary_map.to(param.device)
 
 
-class ActivationRankedFilterPruner(FilterScorePruner):
-    """Ranks filters by statistics of ``relu(conv output)`` gathered with a forward hook during training.
+class StatsRankedFilterPruner(FilterScorePruner):
+    """Ranks filters by statistics that hooks on the model gather during training, between prunes.
 
-    Distiller reads the same statistic from a ReLU module found by name; here the hook sits on the
-    convolution that owns the weight and applies the ReLU itself, so no extra pass or naming
-    convention is needed. As in Distiller the filters with the *largest* statistic are removed.
+    The statistics travel with the pruner's state so a resumed run ranks exactly as before.
     """
 
-    statistic = "apoz"
-
-    def __init__(
+    def __init__(  # spelled out: the schedule checks read the accepted arguments from it
         self,
         name: str,
         group_type: str,
@@ -206,18 +202,16 @@ class ActivationRankedFilterPruner(FilterScorePruner):
         model: nn.Module | None = None,
     ) -> None:
         super().__init__(name, group_type, desired_sparsity, weights, group_dependency, model)
-        self.stats = ActivationStats(self.statistic)
+        self.stats = self.make_stats()
+
+    def make_stats(self) -> Any:
+        raise NotImplementedError
 
     def attach(self, model: nn.Module) -> None:
         self.stats.attach(model, self.params_names)
 
     def detach(self) -> None:
         self.stats.detach()
-
-    def scores(self, param, param_name):
-        values = self.stats.take(param_name)
-        self.pending = self.pending or values is None
-        return values
 
     def forget_shapes(self) -> None:
         super().forget_shapes()
@@ -230,6 +224,25 @@ class ActivationRankedFilterPruner(FilterScorePruner):
         state = dict(state)
         self.stats.load_state_dict(state.pop("stats", {}))
         super().load_state_dict(state)
+
+
+class ActivationRankedFilterPruner(StatsRankedFilterPruner):
+    """Ranks filters by statistics of ``relu(conv output)`` gathered with a forward hook during training.
+
+    Distiller reads the same statistic from a ReLU module found by name; here the hook sits on the
+    convolution that owns the weight and applies the ReLU itself, so no extra pass or naming
+    convention is needed. As in Distiller the filters with the *largest* statistic are removed.
+    """
+
+    statistic = "apoz"
+
+    def make_stats(self) -> ActivationStats:
+        return ActivationStats(self.statistic)
+
+    def scores(self, param, param_name):
+        values = self.stats.take(param_name)
+        self.pending = self.pending or values is None
+        return values
 
 
 class ActivationAPoZRankedFilterPruner(ActivationRankedFilterPruner):
@@ -244,29 +257,14 @@ class ActivationMeanRankedFilterPruner(ActivationRankedFilterPruner):
     statistic = "mean"
 
 
-class GradientRankedFilterPruner(FilterScorePruner):
+class GradientRankedFilterPruner(StatsRankedFilterPruner):
     """Taylor ranking: ``sum(grad * w)`` per filter, summed over the backward passes since the last prune.
 
     Filters with the lowest sum are removed (Distiller sorts this score from high to low).
     """
 
-    def __init__(
-        self,
-        name: str,
-        group_type: str,
-        desired_sparsity: float,
-        weights: Sequence[str] | str,
-        group_dependency: str | None = None,
-        model: nn.Module | None = None,
-    ) -> None:
-        super().__init__(name, group_type, desired_sparsity, weights, group_dependency, model)
-        self.stats = GradientStats()
-
-    def attach(self, model: nn.Module) -> None:
-        self.stats.attach(model, self.params_names)
-
-    def detach(self) -> None:
-        self.stats.detach()
+    def make_stats(self) -> GradientStats:
+        return GradientStats()
 
     def scores(self, param, param_name):
         values = self.stats.take(param_name)
@@ -274,18 +272,6 @@ class GradientRankedFilterPruner(FilterScorePruner):
             values = (param.grad * param).detach().reshape(param.size(0), -1).sum(dim=1)
         self.pending = self.pending or values is None
         return None if values is None else -values
-
-    def forget_shapes(self) -> None:
-        super().forget_shapes()
-        self.stats.reset()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "stats": self.stats.state_dict()}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        state = dict(state)
-        self.stats.load_state_dict(state.pop("stats", {}))
-        super().load_state_dict(state)
 
 
 class RandomRankedFilterPruner(FilterScorePruner):
