@@ -67,7 +67,7 @@ _ENOSPC_RUN = textwrap.dedent(
     real_atomic_write = atomic.atomic_write
 
     def counting_atomic_write(path, write):
-        saves["n"] += 1
+        saves["n"] += str(path).endswith(".pt")  # checkpoint saves only, not the run directory's text files
         return real_atomic_write(path, write)
 
     real_sink_write = atomic._FdSink.write

@@ -117,7 +117,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
             raise
         finally:
             os.close(fd)
-        pause_point("checkpoint_write")
+        pause_point("checkpoint_write" if target.suffix == ".pt" else "file_write")
         os.replace(tmp_name, target)
         tmp_name = None
         _fsync_directory(directory)
