@@ -218,10 +218,9 @@ def _one(section: Section, table: Table, w: Workload, settings: Settings, env: d
             ""
             if met
             else f"prunecli used {extra:.1f} s more CPU per run, mostly fixed per-run work rather than per-epoch "
-            "work (the gap barely changes with the number of epochs). A profile taken while this benchmark was "
-            "written found about 1 s in the first call of torch.use_deterministic_algorithms (it imports "
-            "torch._dynamo even when switching determinism off), the rest in the compact checkpoint with its "
-            "reload check and in report.json's latency measurement",
+            "work (the gap barely changes with the number of epochs): the compact checkpoint with its reload "
+            "check and report.json's latency measurement, which a plain script does not do; on a short run "
+            "they weigh more than on a real one",
         )
     )
     met = mem_ratio <= MEMORY_GOAL

@@ -280,3 +280,31 @@ def test_stochastic_depth_passes_channels_through():
     assert {("branch.weight", 0, "out"), ("branch.weight", 1, "in"), ("head.weight", 1, "in")} <= {
         (m.tensor, m.dim, m.role) for m in group.members
     }
+
+
+class _Elementwise(nn.Module):
+    """Broadcasting, scalar and integer operands: the cases the meta shape shortcut must get right."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.scale = nn.Parameter(torch.ones(4, 1, 1))
+
+    def forward(self, x):
+        y = self.conv(x)
+        y = y * self.scale + 1
+        y = torch.add(y, y.mean(dim=(2, 3), keepdim=True))
+        y = torch.nn.functional.relu(y) / 2
+        n = torch.ones(y.shape[-1], dtype=torch.int64)
+        return (y - torch.sigmoid(y)) * (n // 1 / 3)
+
+
+def test_meta_shape_recording_matches_a_real_forward_pass():
+    from prunecli.graph.trace import _record_on_meta, _ShapeRecorder, trace
+
+    model, x = _Elementwise().eval(), torch.randn(2, 3, 9, 7)
+    traced, _ = trace(model)
+    real = _ShapeRecorder(traced)
+    with torch.no_grad():
+        real.run(x)
+    assert _record_on_meta(traced, (x,)) == real.shapes

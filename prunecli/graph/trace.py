@@ -8,10 +8,13 @@ kept. A failure in the top-level ``forward`` raises :class:`GraphError` naming t
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
+from numbers import Number
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import fx, nn
 
 from prunecli.errors import GraphError
@@ -164,6 +167,41 @@ SHAPE_PRESERVING: tuple[type[nn.Module], ...] = (
 )
 
 
+#: element-wise functions whose meta kernels are slow Python references: the recorder computes
+#: their result's shape and dtype directly (broadcasting and type promotion, as the kernels do)
+ELEMENTWISE_BINARY = frozenset(
+    {
+        operator.add, operator.sub, operator.mul, operator.truediv,
+        operator.iadd, operator.isub, operator.imul, operator.itruediv,
+        torch.add, torch.sub, torch.mul, torch.div,
+    }
+)  # fmt: skip
+ELEMENTWISE_UNARY = frozenset(
+    {F.relu, F.relu6, F.silu, F.gelu, F.hardswish, F.hardsigmoid, torch.relu, torch.sigmoid, torch.tanh}
+)
+
+
+def _fast_elementwise(target: Any, args: tuple, kwargs: dict) -> torch.Tensor | None:
+    """The meta result of a simple element-wise call, or None when the general kernel must run."""
+    if target in ELEMENTWISE_UNARY:
+        if len(args) == 1 and isinstance(args[0], torch.Tensor) and set(kwargs) <= {"inplace"}:
+            return args[0]
+        return None
+    if target not in ELEMENTWISE_BINARY or kwargs or len(args) != 2:
+        return None
+    if not all(isinstance(a, (torch.Tensor, Number)) for a in args):
+        return None
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    if not tensors:
+        return None
+    shape = torch.broadcast_shapes(*(t.shape for t in tensors))
+    a, b = args
+    dtype = torch.result_type(a, b)
+    if target in (operator.truediv, operator.itruediv, torch.div) and not dtype.is_floating_point:
+        dtype = torch.get_default_dtype()
+    return torch.empty(shape, dtype=dtype, device="meta")
+
+
 class _MetaRecorder(fx.Interpreter):
     def __init__(self, traced: Traced) -> None:
         super().__init__(traced.root, garbage_collect_values=True, graph=traced.graph)
@@ -175,6 +213,10 @@ class _MetaRecorder(fx.Interpreter):
         if passes_through and isinstance(args[0], torch.Tensor):
             return args[0]
         return super().call_module(target, args, kwargs)
+
+    def call_function(self, target: Any, args: tuple, kwargs: dict) -> Any:
+        fast = _fast_elementwise(target, args, kwargs)
+        return fast if fast is not None else super().call_function(target, args, kwargs)
 
     def run_node(self, n: fx.Node) -> Any:
         result = super().run_node(n)
