@@ -260,6 +260,22 @@ def test_fake_any_shape_and_classes() -> None:
         load_dataset("fake", image_size=[5, 8, 8])
 
 
+def test_fake_items_depend_on_seed_and_index_only() -> None:
+    a = load_dataset("fake", size=40, num_classes=5, seed=1).train.dataset
+    torch.manual_seed(123)  # the global random state plays no part
+    late = [a[i] for i in (7, 3, 7)]
+    torch.manual_seed(0)
+    assert torch.equal(late[0][0], late[2][0]) and late[0][1] == late[2][1]
+    assert torch.equal(a[3][0], late[1][0])
+    images = torch.stack([a[i][0] for i in range(len(a))])
+    assert images.min() >= 0 and images.max() < 1
+    assert abs(images.mean().item() - 0.5) < 0.01  # uniform: mean 1/2 over 40 * 3 * 32 * 32 pixels
+    assert len({a[i][1] for i in range(len(a))}) == 5  # every class drawn
+    other = load_dataset("fake", size=40, num_classes=5, seed=2)
+    assert not torch.equal(other.train.dataset[3][0], a[3][0])
+    assert not torch.equal(load_dataset("fake", size=40, seed=1).test[0][0], a[0][0])  # test differs from train
+
+
 @pytest.mark.parametrize("name", ["mnist", "cifar10", "cifar100", "imagefolder"])
 def test_missing_and_empty_directories(tmp_path, name: str) -> None:
     with pytest.raises(DataError) as err:

@@ -15,7 +15,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from prunecli.data.bundle import DataBundle, TensorImageDataset, limit, split_indices, subset
+from prunecli.data.bundle import (
+    DataBundle,
+    RandomImageDataset,
+    TensorImageDataset,
+    limit,
+    split_indices,
+    subset,
+)
 from prunecli.data.cifar_pickle import load_batch
 from prunecli.data.idx import read_idx
 from prunecli.data.info import STATS
@@ -356,10 +363,7 @@ def load_fake(
     num_classes: int = 10,
     max_samples=None,
 ) -> DataBundle:
-    """Random images (torchvision FakeData) of any shape, for smoke runs and benchmarks."""
-    from torchvision.datasets import FakeData
-    from torchvision.transforms import v2
-
+    """Random images of any shape, deterministic per seed and index, for smoke runs and benchmarks."""
     shape = (3, image_size, image_size) if isinstance(image_size, int) else tuple(int(d) for d in image_size)
     if len(shape) != 3 or min(shape) < 1 or shape[0] not in (1, 3):
         raise DataError(
@@ -368,15 +372,8 @@ def load_fake(
         )
     if size < 1 or num_classes < 1:
         raise DataError("fake data: size and num_classes must be positive")
-    tf = v2.Compose([v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True)])
-    train = FakeData(size, shape, num_classes, transform=tf, random_offset=seed * 1_000_003)
-    test = FakeData(
-        test_size or max(size // 5, 1),
-        shape,
-        num_classes,
-        transform=tf,
-        random_offset=seed * 1_000_003 + size,
-    )
+    train = RandomImageDataset(size, shape, num_classes, seed=2 * seed)  # type: ignore[arg-type]
+    test = RandomImageDataset(test_size or max(size // 5, 1), shape, num_classes, seed=2 * seed + 1)  # type: ignore[arg-type]
     return _finish(
         "fake",
         train,
@@ -388,7 +385,7 @@ def load_fake(
         val_fraction=val_fraction,
         max_samples=max_samples,
         classes=[str(i) for i in range(num_classes)],
-        info={"source": "torchvision FakeData"},
+        info={"source": "random images"},
     )
 
 
