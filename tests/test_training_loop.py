@@ -149,3 +149,15 @@ def test_non_finite_parameter_is_named(bad):
         model[1].bias[2] = bad
         model[2].weight[0, 1] = bad
     assert _first_non_finite(model) == "1.bias"  # the first one, in parameter order
+
+
+def test_non_finite_check_has_no_false_alarm_and_sees_cancelling_infinities():
+    from prunecli.training.loop import _first_non_finite
+
+    model = torch.nn.Linear(1000, 100).half()
+    with torch.no_grad():
+        model.weight.fill_(60000.0)  # finite, but a float16 sum of it would overflow to inf
+    assert _first_non_finite(model) is None
+    with torch.no_grad():
+        model.weight[0, 0], model.weight[0, 1] = float("inf"), -float("inf")  # sum to NaN, not to 0
+    assert _first_non_finite(model) == "weight"

@@ -72,14 +72,16 @@ def _overall_loss(result: Any, fallback: torch.Tensor) -> torch.Tensor:
 def _first_non_finite(model: nn.Module) -> str | None:
     """Name of the first parameter holding a NaN or an infinity, if any.
 
-    One max-abs per parameter (NaN propagates through max) and a single host sync per step;
-    the names are scanned only when something is wrong.
+    One sum per parameter (NaN and infinities propagate through a sum; healthy weights are many
+    orders of magnitude too small to overflow it, and half-precision ones are summed in float32)
+    and a single host sync per step; the names are scanned only when something is wrong.
     """
-    peaks: dict[torch.device, list[torch.Tensor]] = {}
+    sums: dict[torch.device, list[torch.Tensor]] = {}
     for p in model.parameters():
         if p.numel():
-            peaks.setdefault(p.device, []).append(p.detach().abs().amax())
-    if all(bool(torch.isfinite(torch.stack(v)).all()) for v in peaks.values()):
+            wide = torch.float32 if p.dtype in (torch.float16, torch.bfloat16) else None
+            sums.setdefault(p.device, []).append(p.detach().sum(dtype=wide))
+    if all(bool(torch.isfinite(torch.stack(v)).all()) for v in sums.values()):
         return None
     return next((n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())), None)
 
