@@ -313,7 +313,7 @@ def _targets(section: Section, results: dict[str, list[float]]) -> None:
         section.targets.append(
             Target(
                 "prunecli AGP within 1 point of dense",
-                f"{gap:+.2f} points below dense",
+                f"{gap:.2f} points below dense" if gap >= 0 else f"{-gap:.2f} points above dense",
                 met,
                 ""
                 if met
