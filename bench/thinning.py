@@ -239,6 +239,8 @@ def _targets(section, name, stats, missing, keep, x, tp_macs) -> None:
             else "see the note on where prunecli's time goes: prunecli traces the model with torch.fx and runs "
             "the real schedule machinery (pruner, coupled masks) before slicing, and verifies shapes on meta "
             "tensors; Torch-Pruning walks the autograd graph of one forward pass and ranks and slices in one "
-            "pass. The fixed Python work per layer weighs most on small, deep models (resnet56_cifar)",
+            "pass. The fixed Python work per layer weighs most on small, deep models (resnet56_cifar). "
+            "Plan: index each group's members by tensor once instead of scanning them per tensor when "
+            "building coupled masks, and reuse one trace per model for analysis and shape recording",
         )
     )
