@@ -237,7 +237,7 @@ def _targets(section, name, stats, missing, keep, x, tp_macs) -> None:
             ""
             if met
             else "see the note on where prunecli's time goes: prunecli traces the model with torch.fx and runs "
-            "the real schedule machinery (pruner, coupled masks) before slicing, and verifies shapes on meta "
+            "the real schedule machinery (pruner, coupled masks) before slicing, and records shapes on meta "
             "tensors; Torch-Pruning walks the autograd graph of one forward pass and ranks and slices in one "
             "pass. The fixed Python work per layer weighs most on small, deep models (resnet56_cifar). "
             "Plan: index each group's members by tensor once instead of scanning them per tensor when "

@@ -66,9 +66,9 @@ _ENOSPC_RUN = textwrap.dedent(
     saves = {"n": 0}
     real_atomic_write = atomic.atomic_write
 
-    def counting_atomic_write(path, write):
+    def counting_atomic_write(path, write, **options):
         saves["n"] += str(path).endswith(".pt")  # checkpoint saves only, not the run directory's text files
-        return real_atomic_write(path, write)
+        return real_atomic_write(path, write, **options)
 
     real_sink_write = atomic._FdSink.write
 

@@ -96,8 +96,13 @@ def remove_stale_temp_files(target: Path) -> None:
             continue
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> None:
-    """Write ``path`` through ``write(fileobj)`` so that it is replaced all at once or not at all."""
+def atomic_write(
+    path: str | os.PathLike[str], write: Callable[[BinaryIO], None], *, pause_as: str = "file_write"
+) -> None:
+    """Write ``path`` through ``write(fileobj)`` so that it is replaced all at once or not at all.
+
+    ``pause_as`` names the test pause point between the write and the rename (see testhooks).
+    """
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
     had_previous = target.exists()
@@ -117,7 +122,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
             raise
         finally:
             os.close(fd)
-        pause_point("checkpoint_write" if target.suffix == ".pt" else "file_write")
+        pause_point(pause_as)
         os.replace(tmp_name, target)
         tmp_name = None
         _fsync_directory(directory)

@@ -32,7 +32,7 @@ def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> No
     if not isinstance(payload, dict):
         raise TypeError(f"a checkpoint payload must be a dict, not {type(payload).__name__}")
     check_plain(payload)
-    atomic_write(path, lambda fh: torch.save(payload, fh))
+    atomic_write(path, lambda fh: torch.save(payload, fh), pause_as="checkpoint_write")
 
 
 def _missing(path: Path) -> CheckpointError:

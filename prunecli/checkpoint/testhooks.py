@@ -4,7 +4,7 @@ Set ``PRUNECLI_TEST_PAUSE_AT=name[:n][,name2[:n2]]`` to pause at the n-th time (
 program passes ``pause_point(name)``. While paused the process creates the file named by
 ``PRUNECLI_TEST_PAUSE_SIGNAL`` (if set) and then sleeps ``PRUNECLI_TEST_PAUSE_SECONDS`` (default 60).
 Without these variables ``pause_point`` does nothing. Known points: ``checkpoint_write`` (after the
-temporary file of a ``.pt`` checkpoint is written and synced, before it is renamed over the checkpoint),
+temporary file of a checkpoint is written and synced, before it is renamed over the checkpoint),
 ``file_write`` (the same moment for the run directory's other files); other packages add
 their own (``epoch_mid``, ``thinning``).
 """

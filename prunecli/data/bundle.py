@@ -85,7 +85,7 @@ class RandomImageDataset(Dataset):
     the global generators per item, which costs about 20x more on CUDA builds of torch).
     """
 
-    def __init__(self, size: int, shape: tuple[int, int, int], num_classes: int, seed: int) -> None:
+    def __init__(self, size: int, shape: Sequence[int], num_classes: int, seed: int) -> None:
         self.size, self.shape, self.num_classes, self.seed = size, tuple(shape), num_classes, seed
 
     def __len__(self) -> int:

@@ -372,8 +372,8 @@ def load_fake(
         )
     if size < 1 or num_classes < 1:
         raise DataError("fake data: size and num_classes must be positive")
-    train = RandomImageDataset(size, shape, num_classes, seed=2 * seed)  # type: ignore[arg-type]
-    test = RandomImageDataset(test_size or max(size // 5, 1), shape, num_classes, seed=2 * seed + 1)  # type: ignore[arg-type]
+    train = RandomImageDataset(size, shape, num_classes, seed=2 * seed)
+    test = RandomImageDataset(test_size or max(size // 5, 1), shape, num_classes, seed=2 * seed + 1)
     return _finish(
         "fake",
         train,
