@@ -30,6 +30,7 @@ from prunecli.pruners.agp import AgpMixin, agp_span
 from prunecli.pruners.criteria import structure_norms
 from prunecli.regularizers import REGULARIZERS
 from prunecli.schedule.model import Component, Policy, Schedule
+from prunecli.schedule.native import NATIVE_CLASS
 
 #: extension class name -> how it is built; Distiller aliases FilterRemover/ChannelRemover to StructureRemover
 EXTENSIONS: dict[str, type] = {
@@ -85,6 +86,39 @@ def _param_names_of(obj: Any) -> list[str]:
         if isinstance(getattr(obj, table, None), Mapping):
             return [n for n in getattr(obj, table) if n != "*"]
     return []
+
+
+def _build_native(
+    comp: Component, model: nn.Module, example_input: Any, problems: ProblemCollector
+) -> Any | None:
+    """A native entry through the engine; refusals name the entry and the fix, before training."""
+    from prunecli.engine.compile import AxisProblem, build_engine_pruner
+    from prunecli.engine.pruner import EngineError
+    from prunecli.engine.registry import RegistryError
+
+    try:
+        return build_engine_pruner(comp.instance, comp.args, model, example_input)
+    except AxisProblem as exc:
+        key = exc.path[0] if exc.path else None
+        problems.add(f"{comp.instance}: {exc.message}", comp.arg_locations.get(key, comp.location), exc.hint)
+    except RegistryError as exc:
+        problems.add(f"{comp.instance}: {exc.message}", comp.location, exc.hint)
+    except EngineError as exc:
+        key = _engine_error_key(str(exc))
+        problems.add(
+            f"{comp.instance}: {exc}",
+            comp.arg_locations.get(key, comp.location),
+            "change the target, metric or allocation of this entry, or the weights it lists",
+        )
+    return None
+
+
+def _engine_error_key(message: str) -> str:
+    """The entry key an engine refusal is about (for its file:line:column)."""
+    for key in ("metric", "allocation", "target"):
+        if message.startswith(key):
+            return key
+    return "target" if "target" in message or "M=" in message else "weights"
 
 
 def _build_component(
@@ -280,8 +314,10 @@ def build_scheduler(
     param_names = {name for name, _ in model.named_parameters()}
     built: dict[str, dict[str, Any]] = {}
     for instance, comp in schedule.components.get("pruners", {}).items():
-        built.setdefault("pruners", {})[instance] = _build_component(
-            comp, PRUNERS, model, param_names, problems
+        built.setdefault("pruners", {})[instance] = (
+            _build_native(comp, model, example_input, problems)
+            if comp.class_name == NATIVE_CLASS
+            else _build_component(comp, PRUNERS, model, param_names, problems)
         )
     for instance, comp in schedule.components.get("regularizers", {}).items():
         built.setdefault("regularizers", {})[instance] = _build_component(

@@ -269,7 +269,15 @@ def _pruners() -> list[ClassSpec]:
             unsupported="FMReconstructionChannelPruner is not supported: it needs AMC's cached feature maps",
         )
     )
+    specs.append(_native())
     return specs
+
+
+def _native() -> ClassSpec:
+    """The engine's own entry: target, metric, allocation, schedule, objective (or a preset)."""
+    from .native import NATIVE_CLASS, SCHEMA
+
+    return ClassSpec(NATIVE_CLASS, "pruners", SCHEMA, target="native", name_list_args=("weights",))
 
 
 def _regularizers() -> list[ClassSpec]:
