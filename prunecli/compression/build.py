@@ -104,21 +104,23 @@ def _build_native(
     except RegistryError as exc:
         problems.add(f"{comp.instance}: {exc.message}", comp.location, exc.hint)
     except EngineError as exc:
-        key = _engine_error_key(str(exc))
-        problems.add(
-            f"{comp.instance}: {exc}",
-            comp.arg_locations.get(key, comp.location),
-            "change the target, metric or allocation of this entry, or the weights it lists",
-        )
+        key = exc.key if exc.key in comp.args else "weights"
+        problems.add(f"{comp.instance}: {exc.message}", comp.arg_locations.get(key, comp.location), exc.hint)
     return None
 
 
-def _engine_error_key(message: str) -> str:
-    """The entry key an engine refusal is about (for its file:line:column)."""
-    for key in ("metric", "allocation", "target"):
-        if message.startswith(key):
-            return key
-    return "target" if "target" in message or "M=" in message else "weights"
+def check_native_pruners(schedule: Schedule, model: nn.Module, example_input: Any = None) -> None:
+    """Build every native entry for ``model`` without training; ScheduleError lists what cannot work.
+
+    ``prunecli validate --model`` runs this so combinations a model rules out (N:M on a tensor
+    whose input dimension is not a multiple of M, heads on a layer without heads, activation
+    metrics on tensors no forward pass reaches) are reported before anything runs.
+    """
+    problems = ProblemCollector()
+    for comp in schedule.components.get("pruners", {}).values():
+        if comp.class_name == NATIVE_CLASS:
+            _build_native(comp, model, example_input, problems)
+    problems.raise_if_any(ScheduleError, "the schedule cannot be applied to this model")
 
 
 def _build_component(

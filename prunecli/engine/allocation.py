@@ -134,7 +134,9 @@ class Global(Allocation):
         # its cap is frozen and the rest of the budget goes to the others.
         for _ in range(len(candidates) + 1):
             open_units = [i for i in range(len(candidates)) if i not in saturated]
-            spent = sum(float(candidates[i].costs[orders[i][: taken[i]]].sum()) for i in range(len(candidates)))
+            spent = sum(
+                float(candidates[i].costs[orders[i][: taken[i]]].sum()) for i in range(len(candidates))
+            )
             if not open_units or spent >= wanted:
                 break
             pool_scores, pool_costs, pool_owner = [], [], []

@@ -20,8 +20,8 @@ from prunecli.engine.objectives import OBJECTIVES, build_objective
 from prunecli.engine.pruner import Admm, EngineError, EnginePruner
 from prunecli.engine.registry import Registry, RegistryError, is_user_code
 from prunecli.engine.schedules import SCHEDULES, build_schedule
-from prunecli.engine.targets import TARGETS, TargetError, build_target
-from prunecli.schedule.native import final_fraction, resolved_axes
+from prunecli.engine.targets import TARGETS, MixedTarget, Target, TargetError, build_target
+from prunecli.schedule.native import as_mapping, final_fraction, resolved_axes
 
 REGISTRIES: dict[str, Registry[Any]] = {
     "target": TARGETS,
@@ -98,7 +98,11 @@ def axis_problems(args: Mapping[str, Any]) -> list[AxisProblem]:
     fraction = final_fraction(args)
     target = axes.get("target", {}).get("kind")
     if target == "n:m":
-        if "sparsity" in args or isinstance(args.get("objective"), Mapping) and "fraction" in args["objective"]:
+        if (
+            "sparsity" in args
+            or isinstance(args.get("objective"), Mapping)
+            and "fraction" in args["objective"]
+        ):
             problems.append(
                 AxisProblem(
                     ("sparsity",) if "sparsity" in args else ("objective",),
@@ -108,7 +112,11 @@ def axis_problems(args: Mapping[str, Any]) -> list[AxisProblem]:
             )
     elif fraction is None:
         problems.append(
-            AxisProblem((), "no level to reach", "add 'sparsity: <fraction>' or 'objective: {kind: ..., fraction: ...}'")
+            AxisProblem(
+                (),
+                "no level to reach",
+                "add 'sparsity: <fraction>' or 'objective: {kind: ..., fraction: ...}'",
+            )
         )
     return problems
 
@@ -121,21 +129,23 @@ def build_engine_pruner(
     if problems:
         raise problems[0]
     axes = resolved_axes(args)
-    built = {
-        axis: _build_axis(axis, spec, example_input) for axis, spec in axes.items() if axis != "admm"
-    }
+    built = {axis: _build_axis(axis, spec, example_input) for axis, spec in axes.items() if axis != "admm"}
     admm = Admm(**axes["admm"]) if "admm" in axes else None
     fraction = final_fraction(args)
     weights = args["weights"]
+    target = built["target"]
+    if isinstance(weights, Mapping):
+        target = _mixed_target(weights, target, example_input)
+        weights = list(weights)
     weights = [weights] if isinstance(weights, str) else list(weights)
     params = dict(model.named_parameters())
-    if axes["target"]["kind"] != "heads":
+    if "heads" not in target.kinds():
         missing = [w for w in weights if w not in params]
         if missing:
             raise EngineError(f"the model has no parameter {', '.join(missing[:3])}")
     return EnginePruner(
         name,
-        target=built["target"],
+        target=target,
         metric=built["metric"],
         allocation=built["allocation"],
         schedule=built["schedule"],
@@ -146,6 +156,22 @@ def build_engine_pruner(
         example_input=example_input,
         admm=admm,
     )
+
+
+def _mixed_target(weights: Mapping[str, Any], default: Target, example_input: Any) -> Target:
+    """``weights: {name: target or null}``: tensors grouped by target (null: the entry's target)."""
+    parts: dict[str, tuple[Target, list[str]]] = {}
+    for name, spec in weights.items():
+        if spec is None:
+            key, target = "", default
+        else:
+            mapping = as_mapping(spec)
+            key = repr(sorted(mapping.items()))
+            target = parts[key][0] if key in parts else _build_axis("target", mapping, example_input)
+        parts.setdefault(key, (target, []))[1].append(name)
+    if len(parts) == 1:
+        return next(iter(parts.values()))[0]
+    return MixedTarget(list(parts.values()))
 
 
 def user_code_names(args: Mapping[str, Any]) -> list[str]:

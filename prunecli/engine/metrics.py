@@ -174,7 +174,9 @@ class GradientProductMetric(Metric):
         missing = [n for n in unit.tensors if n not in self.sums]
         if missing:
             # no backward pass seen yet: the weights' magnitudes stand in (and are replaced later)
-            sums = {n: self.sums.get(n, torch.zeros_like(ctx.params[n], dtype=torch.float)) for n in unit.tensors}
+            sums = {
+                n: self.sums.get(n, torch.zeros_like(ctx.params[n], dtype=torch.float)) for n in unit.tensors
+            }
         else:
             sums = {n: self.sums[n] for n in unit.tensors}
         return target.view(unit, sums).sum(dim=1)
@@ -335,7 +337,9 @@ class CallableMetric(RowMetric):
         return scores.float()
 
 
-def register_metric(name: str, metric: Callable[..., Metric] | Callable[[torch.Tensor], torch.Tensor]) -> None:
+def register_metric(
+    name: str, metric: Callable[..., Metric] | Callable[[torch.Tensor], torch.Tensor]
+) -> None:
     """Make ``metric: NAME`` usable in schedules.
 
     ``metric`` is either a :class:`Metric` subclass (or factory returning one) or a plain function

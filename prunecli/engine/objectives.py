@@ -75,7 +75,9 @@ class LayerObjective(Objective):
     def grand_total(self, model: nn.Module) -> float:
         return float(sum(self.layers.values()))
 
-    def _live_inputs(self, name: str, masks: Mapping[str, torch.Tensor], params: Mapping[str, torch.Tensor]) -> float:
+    def _live_inputs(
+        self, name: str, masks: Mapping[str, torch.Tensor], params: Mapping[str, torch.Tensor]
+    ) -> float:
         if self.graph is None or params[name].dim() < 2:
             return 1.0
         group = self.graph.group_of(name, 1)

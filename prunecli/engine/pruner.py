@@ -24,7 +24,14 @@ from prunecli.pruners.base import Pruner
 
 
 class EngineError(ValueError):
-    """A combination of axes that cannot work on this model (raised before training)."""
+    """A combination of axes that cannot work on this model (raised before training).
+
+    ``key`` is the entry key at fault (for the file:line:column), ``hint`` the fix.
+    """
+
+    def __init__(self, message: str, key: str = "target", hint: str = "") -> None:
+        super().__init__(message)
+        self.message, self.key, self.hint = message, key, hint
 
 
 @dataclass
@@ -82,18 +89,26 @@ class EnginePruner(Pruner):
                 self.target.check(unit, params)
             except TargetError as exc:
                 raise EngineError(str(exc)) from None
+        kinds = self.target.kinds()
+        if len(kinds) > 1 and self.allocation.kind == "global":
+            raise EngineError(
+                f"allocation global ranks groups of one kind, but the weights mix {', '.join(sorted(kinds))} "
+                "(use allocation uniform, or one entry per target kind)"
+            )
         if self.metric.channels_only and not self.target.output_channels:
             raise EngineError(
                 f"metric {self.metric.name} scores output channels; target {self.target.kind} does not "
                 "prune output channels (use target filters, rows or coupled)"
             )
-        if self.metric.needs_groups and self.target.elementwise:
+        if self.metric.needs_groups and any(self.target.is_elementwise(u) for u in self.units):
             raise EngineError(
                 f"metric {self.metric.name} compares groups; single weights ({self.target.kind}) have no "
                 "group to compare (use target filters, channels, rows, columns, block or heads)"
             )
         if self.metric.needs_forward:
-            unreached = unreached_tensors(model, [t for u in self.units for t in u.tensors], self.example_input)
+            unreached = unreached_tensors(
+                model, [t for u in self.units for t in u.tensors], self.example_input
+            )
             if unreached:
                 raise EngineError(
                     f"metric {self.metric.name} reads activations, but no forward pass reaches "
@@ -157,7 +172,12 @@ class EnginePruner(Pruner):
         weight level whose measured removal reaches it (bisection)."""
         ctx = ScoreContext(params, self.model)
         candidates = [
-            Candidate(unit, self.scores(unit, ctx), self.target.sizes(unit, params), self.target.elementwise)
+            Candidate(
+                unit,
+                self.scores(unit, ctx),
+                self.target.sizes(unit, params),
+                self.target.is_elementwise(unit),
+            )
             for unit in self.units
         ]
         total = float(sum(c.costs.sum() for c in candidates))
@@ -193,7 +213,7 @@ class EnginePruner(Pruner):
         zero ones cannot come back would remove more than the schedule asks for.
         """
         scores = self.metric.score(self.target, unit, ctx).detach().float().cpu()
-        if not self.target.elementwise:
+        if not self.target.is_elementwise(unit):
             with torch.no_grad():
                 dead = self.target.view(unit, ctx.params).detach().abs().sum(dim=1).cpu() == 0
             scores = scores.masked_fill(dead, float("-inf"))

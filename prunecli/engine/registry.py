@@ -30,7 +30,9 @@ class RegistryError(KeyError):
 def is_user_code(name: str) -> bool:
     """``package.module:function`` names user code; registered names never hold a colon-and-dot pair."""
     module, sep, attr = name.partition(":")
-    return bool(sep and module and attr and attr.isidentifier() and all(p.isidentifier() for p in module.split(".")))
+    return bool(
+        sep and module and attr and attr.isidentifier() and all(p.isidentifier() for p in module.split("."))
+    )
 
 
 def load_user_code(name: str) -> Callable:

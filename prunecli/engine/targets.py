@@ -21,7 +21,11 @@ from prunecli.engine.registry import Registry
 
 
 class TargetError(ValueError):
-    """A target that cannot apply to a tensor or module (its message says why)."""
+    """A target that cannot apply to a tensor or module (its message says why, ``hint`` the fix)."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,9 @@ class Target:
         """``[groups, elements per group]``: the unit's tensors grouped row by row."""
         raise NotImplementedError
 
-    def expand(self, unit: Unit, keep: torch.Tensor, params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def expand(
+        self, unit: Unit, keep: torch.Tensor, params: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         """One mask per tensor of the unit from a ``[groups]`` 0/1 vector."""
         raise NotImplementedError
 
@@ -64,6 +70,13 @@ class Target:
 
     def count(self, unit: Unit, params: Mapping[str, torch.Tensor]) -> int:
         return int(self.sizes(unit, params).numel())
+
+    def kinds(self) -> set[str]:
+        """The kinds of group this target ranks (several for a per-tensor mix)."""
+        return {self.kind}
+
+    def is_elementwise(self, unit: Unit) -> bool:
+        return self.elementwise
 
 
 TARGETS: Registry[Callable[..., Target]] = Registry("target")
@@ -256,7 +269,8 @@ class NMTarget(Target):
             raise TargetError(f"{_only(unit)} has no input dimension (shape {tuple(tensor.shape)})")
         if tensor.size(1) % self.m:
             raise TargetError(
-                f"{_only(unit)} has {tensor.size(1)} inputs, not a multiple of M={self.m}"
+                f"{_only(unit)} has {tensor.size(1)} inputs, not a multiple of M={self.m}",
+                f"use an M that divides {tensor.size(1)}, or leave {_only(unit)} out of weights",
             )
 
     def _runs(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -337,9 +351,7 @@ class HeadTarget(Target):
         units: list[Unit] = []
         unmatched = []
         for name in names:
-            owner = next(
-                (m for m, (_, tensors) in layouts.items() if name in tensors or name == m), None
-            )
+            owner = next((m for m, (_, tensors) in layouts.items() if name in tensors or name == m), None)
             if owner is None:
                 unmatched.append(name)
             elif not any(u.name == owner for u in units):
@@ -348,7 +360,8 @@ class HeadTarget(Target):
         if unmatched:
             raise TargetError(
                 f"{', '.join(unmatched[:3])} belong to no attention layer with heads "
-                "(nn.MultiheadAttention, or a block with qkv, proj and num_heads)"
+                "(nn.MultiheadAttention, or a block with qkv, proj and num_heads)",
+                "list a projection weight of an attention layer, or use target: rows for plain Linear layers",
             )
         return units
 
@@ -454,6 +467,44 @@ class CoupledTarget(Target):
             shape = [tensor.size(0)] + [1] * (tensor.dim() - 1)
             masks[tensor_name] = line.reshape(shape).expand_as(tensor).contiguous()
         return masks
+
+
+class MixedTarget(Target):
+    """A different target per tensor (``weights: {name: target}``); each unit keeps its own."""
+
+    kind = "mixed"
+
+    def __init__(self, parts: Sequence[tuple[Target, Sequence[str]]]) -> None:
+        self.parts = [(target, list(names)) for target, names in parts]
+        self._owner: dict[str, Target] = {}
+        self.output_channels = all(t.output_channels for t, _ in self.parts)
+        self.elementwise = all(t.elementwise for t, _ in self.parts)
+
+    def kinds(self) -> set[str]:
+        return {t.kind for t, _ in self.parts}
+
+    def units(self, names, model):
+        units = []
+        for target, own in self.parts:
+            for unit in target.units(own, model):
+                self._owner[unit.name] = target
+                units.append(unit)
+        return units
+
+    def is_elementwise(self, unit):
+        return self._owner[unit.name].elementwise
+
+    def check(self, unit, params):
+        self._owner[unit.name].check(unit, params)
+
+    def view(self, unit, tensors):
+        return self._owner[unit.name].view(unit, tensors)
+
+    def expand(self, unit, keep, params):
+        return self._owner[unit.name].expand(unit, keep, params)
+
+    def sizes(self, unit, params):
+        return self._owner[unit.name].sizes(unit, params)
 
 
 def build_target(spec: Mapping[str, Any], *, example_input: Any = None) -> Target:

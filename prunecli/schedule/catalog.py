@@ -277,7 +277,9 @@ def _native() -> ClassSpec:
     """The engine's own entry: target, metric, allocation, schedule, objective (or a preset)."""
     from .native import NATIVE_CLASS, SCHEMA
 
-    return ClassSpec(NATIVE_CLASS, "pruners", SCHEMA, target="native", name_list_args=("weights",))
+    return ClassSpec(
+        NATIVE_CLASS, "pruners", SCHEMA, target="native", name_list_args=("weights",), name_dict_args=("weights",)
+    )
 
 
 def _regularizers() -> list[ClassSpec]:

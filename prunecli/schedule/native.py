@@ -150,8 +150,13 @@ SCHEMA: dict[str, Any] = {
             "anyOf": [
                 {"type": "string", "minLength": 1},
                 {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
+                {
+                    "type": "object",
+                    "minProperties": 1,
+                    "additionalProperties": {"anyOf": [_AXIS, {"type": "null"}]},
+                },
             ],
-            "x-expected": "a parameter name or a non-empty list of parameter names",
+            "x-expected": "a parameter name, a list of names, or a mapping 'name: target' (null: the entry's)",
         },
         "admm": {
             "type": "object",

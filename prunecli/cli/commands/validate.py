@@ -74,6 +74,12 @@ def _dependency_checker() -> Any | None:
     return getattr(module, "check_schedule_dependencies", None)
 
 
+def _has_native(schedule: Any) -> bool:
+    from prunecli.schedule.native import NATIVE_CLASS
+
+    return any(c.class_name == NATIVE_CLASS for c in schedule.components.get("pruners", {}).values())
+
+
 def _model_for(spec: str, *, need_module: bool) -> ModelInfo:
     """Shapes only come from the meta device (no memory, instant) unless the module is needed."""
     if not need_module:
@@ -100,6 +106,10 @@ def check_file(path: str, model: str | ModelInfo | None = None, *, dependencies:
             )
             result.model = info
             result.schedule = resolve_names(schedule, info.shapes)
+            if info.module is not None and _has_native(result.schedule):
+                from prunecli.compression.build import check_native_pruners
+
+                check_native_pruners(result.schedule, info.module, info.example_input)
             if checker is not None and info.module is not None and info.example_input is not None:
                 result.warnings.extend(checker(result.schedule, info.module, info.example_input))
     except NotAScheduleError as exc:
