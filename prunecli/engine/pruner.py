@@ -83,36 +83,43 @@ class EnginePruner(Pruner):
         try:
             self.units = self.target.units(self.weights, model)
         except TargetError as exc:
-            raise EngineError(str(exc)) from None
+            raise EngineError(
+                str(exc), "weights", exc.hint or "list only tensors this target applies to"
+            ) from None
         for unit in self.units:
             try:
                 self.target.check(unit, params)
             except TargetError as exc:
-                raise EngineError(str(exc)) from None
+                hint = exc.hint or "leave this tensor out of weights, or pick a target that fits it"
+                raise EngineError(str(exc), "target", hint) from None
         kinds = self.target.kinds()
         if len(kinds) > 1 and self.allocation.kind == "global":
             raise EngineError(
-                f"allocation global ranks groups of one kind, but the weights mix {', '.join(sorted(kinds))} "
-                "(use allocation uniform, or one entry per target kind)"
+                f"allocation global ranks groups of one kind, but the weights mix {', '.join(sorted(kinds))}",
+                "allocation",
+                "use allocation: uniform, or one pruner entry per target kind",
             )
         if self.metric.channels_only and not self.target.output_channels:
             raise EngineError(
-                f"metric {self.metric.name} scores output channels; target {self.target.kind} does not "
-                "prune output channels (use target filters, rows or coupled)"
+                f"metric {self.metric.name} scores output channels; target {self.target.kind} does not prune them",
+                "metric",
+                "use target: filters, rows or coupled with this metric, or a weight metric such as l1",
             )
         if self.metric.needs_groups and any(self.target.is_elementwise(u) for u in self.units):
             raise EngineError(
-                f"metric {self.metric.name} compares groups; single weights ({self.target.kind}) have no "
-                "group to compare (use target filters, channels, rows, columns, block or heads)"
+                f"metric {self.metric.name} compares groups; single weights ({self.target.kind}) have none",
+                "metric",
+                "use target: filters, channels, rows, columns, block or heads with this metric",
             )
         if self.metric.needs_forward:
-            unreached = unreached_tensors(
-                model, [t for u in self.units for t in u.tensors], self.example_input
-            )
+            names = [t for u in self.units for t in u.tensors]
+            unreached = unreached_tensors(model, names, self.example_input)
             if unreached:
                 raise EngineError(
                     f"metric {self.metric.name} reads activations, but no forward pass reaches "
-                    f"{', '.join(unreached[:3])} (use a weight metric such as l1 for them)"
+                    f"{', '.join(unreached[:3])}",
+                    "metric",
+                    "use a weight metric such as l1 for those tensors, or leave them out of weights",
                 )
         self.params_names = list(dict.fromkeys(t for u in self.units for t in u.tensors))
 
