@@ -193,9 +193,7 @@ def test_taylor_and_movement_accumulate_over_steps() -> None:
         taylor.observe({"w": w})
         movement.observe({"w": w})
     # rows (Linear outputs): |w*g| summed over steps then over the row
-    expected_taylor = [
-        sum(abs(float(w[r, c] * g[r, c])) for g in grads for c in range(2)) for r in range(2)
-    ]
+    expected_taylor = [sum(abs(float(w[r, c] * g[r, c])) for g in grads for c in range(2)) for r in range(2)]
     expected_movement = [-sum(float(w[r, c] * g[r, c]) for g in grads for c in range(2)) for r in range(2)]
     assert _scores(taylor, RowTarget(), w.detach()).tolist() == pytest.approx(expected_taylor)
     assert _scores(movement, RowTarget(), w.detach()).tolist() == pytest.approx(expected_movement)
@@ -295,7 +293,9 @@ def test_agp_matches_distiller_timeline() -> None:
 
     for epoch in range(0, 9, 2):
         agp = AGP(initial=0.05)
-        assert agp.level(agp.progress(_meta(epoch)), 0.7) == pytest.approx(agp_target(0.05, 0.7, epoch, 0, 9, 2))
+        assert agp.level(agp.progress(_meta(epoch)), 0.7) == pytest.approx(
+            agp_target(0.05, 0.7, epoch, 0, 9, 2)
+        )
 
 
 # --------------------------------------------------------------------------------------- objectives
