@@ -24,7 +24,6 @@ from prunecli.engine.schedules import AGP, Exponential, Linear, OneShot
 from prunecli.engine.targets import (
     BlockTarget,
     ChannelTarget,
-    ElementTarget,
     FilterTarget,
     HeadTarget,
     KernelTarget,
