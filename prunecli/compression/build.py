@@ -7,7 +7,6 @@ declaration order and LR policies after all others. Every problem is reported at
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,6 +28,7 @@ from prunecli.pruners import PRUNERS, RankedStructurePruner
 from prunecli.pruners.agp import AgpMixin, agp_span
 from prunecli.pruners.criteria import structure_norms
 from prunecli.regularizers import REGULARIZERS
+from prunecli.schedule.catalog import lookup
 from prunecli.schedule.model import Component, Policy, Schedule
 from prunecli.schedule.native import NATIVE_CLASS
 
@@ -38,25 +38,14 @@ EXTENSIONS: dict[str, type] = {
     "FilterRemover": ThinningPolicy,
     "ChannelRemover": ThinningPolicy,
 }
-EXTENSION_ARGS: dict[str, bool] = {"thinning_func_str": True, "arch": False, "dataset": False}
-
-_INJECTED = {"self", "name", "model", "optimizer", "last_epoch", "verbose"}
 
 
-def accepted_args(cls: type) -> tuple[set[str], set[str]]:
-    """(all accepted YAML keys, required keys) of a component class, from its constructor."""
-    accepted: set[str] = set()
-    required: set[str] = set()
-    for pname, param in inspect.signature(cls.__init__).parameters.items():
-        if pname in _INJECTED or param.kind in (param.VAR_POSITIONAL,):
-            continue
-        if param.kind == param.VAR_KEYWORD:
-            accepted |= set(getattr(cls, "agp_extra_args", ()))
-            continue
-        accepted.add(pname)
-        if param.default is inspect.Parameter.empty:
-            required.add(pname)
-    return accepted, required
+def catalog_args(class_name: str) -> tuple[set[str], set[str]]:
+    """(accepted YAML keys, required keys) of a class, from its one declaration in the catalog."""
+    spec = lookup(class_name)
+    if spec is None:
+        return set(), set()
+    return set(spec.schema.get("properties", {})), set(spec.schema.get("required", []))
 
 
 def _check_args(comp: Component, accepted: set[str], required: set[str], problems: ProblemCollector) -> bool:
@@ -138,7 +127,7 @@ def _build_component(
             f"use one of: {', '.join(sorted(registry))}",
         )
         return None
-    accepted, required = accepted_args(cls)
+    accepted, required = catalog_args(comp.class_name)
     if not _check_args(comp, accepted, required, problems):
         return None
     try:
@@ -196,7 +185,7 @@ def _build_lr_scheduler(comp: Component, optimizer: Any, problems: ProblemCollec
             f"use one of: {', '.join(sorted(LR_SCHEDULERS))}",
         )
         return None
-    accepted, required = accepted_args(cls)
+    accepted, required = catalog_args(comp.class_name)
     if not _check_args(comp, accepted, required, problems):
         return None
     if optimizer is None:
@@ -219,8 +208,7 @@ def _build_extension(comp: Component, example_input: Any, problems: ProblemColle
             f"use one of: {', '.join(sorted(EXTENSIONS))}",
         )
         return None
-    accepted = set(EXTENSION_ARGS)
-    required = {k for k, needed in EXTENSION_ARGS.items() if needed}
+    accepted, required = catalog_args(comp.class_name)
     if not _check_args(comp, accepted, required, problems):
         return None
     if example_input is None:

@@ -216,10 +216,7 @@ def _pruners() -> list[ClassSpec]:
         ClassSpec(
             "StructureParameterPruner",
             "pruners",
-            obj(
-                {"reg_regims": regims(THRESHOLD_GROUP_TYPES, "threshold")},
-                {"threshold_criteria": THRESHOLD_CRITERIA},
-            ),
+            obj({"reg_regims": regims(THRESHOLD_GROUP_TYPES, "threshold"), "threshold_criteria": THRESHOLD_CRITERIA}),
             name_dict_args=("reg_regims",),
         ),
         ClassSpec(
