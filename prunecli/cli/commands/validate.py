@@ -84,15 +84,21 @@ def _model_for(spec: str, *, need_module: bool) -> ModelInfo:
     return load_model_info(spec)
 
 
-def check_file(path: str, model: str | ModelInfo | None = None, *, dependencies: bool = True) -> CheckResult:
-    """Load, validate and (with a model) name-check one schedule; never raises for bad input."""
+def check_file(
+    path: str, model: str | ModelInfo | None = None, *, dependencies: bool = True, strict: bool = False
+) -> CheckResult:
+    """Load, validate and (with a model) name-check one schedule; never raises for bad input.
+
+    With ``strict`` a key given twice in the YAML is an error; otherwise it is a warning.
+    """
     from prunecli.schedule import NotAScheduleError, load_schedule
     from prunecli.schedule.names import resolve_names
 
     result = CheckResult(path)
     try:
-        schedule = load_schedule(path)
+        schedule = load_schedule(path, strict=strict)
         result.schedule = schedule
+        result.warnings.extend(schedule.warnings)
         if model is not None:
             checker = _dependency_checker() if dependencies else None
             info = (
@@ -167,7 +173,11 @@ def _print_ok(result: CheckResult) -> None:
 @click.command("validate")
 @click.argument("schedule", type=click.Path(dir_okay=False))
 @click.option("--model", "model_spec", metavar="MODEL", help="Also match parameter names against this model.")
-@click.option("--strict", is_flag=True, help="Treat warnings (e.g. residual-dependency findings) as errors.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Treat warnings (duplicate YAML keys, residual-dependency findings) as errors.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_context
 def command(ctx: click.Context, schedule: str, model_spec: str | None, strict: bool, as_json: bool) -> None:
@@ -176,7 +186,7 @@ def command(ctx: click.Context, schedule: str, model_spec: str | None, strict: b
     Exit 0 when valid, 2 when not (every problem is listed with file:line:column). Files that are
     Distiller YAML but not schedules (activation statistics, AMC network lists) are named as such.
     """
-    result = check_file(schedule, model_spec)
+    result = check_file(schedule, model_spec, strict=strict)
     failed = not result.valid or (strict and bool(result.warnings))
     if as_json:
         doc = result_dict(result)
