@@ -111,7 +111,8 @@ def command(
         "params_after": _param_count(model),
         "macs_before": macs_before,
         "macs_after": total_macs(model, example),
-        "verified": not no_verify,
+        "verified": not no_verify and _status(recipe) == "verified",
+        "verification": recipe.checks[-1] if recipe.checks else None,
         "seconds": round(seconds, 3),
     }
     if as_json:
@@ -122,9 +123,15 @@ def command(
     console.print(
         f"Removed {summary['removed_channels']} channels in {summary['tensors_changed']} tensors: "
         f"params {params_before:,} -> {summary['params_after']:,}, "
-        f"MACs {macs_before:,} -> {summary['macs_after']:,}" + (" (output verified)" if not no_verify else "")
+        f"MACs {macs_before:,} -> {summary['macs_after']:,}"
     )
+    if recipe.checks:
+        console.print(f"Check: {recipe.checks[-1]['summary']}")
     console.print(f"Wrote {out}")
+
+
+def _status(recipe) -> str | None:
+    return recipe.checks[-1]["status"] if recipe.checks else None
 
 
 def _input_shape(data: dict, model_spec: str | None, text: str | None, path: Path) -> tuple[int, ...]:
