@@ -95,6 +95,12 @@ class ThinSummary:
     macs_before: int
     macs_after: int
     seconds: float
+    verification: dict[str, Any] | None = None  # the last entry of the recipe's ``checks``
+
+    @property
+    def verified(self) -> bool:
+        """The thinned model was compared with the masked one and matched."""
+        return self.options.verify and (self.verification or {}).get("status") == "verified"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -107,7 +113,8 @@ class ThinSummary:
             "params_after": self.params_after,
             "macs_before": self.macs_before,
             "macs_after": self.macs_after,
-            "verified": self.options.verify,
+            "verified": self.verified,
+            "verification": self.verification,
             "seconds": round(self.seconds, 3),
         }
 
@@ -151,6 +158,7 @@ def thin(
         macs_before=macs_before,
         macs_after=total_macs(net, example),
         seconds=seconds,
+        verification=step.checks[-1] if step.checks else None,
     )
 
 

@@ -118,8 +118,12 @@ class CheckResult:
         return doc
 
 
-def check_file(path: str, model: str | ModelInfo | None = None, *, dependencies: bool = True) -> CheckResult:
+def check_file(
+    path: str, model: str | ModelInfo | None = None, *, dependencies: bool = True, strict: bool = False
+) -> CheckResult:
     """Load, validate and (with a model) name-check one schedule; never raises for bad input.
+
+    With ``strict`` a key given twice in the YAML is an error; otherwise it is a warning.
 
     ``dependencies``: with a model, also look for coupled tensors (residual adds, concatenations)
     pruned without a Leader group; that builds the model for real and traces it.
@@ -129,8 +133,9 @@ def check_file(path: str, model: str | ModelInfo | None = None, *, dependencies:
 
     result = CheckResult(path)
     try:
-        schedule = load_schedule(path)
+        schedule = load_schedule(path, strict=strict)
         result.schedule = schedule
+        result.warnings.extend(schedule.warnings)
         if model is not None:
             info = model if isinstance(model, ModelInfo) else _model_for(model, need_module=dependencies)
             result.model = info

@@ -58,11 +58,13 @@ class RankedStructurePruner(Pruner):
     def fraction_to_prune(self, param_name: str, meta: dict) -> float:
         return self.desired_sparsity
 
-    def set_param_mask(self, param, param_name, maskers, meta) -> None:
+    def set_param_mask(self, param, param_name, maskers, meta=None) -> None:
         if param_name not in self.params_names:
             return
         target = self.fraction_to_prune(param_name, meta)
-        self.prune_to_target_sparsity(param, param_name, maskers, target, meta.get("model", self.model))
+        self.prune_to_target_sparsity(
+            param, param_name, maskers, target, (meta or {}).get("model", self.model)
+        )
 
     def prune_to_target_sparsity(self, param, param_name, maskers, target: float, model) -> None:
         if param_name not in self.params_names or target == 0:

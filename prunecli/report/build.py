@@ -323,7 +323,17 @@ def assemble_report(inputs: ReportInputs, options: ReportOptions | None = None) 
         "compute": _compute_rows(dense_layers, comp_layers),
         "history": inputs.history,
         "schedule": {"text": inputs.schedule_text, "agp": _agp_curves(inputs.schedule_text)},
+        "thinning": _thinning(inputs.payload),
     }
+
+
+def _thinning(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """The checkpoint's thinning recipe in figures: channels removed and each verification's result."""
+    recipe = payload.get("recipe")
+    if not isinstance(recipe, dict):
+        return None
+    checks = [c for c in recipe.get("checks", []) if isinstance(c, dict)]
+    return {"removed_channels": int(recipe.get("removed_channels", 0)), "checks": checks}
 
 
 def _version() -> str:

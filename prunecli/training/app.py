@@ -102,7 +102,7 @@ class _Run:
                 hint="pass --model/--dataset, set them in the config file, or name them in the "
                 "schedule's thinning extension (arch:, dataset:)",
             )
-        self.schedule = load_schedule(cfg.schedule) if cfg.schedule else None
+        self.schedule = load_schedule(cfg.schedule, strict=cfg.strict) if cfg.schedule else None
         self.device = resolve_device(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -317,7 +317,8 @@ class _Run:
         epochs = self._epochs()
         first_prune = first_pruning_epoch(self.schedule) if self.schedule is not None else None
         if self.schedule is not None:
-            for message in unreachable_policies(self.schedule, epochs):
+            notes = [w.render() for w in self.schedule.warnings]
+            for message in [*notes, *unreachable_policies(self.schedule, epochs)]:
                 self.warnings.append(message)
                 self.reporter.warn(message)
                 log.warning(message)

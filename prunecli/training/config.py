@@ -61,6 +61,7 @@ class RunConfig:
     compact: bool = True
     deterministic: bool = False
     quiet: bool = False
+    strict: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

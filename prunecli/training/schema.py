@@ -64,6 +64,10 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "compact": {"type": "boolean", "description": "thin the final model into compact.pt"},
         "deterministic": {"type": "boolean"},
         "quiet": {"type": "boolean"},
+        "strict": {
+            "type": "boolean",
+            "description": "refuse a schedule with a key given twice (default: warn, the last value wins)",
+        },
     },
 }
 

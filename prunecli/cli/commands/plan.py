@@ -82,6 +82,7 @@ def _instances(schedule: Any) -> dict[str, list[str]]:
     help="Plan this many epochs (default: up to the last pruning epoch).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--strict", is_flag=True, help="Refuse a schedule with a key given twice (default: warn).")
 @click.option(
     "--plot",
     "plot_file",
@@ -95,6 +96,7 @@ def command(
     model_spec: str | None,
     epochs: int | None,
     as_json: bool,
+    strict: bool,
     plot_file: Path | None,
 ) -> None:
     """Show, epoch by epoch, the policies of SCHEDULE in the order Distiller runs them.
@@ -104,7 +106,7 @@ def command(
     """
     from prunecli.schedule.timeline import plan
 
-    result = check_file(schedule, model_spec, dependencies=False)
+    result = check_file(schedule, model_spec, dependencies=False, strict=strict)
     if result.error is not None:
         if as_json:
             doc = {"file": schedule, "valid": False, "error": result.error.message}
@@ -112,6 +114,8 @@ def command(
             click.echo(json.dumps(doc, indent=2))
             ctx.exit(EXIT_INVALID)
         raise result.error
+    for warning in result.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(warning.render())}", highlight=False)
     epoch_plans = plan(result.schedule, epochs)
     if plot_file is not None:
         _plot(epoch_plans, plot_file)

@@ -72,6 +72,7 @@ def command(
         f"Removed {summary.removed_channels} channels in {summary.tensors_changed} tensors: "
         f"params {summary.params_before:,} -> {summary.params_after:,}, "
         f"MACs {summary.macs_before:,} -> {summary.macs_after:,}"
-        + (" (output verified)" if not no_verify else "")
     )
+    if summary.verification:
+        console.print(f"Check: {summary.verification['summary']}")
     console.print(f"Wrote {summary.output}")

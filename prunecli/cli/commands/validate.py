@@ -33,7 +33,11 @@ def _print_ok(result: CheckResult) -> None:
 @click.command("validate")
 @click.argument("schedule", type=click.Path(dir_okay=False))
 @click.option("--model", "model_spec", metavar="MODEL", help="Also match parameter names against this model.")
-@click.option("--strict", is_flag=True, help="Treat warnings (e.g. residual-dependency findings) as errors.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Treat warnings (duplicate YAML keys, residual-dependency findings) as errors.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_context
 def command(ctx: click.Context, schedule: str, model_spec: str | None, strict: bool, as_json: bool) -> None:
@@ -42,7 +46,7 @@ def command(ctx: click.Context, schedule: str, model_spec: str | None, strict: b
     Exit 0 when valid, 2 when not (every problem is listed with file:line:column). Files that are
     Distiller YAML but not schedules (activation statistics, AMC network lists) are named as such.
     """
-    result = check_file(schedule, model_spec)
+    result = check_file(schedule, model_spec, strict=strict)
     failed = not result.valid or (strict and bool(result.warnings))
     if as_json:
         doc = result.to_dict()
