@@ -36,6 +36,7 @@ def build_compression(
     auto_dependency: bool = False,
     dependency_graph: Any = None,
     steps_per_epoch: int | None = None,
+    round_to: int = 1,
 ) -> CompressionScheduler:
     """The compression scheduler of ``schedule`` (a loaded one, or a YAML path) for ``model``.
 
@@ -57,6 +58,7 @@ def build_compression(
         auto_dependency=auto_dependency,
         dependency_graph=dependency_graph,
         steps_per_epoch=steps_per_epoch,
+        round_to=round_to,
     )
 
 

@@ -271,8 +271,17 @@ def build_scheduler(
     auto_dependency: bool = False,
     dependency_graph: Any = None,
     steps_per_epoch: int | None = None,
+    round_to: int = 1,
 ) -> CompressionScheduler:
-    """Build every component and policy of ``schedule`` for ``model``; ScheduleError lists all problems."""
+    """Build every component and policy of ``schedule`` for ``model``; ScheduleError lists all problems.
+
+    ``round_to`` (with ``auto_dependency``) rounds every coupled group's kept channel count up to a
+    multiple of it, for pruners that set no ``round_to`` of their own.
+    """
+    if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
+        raise ScheduleError(
+            f"round_to must be an integer >= 1, got {round_to!r}", hint="pass --round-to 1 (off) or more"
+        )
     error = _quantizer_error(schedule)
     if error is not None:
         raise error
@@ -301,6 +310,7 @@ def build_scheduler(
                 model,
                 example_input,
                 dependency_graph,
+                round_to,
             )
         except ValueError as exc:
             problems.add(str(exc), None, "check the model can be traced, or run without auto_dependency")

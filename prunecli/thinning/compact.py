@@ -36,11 +36,14 @@ class ThinOptions:
     ``mode``: remove zero filters, zero channels, or both. ``rule``: ``"exact"`` keeps the function;
     ``"distiller"`` also removes zero filters whose bias/BatchNorm shift is non-zero (zeroing the
     shift first), as Distiller does. ``verify``: compare outputs before and after on the example input.
+    ``round_to`` > 1: keep back the highest-ranked removable channels of each group so every kept
+    channel count is a multiple of it.
     """
 
     mode: Literal["both", "filters", "channels"] = "both"
     rule: Literal["exact", "distiller"] = "exact"
     verify: bool = True
+    round_to: int = 1
 
     def thin_model_kwargs(self) -> dict[str, Any]:
         return asdict(self)

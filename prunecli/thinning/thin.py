@@ -28,6 +28,7 @@ def thin_model(
     verify: bool = True,
     graph: DependencyGraph | None = None,
     rule: str = "exact",
+    round_to: int = 1,
 ) -> ThinningRecipe:
     """Physically remove channels that do not affect the output; returns what was done.
 
@@ -36,15 +37,18 @@ def thin_model(
     must match the masked model's; otherwise every change (masking included) is undone and a
     :class:`ThinningError` names the first diverging layer. ``rule="distiller"`` also removes zero
     filters whose bias or BatchNorm shift is non-zero (Distiller's behaviour); those shifts are
-    zeroed first, and the output is verified against that model.
+    zeroed first, and the output is verified against that model. ``round_to`` > 1 keeps back the
+    highest-ranked removable channels of each group so its kept count is a multiple of ``round_to``.
     """
+    if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
+        raise ThinningError(f"round_to must be an integer >= 1, got {round_to!r}", hint="pass --round-to 1 or more")
     inputs = _as_tuple(example_input)
     undo = UndoLog()
     try:
         _apply_masks(model, masks, undo)
         if graph is None:
             graph = build_dependency_graph(model, inputs)
-        plan = plan_removal(model, graph, mode, rule)
+        plan = plan_removal(model, graph, mode, rule, round_to)
         if not plan.keep:
             return ThinningRecipe()
         if rule == "distiller":

@@ -129,6 +129,7 @@ class _Run:
             self.optimizer,
             example_input=self.example_input,
             auto_dependency=self.config.auto_dependency,
+            round_to=self.config.round_to,
             steps_per_epoch=self.steps_per_epoch,
         )
 

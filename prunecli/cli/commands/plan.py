@@ -68,6 +68,27 @@ def _instances(schedule: Any) -> dict[str, list[str]]:
     return out
 
 
+def _rounding(schedule: Any, shapes: dict[str, tuple[int, ...]], epoch_plans: list[Any]) -> list[dict]:
+    """Kept filter/channel counts, requested and after ``round_to``, at each rounding pruner's final target."""
+    from prunecli.pruners.criteria import kept_count
+    from prunecli.pruners.ranked import ROUNDED_DIMS
+
+    rows = []
+    for name, comp in schedule.components.get("pruners", {}).items():
+        round_to, dim = comp.args.get("round_to"), ROUNDED_DIMS.get(comp.args.get("group_type"))
+        targets = [e.target for ep in epoch_plans for e in ep.entries if e.instance == name and e.target]
+        if not isinstance(round_to, int) or round_to <= 1 or dim is None or not targets:
+            continue
+        layers = []
+        for tensor in comp.args.get("weights") or []:
+            if tensor in shapes and len(shapes[tensor]) > dim:
+                width = shapes[tensor][dim]
+                requested, kept = kept_count(width, max(targets), round_to)
+                layers.append({"tensor": tensor, "width": width, "requested_kept": requested, "kept": kept})
+        rows.append({"instance": f"pruners.{name}", "round_to": round_to, "target": max(targets), "layers": layers})
+    return rows
+
+
 @click.command("plan")
 @click.argument("schedule", type=click.Path(dir_okay=False))
 @click.option(
@@ -120,6 +141,7 @@ def command(
     if plot_file is not None:
         _plot(epoch_plans, plot_file)
     instances = _instances(result.schedule)
+    rounding = _rounding(result.schedule, result.model.shapes, epoch_plans) if result.model else []
     if as_json:
         doc = {
             "file": schedule,
@@ -128,6 +150,7 @@ def command(
             "epochs": len(epoch_plans),
             "instances": instances,
             "plan": [ep.to_dict() for ep in epoch_plans],
+            "rounding": rounding,
         }
         click.echo(json.dumps(doc, indent=2))
         return
@@ -139,5 +162,19 @@ def command(
         console.print(f"[bold]Parameters per instance[/] (model {escape(model_spec)}):", highlight=False)
         for name, names in instances.items():
             console.print(escape(f"  {name}: " + (", ".join(names) or "-")), highlight=False)
+    for row in rounding:
+        console.print(
+            f"[bold]Channel rounding[/] {escape(row['instance'])} (round_to {row['round_to']}, "
+            f"at target {row['target']:.4f}):",
+            highlight=False,
+        )
+        for layer in row["layers"]:
+            console.print(
+                escape(
+                    f"  {layer['tensor']}: keeps {layer['kept']} of {layer['width']} "
+                    f"(requested {layer['requested_kept']})"
+                ),
+                highlight=False,
+            )
     if plot_file is not None:
         err_console.print(escape(f"plan plot written to {plot_file}"), highlight=False)

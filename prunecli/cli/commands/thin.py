@@ -40,6 +40,13 @@ from .deps import parse_input_shape
     show_default=True,
     help="exact: keep the function; distiller: also drop zero filters whose bias/BatchNorm shift is non-zero.",
 )
+@click.option(
+    "--round-to",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Keep back removable channels so every kept channel count is a multiple of N (e.g. 8).",
+)
 @click.option("--no-verify", is_flag=True, help="Skip the output comparison (not recommended).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def command(
@@ -49,6 +56,7 @@ def command(
     model_spec: str | None,
     input_shape: str | None,
     rule: str,
+    round_to: int,
     no_verify: bool,
     as_json: bool,
 ) -> None:
@@ -59,7 +67,7 @@ def command(
     """
     from prunecli.api import ThinOptions, thin
 
-    options = ThinOptions(mode=mode, rule=rule, verify=not no_verify)  # type: ignore[arg-type]
+    options = ThinOptions(mode=mode, rule=rule, verify=not no_verify, round_to=round_to)  # type: ignore[arg-type]
     summary = thin(
         checkpoint, output, model=model_spec, input_shape=parse_input_shape(input_shape), options=options
     )
