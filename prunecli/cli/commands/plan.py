@@ -13,8 +13,9 @@ from rich.table import Table
 
 from prunecli.cli.console import console, err_console
 from prunecli.errors import PruneCliError
+from prunecli.validation import check_file, problem_dict
 
-from .validate import EXIT_INVALID, check_file, problem_dict
+from .validate import EXIT_INVALID
 
 
 def _plot(epoch_plans: list[Any], path: Path) -> None:
