@@ -218,3 +218,32 @@ policies:
     assert [(r["width"], r["requested_kept"], r["kept"]) for r in row["layers"]] == [(16, 5, 8), (32, 10, 16)]
     text = CliRunner().invoke(cli, ["plan", str(path), "--model", "resnet20_cifar"])
     assert "layer1.0.conv1.weight: keeps 8 of 16 (requested 5)" in text.output
+
+
+def test_report_lists_each_rounding_pruners_kept_counts():
+    from prunecli.report.build import ReportInputs, ReportOptions, assemble_report
+
+    def net(a: int, b: int) -> nn.Module:
+        return nn.Sequential(nn.Conv2d(1, a, 3), nn.ReLU(), nn.Conv2d(a, b, 3), nn.Flatten(1))
+
+    schedule = """version: 1
+pruners:
+  p:
+    class: L1RankedStructureParameterPruner
+    group_type: Filters
+    desired_sparsity: 0.5
+    weights: [module.0.weight, module.2.weight]
+    round_to: 8
+policies:
+  - pruner: {instance_name: p}
+    epochs: [0]
+"""
+    inputs = ReportInputs(
+        model=net(8, 12), dense=net(16, 24), input_shape=(1, 8, 8), source_kind="inputs", schedule_text=schedule
+    )
+    (row,) = assemble_report(inputs, ReportOptions(latency=False))["channel_rounding"]
+    assert row["instance"] == "pruners.p" and row["round_to"] == 8
+    assert [(r["tensor"], r["width"], r["kept"], r["multiple"]) for r in row["layers"]] == [
+        ("0.weight", 16, 8, True),
+        ("2.weight", 24, 12, False),
+    ]
