@@ -30,6 +30,8 @@ from prunecli.pruners.agp import AgpMixin, agp_span
 from prunecli.pruners.criteria import structure_norms
 from prunecli.regularizers import REGULARIZERS
 from prunecli.schedule.model import Component, Policy, Schedule
+from prunecli.schedule.names import WILDCARD
+from prunecli.schedule.vocabulary import parameter_names
 
 #: extension class name -> how it is built; Distiller aliases FilterRemover/ChannelRemover to StructureRemover
 EXTENSIONS: dict[str, type] = {
@@ -77,14 +79,11 @@ def _check_args(comp: Component, accepted: set[str], required: set[str], problem
     return ok
 
 
-def _param_names_of(obj: Any) -> list[str]:
+def _param_names_of(obj: Any, comp: Component) -> list[str]:
     names = getattr(obj, "params_names", None)
     if names is not None:
         return list(names)
-    for table in ("levels", "thresholds", "sensitivities"):
-        if isinstance(getattr(obj, table, None), Mapping):
-            return [n for n in getattr(obj, table) if n != "*"]
-    return []
+    return [n for n in parameter_names(comp) if n != WILDCARD]
 
 
 def _build_component(
@@ -112,7 +111,7 @@ def _build_component(
             f"{comp.class_name} ({comp.instance}): {exc}", comp.location, "fix this component's arguments"
         )
         return None
-    unknown = [n for n in _param_names_of(obj) if n not in param_names]
+    unknown = [n for n in _param_names_of(obj, comp) if n not in param_names]
     if unknown:
         problems.add(
             f"{comp.instance} names parameters the model does not have: {', '.join(unknown[:5])}",

@@ -17,13 +17,7 @@ from torch import nn
 
 from prunecli.pruners.criteria import lowest_k_map, num_structs_to_prune, round_prune_count, slice_norms
 from prunecli.pruners.ranked import RankedStructurePruner
-
-#: pruner group type -> (member role, dimension of a weight that carries the channel)
-COUPLED_GROUP_TYPES: dict[str, tuple[str, int]] = {
-    "Filters": ("out", 0),
-    "3D": ("out", 0),
-    "Channels": ("in", 1),
-}
+from prunecli.schedule.vocabulary import channel_group_types
 
 
 class Coupler:
@@ -147,10 +141,11 @@ def couple_pruners(
     ``round_to`` rounds every coupled group's kept count up to a multiple of it, for pruners that do
     not set their own ``round_to``.
     """
+    kinds = channel_group_types()
     targets = [
         p
         for p in pruners
-        if isinstance(p, RankedStructurePruner) and p.group_type in COUPLED_GROUP_TYPES and p.coupling is None
+        if isinstance(p, RankedStructurePruner) and p.group_type in kinds and p.coupling is None
     ]
     if not targets:
         return
@@ -159,7 +154,7 @@ def couple_pruners(
             "auto_dependency needs example_input (or a dependency_graph) to find coupled channels"
         )
     for pruner in targets:
-        role, dim = COUPLED_GROUP_TYPES[pruner.group_type]
+        role, dim = kinds[pruner.group_type].role, kinds[pruner.group_type].dim
         rounding = pruner.round_to if pruner.round_to > 1 else round_to
         coupler = Coupler(model, graph, example_input, role, dim, getattr(pruner, "p", 1), rounding)
         graph = coupler._graph()

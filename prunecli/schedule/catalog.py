@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .vocabulary import THINNING_FUNCTIONS
+
 # ---------------------------------------------------------------------------- schema pieces
 
 SPARSITY: dict[str, Any] = {
@@ -299,7 +301,7 @@ def _regularizers() -> list[ClassSpec]:
     ]
 
 
-THINNING_FUNCS = ("remove_filters", "remove_channels", "contract_model")
+THINNING_FUNCS = tuple(THINNING_FUNCTIONS)
 
 
 def _extensions() -> list[ClassSpec]:

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from prunecli.cli.console import console, err_console
 from prunecli.errors import PruneCliError
+from prunecli.schedule.vocabulary import parameter_names
 from prunecli.validation import check_file, problem_dict
 
 from .validate import EXIT_INVALID
@@ -58,13 +59,7 @@ def _instances(schedule: Any) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for section in ("pruners", "regularizers"):
         for name, comp in schedule.components.get(section, {}).items():
-            names = comp.args.get("weights")
-            if not isinstance(names, list):
-                for arg in ("levels", "thresholds", "sensitivities", "reg_regims"):
-                    if isinstance(comp.args.get(arg), dict):
-                        names = [str(k) for k in comp.args[arg]]
-                        break
-            out[f"{section}.{name}"] = list(names or [])
+            out[f"{section}.{name}"] = parameter_names(comp)
     return out
 
 
