@@ -18,7 +18,7 @@ from prunecli.engine.allocation import ALLOCATIONS, build_allocation
 from prunecli.engine.metrics import METRICS, build_metric
 from prunecli.engine.objectives import OBJECTIVES, build_objective
 from prunecli.engine.pruner import Admm, EngineError, EnginePruner
-from prunecli.engine.registry import Registry, RegistryError, is_user_code
+from prunecli.engine.registry import Registry, RegistryError, is_user_code, load_user_code
 from prunecli.engine.schedules import SCHEDULES, build_schedule
 from prunecli.engine.targets import TARGETS, MixedTarget, Target, TargetError, build_target
 from prunecli.schedule.native import as_mapping, final_fraction, resolved_axes
@@ -76,8 +76,12 @@ def _build_axis(axis: str, spec: Mapping[str, Any], example_input: Any = None) -
         raise AxisProblem((axis,), f"{axis} {kind}: {exc}", f"fix the options of {axis} {kind}") from None
 
 
-def axis_problems(args: Mapping[str, Any]) -> list[AxisProblem]:
-    """Everything wrong with a native entry that can be known without the model."""
+def axis_problems(args: Mapping[str, Any], *, load_user_code: bool = False) -> list[AxisProblem]:
+    """Everything wrong with a native entry that can be known without the model.
+
+    Without ``load_user_code`` (the schedule loader) no user code is imported: ``module:function``
+    kinds, and names the entry's ``plugins`` may register, are checked when the pruner is built.
+    """
     problems: list[AxisProblem] = []
     axes = resolved_axes(args)
     for axis in ("target", "metric"):
@@ -91,6 +95,10 @@ def axis_problems(args: Mapping[str, Any]) -> list[AxisProblem]:
             continue
         if axis == "target" and spec.get("kind") == "coupled":
             continue  # needs the model; checked when built
+        kind = str(spec.get("kind", ""))
+        deferred = is_user_code(kind) or (args.get("plugins") and kind not in REGISTRIES[axis])
+        if deferred and not load_user_code:
+            continue
         try:
             built[axis] = _build_axis(axis, spec)
         except AxisProblem as problem:
@@ -124,8 +132,17 @@ def axis_problems(args: Mapping[str, Any]) -> list[AxisProblem]:
 def build_engine_pruner(
     name: str, args: Mapping[str, Any], model: nn.Module, example_input: Any = None
 ) -> EnginePruner:
-    """The runtime pruner of a native entry; AxisProblem or EngineError when it cannot apply."""
-    problems = axis_problems(args)
+    """The runtime pruner of a native entry; AxisProblem or EngineError when it cannot apply.
+
+    ``plugins`` (``package.module:function`` names) are called first, with no arguments, so user
+    code can register metrics, targets or custom layers before the entry's names are looked up.
+    """
+    for plugin in args.get("plugins") or ():
+        try:
+            load_user_code(plugin)()
+        except RegistryError as exc:
+            raise AxisProblem(("plugins",), exc.message, exc.hint) from None
+    problems = axis_problems(args, load_user_code=True)
     if problems:
         raise problems[0]
     axes = resolved_axes(args)

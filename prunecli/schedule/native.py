@@ -108,7 +108,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 NATIVE_CLASS = "Pruner"
 AXES = ("target", "metric", "allocation", "schedule", "objective")
 #: keys that make a ``pruners:`` entry without ``class:`` a native one
-NATIVE_KEYS = (*AXES, "preset", "sparsity", "admm")
+NATIVE_KEYS = (*AXES, "preset", "sparsity", "admm", "plugins")
 DEFAULTS: dict[str, dict[str, Any]] = {
     "allocation": {"kind": "uniform"},
     "schedule": {"kind": "oneshot"},
@@ -157,6 +157,11 @@ SCHEMA: dict[str, Any] = {
                 },
             ],
             "x-expected": "a parameter name, a list of names, or a mapping 'name: target' (null: the entry's)",
+        },
+        "plugins": {
+            "type": "array",
+            "items": {"type": "string", "pattern": r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"},
+            "x-expected": "a list of 'package.module:function' names",
         },
         "admm": {
             "type": "object",
