@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from test_thinning_fixtures import build
@@ -197,3 +199,100 @@ def test_norms_that_cannot_be_sliced_are_refused_by_name(model, shape, words):
     for word in words:
         assert word in info.value.message
     assert "prune_normalized" in info.value.hint
+
+
+VIT_SCHEDULE = """\
+version: 1
+pruners:
+  embedding:  # the patch embedding's filters, and with them every tensor of the embedding's groups
+    class: L1RankedStructureParameterPruner
+    group_type: Filters
+    desired_sparsity: 0.5
+    prune_normalized: true
+    weights: [conv_proj.weight]
+  mlp_hidden:
+    class: L1RankedStructureParameterPruner
+    group_type: Channels
+    desired_sparsity: 0.5
+    prune_normalized: true
+    weights: [encoder.layers.encoder_layer_0.mlp.3.weight, encoder.layers.encoder_layer_1.mlp.3.weight]
+policies:
+  - pruner: {instance_name: embedding}
+    epochs: [0]
+  - pruner: {instance_name: mlp_hidden}
+    epochs: [0]
+"""
+
+
+VIT_FACTORY = """\
+from torchvision.models.vision_transformer import VisionTransformer
+
+
+def small_vit(num_classes=4):
+    return VisionTransformer(
+        image_size=8, patch_size=2, num_layers=2, num_heads=4, hidden_dim=32, mlp_dim=64,
+        num_classes=num_classes,
+    )
+
+
+small_vit.input_shape = (3, 8, 8)
+"""
+
+
+def test_a_schedule_prunes_a_vit_to_about_a_quarter_and_the_compact_model_reloads(tmp_path):
+    pytest.importorskip("torchvision")
+    from prunecli.checkpoint import load_checkpoint, load_model
+    from prunecli.training import run_training
+    from prunecli.training.config import merge_config
+
+    schedule = tmp_path / "vit.yaml"
+    schedule.write_text(VIT_SCHEDULE)
+    factory = tmp_path / "small_vit.py"
+    factory.write_text(VIT_FACTORY)
+    config = merge_config(
+        {
+            "schedule": str(schedule),
+            "model": f"{factory}:small_vit",
+            "dataset": "fake",
+            "dataset_options": {"size": 32, "image_size": [3, 8, 8], "num_classes": 4},
+            "epochs": 1, "batch_size": 16, "lr": 0.01, "max_eval_batches": 1,
+            "out_dir": str(tmp_path / "run"), "device": "cpu", "quiet": True,
+        }
+    )  # fmt: skip
+    run_training(config)
+    dense_params = _vit_params(32, 64, patch=2, tokens=17, classes=4)
+    compact = load_model(tmp_path / "run" / "compact.pt", model=f"{factory}:small_vit?num_classes=4")
+    assert sum(p.numel() for p in compact.parameters()) == _vit_params(16, 32, patch=2, tokens=17, classes=4)
+    assert _vit_params(16, 32, patch=2, tokens=17, classes=4) / dense_params < 0.3
+    assert compact.hidden_dim == 16 and compact.encoder.layers[0].self_attention.num_heads == 2
+    assert compact(torch.randn(2, 3, 8, 8)).shape == (2, 4)
+    checks = load_checkpoint(tmp_path / "run" / "compact.pt")["recipe"]["checks"]
+    assert checks[-1]["status"] == "deviation"
+    assert all(c["relative_error"] is not None for c in checks[-1]["comparisons"])
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["thinning"]["checks"][-1]["status"] == "deviation"
+
+
+def test_a_schedule_asking_for_normalised_channels_of_an_unsliceable_norm_is_refused_before_training():
+    from prunecli.compression import build_scheduler
+    from prunecli.errors import ScheduleError
+    from prunecli.schedule import load_schedule
+
+    text = """\
+version: 1
+pruners:
+  p:
+    class: L1RankedStructureParameterPruner
+    group_type: Channels
+    desired_sparsity: 0.5
+    prune_normalized: true
+    weights: [fc2.weight]
+policies:
+  - pruner: {instance_name: p}
+    epochs: [0]
+"""
+    model = CustomNormNet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ScheduleError) as info:
+        build_scheduler(load_schedule("s.yaml", text=text), model, opt, example_input=torch.randn(2, 3))
+    assert "'norm'" in str(info.value) and "custom norm module" in str(info.value)

@@ -144,6 +144,7 @@ class _Run:
             example_input=self.example_input,
             auto_dependency=self.config.auto_dependency,
             steps_per_epoch=self.steps_per_epoch,
+            prune_normalized=self.config.prune_normalized,
         )
 
     def _epochs(self) -> int:
@@ -383,6 +384,12 @@ class _Run:
             self._write_compact(result)
         self._write_report(result)
 
+    def _prunes_normalized(self) -> bool:
+        """Whether the run asked for channels normalised by LayerNorm/GroupNorm to be pruned."""
+        policies = getattr(self.scheduler, "policy_order", None) or []
+        pruners = [getattr(policy, "pruner", None) for _, policy in policies]
+        return self.config.prune_normalized or any(getattr(p, "prune_normalized", False) for p in pruners)
+
     def _write_compact(self, result: RunResult) -> None:
         import copy
 
@@ -391,7 +398,9 @@ class _Run:
 
         model = copy.deepcopy(self.model).eval()
         masks = {k: v for k, v in (self.scheduler.masks or {}).items() if v is not None}
-        recipe = thin_model(model, self.example_input, masks=masks, verify=True)
+        recipe = thin_model(
+            model, self.example_input, masks=masks, verify=True, prune_normalized=self._prunes_normalized()
+        )
         payload = self.payload(self.metrics[-1]["epoch"] if self.metrics else -1, model=model, full=False)
         self._collect_recipes()
         payload["recipe"] = compose_recipes(self.recipe, recipe)

@@ -58,6 +58,7 @@ class RunConfig:
     runs_dir: str = "runs"
     name: str | None = None
     auto_dependency: bool = False
+    prune_normalized: bool = False
     compact: bool = True
     deterministic: bool = False
     quiet: bool = False

@@ -30,6 +30,7 @@ _DIRECT = (
     "out_dir",
     "name",
     "auto_dependency",
+    "prune_normalized",
     "strict",
 )
 
@@ -61,6 +62,13 @@ _DIRECT = (
 @click.option("-n", "--name", help="Run name used in the default run directory.")
 @click.option(
     "--auto-dependency/--no-auto-dependency", default=None, help="Derive Leader groups automatically."
+)
+@click.option(
+    "--prune-normalized",
+    is_flag=True,
+    default=None,
+    help="With --auto-dependency (implied): also prune channels that LayerNorm/GroupNorm normalise "
+    "(ViT/ConvNeXt embedding width); the compact model then deviates slightly and the deviation is reported.",
 )
 @click.option(
     "--strict", is_flag=True, default=None, help="Refuse a schedule with a key given twice (default: warn)."

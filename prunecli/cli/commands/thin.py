@@ -52,6 +52,11 @@ def _param_count(model) -> int:
     show_default=True,
     help="exact: keep the function; distiller: also drop zero filters whose bias/BatchNorm shift is non-zero.",
 )
+@click.option(
+    "--prune-normalized",
+    is_flag=True,
+    help="Also remove zero channels that LayerNorm/GroupNorm normalise (approximate: the deviation is reported).",
+)
 @click.option("--no-verify", is_flag=True, help="Skip the output comparison (not recommended).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def command(
@@ -61,6 +66,7 @@ def command(
     model_spec: str | None,
     input_shape: str | None,
     rule: str,
+    prune_normalized: bool,
     no_verify: bool,
     as_json: bool,
 ) -> None:
@@ -77,7 +83,15 @@ def command(
     masks = {k: v for k, v in (data.get("masks") or {}).items() if isinstance(v, torch.Tensor)}
     params_before, macs_before = _param_count(model), total_macs(model, example)
     start = time.perf_counter()
-    recipe = thin_model(model, example, mode=mode, masks=masks, verify=not no_verify, rule=rule)
+    recipe = thin_model(
+        model,
+        example,
+        mode=mode,
+        masks=masks,
+        verify=not no_verify,
+        rule=rule,
+        prune_normalized=prune_normalized,
+    )
     seconds = time.perf_counter() - start
     previous = data.get("recipe")
     merged = ThinningRecipe.from_dict(previous).then(recipe) if previous else recipe
@@ -96,6 +110,7 @@ def command(
         "output": str(out),
         "mode": mode,
         "rule": rule,
+        "prune_normalized": prune_normalized,
         "removed_channels": recipe.removed_channels,
         "tensors_changed": len(recipe.tensors),
         "params_before": params_before,
