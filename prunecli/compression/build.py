@@ -30,6 +30,8 @@ from prunecli.pruners.agp import AgpMixin, agp_span
 from prunecli.pruners.criteria import structure_norms
 from prunecli.regularizers import REGULARIZERS
 from prunecli.schedule.model import Component, Policy, Schedule
+from prunecli.schedule.names import WILDCARD
+from prunecli.schedule.vocabulary import parameter_names
 
 #: extension class name -> how it is built; Distiller aliases FilterRemover/ChannelRemover to StructureRemover
 EXTENSIONS: dict[str, type] = {
@@ -81,14 +83,11 @@ def _check_args(comp: Component, accepted: set[str], required: set[str], problem
     return ok
 
 
-def _param_names_of(obj: Any) -> list[str]:
+def _param_names_of(obj: Any, comp: Component) -> list[str]:
     names = getattr(obj, "params_names", None)
     if names is not None:
         return list(names)
-    for table in ("levels", "thresholds", "sensitivities"):
-        if isinstance(getattr(obj, table, None), Mapping):
-            return [n for n in getattr(obj, table) if n != "*"]
-    return []
+    return [n for n in parameter_names(comp) if n != WILDCARD]
 
 
 def _build_component(
@@ -120,7 +119,7 @@ def _build_component(
             f"{comp.class_name} ({comp.instance}): {exc}", comp.location, "fix this component's arguments"
         )
         return None
-    unknown = [n for n in _param_names_of(obj) if n not in param_names]
+    unknown = [n for n in _param_names_of(obj, comp) if n not in param_names]
     if unknown:
         problems.add(
             f"{comp.instance} names parameters the model does not have: {', '.join(unknown[:5])}",
@@ -280,13 +279,20 @@ def build_scheduler(
     dependency_graph: Any = None,
     steps_per_epoch: int | None = None,
     prune_normalized: bool = False,
+    round_to: int = 1,
 ) -> CompressionScheduler:
     """Build every component and policy of ``schedule`` for ``model``; ScheduleError lists all problems.
 
+    ``round_to`` (with ``auto_dependency``) rounds every coupled group's kept channel count up to a
+    multiple of it, for pruners that set no ``round_to`` of their own.
     ``prune_normalized`` (implies ``auto_dependency``) lets coupled pruners mask channels that a
     LayerNorm/GroupNorm normalises; a pruner's own ``prune_normalized: true`` does so for it alone.
     A norm that cannot be sliced is reported here, before training.
     """
+    if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
+        raise ScheduleError(
+            f"round_to must be an integer >= 1, got {round_to!r}", hint="pass --round-to 1 (off) or more"
+        )
     error = _quantizer_error(schedule)
     if error is not None:
         raise error
@@ -311,7 +317,9 @@ def build_scheduler(
         from prunecli.compression.coupling import couple_pruners
 
         try:
-            couple_pruners(pruners, model, example_input, dependency_graph, prune_normalized=prune_normalized)
+            couple_pruners(
+                pruners, model, example_input, dependency_graph, round_to, prune_normalized=prune_normalized
+            )
         except ValueError as exc:
             problems.add(str(exc), None, "check the model can be traced, or run without auto_dependency")
         except GraphError as exc:

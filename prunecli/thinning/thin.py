@@ -28,6 +28,7 @@ def thin_model(
     verify: bool = True,
     graph: DependencyGraph | None = None,
     rule: str = "exact",
+    round_to: int = 1,
     prune_normalized: bool = False,
 ) -> ThinningRecipe:
     """Physically remove channels that do not affect the output; returns what was done.
@@ -37,20 +38,25 @@ def thin_model(
     must match the masked model's; otherwise every change (masking included) is undone and a
     :class:`ThinningError` names the first diverging layer. ``rule="distiller"`` also removes zero
     filters whose bias or BatchNorm shift is non-zero (Distiller's behaviour); those shifts are
-    zeroed first, and the output is verified against that model.
+    zeroed first, and the output is verified against that model. ``round_to`` > 1 keeps back the
+    highest-ranked removable channels of each group so its kept count is a multiple of ``round_to``.
 
     ``prune_normalized`` also removes zero channels that a LayerNorm/GroupNorm normalises (with the
     norm's zero scale and shift): the norm's statistics change, so the output changes a little; the
     verification then records that deviation (status ``deviation``) instead of requiring equality.
     A ``graph`` passed in decides by itself (built with or without ``prune_normalized``).
     """
+    if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
+        raise ThinningError(
+            f"round_to must be an integer >= 1, got {round_to!r}", hint="pass --round-to 1 or more"
+        )
     inputs = _as_tuple(example_input)
     undo = UndoLog()
     try:
         _apply_masks(model, masks, undo)
         if graph is None:
             graph = build_dependency_graph(model, inputs, prune_normalized=prune_normalized)
-        plan = plan_removal(model, graph, mode, rule)
+        plan = plan_removal(model, graph, mode, rule, round_to)
         if not plan.keep:
             return ThinningRecipe()
         if rule == "distiller":

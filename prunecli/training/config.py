@@ -59,6 +59,7 @@ class RunConfig:
     name: str | None = None
     auto_dependency: bool = False
     prune_normalized: bool = False
+    round_to: int = 1
     compact: bool = True
     deterministic: bool = False
     quiet: bool = False

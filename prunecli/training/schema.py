@@ -66,6 +66,11 @@ CONFIG_SCHEMA: dict[str, Any] = {
             "description": "coupled pruning also prunes channels that LayerNorm/GroupNorm normalise "
             "(implies auto_dependency; thinning is then approximate and reports its deviation)",
         },
+        "round_to": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "with auto_dependency: kept channel counts rounded up to a multiple of this",
+        },
         "compact": {"type": "boolean", "description": "thin the final model into compact.pt"},
         "deterministic": {"type": "boolean"},
         "quiet": {"type": "boolean"},

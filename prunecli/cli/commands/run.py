@@ -31,6 +31,7 @@ _DIRECT = (
     "name",
     "auto_dependency",
     "prune_normalized",
+    "round_to",
     "strict",
 )
 
@@ -69,6 +70,11 @@ _DIRECT = (
     default=None,
     help="With --auto-dependency (implied): also prune channels that LayerNorm/GroupNorm normalise "
     "(ViT/ConvNeXt embedding width); the compact model then deviates slightly and the deviation is reported.",
+)
+@click.option(
+    "--round-to",
+    type=click.IntRange(min=1),
+    help="With --auto-dependency: round every kept channel count up to a multiple of N (e.g. 8).",
 )
 @click.option(
     "--strict", is_flag=True, default=None, help="Refuse a schedule with a key given twice (default: warn)."
