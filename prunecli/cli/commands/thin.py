@@ -67,12 +67,13 @@ def command(
     """Thin CHECKPOINT: apply its masks, remove zero structures, verify, save a compact checkpoint."""
     import torch
 
-    from prunecli.checkpoint import load_checkpoint, load_model, save_checkpoint
+    from prunecli.checkpoint import save_checkpoint
+    from prunecli.checkpoint.model import resolve
     from prunecli.report.compute import total_macs
     from prunecli.thinning import ThinningRecipe, thin_model
 
-    data = load_checkpoint(checkpoint)
-    model = load_model(checkpoint, model=model_spec)
+    model, data = resolve(checkpoint, model=model_spec)  # a Distiller file's recipes become data["recipe"]
+    model.eval()
     example = torch.randn(_input_shape(data, model_spec, input_shape, checkpoint))
     masks = {k: v for k, v in (data.get("masks") or {}).items() if isinstance(v, torch.Tensor)}
     params_before, macs_before = _param_count(model), total_macs(model, example)
