@@ -97,10 +97,8 @@ def _refused(scan: PickleScan) -> list[str]:
 def _refusal(path: Path, names: list[str]) -> CheckpointError:
     quantizer = any(".quantization." in n for n in names)
     return CheckpointError(
-        "refused: this Distiller checkpoint names "
-        + ("the class" if len(names) == 1 else "the classes")
-        + f" {', '.join(names[:8])}, which a Distiller checkpoint of a pruned or thinned model never "
-        "contains; nothing from the file was executed",
+        f"refused: this Distiller checkpoint refers to {', '.join(names[:8])}, which a Distiller checkpoint "
+        "of a pruned or thinned model never contains; nothing from the file was executed",
         location=SourceLocation(str(path)),
         hint=(
             "quantized Distiller checkpoints are not supported (pruning, thinning and optimizer state are); "

@@ -222,3 +222,20 @@ def import_checkpoint(
         origin.pop("thinning_recipes", None)  # translated into "recipe"
     save_checkpoint(output, checkpoint)
     return checkpoint
+
+
+def stored_model(path: str | os.PathLike[str]) -> tuple[str | None, str | None]:
+    """The model spec and data set a checkpoint names, for defaults; never a model defined by user code.
+
+    A user-code model is left out on purpose: building it runs that code, which only happens
+    when the user names it (``--model``).
+    """
+    from prunecli.models import parse_spec
+
+    checkpoint = load_checkpoint(path)
+    label = _stored_label(checkpoint)
+    origin = _origin(checkpoint) or {}
+    dataset = (checkpoint["model"] or {}).get("dataset") or origin.get("dataset")
+    if label is None or parse_spec(label).kind in USER_CODE_KINDS:
+        label = None
+    return label, dataset if isinstance(dataset, str) else None
