@@ -47,6 +47,34 @@ def num_structs_to_prune(
     return max(count, 0)
 
 
+def round_prune_count(n: int, k: int, round_to: int = 1) -> int:
+    """The prune count after rounding the kept count ``n - k`` *up* to a multiple of ``round_to``.
+
+    Torch-Pruning's ``round_to`` also makes kept counts multiples of N, but rounds them down (pruning
+    more than asked); here the kept count never drops below the one requested, so the channels added
+    back are the highest-ranked of those that would have gone. A layer narrower than the rounded
+    count keeps every channel.
+    """
+    if round_to <= 1 or k <= 0:
+        return k
+    kept = -(-(n - k) // round_to) * round_to
+    return n - min(kept, n)
+
+
+def kept_count(n: int, fraction: float, round_to: int = 1) -> tuple[int, int]:
+    """(requested, rounded) kept structures of ``n`` when a ranked pruner removes ``fraction``."""
+    k = num_structs_to_prune(n, fraction)
+    return n - k, n - round_prune_count(n, k, round_to)
+
+
+def lowest_k_map(scores: torch.Tensor, k: int, dtype: torch.dtype) -> torch.Tensor:
+    """1 everywhere except the exactly ``k`` lowest scores (ties broken by the lower index)."""
+    order = torch.argsort(scores.detach().cpu(), stable=True)
+    binary_map = torch.ones(scores.numel(), dtype=dtype)
+    binary_map[order[:k]] = 0
+    return binary_map.to(scores.device)
+
+
 def _norm(view: torch.Tensor, p: int, dim: int) -> torch.Tensor:
     if p == 1:
         return view.abs().sum(dim=dim)
@@ -164,17 +192,26 @@ def structure_binary_map(
     group_size: int = 1,
     noise: float = 0.0,
     scores: torch.Tensor | None = None,
+    round_to: int = 1,
 ) -> torch.Tensor | None:
-    """1 for each kept structure, 0 for each pruned one; ``None`` when the fraction prunes nothing."""
+    """1 for each kept structure, 0 for each pruned one; ``None`` when the fraction prunes nothing.
+
+    With ``round_to`` > 1 the kept count is rounded up to a multiple of it (``round_prune_count``) and
+    exactly the lowest-ranked structures go, so the count holds even when scores tie.
+    """
     mags = structure_norms(tensor, group_type, p, block_shape) if scores is None else scores
     n = mags.numel()
     if group_type == "Blocks":
         k = int(sparsity * n)
     else:
         k = num_structs_to_prune(n, sparsity, group_size)
+    if round_to > 1 and group_type != "Blocks":
+        k = round_prune_count(n, k, round_to)
     if k <= 0 or sparsity <= 0:
         return None
     mags = e_greedy_noise(mags, noise)
+    if round_to > 1 and group_type != "Blocks":
+        return lowest_k_map(mags, k, tensor.dtype)
     bottomk = torch.topk(mags, k, largest=False, sorted=True)
     binary_map = mags.gt(bottomk.values[-1]).to(tensor.dtype)
     if k < n and not binary_map.any():

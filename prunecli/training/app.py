@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from prunecli.checkpoint.plain import own_storage, stored_state_dict
 from prunecli.devices import resolve_device
 from prunecli.errors import CheckpointError, ConfigError, Interrupted, SourceLocation, TrainingDiverged
 from prunecli.rundir import CHECKPOINT, RunDir
@@ -64,21 +65,9 @@ class RunResult:
         return {**asdict(self), "macs_reduction": self.macs_reduction}
 
 
-def _own_storage(tensor: torch.Tensor) -> torch.Tensor:
-    """A CPU tensor whose storage holds only its own elements (a slice would save its whole base)."""
-    tensor = tensor.detach().cpu()
-    if tensor.untyped_storage().nbytes() > tensor.numel() * tensor.element_size():
-        tensor = tensor.clone()
-    return tensor
-
-
-def _plain_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: _own_storage(v) for k, v in model.state_dict().items()}
-
-
 def _state_bytes(model: nn.Module) -> int:
     buffer = io.BytesIO()
-    torch.save(_plain_state(model), buffer)
+    torch.save(stored_state_dict(model), buffer)
     return buffer.tell()
 
 
@@ -134,17 +123,15 @@ class _Run:
     def _build_scheduler(self) -> Any:
         if self.schedule is None:
             return NoCompression()
-        from prunecli.compression import build_scheduler
-        from prunecli.schedule.names import resolve_names
+        from prunecli.compression import build_compression
 
-        # Distiller's names may carry DataParallel's "module." prefixes: map them to this model's
-        shapes = {name: tuple(p.shape) for name, p in self.model.named_parameters()}
-        return build_scheduler(
-            resolve_names(self.schedule, shapes),
+        return build_compression(
+            self.schedule,
             self.model,
             self.optimizer,
             example_input=self.example_input,
             auto_dependency=self.config.auto_dependency,
+            round_to=self.config.round_to,
             steps_per_epoch=self.steps_per_epoch,
         )
 
@@ -293,9 +280,11 @@ class _Run:
     # ------------------------------------------------------------------ checkpoints
     def _collect_recipes(self) -> None:
         """Fold recipes of thinning done by the schedule since the last call into ``self.recipe``."""
-        made = _scheduler_recipes(self.scheduler)
-        for recipe in made[self._recipes_seen :]:
-            self.recipe = compose_recipes(self.recipe, recipe)
+        from prunecli.thinning.compact import compose_recipes
+
+        made = list(getattr(self.scheduler, "thinning_recipes", []))
+        if made[self._recipes_seen :]:
+            self.recipe = compose_recipes(self.recipe, *made[self._recipes_seen :]).to_dict()
         self._recipes_seen = len(made)
 
     def payload(self, epoch: int, *, model: nn.Module | None = None, full: bool = True) -> dict[str, Any]:
@@ -309,8 +298,8 @@ class _Run:
         return build_checkpoint(
             model=self.spec,
             recipe=self.recipe,
-            state_dict=_plain_state(model),
-            masks={k: _own_storage(v) for k, v in masks.items()},
+            state_dict=stored_state_dict(model),
+            masks={k: own_storage(v) for k, v in masks.items()},
             optimizer=self.optimizer.state_dict() if full else None,
             optimizer_type=type(self.optimizer).__name__,
             lr_scheduler=None,
@@ -451,18 +440,13 @@ class _Run:
         import copy
 
         from prunecli.checkpoint import load_model, save_checkpoint
-        from prunecli.thinning import thin_model
+        from prunecli.checkpoint.compact import thin_checkpoint
 
-        model = copy.deepcopy(self.model).eval()
-        masks = {k: v for k, v in (self.scheduler.masks or {}).items() if v is not None}
-        recipe = thin_model(model, self.example_input, masks=masks, verify=True)
-        payload = self.payload(self.metrics[-1]["epoch"] if self.metrics else -1, model=model, full=False)
         self._collect_recipes()
-        payload["recipe"] = compose_recipes(self.recipe, recipe)
-        # masks that are all ones after thinning carry no information; fine-grained ones stay
-        payload["masks"] = {
-            k: _own_storage(v) for k, v in masks.items() if v is not None and not bool(v.all())
-        }
+        model = copy.deepcopy(self.model).eval()
+        payload = self.payload(self.metrics[-1]["epoch"] if self.metrics else -1, model=model, full=False)
+        compact = thin_checkpoint(payload, model, self.example_input, masks=self.scheduler.masks or {})
+        payload = compact.payload
         pre = self.extras.get("pre_pruning") or {}
         payload["extras"].update(
             baseline_top1=pre.get("top1"), baseline_top5=pre.get("top5"), test=result.test
@@ -514,24 +498,6 @@ def _confirmed_model(given: str | None, saved: Any, path: Path) -> str | None:
             hint=f"resume with --model {saved}, or start a new run to train another model",
         )
     return given
-
-
-def _scheduler_recipes(scheduler: Any) -> list[Any]:
-    """Recipes of the thinning the schedule performed, in order."""
-    recipes = getattr(scheduler, "thinning_recipes", None)
-    if recipes is not None:
-        return list(recipes)
-    return [r for _, policy in getattr(scheduler, "policy_order", []) for r in getattr(policy, "recipes", [])]
-
-
-def compose_recipes(previous: dict[str, Any] | None, recipe: Any) -> dict[str, Any] | None:
-    """One recipe, relative to the dense model, equal to applying ``previous`` then ``recipe``."""
-    from prunecli.thinning import ThinningRecipe
-
-    new = recipe if isinstance(recipe, ThinningRecipe) else ThinningRecipe.from_dict(recipe)
-    if previous is None:
-        return new.to_dict()
-    return ThinningRecipe.from_dict(previous).then(new).to_dict()
 
 
 def run_training(
