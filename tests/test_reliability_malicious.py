@@ -77,6 +77,7 @@ COMMANDS: dict[str, list[str]] = {
     "run": ["--resume", "{run_dir}"],
     "thin": ["{file}", "-o", "{tmp}/thin.pt"],
     "import-distiller": ["{file}", "-o", "{tmp}/imported.pt"],
+    "export": ["{file}", "--format", "onnx", "-o", "{tmp}/m.onnx"],
 }
 #: commands that read schedules and models but never a checkpoint
 NO_CHECKPOINT = {"validate", "plan", "deps"}
