@@ -88,7 +88,6 @@ def fake_dependency_check(monkeypatch):
 
 
 def test_dependency_findings_are_warnings_unless_strict(tmp_path, fake_dependency_check) -> None:
-    pytest.importorskip("prunecli.models")
     path = _write(tmp_path)
     result = CliRunner().invoke(cli, ["validate", path, "--model", "resnet20_cifar"])
     assert result.exit_code == 0, result.output
