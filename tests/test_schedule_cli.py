@@ -106,13 +106,6 @@ def test_dependency_findings_are_warnings_unless_strict(tmp_path, fake_dependenc
     assert doc["valid"] is False and doc["warnings"][0]["line"] == 3
 
 
-def test_plot_without_plotting_module_is_a_clear_error(tmp_path, monkeypatch) -> None:
-    monkeypatch.setitem(sys.modules, "prunecli.report.plots", None)
-    result = CliRunner().invoke(cli, ["plan", _write(tmp_path), "--plot", str(tmp_path / "p.png")])
-    assert result.exit_code == 2
-    assert "plotting is not available" in " ".join(result.output.split())
-
-
 def test_plan_json_on_invalid_schedule(tmp_path) -> None:
     result = CliRunner().invoke(
         cli, ["plan", _write(tmp_path, VALID.replace("step_size", "stepsize")), "--json"]
