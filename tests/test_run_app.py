@@ -164,13 +164,18 @@ def test_initial_weights_start_from_a_dense_checkpoint(schedule, tmp_path):
     assert source.keys() == b.keys()
 
 
-def test_initial_weights_of_a_thinned_model_are_refused(schedule, tmp_path):
-    run_training(tiny_config(schedule, tmp_path / "a"))  # thinned at epoch 3
-    with pytest.raises(ConfigError) as info:
-        run_training(
-            tiny_config(schedule, tmp_path / "b", initial_weights=str(tmp_path / "a" / "compact.pt"))
-        )
-    assert "do not fit the model" in info.value.message
+def test_initial_weights_of_a_thinned_model_bring_its_architecture(schedule, tmp_path):
+    """As Distiller's --exp-load-weights-from: a thinned checkpoint's recipe rebuilds its thin model."""
+    from prunecli.models import create_model
+
+    run_training(tiny_config(schedule, tmp_path / "a", epochs=4))  # thinned at epoch 3
+    compact = tmp_path / "a" / "compact.pt"
+    thin = {k: tuple(v.shape) for k, v in state_of(compact).items()}
+    dense, _ = create_model("resnet_digits", dataset="digits", width=8)
+    assert thin != {k: tuple(v.shape) for k, v in dense.state_dict().items()}
+    run_training(tiny_config(None, tmp_path / "b", initial_weights=str(compact), epochs=1))
+    assert {k: tuple(v.shape) for k, v in state_of(tmp_path / "b" / "checkpoint.pt").items()} == thin
+    assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["recipe"] is not None  # it still rebuilds
 
 
 USER_MODEL = textwrap.dedent(
