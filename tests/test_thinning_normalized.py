@@ -6,14 +6,14 @@ import json
 
 import pytest
 import torch
-from test_thinning_fixtures import build
+from support.patterns import build
+from support.synthetic import exercise, zero_channels
 from torch import nn
 
 from prunecli.checkpoint import save_checkpoint
 from prunecli.errors import GraphError
 from prunecli.graph import build_dependency_graph
 from prunecli.thinning import apply_recipe, thin_model
-from prunecli.thinning.synthetic import exercise, zero_channels
 
 
 def _norm_group(graph):

@@ -176,3 +176,11 @@ def module_attributes(
         if attrs:
             result[name] = attrs
     return result
+
+
+def apply_recipe(model: nn.Module, recipe: ThinningRecipe | dict[str, Any]) -> nn.Module:
+    """Reshape a freshly built dense ``model`` to the thinned shapes (values are then loaded)."""
+    if isinstance(recipe, dict):
+        recipe = ThinningRecipe.from_dict(recipe)
+    execute_recipe(model, recipe)
+    return model

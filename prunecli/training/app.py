@@ -482,10 +482,7 @@ class _Run:
         }
 
     def _write_report(self, result: RunResult) -> None:
-        try:
-            from prunecli.report.build import ReportOptions, build_report
-        except ImportError:  # pragma: no cover - report package missing
-            return
+        from prunecli.report.build import ReportOptions, build_report
         from prunecli.report.render import to_json
 
         options = ReportOptions(latency_runs=5, latency_warmup=1)
