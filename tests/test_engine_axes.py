@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from support.engine import conv_bn_stack
 from torch import nn
 
 from prunecli.engine.allocation import Budget, Candidate, Global, Sensitivity, Uniform
@@ -301,12 +302,7 @@ def test_agp_matches_distiller_timeline() -> None:
 
 
 def _tiny() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4),
-    )  # fmt: skip
+    return conv_bn_stack(16)
 
 
 def test_macs_and_parameters_objectives_match_the_thinned_model() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from support.engine import conv_bn_stack
 from torch import nn
 
 from prunecli.engine import build_engine_pruner
@@ -17,12 +18,7 @@ NNI_PRESETS = (
 
 
 def _model() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.Conv2d(8, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 4),
-    )  # fmt: skip
+    return conv_bn_stack(6)
 
 
 EXAMPLE = torch.zeros(1, 3, 6, 6)

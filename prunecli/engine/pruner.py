@@ -21,6 +21,7 @@ from prunecli.engine.objectives import Objective
 from prunecli.engine.schedules import Schedule
 from prunecli.engine.targets import NMTarget, Target, TargetError, Unit
 from prunecli.pruners.base import Pruner
+from prunecli.report.compute import observe_one_sample
 
 
 class EngineError(ValueError):
@@ -273,13 +274,5 @@ def unreached_tensors(model: nn.Module, names: Sequence[str], example_input: Any
     for module_name in set(owners.values()):
         module = model.get_submodule(module_name)
         handles.append(module.register_forward_hook(lambda m, i, o, n=module_name: seen.add(n)))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(example_input[:1])
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
+    observe_one_sample(model, example_input, handles)
     return [name for name, module in owners.items() if module not in seen]
