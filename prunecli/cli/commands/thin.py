@@ -124,8 +124,9 @@ def _input_shape(data: dict, model_spec: str | None, text: str | None, path: Pat
         return shape
     from prunecli.models import ModelSpec, default_input_shape
 
-    if model_spec:
-        return default_input_shape(model_spec)
+    recorded = data.get("model") if isinstance(data.get("model"), dict) else {}
+    if model_spec:  # the data set the checkpoint was trained on still sizes a user model's input
+        return default_input_shape(model_spec, recorded.get("dataset"))
     if data.get("model"):
         return default_input_shape(ModelSpec.from_dict(data["model"]))
     raise CheckpointError(

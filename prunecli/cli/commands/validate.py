@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import json
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ import click
 from rich.markup import escape
 
 from prunecli.cli.console import console, err_console
-from prunecli.errors import Problem, PruneCliError, SourceLocation
+from prunecli.errors import DataError, Problem, PruneCliError, SourceLocation
 
 EXIT_INVALID = 2
 
@@ -45,21 +46,27 @@ class CheckResult:
         return self.error.problems or [Problem(self.error.message, self.error.location, self.error.hint)]
 
 
-def load_model_info(spec: str, *, meta: bool = False, example_input: bool = True) -> ModelInfo:
-    """Build the model (on the meta device when only shapes are needed) and read its parameters."""
+def load_model_info(
+    spec: str, *, meta: bool = False, example_input: bool = True, dataset: str | None = None
+) -> ModelInfo:
+    """Build the model (on the meta device when only shapes are needed) and read its parameters.
+
+    ``dataset`` sets the class count and the example input's shape, which a model defined by user
+    code cannot otherwise tell.
+    """
     import torch
 
     from prunecli.models import create_model, default_input_shape
 
     if meta:
         with torch.device("meta"):
-            model, parsed = create_model(spec)
+            model, parsed = create_model(spec, dataset=dataset)
     else:
-        model, parsed = create_model(spec)
+        model, parsed = create_model(spec, dataset=dataset)
     shapes = {name: tuple(p.shape) for name, p in model.named_parameters()}
     sample = None
     if example_input and not meta:
-        sample = torch.randn(default_input_shape(parsed))
+        sample = torch.randn(default_input_shape(parsed, dataset))
     return ModelInfo(spec, shapes, model, sample)
 
 
@@ -74,20 +81,45 @@ def _dependency_checker() -> Any | None:
     return getattr(module, "check_schedule_dependencies", None)
 
 
-def _model_for(spec: str, *, need_module: bool) -> ModelInfo:
+def _model_for(spec: str, *, need_module: bool, dataset: str | None = None) -> ModelInfo:
     """Shapes only come from the meta device (no memory, instant) unless the module is needed."""
     if not need_module:
         try:
-            return load_model_info(spec, meta=True)
+            return load_model_info(spec, meta=True, dataset=dataset)
         except (RuntimeError, NotImplementedError):  # a factory that computes on tensors at build time
             pass
-    return load_model_info(spec)
+    return load_model_info(spec, dataset=dataset)
 
 
-def check_file(path: str, model: str | ModelInfo | None = None, *, dependencies: bool = True) -> CheckResult:
-    """Load, validate and (with a model) name-check one schedule; never raises for bad input."""
+def _check_dataset_name(name: str) -> None:
+    """Refuse an unknown data set by name before a model is sized for it."""
+    from prunecli.data import available_datasets
+
+    known = available_datasets()
+    if name.lower() not in known:
+        close = difflib.get_close_matches(name.lower(), known, n=3)
+        raise DataError(
+            f"unknown data set {name!r}",
+            hint=(f"did you mean {', '.join(close)}? " if close else "")
+            + f"known data sets: {', '.join(known)}",
+        )
+
+
+def check_file(
+    path: str,
+    model: str | ModelInfo | None = None,
+    *,
+    dependencies: bool = True,
+    dataset: str | None = None,
+) -> CheckResult:
+    """Load, validate and (with a model) name-check one schedule; never raises for bad input.
+
+    The model is built for ``dataset``, or else for the data set the schedule's thinning extension
+    names (``dataset:``), as ``prunecli run`` does.
+    """
     from prunecli.schedule import NotAScheduleError, load_schedule
     from prunecli.schedule.names import resolve_names
+    from prunecli.training.setup import schedule_hints
 
     result = CheckResult(path)
     try:
@@ -95,8 +127,13 @@ def check_file(path: str, model: str | ModelInfo | None = None, *, dependencies:
         result.schedule = schedule
         if model is not None:
             checker = _dependency_checker() if dependencies else None
+            dataset = dataset or schedule_hints(schedule).get("dataset")
+            if dataset is not None:
+                _check_dataset_name(dataset)
             info = (
-                model if isinstance(model, ModelInfo) else _model_for(model, need_module=checker is not None)
+                model
+                if isinstance(model, ModelInfo)
+                else _model_for(model, need_module=checker is not None, dataset=dataset)
             )
             result.model = info
             result.schedule = resolve_names(schedule, info.shapes)
@@ -167,16 +204,29 @@ def _print_ok(result: CheckResult) -> None:
 @click.command("validate")
 @click.argument("schedule", type=click.Path(dir_okay=False))
 @click.option("--model", "model_spec", metavar="MODEL", help="Also match parameter names against this model.")
+@click.option(
+    "--dataset",
+    metavar="NAME",
+    help="Data set the model is built for (classes, input shape); default: the schedule's thinning "
+    "extension's dataset.",
+)
 @click.option("--strict", is_flag=True, help="Treat warnings (e.g. residual-dependency findings) as errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_context
-def command(ctx: click.Context, schedule: str, model_spec: str | None, strict: bool, as_json: bool) -> None:
+def command(
+    ctx: click.Context,
+    schedule: str,
+    model_spec: str | None,
+    dataset: str | None,
+    strict: bool,
+    as_json: bool,
+) -> None:
     """Check SCHEDULE: YAML syntax, classes, arguments, policies, epochs and (with --model) names.
 
     Exit 0 when valid, 2 when not (every problem is listed with file:line:column). Files that are
     Distiller YAML but not schedules (activation statistics, AMC network lists) are named as such.
     """
-    result = check_file(schedule, model_spec)
+    result = check_file(schedule, model_spec, dataset=dataset)
     failed = not result.valid or (strict and bool(result.warnings))
     if as_json:
         doc = result_dict(result)
