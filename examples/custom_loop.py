@@ -2,7 +2,7 @@
 
 Run it with ``python examples/custom_loop.py``: it trains on random data for a few
 epochs under an AGP filter-pruning schedule, prints each epoch's sparsity, and finally
-removes the pruned filters for real (``thin_model``).
+makes a thinned copy with the pruned filters removed for real (``export_compact``).
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from prunecli.compression import compression_scheduler_from_yaml
-from prunecli.thinning import thin_model
+from prunecli.api import build_compression, export_compact
 
 SCHEDULE = """
 version: 1
@@ -82,7 +81,7 @@ def main(epochs: int = 5, steps_per_epoch: int = 3) -> dict[str, float]:
         path = Path(tmp) / "schedule.yaml"
         path.write_text(SCHEDULE)
         # auto_dependency: a pruned filter's bias goes with it, so thinning can remove the filter
-        scheduler = compression_scheduler_from_yaml(
+        scheduler = build_compression(
             path, model, optimizer, example_input=example_input, auto_dependency=True
         )
 
@@ -103,11 +102,14 @@ def main(epochs: int = 5, steps_per_epoch: int = 3) -> dict[str, float]:
         fc_sparsity = float((model.classifier.weight == 0).float().mean())
         print(f"epoch {epoch}: conv filters pruned {dead}/16, classifier sparsity {fc_sparsity:.2f}")
 
-    # the zeroed filters of features.3 and the classifier inputs that read them go for real
+    # a thinned copy: the zeroed filters of features.3 and the classifier inputs that read them go
+    # for real, and the copy is checked to compute what the masked model computes
+    compact = export_compact(model, scheduler, example_input)
     params_before = sum(p.numel() for p in model.parameters())
-    thin_model(model, example_input, optimizer=optimizer, masks=scheduler.masks_view)
-    params_after = sum(p.numel() for p in model.parameters())
-    print(f"thinned: {params_before:,} -> {params_after:,} parameters; features.3 is now {model.features[3]}")
+    params_after = sum(p.numel() for p in compact.model.parameters())
+    print(
+        f"thinned: {params_before:,} -> {params_after:,} parameters; features.3 is now {compact.model.features[3]}"
+    )
 
     return {
         "dead_filters": dead,

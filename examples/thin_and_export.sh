@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Thin a pruned checkpoint (zeroed filters still in place) into a compact one, report what that
-# saves, and load the compact model as a plain nn.Module.
+# saves, export it (ONNX by default) and load the compact model as a plain nn.Module.
 #
 #   bash examples/thin_and_export.sh CHECKPOINT [MODEL]
 #
@@ -22,8 +22,12 @@ prunecli thin "$CHECKPOINT" "${model_args[@]}" --output "$COMPACT"
 # 2. dense architecture against the compact one: parameters, MACs, size, stored accuracy
 prunecli report "$COMPACT" "${model_args[@]}" --brief --no-latency
 
-# 3. the compact checkpoint is the exported model: it loads with weights_only=True and rebuilds
-#    the thinned architecture, ready for inference or further export (TorchScript, ONNX)
+# 3. export the compact model for deployment: the file is loaded back by its runtime and its outputs
+#    compared with PyTorch's before it is kept (FORMAT: onnx, the default, needs the export extra;
+#    torchscript and exported-program need nothing more)
+prunecli export "$COMPACT" "${model_args[@]}" --format "${FORMAT:-onnx}"
+
+# 4. in Python the compact checkpoint rebuilds the thinned nn.Module (it loads with weights_only=True)
 python - "$COMPACT" "$MODEL" <<'PY'
 import sys
 
@@ -32,8 +36,8 @@ from prunecli import load_model
 path, spec = sys.argv[1], sys.argv[2] or None
 model = load_model(path, model=spec)
 params = sum(p.numel() for p in model.parameters())
-shapes = {name: tuple(p.shape) for name, p in model.named_parameters() if p.dim() > 1}
 print(f"loaded {path}: {type(model).__name__}, {params:,} parameters")
-for name, shape in shapes.items():
-    print(f"  {name}: {shape}")
+for name, p in model.named_parameters():
+    if p.dim() > 1:
+        print(f"  {name}: {tuple(p.shape)}")
 PY

@@ -158,7 +158,7 @@ def test_every_example_component_fits_its_constructor(examples_dir):
         try:
             schedule = load_schedule(path)
         except ScheduleError:
-            continue  # not a schedule, quantization, or refused by the loader (duplicate keys)
+            continue  # not a schedule, or quantization
         for section, comps in schedule.components.items():
             for comp in comps.values():
                 if section == "quantizers":

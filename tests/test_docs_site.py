@@ -44,7 +44,11 @@ def test_every_docs_page_is_in_the_nav_and_every_nav_entry_exists() -> None:
 
 def test_api_reference_documents_every_exported_name() -> None:
     text = (DOCS / "api-reference.md").read_text(encoding="utf-8")
-    documented = {target.rsplit(".", 1)[-1] for target in re.findall(r"^::: ([\w.]+)", text, re.MULTILINE)}
+    targets = re.findall(r"^::: ([\w.]+)$", text, re.MULTILINE)
+    assert targets and all(t.startswith("prunecli.api.") for t in targets), targets
+    documented = {target.rsplit(".", 1)[-1] for target in targets}
     exported = {name for name in prunecli.__all__ if not name.startswith("_")}
     missing = sorted(exported - documented)
-    assert not missing, f"docs/api-reference.md lacks a `::: module.NAME` entry for {missing}"
+    assert not missing, f"docs/api-reference.md lacks a `::: prunecli.api.NAME` entry for {missing}"
+    gone = sorted(documented - exported)
+    assert not gone, f"docs/api-reference.md documents names prunecli no longer exports: {gone}"

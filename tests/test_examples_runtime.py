@@ -62,8 +62,6 @@ SKIPPED: dict[str, str] = {
         "model 'maskrcnn_resnet50_fpn' is not available"
     ),
     "agp-pruning/prune_resnext101_fine75.yaml": "model 'resnext101_32x4d' is not available",
-    # Distiller silently keeps the last of two duplicated reg_regims keys; prunecli refuses the file
-    "ssl/ssl_channels-removal_training.yaml": "the schedule does not validate (duplicate key",
 }
 
 #: CIFAR examples cheap enough for the default suite (a few seconds each)

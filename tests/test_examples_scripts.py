@@ -6,6 +6,7 @@ filters of both convolutions, so the expected sizes follow from the layer shapes
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -88,11 +89,16 @@ def test_own_model_script_prunes_and_thins_to_half_the_filters(tmp_path: Path) -
 
 def test_thin_and_export_script_reaches_the_computed_size(masked_checkpoint: Path, tmp_path: Path) -> None:
     compact = tmp_path / "net.compact.pt"
-    done = _bash("examples/thin_and_export.sh", str(masked_checkpoint), MODEL, COMPACT=str(compact))
+    onnx = importlib.util.find_spec("onnxruntime") is not None  # the export extra
+    fmt, suffix = ("onnx", ".onnx") if onnx else ("torchscript", ".ts")
+    done = _bash(
+        "examples/thin_and_export.sh", str(masked_checkpoint), MODEL, COMPACT=str(compact), FORMAT=fmt
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     text = " ".join(done.stdout.split())
     assert f"params {DENSE:,} -> {HALF:,}" in text
     assert f"Net, {HALF:,} parameters" in text
+    assert compact.with_suffix(suffix).is_file() and f"Wrote {compact.with_suffix(suffix)}" in text
     # the compact model computes what the masked model computed
     masked = load_model(masked_checkpoint, model=MODEL)
     thinned = load_model(compact, model=MODEL)

@@ -81,7 +81,9 @@ def inputs() -> ReportInputs:
 
 @pytest.fixture
 def report(inputs) -> dict:
-    return assemble_report(inputs, ReportOptions(latency=True, latency_runs=2, latency_warmup=1))
+    return assemble_report(
+        inputs, ReportOptions(latency=True, deployed_latency=False, latency_runs=2, latency_warmup=1)
+    )
 
 
 def test_headline_counts(report):

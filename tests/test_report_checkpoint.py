@@ -82,7 +82,9 @@ def _run_dir(tmp_path: Path) -> Path:
 
 
 def _invoke(*args: str):
-    return CliRunner().invoke(cli, ["report", *args, "--latency-runs", "2", "--warmup", "0"])
+    return CliRunner().invoke(
+        cli, ["report", *args, "--latency-runs", "2", "--warmup", "0", "--no-deployed-latency"]
+    )
 
 
 def test_cli_json_run_dir_and_gate_pass(tmp_path):

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from prunecli.cli.commands.validate import check_file
 from prunecli.cli.main import cli
+from prunecli.validation import check_file
 
 NET = """
 import torch

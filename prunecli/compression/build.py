@@ -30,6 +30,8 @@ from prunecli.pruners.agp import AgpMixin, agp_span
 from prunecli.pruners.criteria import structure_norms
 from prunecli.regularizers import REGULARIZERS
 from prunecli.schedule.model import Component, Policy, Schedule
+from prunecli.schedule.names import WILDCARD
+from prunecli.schedule.vocabulary import parameter_names
 
 #: extension class name -> how it is built; Distiller aliases FilterRemover/ChannelRemover to StructureRemover
 EXTENSIONS: dict[str, type] = {
@@ -77,14 +79,11 @@ def _check_args(comp: Component, accepted: set[str], required: set[str], problem
     return ok
 
 
-def _param_names_of(obj: Any) -> list[str]:
+def _param_names_of(obj: Any, comp: Component) -> list[str]:
     names = getattr(obj, "params_names", None)
     if names is not None:
         return list(names)
-    for table in ("levels", "thresholds", "sensitivities"):
-        if isinstance(getattr(obj, table, None), Mapping):
-            return [n for n in getattr(obj, table) if n != "*"]
-    return []
+    return [n for n in parameter_names(comp) if n != WILDCARD]
 
 
 def _build_component(
@@ -112,7 +111,7 @@ def _build_component(
             f"{comp.class_name} ({comp.instance}): {exc}", comp.location, "fix this component's arguments"
         )
         return None
-    unknown = [n for n in _param_names_of(obj) if n not in param_names]
+    unknown = [n for n in _param_names_of(obj, comp) if n not in param_names]
     if unknown:
         problems.add(
             f"{comp.instance} names parameters the model does not have: {', '.join(unknown[:5])}",
@@ -271,8 +270,17 @@ def build_scheduler(
     auto_dependency: bool = False,
     dependency_graph: Any = None,
     steps_per_epoch: int | None = None,
+    round_to: int = 1,
 ) -> CompressionScheduler:
-    """Build every component and policy of ``schedule`` for ``model``; ScheduleError lists all problems."""
+    """Build every component and policy of ``schedule`` for ``model``; ScheduleError lists all problems.
+
+    ``round_to`` (with ``auto_dependency``) rounds every coupled group's kept channel count up to a
+    multiple of it, for pruners that set no ``round_to`` of their own.
+    """
+    if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
+        raise ScheduleError(
+            f"round_to must be an integer >= 1, got {round_to!r}", hint="pass --round-to 1 (off) or more"
+        )
     error = _quantizer_error(schedule)
     if error is not None:
         raise error
@@ -301,6 +309,7 @@ def build_scheduler(
                 model,
                 example_input,
                 dependency_graph,
+                round_to,
             )
         except ValueError as exc:
             problems.add(str(exc), None, "check the model can be traced, or run without auto_dependency")

@@ -15,22 +15,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunecli.pruners.criteria import num_structs_to_prune, slice_norms
+from prunecli.pruners.criteria import lowest_k_map, num_structs_to_prune, round_prune_count, slice_norms
 from prunecli.pruners.ranked import RankedStructurePruner
-
-#: pruner group type -> (member role, dimension of a weight that carries the channel)
-COUPLED_GROUP_TYPES: dict[str, tuple[str, int]] = {
-    "Filters": ("out", 0),
-    "3D": ("out", 0),
-    "Channels": ("in", 1),
-}
+from prunecli.schedule.vocabulary import channel_group_types
 
 
 class Coupler:
     """Group-level binary maps for one pruner, cached per (group, target)."""
 
-    def __init__(self, model: nn.Module, graph: Any, example_input: Any, role: str, dim: int, p: int) -> None:
+    def __init__(
+        self, model: nn.Module, graph: Any, example_input: Any, role: str, dim: int, p: int, round_to: int = 1
+    ) -> None:
         self.model = model
+        self.round_to = round_to
         self.graph = graph
         self.example_input = example_input
         self.role = role
@@ -77,9 +74,11 @@ class Coupler:
                 if scale > 0:
                     per_channel = per_channel / scale
                 scores.index_add_(0, channels[inside], per_channel)
-            k = num_structs_to_prune(group.size, target)
+            k = round_prune_count(group.size, num_structs_to_prune(group.size, target), self.round_to)
             if k <= 0:
                 self._maps[key] = None
+            elif self.round_to > 1:  # exactly k channels go, so the kept count is the rounded one
+                self._maps[key] = lowest_k_map(scores, k, torch.float64)
             else:
                 threshold = torch.topk(scores, k, largest=False, sorted=True).values[-1]
                 self._maps[key] = scores.gt(threshold).double()
@@ -134,12 +133,19 @@ def _expand_names(pruner: RankedStructurePruner, coupler: Coupler) -> list[str]:
     return names
 
 
-def couple_pruners(pruners: list[Any], model: nn.Module, example_input: Any, graph: Any) -> None:
-    """Attach a :class:`Coupler` to every Filters/Channels ranked pruner (``auto_dependency``)."""
+def couple_pruners(
+    pruners: list[Any], model: nn.Module, example_input: Any, graph: Any, round_to: int = 1
+) -> None:
+    """Attach a :class:`Coupler` to every Filters/Channels ranked pruner (``auto_dependency``).
+
+    ``round_to`` rounds every coupled group's kept count up to a multiple of it, for pruners that do
+    not set their own ``round_to``.
+    """
+    kinds = channel_group_types()
     targets = [
         p
         for p in pruners
-        if isinstance(p, RankedStructurePruner) and p.group_type in COUPLED_GROUP_TYPES and p.coupling is None
+        if isinstance(p, RankedStructurePruner) and p.group_type in kinds and p.coupling is None
     ]
     if not targets:
         return
@@ -148,8 +154,24 @@ def couple_pruners(pruners: list[Any], model: nn.Module, example_input: Any, gra
             "auto_dependency needs example_input (or a dependency_graph) to find coupled channels"
         )
     for pruner in targets:
-        role, dim = COUPLED_GROUP_TYPES[pruner.group_type]
-        coupler = Coupler(model, graph, example_input, role, dim, getattr(pruner, "p", 1))
+        role, dim = kinds[pruner.group_type].role, kinds[pruner.group_type].dim
+        rounding = pruner.round_to if pruner.round_to > 1 else round_to
+        coupler = Coupler(model, graph, example_input, role, dim, getattr(pruner, "p", 1), rounding)
         graph = coupler._graph()
         pruner.coupling = coupler
         pruner.params_names = _expand_names(pruner, coupler)
+        _check_group_widths(pruner, coupler)
+
+
+def _check_group_widths(pruner: RankedStructurePruner, coupler: Coupler) -> None:
+    """A coupled group narrower than ``round_to`` cannot be rounded: refuse it by name."""
+    if coupler.round_to <= 1:
+        return
+    dim = 0 if coupler.role == "out" else coupler.dim
+    for name in pruner.params_names:
+        group = coupler._graph().group_of(name, dim)
+        if group is not None and group.prunable and group.size < coupler.round_to:
+            raise ValueError(
+                f"round_to {coupler.round_to} is larger than the {group.size} channels {name} shares "
+                "with its coupled layers"
+            )

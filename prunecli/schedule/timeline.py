@@ -17,6 +17,7 @@ from typing import Any
 from prunecli.errors import ScheduleError
 
 from .model import Policy, Schedule
+from .vocabulary import parameter_names
 
 
 def agp_span(start: int, end: int, freq: int) -> int:
@@ -98,14 +99,7 @@ def _target(schedule: Schedule, policy: Policy, epoch: int) -> tuple[float | Non
 
 
 def _weights(schedule: Schedule, policy: Policy) -> list[str]:
-    comp = schedule.component(policy.kind, policy.instance)
-    names = comp.args.get("weights")
-    if isinstance(names, list):
-        return list(names)
-    for arg in ("levels", "thresholds", "sensitivities", "reg_regims"):
-        if isinstance(comp.args.get(arg), dict):
-            return [str(k) for k in comp.args[arg]]
-    return []
+    return parameter_names(schedule.component(policy.kind, policy.instance))
 
 
 def default_epochs(schedule: Schedule) -> int:

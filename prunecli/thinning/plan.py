@@ -50,7 +50,10 @@ class Plan:
         return sum(self.removed_per_group.values())
 
 
-def plan_removal(model: nn.Module, graph: DependencyGraph, mode: str = "both", rule: str = "exact") -> Plan:
+def plan_removal(
+    model: nn.Module, graph: DependencyGraph, mode: str = "both", rule: str = "exact", round_to: int = 1
+) -> Plan:
+    """``round_to`` > 1 keeps back removable channels so every group's kept count is a multiple of it."""
     if mode not in MODES:
         raise ThinningError(f"unknown thinning mode '{mode}'", hint=f"use one of {', '.join(MODES)}")
     if rule not in RULES:
@@ -86,6 +89,9 @@ def plan_removal(model: nn.Module, graph: DependencyGraph, mode: str = "both", r
         if len(comps) and gone.all():
             removable[comps[0]] = False
             gone = removable[comps]
+        if round_to > 1 and gone.any():
+            _round_kept(model, graph, group, comps, removable, round_to)
+            gone = removable[comps]
         if gone.any():
             plan.removed_per_group[group.index] = int(gone.sum())
     plan.removed = removable
@@ -98,6 +104,48 @@ def plan_removal(model: nn.Module, graph: DependencyGraph, mode: str = "both", r
             else:
                 plan.modules.add(rec.tensor.rpartition(".")[0])
     return plan
+
+
+def _round_kept(
+    model: nn.Module, graph: DependencyGraph, group, comps: np.ndarray, removable: np.ndarray, round_to: int
+) -> None:
+    """Give back the highest-ranked removable channels until the kept count is a multiple of ``round_to``.
+
+    A channel's rank is the summed absolute value of every parameter slice that carries it (its filters
+    and the weights reading it); ties go to the lower channel index. Keeping a removable channel never
+    changes the function, so the verification still holds.
+    """
+    if len(comps) < round_to:
+        member = group.members[0].tensor if group.members else f"group {group.index}"
+        raise ThinningError(
+            f"round_to {round_to} is larger than the {len(comps)} channels of the group of {member}",
+            hint=f"pass a --round-to of at most {len(comps)}, or 1 to turn rounding off",
+        )
+    gone = comps[removable[comps]]
+    kept = len(comps) - len(gone)
+    extra = min(-kept % round_to, len(gone))
+    if extra == 0:
+        return
+    score = _channel_scores(model, graph, set(gone.tolist()))
+    ranked = sorted(gone.tolist(), key=lambda c: (-score.get(c, 0.0), c))
+    removable[ranked[:extra]] = False
+
+
+def _channel_scores(model: nn.Module, graph: DependencyGraph, wanted: set[int]) -> dict[int, float]:
+    comp = graph.flow.component
+    score: dict[int, float] = {}
+    for rec in graph.flow.records:
+        comps = comp[rec.ids]
+        hit = [i for i, c in enumerate(comps.tolist()) if c in wanted]
+        if not hit:
+            continue
+        t = tensor_by_name(model, rec.tensor).detach()
+        if t.dim() == 0:
+            continue
+        slices = t.abs().transpose(0, rec.dim).reshape(t.size(rec.dim), -1).sum(dim=1).double()
+        for i in hit:
+            score[int(comps[i])] = score.get(int(comps[i]), 0.0) + float(slices[i])
+    return score
 
 
 def _ignoring_shifts(zeros_of: SliceZeros, rules: list):

@@ -25,6 +25,8 @@ class ThinningRecipe:
     tensors: dict[str, list[tuple[int, list[int]]]] = field(default_factory=dict)
     modules: dict[str, dict[str, Any]] = field(default_factory=dict)
     removed_channels: int = 0  # group channels removed (statistics only)
+    #: one entry per thinning folded into this recipe: ``Verification.to_dict()`` (plain figures)
+    checks: list[dict[str, Any]] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         return not self.tensors
@@ -41,6 +43,7 @@ class ThinningRecipe:
                 name: {k: _plain(v) for k, v in attrs.items()} for name, attrs in self.modules.items()
             },
             "removed_channels": int(self.removed_channels),
+            "checks": [dict(c) for c in self.checks],
         }
 
     @classmethod
@@ -62,7 +65,8 @@ class ThinningRecipe:
         modules = {
             name: {k: _attr(v) for k, v in attrs.items()} for name, attrs in data.get("modules", {}).items()
         }
-        return cls(tensors, modules, int(data.get("removed_channels", 0)))
+        checks = [dict(c) for c in data.get("checks", []) if isinstance(c, dict)]
+        return cls(tensors, modules, int(data.get("removed_channels", 0)), checks)
 
     def then(self, later: ThinningRecipe) -> ThinningRecipe:
         """One recipe equal to applying ``self`` and then ``later`` (thinning twice composes)."""
@@ -79,7 +83,9 @@ class ThinningRecipe:
         modules = {name: dict(attrs) for name, attrs in self.modules.items()}
         for name, attrs in later.modules.items():
             modules.setdefault(name, {}).update(attrs)
-        return ThinningRecipe(tensors, modules, self.removed_channels + later.removed_channels)
+        return ThinningRecipe(
+            tensors, modules, self.removed_channels + later.removed_channels, self.checks + later.checks
+        )
 
 
 def _plain(value: Any) -> Any:

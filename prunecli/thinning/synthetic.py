@@ -65,19 +65,20 @@ def exercise(model: nn.Module, example_input: torch.Tensor, fraction: float = 0.
     from prunecli.graph import build_dependency_graph
     from prunecli.report.compute import total_macs
     from prunecli.thinning.thin import thin_model
-    from prunecli.thinning.verify import eval_outputs, mismatch
+    from prunecli.thinning.verify import Reference, kept_inputs
 
     model.eval()
     start = time.perf_counter()
     graph = build_dependency_graph(model, example_input)
     graph_s = time.perf_counter() - start
     zeroed = zero_channels(model, graph, fraction, seed=seed)
-    expected = eval_outputs(model, (example_input,))
+    reference = Reference.record(model, (example_input,))
     params_before = sum(p.numel() for p in model.parameters())
     macs_before = total_macs(model, example_input)
     start = time.perf_counter()
     recipe = thin_model(model, example_input, graph=graph)
     thin_s = time.perf_counter() - start
+    check = reference.compare(model, kept_inputs(recipe.tensors))
     return {
         "groups": len(graph.groups),
         "prunable_groups": len(graph.prunable_groups()),
@@ -87,7 +88,8 @@ def exercise(model: nn.Module, example_input: torch.Tensor, fraction: float = 0.
         "params_after": sum(p.numel() for p in model.parameters()),
         "macs_before": macs_before,
         "macs_after": total_macs(model, example_input),
-        "output_mismatch": mismatch(expected, eval_outputs(model, (example_input,))),
+        "output_mismatch": None if check.passed else check.summary(),
+        "verification": check.to_dict(),
         "graph_seconds": graph_s,
         "thin_seconds": thin_s,
     }

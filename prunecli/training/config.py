@@ -58,9 +58,11 @@ class RunConfig:
     runs_dir: str = "runs"
     name: str | None = None
     auto_dependency: bool = False
+    round_to: int = 1
     compact: bool = True
     deterministic: bool = False
     quiet: bool = False
+    strict: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

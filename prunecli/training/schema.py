@@ -61,9 +61,18 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "runs_dir": {"type": "string", "minLength": 1},
         "name": {**_NULLABLE_STRING, "description": "run name (default: the schedule's file name)"},
         "auto_dependency": {"type": "boolean"},
+        "round_to": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "with auto_dependency: kept channel counts rounded up to a multiple of this",
+        },
         "compact": {"type": "boolean", "description": "thin the final model into compact.pt"},
         "deterministic": {"type": "boolean"},
         "quiet": {"type": "boolean"},
+        "strict": {
+            "type": "boolean",
+            "description": "refuse a schedule with a key given twice (default: warn, the last value wins)",
+        },
     },
 }
 

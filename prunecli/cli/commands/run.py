@@ -30,6 +30,8 @@ _DIRECT = (
     "out_dir",
     "name",
     "auto_dependency",
+    "round_to",
+    "strict",
 )
 
 
@@ -60,6 +62,14 @@ _DIRECT = (
 @click.option("-n", "--name", help="Run name used in the default run directory.")
 @click.option(
     "--auto-dependency/--no-auto-dependency", default=None, help="Derive Leader groups automatically."
+)
+@click.option(
+    "--round-to",
+    type=click.IntRange(min=1),
+    help="With --auto-dependency: round every kept channel count up to a multiple of N (e.g. 8).",
+)
+@click.option(
+    "--strict", is_flag=True, default=None, help="Refuse a schedule with a key given twice (default: warn)."
 )
 @click.option("--set", "set_pairs", multiple=True, metavar="KEY=VALUE", help="Override any config field.")
 @click.option("-q", "--quiet", is_flag=True, default=None, help="No progress bars or per-epoch lines.")
