@@ -29,9 +29,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunecli.checkpoint import load_checkpoint, load_model, save_checkpoint
+from prunecli.checkpoint import load_model, save_checkpoint
 from prunecli.checkpoint.compact import default_compact_path, thin_checkpoint
-from prunecli.checkpoint.model import example_input_shape
+from prunecli.checkpoint.model import example_input_shape, resolve
 from prunecli.compression import CompressionScheduler, build_compression
 from prunecli.schedule import Schedule, load_schedule
 from prunecli.thinning.compact import CompactModel, ThinOptions, thin_to_compact
@@ -137,8 +137,9 @@ def thin(
 
     options = options or ThinOptions()
     source = Path(checkpoint)
-    data = load_checkpoint(source)
-    net = load_model(source, model=model)
+    # the completed checkpoint: a Distiller file's thinning recipes are in data["recipe"] then
+    net, data = resolve(source, model=model)
+    net.eval()
     example = torch.randn(input_shape or example_input_shape(data, source, model=model))
     params_before, macs_before = _param_count(net), total_macs(net, example)
     began = time.perf_counter()

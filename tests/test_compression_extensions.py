@@ -3,7 +3,7 @@ import types
 
 import pytest
 import torch
-from test_compression_support import TinyCNN, make_schedule, train, zero_filters
+from support.compression import TinyCNN, make_schedule, train, zero_filters
 
 from prunecli.compression import build_scheduler
 from prunecli.compression.batchnorm import BatchNormFolder
