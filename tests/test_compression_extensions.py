@@ -29,7 +29,15 @@ def fake_thinning(monkeypatch):
     calls = []
 
     def thin_model(
-        model, example_input, *, mode="both", optimizer=None, masks=None, verify=True, rule="exact"
+        model,
+        example_input,
+        *,
+        mode="both",
+        optimizer=None,
+        masks=None,
+        verify=True,
+        rule="exact",
+        prune_normalized=False,
     ):
         keep = (
             (model.conv1.weight.reshape(model.conv1.out_channels, -1).abs().sum(1) != 0).nonzero().flatten()

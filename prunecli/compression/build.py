@@ -324,6 +324,10 @@ def build_scheduler(
             problems.add(str(exc), None, "check the model can be traced, or run without auto_dependency")
         except GraphError as exc:
             problems.add(exc.message, exc.location, exc.hint)
+        if prune_normalized or any(getattr(p, "prune_normalized", False) for p in pruners):
+            for extension in built.get("extensions", {}).values():
+                if isinstance(extension, ThinningPolicy):
+                    extension.prune_normalized = True
 
     scheduler = CompressionScheduler(model)
     ordered = [p for p in schedule.policies if not p.is_lr] + [p for p in schedule.policies if p.is_lr]
