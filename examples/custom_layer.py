@@ -6,7 +6,7 @@ channels and thinning removes its pruned filters; the ``attributes`` rule rewrit
 attribute names and slices its scale. The schedule's ``plugins:`` calls :func:`register` before the
 pruner is built.
 
-    python docs/examples/custom_layer.py
+    python examples/custom_layer.py
 """
 
 from __future__ import annotations

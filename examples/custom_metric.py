@@ -4,7 +4,7 @@ A metric is any function of the grouped weights (one row per group: a filter, a 
 returning one score per group; higher scores are kept. This one keeps the filters whose weights
 vary the most.
 
-    python docs/examples/custom_metric.py
+    python examples/custom_metric.py
 """
 
 from __future__ import annotations

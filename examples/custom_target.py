@@ -4,7 +4,7 @@ A target says which weights are kept or removed together. It gives a grouped vie
 group) that metrics score, and turns a keep vector back into a mask. The schedule names a
 factory for it as ``custom_target:row_pairs`` (with its options next to ``kind``).
 
-    python docs/examples/custom_target.py
+    python examples/custom_target.py
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The engine's extension points, through the runnable examples in docs/examples/."""
+"""The engine's extension points, through the runnable examples in examples/."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from prunecli.engine import METRICS, register_metric
 from prunecli.engine.registry import RegistryError
 from prunecli.errors import ScheduleError
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 @pytest.fixture
