@@ -78,9 +78,7 @@ class RankedStructurePruner(Pruner):
         if model is None or dim is None:
             return {}
         params = dict(model.named_parameters())
-        return {
-            n: params[n].size(dim) for n in self.params_names if n in params and params[n].dim() > dim
-        }
+        return {n: params[n].size(dim) for n in self.params_names if n in params and params[n].dim() > dim}
 
     def leader(self) -> str:
         return self.params_names[0]

@@ -26,7 +26,7 @@ import numpy as np
 from torch import nn
 
 from prunecli.errors import ThinningError
-from prunecli.graph.model import DependencyGraph
+from prunecli.graph.model import ChannelGroup, DependencyGraph
 from prunecli.graph.zeros import DepthwiseRule, NormRule, ProducerRule, SliceZeros, evaluate
 from prunecli.thinning.recipe import tensor_by_name
 
@@ -44,6 +44,8 @@ class Plan:
     removed: np.ndarray | None = None  # per channel component
     removed_per_group: dict[int, int] = field(default_factory=dict)
     modules: set[str] = field(default_factory=set)
+    #: groups whose every channel was zero: one channel is kept so the network stays connected
+    emptied: list[ChannelGroup] = field(default_factory=list)
 
     @property
     def removed_channels(self) -> int:
@@ -89,6 +91,7 @@ def plan_removal(
         if len(comps) and gone.all():
             removable[comps[0]] = False
             gone = removable[comps]
+            plan.emptied.append(group)
         if round_to > 1 and gone.any():
             _round_kept(model, graph, group, comps, removable, round_to)
             gone = removable[comps]

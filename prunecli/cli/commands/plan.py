@@ -80,7 +80,9 @@ def _rounding(schedule: Any, shapes: dict[str, tuple[int, ...]], epoch_plans: li
                 width = shapes[tensor][dim]
                 requested, kept = kept_count(width, max(targets), round_to)
                 layers.append({"tensor": tensor, "width": width, "requested_kept": requested, "kept": kept})
-        rows.append({"instance": f"pruners.{name}", "round_to": round_to, "target": max(targets), "layers": layers})
+        rows.append(
+            {"instance": f"pruners.{name}", "round_to": round_to, "target": max(targets), "layers": layers}
+        )
     return rows
 
 
