@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
+import prunecli.models as models
 from prunecli.checkpoint import build_checkpoint, load_checkpoint, load_model, save_checkpoint
 from prunecli.errors import CheckpointError, ModelError
-
-models = pytest.importorskip("prunecli.models")
 
 X = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
 
@@ -229,9 +228,7 @@ def test_original_distiller_checkpoint_loads_without_distiller(tmp_path: Path, l
 
 
 def test_prunecli_thinned_checkpoint_is_rebuilt_through_its_recipe(tmp_path: Path) -> None:
-    thinning = pytest.importorskip("prunecli.thinning")
-    if not hasattr(thinning, "thin_model"):
-        pytest.skip("prunecli.thinning.thin_model not available yet")
+    import prunecli.thinning as thinning
     torch.manual_seed(5)
     net, spec = models.create_model("simplenet_mnist")
     with torch.no_grad():

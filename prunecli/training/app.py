@@ -135,6 +135,7 @@ class _Run:
             auto_dependency=self.config.auto_dependency,
             round_to=self.config.round_to,
             steps_per_epoch=self.steps_per_epoch,
+            prune_normalized=self.config.prune_normalized,
         )
 
     def _epochs(self) -> int:
@@ -446,16 +447,26 @@ class _Run:
             self._write_compact(result)
         self._write_report(result)
 
+    def _prunes_normalized(self) -> bool:
+        """Whether the run asked for channels normalised by LayerNorm/GroupNorm to be pruned."""
+        policies = getattr(self.scheduler, "policy_order", None) or []
+        pruners = [getattr(policy, "pruner", None) for _, policy in policies]
+        return self.config.prune_normalized or any(getattr(p, "prune_normalized", False) for p in pruners)
+
     def _write_compact(self, result: RunResult) -> None:
         import copy
 
         from prunecli.checkpoint import load_model, save_checkpoint
         from prunecli.checkpoint.compact import thin_checkpoint
+        from prunecli.thinning.compact import ThinOptions
 
         self._collect_recipes()
         model = copy.deepcopy(self.model).eval()
         payload = self.payload(self.metrics[-1]["epoch"] if self.metrics else -1, model=model, full=False)
-        compact = thin_checkpoint(payload, model, self.example_input, masks=self.scheduler.masks or {})
+        options = ThinOptions(prune_normalized=self._prunes_normalized())
+        compact = thin_checkpoint(
+            payload, model, self.example_input, masks=self.scheduler.masks or {}, options=options
+        )
         self._warn_all(compact.compact.step.warnings)
         payload = compact.payload
         pre = self.extras.get("pre_pruning") or {}
@@ -482,10 +493,7 @@ class _Run:
         }
 
     def _write_report(self, result: RunResult) -> None:
-        try:
-            from prunecli.report.build import ReportOptions, build_report
-        except ImportError:  # pragma: no cover - report package missing
-            return
+        from prunecli.report.build import ReportOptions, build_report
         from prunecli.report.render import to_json
 
         options = ReportOptions(latency_runs=5, latency_warmup=1)

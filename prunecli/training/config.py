@@ -59,6 +59,7 @@ class RunConfig:
     runs_dir: str = "runs"
     name: str | None = None
     auto_dependency: bool = False
+    prune_normalized: bool = False
     round_to: int = 1
     compact: bool = True
     deterministic: bool = False

@@ -67,6 +67,11 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "runs_dir": {"type": "string", "minLength": 1},
         "name": {**_NULLABLE_STRING, "description": "run name (default: the schedule's file name)"},
         "auto_dependency": {"type": "boolean"},
+        "prune_normalized": {
+            "type": "boolean",
+            "description": "coupled pruning also prunes channels that LayerNorm/GroupNorm normalise "
+            "(implies auto_dependency; thinning is then approximate and reports its deviation)",
+        },
         "round_to": {
             "type": "integer",
             "minimum": 1,

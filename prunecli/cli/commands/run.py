@@ -31,6 +31,7 @@ _DIRECT = (
     "out_dir",
     "name",
     "auto_dependency",
+    "prune_normalized",
     "round_to",
     "strict",
 )
@@ -68,6 +69,13 @@ _DIRECT = (
 @click.option("-n", "--name", help="Run name used in the default run directory.")
 @click.option(
     "--auto-dependency/--no-auto-dependency", default=None, help="Derive Leader groups automatically."
+)
+@click.option(
+    "--prune-normalized",
+    is_flag=True,
+    default=None,
+    help="With --auto-dependency (implied): also prune channels that LayerNorm/GroupNorm normalise "
+    "(ViT/ConvNeXt embedding width); the compact model then deviates slightly and the deviation is reported.",
 )
 @click.option(
     "--round-to",
