@@ -22,6 +22,11 @@ from prunecli.errors import GraphError
 MAX_LEAF_RETRIES = 16
 
 
+#: user layer types with a registered handler (:func:`prunecli.thinning.register_custom_layer`):
+#: traced as one call, so their handler sees the module rather than its inner operations
+CUSTOM_LAYERS: set[type] = set()
+
+
 class _Tracer(fx.Tracer):
     """Records which module is being traced so a failure can name it."""
 
@@ -32,7 +37,7 @@ class _Tracer(fx.Tracer):
         self.failed_in: str | None = None  # innermost module whose tracing raised
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        if module_qualified_name in self.extra_leaves:
+        if module_qualified_name in self.extra_leaves or type(m) in CUSTOM_LAYERS:
             return True
         return super().is_leaf_module(m, module_qualified_name)
 
