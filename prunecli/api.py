@@ -29,10 +29,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunecli.checkpoint import load_checkpoint, load_model, save_checkpoint
+from prunecli.checkpoint import load_model, save_checkpoint
 from prunecli.checkpoint.compact import default_compact_path, thin_checkpoint
+from prunecli.checkpoint.model import example_input_shape, resolve
 from prunecli.compression import CompressionScheduler, build_compression
-from prunecli.errors import CheckpointError, SourceLocation
 from prunecli.schedule import Schedule, load_schedule
 from prunecli.thinning.compact import CompactModel, ThinOptions, thin_to_compact
 from prunecli.thinning.recipe import ThinningRecipe
@@ -137,9 +137,10 @@ def thin(
 
     options = options or ThinOptions()
     source = Path(checkpoint)
-    data = load_checkpoint(source)
-    net = load_model(source, model=model)
-    example = torch.randn(input_shape or _input_shape(data, model, source))
+    # the completed checkpoint: a Distiller file's thinning recipes are in data["recipe"] then
+    net, data = resolve(source, model=model)
+    net.eval()
+    example = torch.randn(input_shape or example_input_shape(data, source, model=model))
     params_before, macs_before = _param_count(net), total_macs(net, example)
     began = time.perf_counter()
     result = thin_checkpoint(data, net, example, options=options)
@@ -164,17 +165,3 @@ def thin(
 
 def _param_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def _input_shape(data: dict[str, Any], model: str | None, path: Path) -> tuple[int, ...]:
-    from prunecli.models import ModelSpec, default_input_shape
-
-    if model:
-        return default_input_shape(model)
-    if data.get("model"):
-        return default_input_shape(ModelSpec.from_dict(data["model"]))
-    raise CheckpointError(
-        "cannot tell the model's input shape from the checkpoint",
-        location=SourceLocation(str(path)),
-        hint="pass --input-shape, e.g. --input-shape 1,3,32,32",
-    )

@@ -19,7 +19,10 @@ from datetime import UTC, datetime
 import torch
 
 from prunecli.errors import PruneCliError
-from prunecli.thinning.synthetic import exercise
+
+# the zeroing helper is shared with the thinning tests, which live outside the package
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+from support.synthetic import exercise  # noqa: E402
 
 # torchvision models and the input side used (small where the architecture allows)
 TORCHVISION = [
@@ -112,9 +115,10 @@ def run_one(source: str, name: str, shape: tuple[int, ...], export: bool = True)
 
 def time_reference() -> dict | None:
     """Best of three: analysis, thinning without verification, and the verification itself."""
+    from support.synthetic import zero_channels
+
     from prunecli.graph import build_dependency_graph
     from prunecli.thinning import thin_model
-    from prunecli.thinning.synthetic import zero_channels
 
     name, side = TIMING_MODEL
     x = torch.randn(1, 3, side, side)

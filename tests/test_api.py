@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import torch
+from support.compression import train
 from torch import nn
 
 import prunecli
@@ -53,29 +54,11 @@ class TwoConvs(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
         self.conv2 = nn.Conv2d(8, 8, 3, padding=1, bias=False)  # zero filters output exact zeros
-        self.fc = nn.Linear(8, 3)
+        self.fc = nn.Linear(8, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
         return self.fc(x.mean((2, 3)))
-
-
-def _train(scheduler, model, optimizer, epochs: range, steps: int = 2) -> None:
-    gen = torch.Generator().manual_seed(1)
-    for epoch in epochs:
-        scheduler.on_epoch_begin(epoch)
-        for step in range(steps):
-            x, y = torch.randn(4, 3, 6, 6, generator=gen), torch.randint(0, 3, (4,), generator=gen)
-            scheduler.on_minibatch_begin(epoch, step, steps, optimizer)
-            loss = scheduler.before_backward_pass(
-                epoch, step, steps, nn.functional.cross_entropy(model(x), y), optimizer=optimizer
-            )
-            optimizer.zero_grad()
-            loss.backward()
-            scheduler.before_parameter_optimization(epoch, step, steps, optimizer)
-            optimizer.step()
-            scheduler.on_minibatch_end(epoch, step, steps, optimizer)
-        scheduler.on_epoch_end(epoch, optimizer)
 
 
 def test_package_reexports_exactly_the_facade():
@@ -118,11 +101,11 @@ def test_export_compact_composes_mid_run_thinning_and_leaves_the_live_model_alon
     torch.manual_seed(0)
     model = TwoConvs()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    example = torch.randn(1, 3, 6, 6)
+    example = torch.randn(1, 3, 8, 8)
     schedule = api.load_schedule("api.yaml", text=SCHEDULE)
     # the schedule says module.conv1.weight (DataParallel's names): resolved inside
     scheduler = api.build_compression(schedule, model, optimizer, example_input=example)
-    _train(scheduler, model, optimizer, range(3))
+    train(scheduler, model, optimizer, epochs=3)
     assert model.conv1.out_channels == 4 and len(scheduler.thinning_recipes) == 1  # thinned at epoch 1
     live_conv2 = scheduler.masks["conv2.weight"].clone()
     live_fc = scheduler.masks["fc.weight"].clone()
@@ -139,7 +122,7 @@ def test_export_compact_composes_mid_run_thinning_and_leaves_the_live_model_alon
     # the recipe is relative to the dense model: both thinning steps, composed
     dense = apply_recipe(TwoConvs(), compact.recipe)
     dense.load_state_dict(compact.model.state_dict())
-    x = torch.randn(5, 3, 6, 6)
+    x = torch.randn(5, 3, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(dense(x), compact.model(x))
         torch.testing.assert_close(compact.model.eval()(x), model.eval()(x), rtol=1e-5, atol=1e-6)

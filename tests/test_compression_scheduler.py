@@ -2,7 +2,7 @@ import copy
 
 import pytest
 import torch
-from test_compression_support import TinyCNN, make_schedule, sparsity, train
+from support.compression import TinyCNN, make_schedule, sparsity, train
 
 from prunecli.compression import CompressionScheduler, PolicyLoss, build_scheduler
 from prunecli.errors import CheckpointError, ScheduleError

@@ -114,12 +114,12 @@ class QR(nn.Module):
 
 
 def _small() -> nn.Module:
-    return _randomise_norms(nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(1), nn.Linear(8 * 36, 5)))
+    return _randomise_norms(
+        nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(1), nn.Linear(8 * 36, 5))
+    )
 
 
-@pytest.mark.parametrize(
-    "fmt", [pytest.param("onnx", marks=needs_onnx), "torchscript", "exported-program"]
-)
+@pytest.mark.parametrize("fmt", [pytest.param("onnx", marks=needs_onnx), "torchscript", "exported-program"])
 def test_export_writes_a_file_whose_runtime_reproduces_the_model(tmp_path, fmt):
     model = _small()
     out = tmp_path / f"m.{fmt}"
@@ -178,7 +178,9 @@ def test_missing_extra_says_how_to_install_it(tmp_path, monkeypatch):
 
     real = formats.importlib.util.find_spec
     monkeypatch.setattr(
-        formats.importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a)
+        formats.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "onnxruntime" else real(name, *a),
     )
     with pytest.raises(ExportError) as info:
         export_model(_small(), torch.randn(1, 3, 8, 8), tmp_path / "m.onnx", format="onnx")
@@ -196,7 +198,9 @@ def _checkpoint(path, name="resnet_digits"):
 def test_cli_exports_a_checkpoint_and_prints_the_tolerance(tmp_path):
     src = tmp_path / "run.pt"
     model = _checkpoint(src)
-    result = CliRunner().invoke(cli, ["export", str(src), "--format", "exported-program", "--fold-bn", "--json"])
+    result = CliRunner().invoke(
+        cli, ["export", str(src), "--format", "exported-program", "--fold-bn", "--json"]
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["output"] == str(tmp_path / "run.pt2") and doc["tolerance"] == 1e-4
@@ -206,7 +210,9 @@ def test_cli_exports_a_checkpoint_and_prints_the_tolerance(tmp_path):
     x = torch.randn(1, 1, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(program(x), model(x), rtol=1e-4, atol=1e-4)
-    text = CliRunner().invoke(cli, ["export", str(src), "--format", "torchscript", "-o", str(tmp_path / "a.ts")])
+    text = CliRunner().invoke(
+        cli, ["export", str(src), "--format", "torchscript", "-o", str(tmp_path / "a.ts")]
+    )
     assert text.exit_code == 0 and (tmp_path / "a.ts").exists()
     assert "(tolerance 1e-04)" in " ".join(text.output.split())
 
@@ -218,7 +224,9 @@ def test_cli_bad_inputs_exit_2_with_one_message_and_no_file(tmp_path):
     bad_format = runner.invoke(cli, ["export", str(src), "--format", "tflite"])
     assert bad_format.exit_code == 2 and "unknown export format" in bad_format.output
     assert "Traceback" not in bad_format.output
-    wrong_model = runner.invoke(cli, ["export", str(src), "--format", "torchscript", "--model", "resnet20_cifar"])
+    wrong_model = runner.invoke(
+        cli, ["export", str(src), "--format", "torchscript", "--model", "resnet20_cifar"]
+    )
     assert wrong_model.exit_code == 2 and "do not fit" in wrong_model.output
     if HAS_ONNX:
         opset = runner.invoke(cli, ["export", str(src), "--format", "onnx", "--opset", "3"])

@@ -2,7 +2,7 @@ import math
 
 import pytest
 import torch
-from test_compression_support import TinyCNN
+from support.compression import TinyCNN
 
 from prunecli.compression.masker import MaskSet
 from prunecli.pruners import PRUNERS

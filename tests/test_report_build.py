@@ -138,7 +138,6 @@ def test_schema_rejects_a_broken_report(report):
 
 
 def test_agp_curve_from_stored_schedule(report):
-    pytest.importorskip("prunecli.schedule.timeline")
     (curve,) = report["schedule"]["agp"]
     assert curve["pruner"] == "agp" and curve["epochs"] == [0, 1, 2]
     # Distiller: span = ((3 - 0 - 1) // 1) * 1 = 2; target = final + (initial - final) * (1 - t/span)^3

@@ -32,7 +32,9 @@ def _net(width: int) -> nn.Module:
 
 def _report() -> dict:
     torch.manual_seed(0)
-    inputs = ReportInputs(model=_net(4), dense=_net(8), input_shape=(1, 8, 8), payload={}, source_kind="inputs")
+    inputs = ReportInputs(
+        model=_net(4), dense=_net(8), input_shape=(1, 8, 8), payload={}, source_kind="inputs"
+    )
     return assemble_report(inputs, ReportOptions(latency=True, latency_runs=2, latency_warmup=0))
 
 
@@ -64,5 +66,7 @@ def test_without_the_extra_the_onnx_row_says_how_to_install_it(monkeypatch):
 
 def test_no_table_when_latency_is_off():
     torch.manual_seed(0)
-    inputs = ReportInputs(model=_net(4), dense=_net(8), input_shape=(1, 8, 8), payload={}, source_kind="inputs")
+    inputs = ReportInputs(
+        model=_net(4), dense=_net(8), input_shape=(1, 8, 8), payload={}, source_kind="inputs"
+    )
     assert assemble_report(inputs, ReportOptions(latency=False))["latency_table"] is None

@@ -119,7 +119,10 @@ def test_a_pruner_round_to_wins_over_the_auto_dependency_default():
 @pytest.mark.parametrize(
     ("round_to", "message"),
     [
-        (0, "round.yaml:9:15: pruners.p (L1RankedStructureParameterPruner): 'round_to' must be an integer >= 1"),
+        (
+            0,
+            "round.yaml:9:15: pruners.p (L1RankedStructureParameterPruner): 'round_to' must be an integer >= 1",
+        ),
         (32, "round_to 32 is larger than conv1.weight's 16 filters"),
     ],
 )
@@ -239,7 +242,11 @@ policies:
     epochs: [0]
 """
     inputs = ReportInputs(
-        model=net(8, 12), dense=net(16, 24), input_shape=(1, 8, 8), source_kind="inputs", schedule_text=schedule
+        model=net(8, 12),
+        dense=net(16, 24),
+        input_shape=(1, 8, 8),
+        source_kind="inputs",
+        schedule_text=schedule,
     )
     (row,) = assemble_report(inputs, ReportOptions(latency=False))["channel_rounding"]
     assert row["instance"] == "pruners.p" and row["round_to"] == 8

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
 from click.testing import CliRunner
 
+import prunecli.checkpoint as checkpoint
+import prunecli.models as models
 from prunecli.cli.main import cli
-
-checkpoint = pytest.importorskip("prunecli.checkpoint")
-models = pytest.importorskip("prunecli.models")
 
 
 def test_deps_json_is_one_document_with_groups():

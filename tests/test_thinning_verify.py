@@ -6,14 +6,14 @@ import copy
 
 import pytest
 import torch
-from test_thinning_fixtures import build
+from support.patterns import build
+from support.synthetic import exercise, zero_channels
 
 from prunecli.errors import ThinningError
 from prunecli.graph import build_dependency_graph
 from prunecli.thinning import execute as execute_module
 from prunecli.thinning import thin_model
 from prunecli.thinning import verify as verify_module
-from prunecli.thinning.synthetic import exercise, zero_channels
 
 
 def _snapshot(model):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from prunecli.thinning.synthetic import exercise
+from support.synthetic import exercise
 
 torchvision = pytest.importorskip("torchvision")
 
@@ -80,7 +79,7 @@ def test_resnet18_half_channels_match_published_dependency_graph_counts():
 
 
 def _zoo_names() -> list[str]:
-    models = pytest.importorskip("prunecli.models")
+    import prunecli.models as models
     from prunecli.models.spec import parse_spec
 
     return [n for n in models.available_models() if parse_spec(n).kind == "zoo"]

@@ -37,6 +37,7 @@ def build_compression(
     dependency_graph: Any = None,
     steps_per_epoch: int | None = None,
     round_to: int = 1,
+    prune_normalized: bool = False,
 ) -> CompressionScheduler:
     """The compression scheduler of ``schedule`` (a loaded one, or a YAML path) for ``model``.
 
@@ -58,6 +59,7 @@ def build_compression(
         auto_dependency=auto_dependency,
         dependency_graph=dependency_graph,
         steps_per_epoch=steps_per_epoch,
+        prune_normalized=prune_normalized,
         round_to=round_to,
     )
 

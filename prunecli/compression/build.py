@@ -23,7 +23,7 @@ from prunecli.compression.policies import (
     ThinningPolicy,
 )
 from prunecli.compression.scheduler import CompressionScheduler
-from prunecli.errors import ProblemCollector, ScheduleError, SourceLocation
+from prunecli.errors import GraphError, ProblemCollector, ScheduleError, SourceLocation
 from prunecli.lr import LR_SCHEDULERS
 from prunecli.pruners import PRUNERS, RankedStructurePruner
 from prunecli.pruners.agp import AgpMixin, agp_span
@@ -58,6 +58,10 @@ def accepted_args(cls: type) -> tuple[set[str], set[str]]:
         if param.default is inspect.Parameter.empty:
             required.add(pname)
     return accepted, required
+
+
+#: schedule arguments of ranked structure pruners that are prunecli's own (not constructor arguments)
+RUNTIME_ARGS = ("prune_normalized",)
 
 
 def _check_args(comp: Component, accepted: set[str], required: set[str], problems: ProblemCollector) -> bool:
@@ -102,10 +106,14 @@ def _build_component(
         )
         return None
     accepted, required = accepted_args(cls)
-    if not _check_args(comp, accepted, required, problems):
+    args = dict(comp.args)
+    runtime = {k: args.pop(k) for k in RUNTIME_ARGS if k in args and issubclass(cls, RankedStructurePruner)}
+    if not _check_args(comp, accepted | set(runtime), required, problems):
         return None
     try:
-        obj = cls(name=comp.instance, model=model, **comp.args)
+        obj = cls(name=comp.instance, model=model, **args)
+        for key, value in runtime.items():
+            setattr(obj, key, bool(value))
     except (TypeError, ValueError, KeyError) as exc:
         problems.add(
             f"{comp.class_name} ({comp.instance}): {exc}", comp.location, "fix this component's arguments"
@@ -270,12 +278,16 @@ def build_scheduler(
     auto_dependency: bool = False,
     dependency_graph: Any = None,
     steps_per_epoch: int | None = None,
+    prune_normalized: bool = False,
     round_to: int = 1,
 ) -> CompressionScheduler:
     """Build every component and policy of ``schedule`` for ``model``; ScheduleError lists all problems.
 
     ``round_to`` (with ``auto_dependency``) rounds every coupled group's kept channel count up to a
     multiple of it, for pruners that set no ``round_to`` of their own.
+    ``prune_normalized`` (implies ``auto_dependency``) lets coupled pruners mask channels that a
+    LayerNorm/GroupNorm normalises; a pruner's own ``prune_normalized: true`` does so for it alone.
+    A norm that cannot be sliced is reported here, before training.
     """
     if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
         raise ScheduleError(
@@ -300,19 +312,22 @@ def build_scheduler(
     for instance, comp in schedule.components.get("lr_schedulers", {}).items():
         built.setdefault("lr_schedulers", {})[instance] = _build_lr_scheduler(comp, optimizer, problems)
 
-    if auto_dependency:
+    pruners = [p for p in built.get("pruners", {}).values() if p is not None]
+    if auto_dependency or prune_normalized or any(getattr(p, "prune_normalized", False) for p in pruners):
         from prunecli.compression.coupling import couple_pruners
 
         try:
             couple_pruners(
-                [p for p in built.get("pruners", {}).values() if p is not None],
-                model,
-                example_input,
-                dependency_graph,
-                round_to,
+                pruners, model, example_input, dependency_graph, round_to, prune_normalized=prune_normalized
             )
         except ValueError as exc:
             problems.add(str(exc), None, "check the model can be traced, or run without auto_dependency")
+        except GraphError as exc:
+            problems.add(exc.message, exc.location, exc.hint)
+        if prune_normalized or any(getattr(p, "prune_normalized", False) for p in pruners):
+            for extension in built.get("extensions", {}).values():
+                if isinstance(extension, ThinningPolicy):
+                    extension.prune_normalized = True
 
     scheduler = CompressionScheduler(model)
     ordered = [p for p in schedule.policies if not p.is_lr] + [p for p in schedule.policies if p.is_lr]

@@ -275,6 +275,8 @@ class ThinningPolicy(ScheduledPolicy):
         self.done = False
         self.after_thinning: Callable[[Any], None] | None = None
         self.recipes: list[Any] = []
+        #: also remove channels normalised by LayerNorm/GroupNorm (set when a pruner asks for them)
+        self.prune_normalized = False
 
     def on_minibatch_begin(self, model, epoch, step, steps_per_epoch, maskset, meta, optimizer=None) -> None:
         if self.done:
@@ -288,6 +290,7 @@ class ThinningPolicy(ScheduledPolicy):
             optimizer=optimizer,
             masks=MasksView(maskset),
             rule="distiller",
+            prune_normalized=self.prune_normalized,
         )
         self.recipes.append(recipe)
         self.done = True

@@ -80,7 +80,9 @@ def export_model(
     exporter.check_available()
     exporter.check_options(options)
     if not tolerance > 0:
-        raise ExportError(f"the tolerance must be positive (got {tolerance})", hint="pass a --tolerance above 0")
+        raise ExportError(
+            f"the tolerance must be positive (got {tolerance})", hint="pass a --tolerance above 0"
+        )
     model.eval()
     example = _export_example(example_input, dynamic_batch)
     folding: FoldResult | None = fold_batchnorm(model, example) if fold_bn else None
@@ -96,17 +98,23 @@ def export_model(
         except PruneCliError:
             raise
         except Exception as exc:  # the exporters raise many exception types
-            raise _layer_error(exporter.name, target, example, options, tolerance, first_line(exc), False) from None
+            raise _layer_error(
+                exporter.name, target, example, options, tolerance, first_line(exc), False
+            ) from None
         export_seconds = time.perf_counter() - start
         start = time.perf_counter()
         try:
             runner = exporter.load(staged)
         except Exception as exc:
-            raise _layer_error(exporter.name, target, example, options, tolerance, first_line(exc), False) from None
+            raise _layer_error(
+                exporter.name, target, example, options, tolerance, first_line(exc), False
+            ) from None
         try:
             result = compare(model, runner, inputs)
         except Exception as exc:
-            raise _layer_error(exporter.name, target, example, options, tolerance, first_line(exc), True) from None
+            raise _layer_error(
+                exporter.name, target, example, options, tolerance, first_line(exc), True
+            ) from None
         verify_seconds = time.perf_counter() - start
         if not result.passed(tolerance):
             what = result.problem or f"relative error {result.max_error:.2e} > tolerance {tolerance:.0e}"
@@ -163,9 +171,7 @@ def _layer_error(
 
 def _hint(fmt: str) -> str:
     others = "exported-program or torchscript" if fmt == "onnx" else "onnx"
-    return (
-        f"replace that operation in the model, try another --opset (ONNX only), or try --format {others}"
-    )
+    return f"replace that operation in the model, try another --opset (ONNX only), or try --format {others}"
 
 
 def default_output_path(checkpoint: Path, fmt: str) -> Path:
@@ -180,7 +186,7 @@ def load_for_export(
 ) -> tuple[nn.Module, torch.Tensor]:
     """The checkpoint's model (thinned shapes, weights loaded, eval mode) and a random example input."""
     from prunecli.checkpoint import load_checkpoint, load_model
-    from prunecli.models import ModelSpec, default_input_shape
+    from prunecli.checkpoint.model import example_input_shape
 
     path = Path(checkpoint)
     data = load_checkpoint(path)
@@ -195,15 +201,6 @@ def load_for_export(
             hint="pass the architecture it was trained with, e.g. --model resnet20_cifar",
         ) from None
     if input_shape is None:
-        if model_spec:
-            input_shape = default_input_shape(model_spec)
-        elif data.get("model"):
-            input_shape = default_input_shape(ModelSpec.from_dict(data["model"]))
-        else:
-            raise CheckpointError(
-                "cannot tell the model's input shape from the checkpoint",
-                location=SourceLocation(str(path)),
-                hint="pass --input-shape, e.g. --input-shape 1,3,32,32",
-            )
+        input_shape = example_input_shape(data, path, model=model_spec)
     torch.manual_seed(0)
     return model.eval(), torch.randn(input_shape)

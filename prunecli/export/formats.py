@@ -157,7 +157,13 @@ class OnnxExporter(Exporter):
                 names = [f"output{i}" if n_out > 1 else "output" for i in range(n_out)]
                 axes = {name: {0: "batch"} for name in ["input", *names]} if options.dynamic_batch else None
                 torch.onnx.export(
-                    model, (example,), str(path), dynamo=False, output_names=names, dynamic_axes=axes, **common
+                    model,
+                    (example,),
+                    str(path),
+                    dynamo=False,
+                    output_names=names,
+                    dynamic_axes=axes,
+                    **common,
                 )
             else:
                 shapes = ({0: _batch_dim()},) if options.dynamic_batch else None

@@ -70,6 +70,9 @@ class RankedStructurePruner(Pruner):
         self.last_target_sparsity: float | None = None
         #: set by the runtime when ``auto_dependency`` couples channels across a dependency graph
         self.coupling: Any = None
+        #: the schedule's ``prune_normalized`` argument: couple this pruner's channels across their
+        #: groups, channels normalised by LayerNorm/GroupNorm included (set by the schedule builder)
+        self.prune_normalized = False
         #: kept filter/channel counts are rounded up to a multiple of this (1: no rounding)
         self.round_to = check_round_to(round_to, group_type, self._widths(model, group_type))
 
@@ -78,9 +81,7 @@ class RankedStructurePruner(Pruner):
         if model is None or dim is None:
             return {}
         params = dict(model.named_parameters())
-        return {
-            n: params[n].size(dim) for n in self.params_names if n in params and params[n].dim() > dim
-        }
+        return {n: params[n].size(dim) for n in self.params_names if n in params and params[n].dim() > dim}
 
     def leader(self) -> str:
         return self.params_names[0]
@@ -100,8 +101,11 @@ class RankedStructurePruner(Pruner):
         if param_name not in self.params_names or target == 0:
             return
         if self.coupling is not None:
-            binary_map = self.coupling.binary_map(self, param_name, target)
-        elif self.group_dependency == "Leader":
+            mask = self.coupling.mask(self, param_name, target)
+            if mask is not None:
+                maskers[param_name].mask = self._combined(maskers[param_name].mask, mask)
+            return
+        if self.group_dependency == "Leader":
             if target != self.last_target_sparsity or self.leader_binary_map is None:
                 leader = dict(model.named_parameters())[self.leader()]
                 self.leader_binary_map = self.rank(target, leader, self.leader())
@@ -112,6 +116,13 @@ class RankedStructurePruner(Pruner):
         if binary_map is None:
             return
         maskers[param_name].mask = self.mask_from_map(param, binary_map)
+
+    def _combined(self, existing: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
+        """With ``prune_normalized`` a tensor can be in two pruners' groups (an MLP's output rows
+        carry the embedding, its columns the hidden layer): each keeps the other's zeros."""
+        if not self.prune_normalized or existing is None or existing.shape != mask.shape:
+            return mask
+        return existing.to(mask.dtype) * mask
 
     def rank(self, fraction: float, param: torch.Tensor, param_name: str) -> torch.Tensor | None:
         """One value per structure (1 kept, 0 pruned), or ``None`` when nothing can be pruned."""

@@ -41,7 +41,9 @@ def onnxruntime_available() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 
 
-def _onnx_forward(model: nn.Module, x: torch.Tensor, workdir: Path, name: str, threads: int | None) -> Forward:
+def _onnx_forward(
+    model: nn.Module, x: torch.Tensor, workdir: Path, name: str, threads: int | None
+) -> Forward:
     """Export ``model`` (verified) and return an ONNX Runtime session's forward."""
     import onnxruntime as ort
 

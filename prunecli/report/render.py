@@ -93,7 +93,9 @@ def latency_cells(report: dict[str, Any]) -> list[list[str]]:
     rows = []
     for r in report.get("latency_table") or []:
         speed = "-" if r.get("speedup") is None else f"{r['speedup']:.2f}x"
-        rows.append([r["runtime"], r["batchnorm"], _ms(r["dense_ms"]), _ms(r["compressed_ms"]), r["note"] or speed])
+        rows.append(
+            [r["runtime"], r["batchnorm"], _ms(r["dense_ms"]), _ms(r["compressed_ms"]), r["note"] or speed]
+        )
     return rows
 
 
@@ -268,7 +270,14 @@ def to_markdown(report: dict[str, Any]) -> str:
         _md_table([h for h, _ in COMPUTE_COLUMNS], compute_cells(report)),
     ]
     rounding = [
-        [row["instance"], str(row["round_to"]), r["tensor"], str(r["width"]), str(r["kept"]), "yes" if r["multiple"] else "no"]
+        [
+            row["instance"],
+            str(row["round_to"]),
+            r["tensor"],
+            str(r["width"]),
+            str(r["kept"]),
+            "yes" if r["multiple"] else "no",
+        ]
         for row in report.get("channel_rounding") or []
         for r in row["layers"]
     ]

@@ -120,7 +120,11 @@ class ClassSpec:
 def _ranked(
     name: str, types: tuple[str, ...], *, agp: bool, extra: dict[str, Any] | None = None
 ) -> ClassSpec:
-    common_opt: dict[str, Any] = {"group_dependency": GROUP_DEPENDENCY, **(extra or {})}
+    common_opt: dict[str, Any] = {
+        "group_dependency": GROUP_DEPENDENCY,
+        "prune_normalized": BOOL,  # prunecli's: couple and prune channels LayerNorm/GroupNorm normalises
+        **(extra or {}),
+    }
     if agp:
         req = {
             "initial_sparsity": SPARSITY,

@@ -36,10 +36,6 @@ def agp_target(initial: float, final: float, epoch: int, start: int, end: int, f
     return final + (initial - final) * (1.0 - (epoch - start) / span) ** 3
 
 
-def active_epochs(start: int, end: int, freq: int) -> list[int]:
-    return list(range(start, end, freq))
-
-
 @dataclass
 class PlanEntry:
     """One policy firing in one epoch."""

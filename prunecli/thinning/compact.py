@@ -37,13 +37,15 @@ class ThinOptions:
     ``"distiller"`` also removes zero filters whose bias/BatchNorm shift is non-zero (zeroing the
     shift first), as Distiller does. ``verify``: compare outputs before and after on the example input.
     ``round_to`` > 1: keep back the highest-ranked removable channels of each group so every kept
-    channel count is a multiple of it.
+    channel count is a multiple of it. ``prune_normalized``: also remove zero channels that a
+    LayerNorm/GroupNorm normalises (approximate; the verification records the deviation).
     """
 
     mode: Literal["both", "filters", "channels"] = "both"
     rule: Literal["exact", "distiller"] = "exact"
     verify: bool = True
     round_to: int = 1
+    prune_normalized: bool = False
 
     def thin_model_kwargs(self) -> dict[str, Any]:
         return asdict(self)

@@ -15,7 +15,9 @@ constant shifts, and verification compares against the model with them zeroed.
 
 Channels touching anything the graph walk could not follow (model input/output, LayerNorm
 statistics, channel shuffles, unknown ops) are never removed, and every group keeps at least
-one channel.
+one channel. With a graph built with ``prune_normalized`` channels normalised by a LayerNorm or
+GroupNorm are removable too, when their value is zero and so are the norm's scale and shift: the
+norm's statistics then change (``Plan.normalized_groups``).
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ class Plan:
     removed: np.ndarray | None = None  # per channel component
     removed_per_group: dict[int, int] = field(default_factory=dict)
     modules: set[str] = field(default_factory=set)
+    attributes: dict[str, dict[str, int]] = field(default_factory=dict)  # size attributes to set
+    #: groups whose removed channels pass through a norm (``prune_normalized``): the function changes
+    normalized_groups: list[int] = field(default_factory=list)
 
     @property
     def removed_channels(self) -> int:
@@ -75,7 +80,7 @@ def plan_removal(
         allowed = np.zeros(ids.shape[0], dtype=bool)
         if mode in ("filters", "both"):
             allowed |= zero[ids].all(axis=1)
-        if mode in ("channels", "both"):
+        if mode in ("channels", "both") and reader.tensor is not None:
             allowed |= zeros_of(reader.tensor, reader.dim)
         removable[comp[ids[~allowed]].ravel()] = False
     # every group keeps at least one channel
@@ -94,6 +99,8 @@ def plan_removal(
             gone = removable[comps]
         if gone.any():
             plan.removed_per_group[group.index] = int(gone.sum())
+            if group.normalized:
+                plan.normalized_groups.append(group.index)
     plan.removed = removable
     for rec in flow.records:
         drop = removable[comp[rec.ids]]
@@ -103,6 +110,10 @@ def plan_removal(
                 plan.modules.add(rec.module)
             else:
                 plan.modules.add(rec.tensor.rpartition(".")[0])
+    for attr in flow.size_attributes:
+        drop = removable[comp[attr.ids]]
+        if drop.any():
+            plan.attributes.setdefault(attr.module, {})[attr.attr] = int((~drop).sum())
     return plan
 
 

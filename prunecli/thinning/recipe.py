@@ -1,7 +1,9 @@
 """ThinningRecipe: which indices each tensor keeps and the new module attributes.
 
 Plain data only (ints, strings, lists), so it survives ``torch.load(weights_only=True)`` and
-can rebuild a compact model from a freshly built dense one (:func:`apply_recipe`).
+can rebuild a compact model from a freshly built dense one
+(:func:`prunecli.thinning.execute.apply_recipe`). This module holds the data; ``execute`` acts on
+models with it and is the only one of the two that imports the other.
 """
 
 from __future__ import annotations
@@ -137,13 +139,3 @@ def tensor_by_name(model: nn.Module, name: str) -> torch.Tensor:
             hint="rebuild the same architecture the recipe was made for",
         )
     return t
-
-
-def apply_recipe(model: nn.Module, recipe: ThinningRecipe | dict[str, Any]) -> nn.Module:
-    """Reshape a freshly built dense ``model`` to the thinned shapes (values are then loaded)."""
-    from prunecli.thinning.execute import execute_recipe
-
-    if isinstance(recipe, dict):
-        recipe = ThinningRecipe.from_dict(recipe)
-    execute_recipe(model, recipe)
-    return model

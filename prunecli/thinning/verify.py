@@ -249,7 +249,7 @@ class Verification:
         return f"verified on {self.basis}{notes}"
 
     def describe_errors(self) -> str:
-        return ", ".join(f"{c.name} {c.relative_error:.3g}" for c in self.comparisons)
+        return ", ".join(f"{c.name}: {c.relative_error:.3g}" for c in self.comparisons)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -26,9 +26,11 @@ from prunecli.rundir import CHECKPOINT, RunDir
 from .config import RunConfig
 from .loop import NoCompression, evaluate, steps_in_epoch, train_epoch
 from .progress import Reporter
+from .schema import OPTIMIZERS
 from .seeding import epoch_seed, rng_state, seed_everything, set_deterministic, set_rng_state
 from .setup import (
     build_optimizer,
+    check_optimizer_state,
     first_pruning_epoch,
     load_initial_weights,
     model_stats,
@@ -131,6 +133,7 @@ class _Run:
             auto_dependency=self.config.auto_dependency,
             round_to=self.config.round_to,
             steps_per_epoch=self.steps_per_epoch,
+            prune_normalized=self.config.prune_normalized,
         )
 
     def _epochs(self) -> int:
@@ -146,28 +149,90 @@ class _Run:
         cfg = self.config
         seed_everything(cfg.seed)
         set_deterministic(cfg.deterministic)
+        self._defaults_from_checkpoint()
         self._load_inputs()
         self.trusted_model = cfg.model
         self.model, self.spec = create_model(
             cfg.model, dataset=cfg.dataset, num_classes=self.bundle.num_classes, **cfg.model_args
         )
-        if cfg.initial_weights:
-            load_initial_weights(self.model, cfg.initial_weights, model_spec=cfg.model)
         self.model.to(self.device)
+        dense = {**model_stats(self.model, self.example_input), "checkpoint_bytes": _state_bytes(self.model)}
+        start = self._starting_point()
         self.optimizer = build_optimizer(cfg, self.model)
+        resumed = start if cfg.resume_from else None
+        if resumed is not None:  # before the LR schedulers, which start from the optimizer's rates
+            self._load_optimizer_state(resumed, cfg.resume_from)
         self.scheduler = self._build_scheduler()
+        self.start_epoch = 0
+        if resumed is not None:
+            self._continue_from(resumed, cfg.resume_from)
         name = cfg.name or (Path(cfg.schedule).stem if cfg.schedule else str(cfg.model))
         self.dir = RunDir.create(cfg.out_dir, cfg.runs_dir, name)
-        self.extras["dense"] = {
-            **model_stats(self.model, self.example_input),
-            "checkpoint_bytes": _state_bytes(self.model),
-        }
+        self.extras["dense"] = dense
         resolved = {**cfg.to_dict(), "epochs": self._epochs(), "out_dir": str(self.run_dir)}
         self.dir.write_config(resolved)
         if self.schedule is not None:
             self.dir.write_schedule(self.schedule.text)
         self.dir.write_metrics([])
-        self.start_epoch = 0
+
+    def _defaults_from_checkpoint(self) -> None:
+        """``--resume FILE`` / ``--initial-weights``: model and data set default to the checkpoint's."""
+        from prunecli.checkpoint.model import stored_model
+
+        cfg = self.config
+        path = cfg.resume_from or cfg.initial_weights
+        if cfg.resume_from and cfg.initial_weights:
+            raise ConfigError(
+                "both resume_from and initial_weights are set",
+                hint="--resume FILE already loads the weights; drop --initial-weights",
+            )
+        if path and not (cfg.model and cfg.dataset):
+            model, dataset = stored_model(path)
+            cfg.model = cfg.model or model
+            cfg.dataset = cfg.dataset or dataset
+
+    def _starting_point(self) -> dict[str, Any] | None:
+        """Load ``initial_weights`` / ``resume_from``; a thinned checkpoint replaces the dense model."""
+        from prunecli.models import ModelSpec
+
+        cfg = self.config
+        path = cfg.resume_from or cfg.initial_weights
+        if not path:
+            return None
+        model, checkpoint = load_initial_weights(self.model, path, model_spec=cfg.model)
+        if model is not self.model:  # thinned: train on its architecture, keep its recipe for our files
+            self.model = model.to(self.device)
+            self.recipe = checkpoint["recipe"]
+            if checkpoint["model"] is not None:
+                self.spec = ModelSpec.from_dict(checkpoint["model"])
+        return checkpoint
+
+    def _load_optimizer_state(self, checkpoint: dict[str, Any], path: str) -> None:
+        """Distiller's ``--resume-from`` keeps the saved optimizer (its learning rates included)."""
+        cfg = self.config
+        saved = checkpoint.get("optimizer")
+        if saved:
+            kind, wanted = checkpoint.get("optimizer_type"), OPTIMIZERS[cfg.optimizer]
+            if kind and kind != wanted:
+                option = next((k for k, v in OPTIMIZERS.items() if v == kind), None)
+                raise ConfigError(
+                    f"{path} holds {kind} optimizer state, but the run uses {wanted}",
+                    hint=f"pass --optimizer {option}" if option else "use --initial-weights FILE instead",
+                )
+            check_optimizer_state(self.optimizer, saved, path)
+            self.optimizer.load_state_dict(saved)
+
+    def _continue_from(self, checkpoint: dict[str, Any], path: str) -> None:
+        """The rest of ``--resume-from``: the saved masks, and the epoch after the saved one."""
+        masks = {k: v for k, v in (checkpoint.get("masks") or {}).items() if v is not None}
+        if masks and self.schedule is not None:
+            self.scheduler.load_state_dict({"masks_dict": masks}, strict=False)
+        elif masks:
+            message = f"{path}: its {len(masks)} pruning masks are not enforced without a schedule"
+            self.warnings.append(message)
+            self.reporter.warn(message)
+        epoch = checkpoint.get("epoch")
+        self.start_epoch = epoch + 1 if isinstance(epoch, int) else 0
 
     def start_resumed(self, run_dir: Path, overrides: dict[str, Any]) -> None:
         from prunecli.checkpoint import load_checkpoint, load_model
@@ -372,16 +437,26 @@ class _Run:
             self._write_compact(result)
         self._write_report(result)
 
+    def _prunes_normalized(self) -> bool:
+        """Whether the run asked for channels normalised by LayerNorm/GroupNorm to be pruned."""
+        policies = getattr(self.scheduler, "policy_order", None) or []
+        pruners = [getattr(policy, "pruner", None) for _, policy in policies]
+        return self.config.prune_normalized or any(getattr(p, "prune_normalized", False) for p in pruners)
+
     def _write_compact(self, result: RunResult) -> None:
         import copy
 
         from prunecli.checkpoint import load_model, save_checkpoint
         from prunecli.checkpoint.compact import thin_checkpoint
+        from prunecli.thinning.compact import ThinOptions
 
         self._collect_recipes()
         model = copy.deepcopy(self.model).eval()
         payload = self.payload(self.metrics[-1]["epoch"] if self.metrics else -1, model=model, full=False)
-        compact = thin_checkpoint(payload, model, self.example_input, masks=self.scheduler.masks or {})
+        options = ThinOptions(prune_normalized=self._prunes_normalized())
+        compact = thin_checkpoint(
+            payload, model, self.example_input, masks=self.scheduler.masks or {}, options=options
+        )
         payload = compact.payload
         pre = self.extras.get("pre_pruning") or {}
         payload["extras"].update(
@@ -407,10 +482,7 @@ class _Run:
         }
 
     def _write_report(self, result: RunResult) -> None:
-        try:
-            from prunecli.report.build import ReportOptions, build_report
-        except ImportError:  # pragma: no cover - report package missing
-            return
+        from prunecli.report.build import ReportOptions, build_report
         from prunecli.report.render import to_json
 
         options = ReportOptions(latency_runs=5, latency_warmup=1)

@@ -31,7 +31,9 @@ FORMAT_NAMES = ("onnx", "torchscript", "exported-program")
 )
 @click.option("--opset", type=int, help="ONNX opset to write (default 17).")
 @click.option("--dynamic-batch", is_flag=True, help="Let the batch dimension vary at run time.")
-@click.option("--fold-bn", is_flag=True, help="Fold each BatchNorm into the convolution/linear layer feeding it.")
+@click.option(
+    "--fold-bn", is_flag=True, help="Fold each BatchNorm into the convolution/linear layer feeding it."
+)
 @click.option(
     "--model", "model_spec", metavar="MODEL", help="Architecture, when the checkpoint does not name it."
 )
@@ -60,7 +62,9 @@ def command(
     from prunecli.export import default_output_path, export_model, get_exporter, load_for_export
 
     get_exporter(fmt)  # an unknown format is refused before the checkpoint is read
-    model, example = load_for_export(checkpoint, model_spec=model_spec, input_shape=parse_input_shape(input_shape))
+    model, example = load_for_export(
+        checkpoint, model_spec=model_spec, input_shape=parse_input_shape(input_shape)
+    )
     out = output or default_output_path(checkpoint, fmt)
     report = export_model(
         model,

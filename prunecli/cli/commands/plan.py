@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from prunecli.cli.console import console, err_console
-from prunecli.errors import PruneCliError
 from prunecli.schedule.vocabulary import parameter_names
 from prunecli.validation import check_file, problem_dict
 
@@ -20,18 +18,8 @@ from .validate import EXIT_INVALID
 
 
 def _plot(epoch_plans: list[Any], path: Path) -> None:
-    try:
-        plots = importlib.import_module("prunecli.report.plots")
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("prunecli.report.plots", "prunecli.report"):
-            raise
-        plots = None
-    plot_plan = getattr(plots, "plot_plan", None)
-    if plot_plan is None:
-        raise PruneCliError(
-            "plotting is not available in this installation (prunecli.report.plots.plot_plan is missing)",
-            hint="run without --plot, or use --json and plot the document yourself",
-        )
+    from prunecli.report.plots import plot_plan
+
     plot_plan(epoch_plans, path)
 
 
@@ -80,7 +68,9 @@ def _rounding(schedule: Any, shapes: dict[str, tuple[int, ...]], epoch_plans: li
                 width = shapes[tensor][dim]
                 requested, kept = kept_count(width, max(targets), round_to)
                 layers.append({"tensor": tensor, "width": width, "requested_kept": requested, "kept": kept})
-        rows.append({"instance": f"pruners.{name}", "round_to": round_to, "target": max(targets), "layers": layers})
+        rows.append(
+            {"instance": f"pruners.{name}", "round_to": round_to, "target": max(targets), "layers": layers}
+        )
     return rows
 
 

@@ -47,6 +47,11 @@ from .deps import parse_input_shape
     show_default=True,
     help="Keep back removable channels so every kept channel count is a multiple of N (e.g. 8).",
 )
+@click.option(
+    "--prune-normalized",
+    is_flag=True,
+    help="Also remove zero channels that LayerNorm/GroupNorm normalise (approximate: the deviation is reported).",
+)
 @click.option("--no-verify", is_flag=True, help="Skip the output comparison (not recommended).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def command(
@@ -57,6 +62,7 @@ def command(
     input_shape: str | None,
     rule: str,
     round_to: int,
+    prune_normalized: bool,
     no_verify: bool,
     as_json: bool,
 ) -> None:
@@ -67,7 +73,9 @@ def command(
     """
     from prunecli.api import ThinOptions, thin
 
-    options = ThinOptions(mode=mode, rule=rule, verify=not no_verify, round_to=round_to)  # type: ignore[arg-type]
+    options = ThinOptions(
+        mode=mode, rule=rule, verify=not no_verify, round_to=round_to, prune_normalized=prune_normalized
+    )  # type: ignore[arg-type]
     summary = thin(
         checkpoint, output, model=model_spec, input_shape=parse_input_shape(input_shape), options=options
     )
