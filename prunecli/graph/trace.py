@@ -111,7 +111,9 @@ class _ShapeRecorder(fx.Interpreter):
             raise GraphError(
                 f"running the traced model failed at node '{n.name}' ({n.op} {n.target}): "
                 f"{type(exc).__name__}: {_first_line(exc)}",
-                hint="check that the example input shape matches the model (--input-shape)",
+                hint="check that the example input's shape matches the model: --input-shape for "
+                "thin, deps and export; for run, the data set's image size (with --dataset fake: "
+                "--set dataset_options.image_size=224)",
             ) from exc
         self.shapes[n.name] = _shape_of(result)
         return result
