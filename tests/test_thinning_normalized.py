@@ -239,6 +239,7 @@ small_vit.input_shape = (3, 8, 8)
 """
 
 
+@pytest.mark.slow
 def test_a_schedule_prunes_a_vit_to_about_a_quarter_and_the_compact_model_reloads(tmp_path):
     pytest.importorskip("torchvision")
     from prunecli.checkpoint import load_checkpoint, load_model
@@ -296,3 +297,34 @@ policies:
     with pytest.raises(ScheduleError) as info:
         build_scheduler(load_schedule("s.yaml", text=text), model, opt, example_input=torch.randn(2, 3))
     assert "'norm'" in str(info.value) and "custom norm module" in str(info.value)
+
+
+def test_small_swin_loses_heads_embedding_and_its_per_head_bias_tables():
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    model = torchvision.models.swin_transformer.SwinTransformer(
+        patch_size=[2, 2], embed_dim=16, depths=[1, 1], num_heads=[2, 4], window_size=[2, 2], num_classes=5
+    ).eval()
+    x = torch.randn(1, 3, 8, 8)
+    result = exercise(model, x, 0.5, prune_normalized=True)
+    assert result["verification"]["status"] == "deviation" and result["output_mismatch"] is None
+    first, second = model.features[1][0].attn, model.features[3][0].attn
+    assert (first.num_heads, first.qkv.in_features, first.qkv.out_features) == (1, 8, 24)
+    assert first.relative_position_bias_table.shape == (9, 1)
+    assert (second.num_heads, second.qkv.in_features) == (2, 16)
+    assert model.features[2].reduction.in_features == 4 * 8  # patch merging: four copies of 8 channels
+    assert model(torch.randn(2, 3, 8, 8)).shape == (2, 5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,side", [("convnext_tiny", 64), ("vit_b_16", 32), ("swin_t", 64)])
+def test_torchvision_transformers_at_half_of_every_group_keep_about_a_quarter(name, side):
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    kwargs = {"image_size": side} if name.startswith("vit") else {}  # 4 patches: same weights, less work
+    model = getattr(torchvision.models, name)(weights=None, **kwargs).eval()
+    result = exercise(model, torch.randn(1, 3, side, side), 0.5, prune_normalized=True)
+    assert result["removed_channels"] == result["zeroed_channels"]
+    assert result["params_after"] / result["params_before"] < 0.27  # Torch-Pruning's convnext_tiny: 0.26
+    assert result["verification"]["status"] == "deviation"
+    assert all(c["relative_error"] is not None for c in result["verification"]["comparisons"])

@@ -53,8 +53,9 @@ def build_dependency_graph(
                 raise GraphError(
                     f"modules used only in training mode ({', '.join(unreached[:4])}) cannot run on "
                     f"an input of shape {tuple(inputs[0].shape)}: {exc.message}",
-                    hint="use a larger --input-shape (the size the model is trained at), or disable "
-                    "the auxiliary outputs (e.g. aux_logits=False)",
+                    hint="use the size the model is trained at (--input-shape for thin, deps and export; "
+                    "for run, the data set's image size, e.g. --set dataset_options.image_size=299 with "
+                    "--dataset fake), or disable the auxiliary outputs (e.g. aux_logits=False)",
                 ) from exc
             finally:
                 torch.random.set_rng_state(rng)

@@ -685,6 +685,100 @@ def module_groupnorm(ctx: Ctx, name: str, m: nn.Module) -> Any:
     return out
 
 
+def _packed_attention(
+    flow: Flow,
+    in_ids: np.ndarray,
+    num_heads: int,
+    qkv: tuple[str, str | None, str],
+    proj: tuple[str, str | None, str],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Channel ids through attention with one packed q/k/v weight ``(3E, E)`` and an output
+    projection ``(E, E)``; returns the output ids and the ``(heads, head_dim)`` table of input ids.
+
+    Every channel of a head is tied into one unit (see :func:`module_attention`). ``qkv`` and
+    ``proj`` are (weight, bias, owning module) names.
+    """
+    e = len(in_ids)
+    heads = in_ids.reshape(num_heads, e // num_heads)
+    flow.union(heads[:, :1], heads)  # a head goes whole
+    weight, bias, owner = qkv
+    flow.reader(weight, 1, in_ids)
+    flow.record(weight, 1, "in", in_ids, owner)
+    q, k, v = flow.fresh((e,)), flow.fresh((e,)), flow.fresh((e,))
+    for part, start in ((q, 0), (k, e), (v, 2 * e)):
+        flow.union(part, in_ids)
+        flow.rules.append(ProducerRule(part, weight, bias, start))
+    packed = np.concatenate([q, k, v])
+    flow.record(weight, 0, "out", packed, owner)
+    if bias:
+        flow.record(bias, 0, "out", packed, owner)
+    scores = flow.fresh((e,))  # q_c * k_c: gone when either is zero
+    flow.union(scores, in_ids)
+    flow.rules.append(CombineRule([q, k], scores, "any"))
+    flow.reader(None, 0, scores)
+    proj_weight, proj_bias, proj_owner = proj
+    flow.reader(proj_weight, 1, v)
+    flow.record(proj_weight, 1, "in", v, proj_owner)
+    out = flow.fresh((e,))
+    flow.union(out, in_ids)
+    flow.record(proj_weight, 0, "out", out, proj_owner)
+    if proj_bias:
+        flow.record(proj_bias, 0, "out", out, proj_owner)
+    flow.rules.append(ProducerRule(out, proj_weight, proj_bias))
+    return out, heads
+
+
+def shifted_window_attention(ctx: Ctx) -> Any:
+    """torchvision's Swin attention (one wrapped function): packed qkv and proj ``Linear`` weights, a
+    per-head relative-position bias table; heads go whole with their embedding channels, as in
+    :func:`module_attention`."""
+    flow = ctx.flow
+    x = ctx.tensor(0, "input")
+    qkv_w, proj_w = _param_name(ctx, ctx.arg(1, "qkv_weight")), _param_name(ctx, ctx.arg(2, "proj_weight"))
+    heads = ctx.arg(5, "num_heads")
+    if (
+        x is None
+        or not x.tracked
+        or x.tdims != (x.ndim - 1,)
+        or not (qkv_w and proj_w)
+        or not isinstance(heads, int)
+    ):
+        return ctx.opaque()
+    qkv_b, proj_b = _param_name(ctx, ctx.arg(9, "qkv_bias")), _param_name(ctx, ctx.arg(10, "proj_bias"))
+    if ctx.arg(11, "logit_scale") is not None:
+        return ctx.opaque(
+            f"'{ctx.node.name}': Swin V2 attention (logit_scale) is not modelled; its channels are kept"
+        )
+    qkv_module, proj_module = qkv_w.rpartition(".")[0], proj_w.rpartition(".")[0]
+    attn = qkv_module.rpartition(".")[0]
+    for module in (qkv_module, proj_module):
+        flow.module_kinds[module] = "linear"
+    out, table = _packed_attention(
+        flow, x.ids.reshape(-1), heads, (qkv_w, qkv_b, qkv_module), (proj_w, proj_b, proj_module)
+    )
+    owner = _module_or_none(ctx.root, attn)
+    bias_table = getattr(owner, "relative_position_bias_table", None)
+    if isinstance(bias_table, torch.Tensor) and bias_table.dim() == 2 and bias_table.shape[1] == heads:
+        flow.record(f"{attn}.relative_position_bias_table", 1, "out", table[:, 0], attn)
+    if owner is not None and getattr(owner, "num_heads", None) == heads:
+        flow.size_attribute(attn, "num_heads", table[:, 0])
+    nd = len(ctx.shape)
+    return TInfo(ctx.shape, (nd - 1,), out.reshape((1,) * (nd - 1) + (len(out),)))
+
+
+def patch_merging_pad(ctx: Ctx) -> Any:
+    """torchvision's Swin patch merging: pad H and W, then concatenate the four 2x2 neighbours'
+    channels (``[x0, x1, x2, x3]`` along the last dim): every channel appears four times."""
+    x = ctx.tensor()
+    if x is None or not x.tracked:
+        return untracked(ctx.shape)
+    if x.tdims != (x.ndim - 1,):
+        return ctx.opaque()
+    ids = np.tile(x.ids.reshape(-1), 4)
+    nd = len(ctx.shape)
+    return TInfo(ctx.shape, (nd - 1,), ids.reshape((1,) * (nd - 1) + (len(ids),)))
+
+
 def module_attention(ctx: Ctx, name: str, m: nn.Module) -> Any:
     """Self-attention in ``nn.MultiheadAttention`` (packed q/k/v): heads and the embedding together.
 
@@ -722,34 +816,16 @@ def module_attention(ctx: Ctx, name: str, m: nn.Module) -> Any:
         in_ids = x.ids.reshape(-1)
     flow.module_kinds[name] = "attention"
     flow.module_kinds[f"{name}.out_proj"] = "linear"
-    e, hd = m.embed_dim, m.head_dim
-    heads = in_ids.reshape(m.num_heads, hd)
-    flow.union(heads[:, :1], heads)  # a head goes whole
-    weight, bias = f"{name}.in_proj_weight", (f"{name}.in_proj_bias" if m.in_proj_bias is not None else None)
-    flow.reader(weight, 1, in_ids)
-    flow.record(weight, 1, "in", in_ids, name)
-    q, k, v = flow.fresh((e,)), flow.fresh((e,)), flow.fresh((e,))
-    for part, start in ((q, 0), (k, e), (v, 2 * e)):
-        flow.union(part, in_ids)
-        flow.rules.append(ProducerRule(part, weight, bias, start))
-    packed = np.concatenate([q, k, v])
-    flow.record(weight, 0, "out", packed, name)
-    if bias:
-        flow.record(bias, 0, "out", packed, name)
-    scores = flow.fresh((e,))  # q_c * k_c: gone when either is zero
-    flow.union(scores, in_ids)
-    flow.rules.append(CombineRule([q, k], scores, "any"))
-    flow.reader(None, 0, scores)
     proj = f"{name}.out_proj"
-    flow.reader(f"{proj}.weight", 1, v)
-    flow.record(f"{proj}.weight", 1, "in", v, proj)
-    out = flow.fresh((e,))
-    flow.union(out, in_ids)
-    flow.record(f"{proj}.weight", 0, "out", out, proj)
-    proj_bias = f"{proj}.bias" if m.out_proj.bias is not None else None
-    if proj_bias:
-        flow.record(proj_bias, 0, "out", out, proj)
-    flow.rules.append(ProducerRule(out, f"{proj}.weight", proj_bias))
+    bias = f"{name}.in_proj_bias" if m.in_proj_bias is not None else None
+    out, heads = _packed_attention(
+        flow,
+        in_ids,
+        m.num_heads,
+        (f"{name}.in_proj_weight", bias, name),
+        (f"{proj}.weight", f"{proj}.bias" if m.out_proj.bias is not None else None, proj),
+    )
+    e = m.embed_dim
     flow.size_attribute(name, "num_heads", heads[:, 0])
     parent = name.rpartition(".")[0]
     owner = _module_or_none(ctx.root, parent)
@@ -1020,4 +1096,9 @@ def _optional_handler(target: Any) -> Callable[[Ctx], Any] | None:
     ops = sys.modules.get("torchvision.ops")
     if ops is not None and target is getattr(ops, "stochastic_depth", None):
         return same_ids  # per-sample scaling (identity in eval mode): zero-preserving, channel-wise
+    swin = sys.modules.get("torchvision.models.swin_transformer")
+    if swin is not None and target is getattr(swin, "shifted_window_attention", None):
+        return shifted_window_attention
+    if swin is not None and target is getattr(swin, "_patch_merging_pad", None):
+        return patch_merging_pad
     return None

@@ -29,6 +29,8 @@ class ThinningRecipe:
     removed_channels: int = 0  # group channels removed (statistics only)
     #: one entry per thinning folded into this recipe: ``Verification.to_dict()`` (plain figures)
     checks: list[dict[str, Any]] = field(default_factory=list)
+    #: what the user must hear about (a tensor whose every filter was pruned, kept at one channel)
+    warnings: list[str] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         return not self.tensors
@@ -46,6 +48,7 @@ class ThinningRecipe:
             },
             "removed_channels": int(self.removed_channels),
             "checks": [dict(c) for c in self.checks],
+            "warnings": [str(w) for w in self.warnings],
         }
 
     @classmethod
@@ -68,7 +71,8 @@ class ThinningRecipe:
             name: {k: _attr(v) for k, v in attrs.items()} for name, attrs in data.get("modules", {}).items()
         }
         checks = [dict(c) for c in data.get("checks", []) if isinstance(c, dict)]
-        return cls(tensors, modules, int(data.get("removed_channels", 0)), checks)
+        warnings = [str(w) for w in data.get("warnings", []) if isinstance(w, str)]
+        return cls(tensors, modules, int(data.get("removed_channels", 0)), checks, warnings)
 
     def then(self, later: ThinningRecipe) -> ThinningRecipe:
         """One recipe equal to applying ``self`` and then ``later`` (thinning twice composes)."""
@@ -86,7 +90,11 @@ class ThinningRecipe:
         for name, attrs in later.modules.items():
             modules.setdefault(name, {}).update(attrs)
         return ThinningRecipe(
-            tensors, modules, self.removed_channels + later.removed_channels, self.checks + later.checks
+            tensors,
+            modules,
+            self.removed_channels + later.removed_channels,
+            self.checks + later.checks,
+            self.warnings + later.warnings,
         )
 
 
