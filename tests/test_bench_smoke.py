@@ -23,6 +23,7 @@ SECTIONS = (
     "Inference speed-up of thinned models",
     "The application's own cost",
     "Accuracy retention on digits",
+    "Transformers: LayerNorm channels pruned",
 )
 
 
