@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from bench import accuracy, app_cost, hooks, latency, normalized, thinning
+from bench import accuracy, app_cost, hooks, latency, normalized, thinning, vit_accuracy
 from bench.context import Context
 from bench.machine import load_average, machine_info
 from bench.markdown import document
@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, Callable[[Context], Section]] = {
     "app": app_cost.run,
     "accuracy": accuracy.run,
     "normalized": normalized.run,
+    "vit_accuracy": vit_accuracy.run,
 }
 
 DEFAULT_OUTPUT = Path("docs/benchmarks.md")

@@ -5,6 +5,9 @@ from __future__ import annotations
 import copy
 import time
 
+import torch
+from torch import nn
+
 from bench import models, ours
 from bench.context import Context
 from bench.peers import tp_side
@@ -85,21 +88,58 @@ def _one_model(section: Section, name: str, side: int) -> None:
         table.add(tool, seconds(spent), count(params), f"{params / dense_params:.2f}", count(macs),
                   f"{macs / dense_macs:.2f}", deviation)  # fmt: skip
     if tp_side.version():
-        model = copy.deepcopy(dense)
-        try:
-            spent = _timed(lambda: tp_side.prune(model, x, RATIO))
-            params, macs = models.count_params(model), total_macs(model, x)
-            results[TP] = (spent, params, macs)
+        outcome = _tp_in_child(dense, x)
+        if isinstance(outcome, tuple):
+            spent, params, macs = outcome
+            results[TP] = outcome
             table.add(TP, seconds(spent), count(params), f"{params / dense_params:.2f}", count(macs),
                       f"{macs / dense_macs:.2f}", "not measured")  # fmt: skip
-        except Exception as exc:  # a peer's crash is a result, reported in the table
-            message = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}"
-            results[TP] = message
-            table.add(TP, message, "n/a", "n/a", "n/a", "n/a", "n/a")
+        else:
+            results[TP] = outcome
+            table.add(TP, outcome, "n/a", "n/a", "n/a", "n/a", "n/a")
     else:
         results[TP] = NOT_INSTALLED
         table.add(TP, NOT_INSTALLED, "n/a", "n/a", "n/a", "n/a", "n/a")
     _targets(section, name, results)
+
+
+#: Torch-Pruning runs in a child process with this address-space limit and time: on Swin its
+#: dependency graph grows without bound (observed above 8 GiB at 224x224), on a shared machine
+TP_MEMORY_GIB, TP_TIMEOUT_S = 6, 300
+
+
+def _tp_in_child(dense: nn.Module, x: torch.Tensor) -> tuple[float, int, int] | str:
+    """(CPU seconds, parameters, MACs) of Torch-Pruning's result, or why it failed."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+
+    def child() -> None:
+        import resource
+
+        from prunecli.report.compute import total_macs
+
+        limit = TP_MEMORY_GIB * 2**30
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        try:
+            model = copy.deepcopy(dense)
+            spent = _timed(lambda: tp_side.prune(model, x, RATIO))
+            queue.put((spent, models.count_params(model), total_macs(model, x)))
+        except BaseException as exc:  # a peer's crash is a result, reported in the table
+            text = str(exc).splitlines()[0][:120] if str(exc) else ""
+            queue.put(f"failed: {type(exc).__name__}: {text}")
+
+    process = ctx.Process(target=child)
+    process.start()
+    try:
+        return queue.get(timeout=TP_TIMEOUT_S)
+    except Exception:
+        return f"failed: no result within {TP_TIMEOUT_S} s under a {TP_MEMORY_GIB} GiB memory limit"
+    finally:
+        process.join(5)
+        if process.is_alive():
+            process.kill()
 
 
 def _targets(section: Section, name: str, results: dict) -> None:
