@@ -31,7 +31,9 @@ def run(context: Context) -> Section:
         "channels ranked by the L1 norms of its producing weights and zeroed in every producer, then "
         "`thin_model` (without its check in the timed run; a second, untimed run records the deviation). "
         "Exact keeps every channel a LayerNorm normalises. Torch-Pruning: `BasePruner` + "
-        "`MagnitudeImportance(p=1)`, `pruning_ratio=0.5`, the classifier ignored, one `step()`. One run per "
+        "`MagnitudeImportance(p=1)`, `pruning_ratio=0.5`, the classifier ignored, one `step()` (ViT: `num_heads` "
+        "declared and `hidden_dim` set afterwards, as its ViT example does), in a child process limited to "
+        f"{TP_MEMORY_GIB} GiB and {TP_TIMEOUT_S} s. One run per "
         "tool (process CPU time); parameters and MACs counted by `prunecli.report.compute` on the same input.",
     )
     for name, side in settings.norm_models:
@@ -88,7 +90,7 @@ def _one_model(section: Section, name: str, side: int) -> None:
         table.add(tool, seconds(spent), count(params), f"{params / dense_params:.2f}", count(macs),
                   f"{macs / dense_macs:.2f}", deviation)  # fmt: skip
     if tp_side.version():
-        outcome = _tp_in_child(dense, x)
+        outcome = tp_in_child(dense, x)
         if isinstance(outcome, tuple):
             spent, params, macs = outcome
             results[TP] = outcome
@@ -108,7 +110,7 @@ def _one_model(section: Section, name: str, side: int) -> None:
 TP_MEMORY_GIB, TP_TIMEOUT_S = 6, 300
 
 
-def _tp_in_child(dense: nn.Module, x: torch.Tensor) -> tuple[float, int, int] | str:
+def tp_in_child(dense: nn.Module, x: torch.Tensor) -> tuple[float, int, int] | str:
     """(CPU seconds, parameters, MACs) of Torch-Pruning's result, or why it failed."""
     import multiprocessing as mp
 
@@ -124,7 +126,8 @@ def _tp_in_child(dense: nn.Module, x: torch.Tensor) -> tuple[float, int, int] | 
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         try:
             model = copy.deepcopy(dense)
-            spent = _timed(lambda: tp_side.prune(model, x, RATIO))
+            prune = tp_side.prune_vit if hasattr(model, "hidden_dim") else tp_side.prune
+            spent = _timed(lambda: prune(model, x, RATIO))
             queue.put((spent, models.count_params(model), total_macs(model, x)))
         except BaseException as exc:  # a peer's crash is a result, reported in the table
             text = str(exc).splitlines()[0][:120] if str(exc) else ""

@@ -38,19 +38,7 @@ def _prune(name: str, model: nn.Module, x: torch.Tensor) -> None:
     if name == OURS:
         ours.prune_every_group_and_thin(model, x, FRACTIONS[OURS], prune_normalized=True, verify=False)
     elif name == TP:
-        _tp_vit(model, x)
-
-
-def _tp_vit(model: nn.Module, x: torch.Tensor) -> None:
-    """Torch-Pruning's recipe for torchvision ViTs: heads declared, ``hidden_dim`` set by hand afterwards."""
-    import warnings
-
-    heads = {m: m.num_heads for m in model.modules() if isinstance(m, nn.MultiheadAttention)}
-    pruner = tp_side.pruner(model, x, FRACTIONS[TP], num_heads=heads)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        pruner.step()
-    model.hidden_dim = model.conv_proj.out_channels
+        tp_side.prune_vit(model, x, FRACTIONS[TP])
 
 
 def train_one(name: str, seed: int, bundle, pretrain: int, finetune: int, max_steps: int | None):

@@ -224,6 +224,8 @@ def render(rows: list[dict], timing: dict | None, machine: str, started: str) ->
 
 def normalized_row(name: str, side: int) -> dict:
     """One model at 50 % of every group: exact, with LayerNorm channels pruned, and Torch-Pruning."""
+    from prunecli.report.compute import total_macs
+
     row: dict = {"model": name, "input": f"3x{side}x{side}"}
     x = torch.randn(1, 3, side, side)
     for key, normalized in (("exact", False), ("normalized", True)):
@@ -233,19 +235,15 @@ def normalized_row(name: str, side: int) -> dict:
             row[key] = exercise(model, x, 0.5, seed=0, prune_normalized=normalized)
         except PruneCliError as exc:
             row[key] = {"error": f"{exc.kind}: {exc.message}"}
-    try:
-        from bench.peers import tp_side
-        from prunecli.report.compute import total_macs
+    from bench.normalized import tp_in_child  # Torch-Pruning in a memory-limited child process
 
-        model = _build("torchvision", name).eval()
-        before = (sum(p.numel() for p in model.parameters()), total_macs(model, x))
-        tp_side.prune(model, x, 0.5)
-        row["tp"] = {
-            "params_ratio": sum(p.numel() for p in model.parameters()) / before[0],
-            "macs_ratio": total_macs(model, x) / before[1],
-        }
-    except Exception as exc:  # a peer's failure is a result (Torch-Pruning fails on swin_t)
-        row["tp"] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else ''}"}
+    dense = _build("torchvision", name).eval()
+    before = (sum(p.numel() for p in dense.parameters()), total_macs(dense, x))
+    outcome = tp_in_child(dense, x)
+    if isinstance(outcome, tuple):
+        row["tp"] = {"params_ratio": outcome[1] / before[0], "macs_ratio": outcome[2] / before[1]}
+    else:  # a peer's failure is a result (Torch-Pruning fails on swin_t)
+        row["tp"] = {"error": outcome}
     return row
 
 
