@@ -135,11 +135,14 @@ def _unreached_modules(model: nn.Module, gm: Traced) -> list[str]:
             used.add(node.target)
         elif node.op == "get_attr":
             used.add(node.target.rpartition(".")[0])
+    used.discard("")
     out = []
     for name, m in model.named_modules():
-        if not name or not any(True for _ in m.parameters(recurse=False)):
+        if not name or not any(p is not None for p in m._parameters.values()):
             continue
-        if any(name == u or name.startswith(u + ".") for u in used if u) or name in used:
+        # reached when the module or one of its ancestors is called (checked prefix by prefix)
+        parts = name.split(".")
+        if any(".".join(parts[:i]) in used for i in range(1, len(parts) + 1)):
             continue
         out.append(name)
     return out
