@@ -334,12 +334,11 @@ def test_thinned_swin_replays_on_a_dense_model_from_plain_data(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,side", [("convnext_tiny", 64), ("vit_b_16", 32), ("swin_t", 64)])
+@pytest.mark.parametrize("name,side", [("convnext_tiny", 64), ("swin_t", 64)])  # vit_b_16: bench 9
 def test_torchvision_transformers_at_half_of_every_group_keep_about_a_quarter(name, side):
     torchvision = pytest.importorskip("torchvision")
     torch.manual_seed(0)
-    kwargs = {"image_size": side} if name.startswith("vit") else {}  # 4 patches: same weights, less work
-    model = getattr(torchvision.models, name)(weights=None, **kwargs).eval()
+    model = getattr(torchvision.models, name)(weights=None).eval()
     result = exercise(model, torch.randn(1, 3, side, side), 0.5, prune_normalized=True)
     assert result["removed_channels"] == result["zeroed_channels"]
     assert result["params_after"] / result["params_before"] < 0.27  # Torch-Pruning's convnext_tiny: 0.26
