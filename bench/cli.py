@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from bench import accuracy, app_cost, deploy, hooks, latency, thinning
+from bench import accuracy, app_cost, deploy, engine, hooks, latency, thinning
 from bench.context import Context
 from bench.machine import load_average, machine_info
 from bench.markdown import document
@@ -27,6 +27,8 @@ BENCHMARKS: dict[str, Callable[[Context], Section]] = {
     "deploy": deploy.run,
     "app": app_cost.run,
     "accuracy": accuracy.run,
+    "engine-overhead": engine.run_overhead,
+    "engine-accuracy": engine.run_accuracy,
 }
 
 DEFAULT_OUTPUT = Path("docs/benchmarks.md")

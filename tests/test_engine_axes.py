@@ -331,3 +331,44 @@ def test_macs_and_parameters_objectives_match_the_thinned_model() -> None:
     assert 1 - total_macs(model, example) / dense_macs == pytest.approx(predicted_macs)
     thinned_weights = sum(p.numel() for p in model.parameters() if p.dim() > 1)
     assert (dense_weights - thinned_weights) / total == pytest.approx(predicted_params)
+
+
+class _Residual(nn.Module):
+    """stem -> (a -> b) + stem: stem and b share one channel space through the addition."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 6, 3, padding=1)
+        self.a = nn.Conv2d(6, 4, 3, padding=1)
+        self.b = nn.Conv2d(4, 6, 3, padding=1)
+        self.head = nn.Conv2d(6, 2, 1)
+
+    def forward(self, x):
+        s = self.stem(x)
+        return self.head(torch.relu(self.b(torch.relu(self.a(s))) + s))
+
+
+def test_coupled_target_ranks_and_masks_a_residual_group_together() -> None:
+    from prunecli.engine.targets import CoupledTarget
+
+    torch.manual_seed(0)
+    model, example = _Residual(), torch.randn(1, 3, 8, 8)
+    target = CoupledTarget(example_input=example)
+    units = target.units(["stem.weight", "b.weight", "a.weight"], model)
+    coupled = next(u for u in units if "stem.weight" in u.tensors)
+    assert set(coupled.tensors) == {"stem.weight", "b.weight"}
+    params = dict(model.named_parameters())
+    rows = target.view(coupled, params)
+    assert rows.shape == (6, 27 + 36)  # channel c: stem's filter c and b's filter c
+    scores = L1Metric().score(target, coupled, ScoreContext(params))
+    expected = params["stem.weight"].detach().abs().sum(dim=(1, 2, 3)) + params[
+        "b.weight"
+    ].detach().abs().sum(dim=(1, 2, 3))
+    assert scores.tolist() == pytest.approx(expected.tolist(), rel=1e-5)
+    masks = target.expand(coupled, torch.tensor([1.0, 0, 1, 1, 0, 1]), params)
+    for name in ("stem.weight", "b.weight"):
+        assert _pruned(masks[name]) == {1, 4}
+
+
+def _pruned(mask: torch.Tensor) -> set[int]:
+    return set((mask.reshape(mask.size(0), -1).sum(dim=1) == 0).nonzero().flatten().tolist())

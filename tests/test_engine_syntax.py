@@ -153,3 +153,35 @@ def test_validate_reports_a_refusal_before_training(tmp_path) -> None:
     assert result.exit_code == 2
     assert f"{path}:4:13" in result.output.replace("\n", "")
     assert "Traceback" not in result.output
+
+
+def test_engine_pruner_keeps_pruning_after_thinning() -> None:
+    """Coupled groups are found again on the thinned model, so a later prune event still fits."""
+    from prunecli.models import create_model
+
+    torch.manual_seed(0)
+    model, _ = create_model("resnet_digits")
+    example = torch.randn(1, 1, 8, 8)
+    text = (
+        "version: 1\npruners:\n  p:\n    target: coupled\n    metric: l1\n    schedule: linear\n"
+        "    sparsity: 0.5\n    weights: [conv1.weight, layer1.0.conv1.weight, layer2.0.conv1.weight]\n"
+        "extensions:\n  t: {class: FilterRemover, thinning_func_str: remove_filters, arch: resnet_digits, "
+        "dataset: digits}\npolicies:\n  - pruner: {instance_name: p}\n    starting_epoch: 0\n    ending_epoch: 3\n"
+        "    frequency: 1\n  - extension: {instance_name: t}\n    epochs: [1]\n"
+    )
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = build_scheduler(load_schedule("t.yaml", text=text), model, optimizer, example_input=example)
+    widths = []
+    for epoch in range(3):
+        scheduler.on_epoch_begin(epoch, optimizer)
+        scheduler.on_minibatch_begin(epoch, 0, 1, optimizer)
+        widths.append(model.layer1[0].conv1.weight.shape[0])
+        model.eval()
+        with torch.no_grad():
+            assert torch.isfinite(model(example)).all()
+        scheduler.on_minibatch_end(epoch, 0, 1, optimizer)
+        scheduler.on_epoch_end(epoch, optimizer)
+    assert widths[0] > widths[1]  # thinned at epoch 1
+    mask = scheduler.masks["layer1.0.conv1.weight"]
+    assert mask is not None and mask.shape[0] == widths[1]  # epoch 2 pruned the thinned tensor
+    assert int((mask.reshape(mask.size(0), -1).sum(dim=1) == 0).sum()) > 0

@@ -19,7 +19,7 @@ from prunecli.engine.allocation import Allocation, Budget, Candidate
 from prunecli.engine.metrics import Metric, ScoreContext
 from prunecli.engine.objectives import Objective
 from prunecli.engine.schedules import Schedule
-from prunecli.engine.targets import NMTarget, Target, TargetError, Unit
+from prunecli.engine.targets import CoupledTarget, NMTarget, Target, TargetError, Unit
 from prunecli.pruners.base import Pruner
 from prunecli.report.compute import observe_one_sample
 
@@ -133,7 +133,12 @@ class EnginePruner(Pruner):
         self.metric.detach()
 
     def forget_shapes(self) -> None:
+        """The model was thinned: units (head layouts, coupled groups) are found again on it."""
         self.metric.reset()
+        if isinstance(self.target, CoupledTarget):
+            self.target.graph = None
+        if self.model is not None:
+            self._resolve(self.model)
         if self.admm is not None:
             self.admm.z.clear()
             self.admm.u.clear()
