@@ -33,11 +33,16 @@ class _Accumulator:
             self.counts[name] = count
 
     def take(self, name: str) -> torch.Tensor | None:
-        """The average since the last take (then forgotten), or ``None`` if nothing was seen."""
+        """The average since the last take (then forgotten), or ``None`` if nothing was seen.
+
+        On several processes the sums and counts of all of them are added first, so every process
+        ranks by the statistic of the whole global batch (and ranks identically).
+        """
         total = self.sums.pop(name, None)
         count = self.counts.pop(name, 0.0)
         if total is None or count == 0:
             return None
+        total, count = across_processes(total, count)
         return total / count
 
     def reset(self) -> None:
@@ -109,6 +114,33 @@ class GradientStats(_Accumulator):
         return hook
 
     def take(self, name: str) -> torch.Tensor | None:
+        """The sum since the last take; across processes the mean of their sums.
+
+        Each process's hook sees the gradient of its own loss, and DDP's gradient is the mean of
+        those, so the mean of the per-process sums is what a single process would have summed.
+        """
         total = self.sums.pop(name, None)
         self.counts.pop(name, None)
-        return total
+        if total is None:
+            return None
+        world = _world_size()
+        summed, _ = across_processes(total, 0.0)
+        return summed / world
+
+
+def _world_size() -> int:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size()
+    return 1
+
+
+def across_processes(total: torch.Tensor, count: float) -> tuple[torch.Tensor, float]:
+    """``total`` and ``count`` summed over the processes of a distributed job (unchanged alone)."""
+    if _world_size() == 1:
+        return total, count
+    packed = torch.cat([total.reshape(-1).double(), torch.tensor([count], dtype=torch.float64)])
+    if torch.distributed.get_backend() == "nccl":
+        packed = packed.cuda()
+    torch.distributed.all_reduce(packed)
+    packed = packed.to(total.device)
+    return packed[:-1].to(total.dtype).reshape(total.shape), float(packed[-1])

@@ -20,7 +20,7 @@ from torch import nn
 
 from prunecli.errors import CheckpointError, ConfigError, Interrupted, SourceLocation, TrainingDiverged
 
-from . import rundir
+from . import distributed_run, rundir
 from .config import RunConfig
 from .loop import NoCompression, evaluate, steps_in_epoch, train_epoch
 from .progress import Reporter
@@ -96,6 +96,7 @@ class _Run:
         self.recipe: dict[str, Any] | None = None  # thinning so far, relative to the dense model
         self._recipes_seen = 0
         self.trusted_model: str | None = None  # a model spec the user gave on this command line
+        self.parallel = distributed_run.Parallel()  # one process until _load_inputs joins torchrun's group
 
     # ------------------------------------------------------------------ building blocks
     def _load_inputs(self) -> None:
@@ -111,15 +112,15 @@ class _Run:
                 "schedule's thinning extension (arch:, dataset:)",
             )
         self.schedule = load_schedule(cfg.schedule) if cfg.schedule else None
-        self.device = resolve_device(cfg.device)
+        self.parallel = distributed_run.Parallel.join(cfg, resolve_device(cfg.device), self.reporter)
+        self.device = self.parallel.device
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.bundle = load_dataset(
             cfg.dataset, cfg.data_dir, seed=cfg.seed, val_fraction=cfg.val_fraction, **cfg.dataset_options
         )
-        self.train_loader, val_loader, self.test_loader = self.bundle.loaders(
-            cfg.batch_size, workers=cfg.workers, seed=cfg.seed
-        )
+        loaders = self.bundle.loaders(cfg.batch_size, workers=cfg.workers, seed=cfg.seed)
+        self.train_loader, val_loader, self.test_loader = self.parallel.loaders(*loaders)
         # no validation split (val_fraction 0): validate on the test split, as Distiller does
         self.val_loader = val_loader if len(self.bundle.val) else self.test_loader
         self.steps_per_epoch = steps_in_epoch(self.train_loader, cfg.max_steps_per_epoch)
@@ -163,21 +164,24 @@ class _Run:
         )
         if cfg.initial_weights:
             load_initial_weights(self.model, cfg.initial_weights, model_spec=cfg.model)
-        self.model.to(self.device)
+        self.parallel.place(self.model)
         self.optimizer = build_optimizer(cfg, self.model)
         self.scheduler = self._build_scheduler()
+        self.trainable = self.parallel.replicate(self.model, self.scheduler)
         name = cfg.name or (Path(cfg.schedule).stem if cfg.schedule else str(cfg.model))
-        self.run_dir = rundir.new_run_dir(cfg.out_dir, cfg.runs_dir, name)
+        self.run_dir = self.parallel.on_main(lambda: rundir.new_run_dir(cfg.out_dir, cfg.runs_dir, name))
         self.extras["dense"] = {
             **model_stats(self.model, self.example_input),
             "checkpoint_bytes": _state_bytes(self.model),
         }
+        self.start_epoch = 0
+        if not self.parallel.is_main:
+            return
         resolved = {**cfg.to_dict(), "epochs": self._epochs(), "out_dir": str(self.run_dir)}
         rundir.write_yaml(self.run_dir / rundir.CONFIG, resolved)
         if self.schedule is not None:
             rundir.write_text_atomic(self.run_dir / rundir.SCHEDULE, self.schedule.text)
         rundir.write_metrics(self.run_dir / rundir.METRICS, [])
-        self.start_epoch = 0
 
     def start_resumed(self, run_dir: Path, overrides: dict[str, Any]) -> None:
         from prunecli.checkpoint import load_checkpoint, load_model
@@ -196,13 +200,14 @@ class _Run:
         trusted = _confirmed_model(overrides.get("model"), saved.get("model"), path)
         overrides = {k: v for k, v in overrides.items() if k != "model"}
         self.config = RunConfig.from_dict({**saved, **overrides}, source=str(path))
+        self.config.batch_size = distributed_run.resumed_batch_size(payload, self.config, path)
         cfg = self.config
         if cfg.schedule is not None:
             cfg.schedule = str(run_dir / rundir.SCHEDULE)
         set_deterministic(cfg.deterministic)
         self._load_inputs()
         self.model = load_model(path, model=trusted)
-        self.model.to(self.device)
+        self.parallel.place(self.model)
         self.trusted_model = trusted
         from prunecli.models import ModelSpec
 
@@ -213,12 +218,16 @@ class _Run:
         self.scheduler = self._build_scheduler()
         if payload.get("scheduler"):
             self.scheduler.load_state_dict(payload["scheduler"])
+        self.trainable = self.parallel.replicate(self.model, self.scheduler)
+        self.parallel.precision.load_state_dict(payload["extras"].get("precision"))
         if payload.get("rng"):
             set_rng_state(payload["rng"])
         self.metrics = [row for row in payload.get("metrics") or [] if row["epoch"] <= payload["epoch"]]
         self.extras.update({k: payload["extras"].get(k) for k in ("best", "pre_pruning", "dense")})
         self.start_epoch = int(payload["epoch"]) + 1
         self.recipe = payload.get("recipe")
+        if not self.parallel.is_main:
+            return
         rundir.write_metrics(run_dir / rundir.METRICS, self.metrics)
         resolved = {**cfg.to_dict(), "epochs": self._epochs(), "out_dir": str(run_dir)}
         rundir.write_yaml(run_dir / rundir.CONFIG, resolved)
@@ -252,13 +261,15 @@ class _Run:
             "schedule_text": self.schedule.text if self.schedule is not None else None,
             "metrics": list(self.metrics),
             "rng": rng_state() if full else None,
-            "extras": {**self.extras, "config": config},
+            "extras": {**self.extras, "config": config, **self.parallel.checkpoint_extras()},
         }
 
     def save(self, epoch: int, *, improved: bool) -> None:
         from prunecli.checkpoint import save_checkpoint
 
         self._collect_recipes()
+        if not self.parallel.is_main:
+            return
         latest = self.run_dir / rundir.CHECKPOINT
         save_checkpoint(latest, self.payload(epoch))
         if improved:
@@ -276,9 +287,7 @@ class _Run:
     def _maybe_record_pre_pruning(self, epoch: int, first_prune: int | None) -> None:
         if first_prune is None or epoch != first_prune or self.extras["pre_pruning"] is not None:
             return
-        stats = evaluate(
-            self.model, self.test_loader, self.criterion, self.device, self.config.max_eval_batches
-        )
+        stats = self._evaluate(self.test_loader)
         self.extras["pre_pruning"] = {
             "epoch": epoch,
             "top1": stats.top1,
@@ -295,7 +304,7 @@ class _Run:
         self.scheduler.on_epoch_begin(epoch)
         with self.reporter.epoch_progress(epoch, self.steps_per_epoch) as on_step:
             train = train_epoch(
-                self.model,
+                self.trainable,
                 self.train_loader,
                 self.criterion,
                 self.optimizer,
@@ -304,9 +313,12 @@ class _Run:
                 self.steps_per_epoch,
                 self.device,
                 on_step,
+                **self.parallel.step_options(),
             )
-        val = evaluate(self.model, self.val_loader, self.criterion, self.device, self.config.max_eval_batches)
+        self.parallel.after_training(self.model)
+        val = self._evaluate(self.val_loader)
         self.scheduler.on_epoch_end(epoch, self.optimizer, metrics={"min": val.loss, "max": val.top1})
+        self.parallel.verify_masks(self.scheduler, epoch)
         stats = model_stats(self.model, self.example_input)
         return {
             "epoch": epoch,
@@ -322,6 +334,17 @@ class _Run:
             "effective_macs": stats["effective_macs"],
             "time_s": time.perf_counter() - began,
         }
+
+    def _evaluate(self, loader: Any) -> Any:
+        """Loss and accuracy over the whole set (each process evaluates its share, then the sums meet)."""
+        return evaluate(
+            self.model,
+            loader,
+            self.criterion,
+            self.device,
+            self.config.max_eval_batches,
+            **self.parallel.step_options(),
+        )
 
     def train(self, stop_after_epoch: int | None) -> tuple[int, bool]:
         epochs = self._epochs()
@@ -348,7 +371,8 @@ class _Run:
                     # only saved epochs compete for best.pt: it is a link to one of them
                     self.save(epoch, improved=self._is_best(row))
                     last_done = epoch
-                rundir.append_metrics(self.run_dir / rundir.METRICS, row)
+                if self.parallel.is_main:
+                    rundir.append_metrics(self.run_dir / rundir.METRICS, row)
                 log.info("epoch %s", row)
                 self.reporter.epoch_line(row)
                 if stop_after_epoch is not None and epoch >= stop_after_epoch:
@@ -371,11 +395,11 @@ class _Run:
 
     # ------------------------------------------------------------------ the end
     def finish(self, result: RunResult) -> None:
-        test = evaluate(
-            self.model, self.test_loader, self.criterion, self.device, self.config.max_eval_batches
-        )
+        test = self._evaluate(self.test_loader)
         result.test = {"top1": test.top1, "top5": test.top5, "loss": test.loss, "samples": test.samples}
         log.info("test: %s", result.test)
+        if not self.parallel.is_main:
+            return
         if self.config.compact:
             self._write_compact(result)
         self._write_report(result)
@@ -467,6 +491,7 @@ def compose_recipes(previous: dict[str, Any] | None, recipe: Any) -> dict[str, A
     return ThinningRecipe.from_dict(previous).then(new).to_dict()
 
 
+@distributed_run.job_failures
 def run_training(
     config: RunConfig | None = None,
     *,
@@ -479,13 +504,13 @@ def run_training(
     from prunecli.cli.console import console
 
     quiet = bool(config.quiet if config else (resume_overrides or {}).get("quiet"))
-    reporter = reporter or Reporter(console, quiet=quiet)
+    reporter = distributed_run.reporter_for_this_process(reporter or Reporter(console, quiet=quiet))
     run = _Run(config or RunConfig(), reporter)
     if resume is not None:
         run.start_resumed(Path(resume), dict(resume_overrides or {}))
     else:
         run.start_fresh()
-    handler = rundir.attach_log_file(run.run_dir / rundir.LOG)
+    handler = run.parallel.attach_log_file(run.run_dir)
     try:
         log.info("run directory %s; config %s", run.run_dir, run.config.to_dict())
         reporter.info(f"run directory: {run.run_dir}")
@@ -505,4 +530,6 @@ def run_training(
             reporter.summary(result)
         return result
     finally:
-        rundir.detach_log_file(handler)
+        run.parallel.close()
+        if handler is not None:
+            rundir.detach_log_file(handler)

@@ -59,6 +59,9 @@ class RunConfig:
     name: str | None = None
     auto_dependency: bool = False
     compact: bool = True
+    amp: str | None = None
+    channels_last: bool = False
+    sync_batchnorm: bool = False
     deterministic: bool = False
     quiet: bool = False
 
