@@ -40,10 +40,10 @@ class _Accumulator:
         """
         total = self.sums.pop(name, None)
         count = self.counts.pop(name, 0.0)
-        if total is None or count == 0:
+        if total is None:  # every process runs the same steps, so this holds on all or on none
             return None
         total, count = across_processes(total, count)
-        return total / count
+        return None if count == 0 else total / count
 
     def reset(self) -> None:
         self.sums.clear()
@@ -55,11 +55,19 @@ class _Accumulator:
         self.handles.clear()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"sums": dict(self.sums), "counts": dict(self.counts)}
+        """The sums of the whole job (a collective on several processes: every process calls it)."""
+        sums, counts = {}, {}
+        for name in sorted(self.sums):
+            sums[name], counts[name] = across_processes(self.sums[name], self.counts[name])
+        return {"sums": sums, "counts": counts}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Rank 0 takes the job's sums, the other processes start from zero, so sums add up again."""
         self.sums = dict(state.get("sums", {}))
         self.counts = dict(state.get("counts", {}))
+        if _rank() != 0:
+            self.sums = {k: torch.zeros_like(v) for k, v in self.sums.items()}
+            self.counts = dict.fromkeys(self.counts, 0.0)
 
 
 class ActivationStats(_Accumulator):
@@ -123,9 +131,22 @@ class GradientStats(_Accumulator):
         self.counts.pop(name, None)
         if total is None:
             return None
-        world = _world_size()
         summed, _ = across_processes(total, 0.0)
-        return summed / world
+        return summed / _world_size()
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()  # sums of the processes' sums: keep their mean
+        return {"sums": {k: v / _world_size() for k, v in state["sums"].items()}, "counts": state["counts"]}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)  # rank 0 holds the mean; times the processes, it is their sum
+        self.sums = {k: v * _world_size() for k, v in self.sums.items()}
+
+
+def _rank() -> int:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank()
+    return 0
 
 
 def _world_size() -> int:

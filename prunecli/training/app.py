@@ -268,10 +268,11 @@ class _Run:
         from prunecli.checkpoint import save_checkpoint
 
         self._collect_recipes()
+        payload = self.payload(epoch)  # on every process: gathering ranking statistics is collective
         if not self.parallel.is_main:
             return
         latest = self.run_dir / rundir.CHECKPOINT
-        save_checkpoint(latest, self.payload(epoch))
+        save_checkpoint(latest, payload)
         if improved:
             rundir.link_or_copy(latest, self.run_dir / rundir.BEST)
 
@@ -354,7 +355,8 @@ class _Run:
                 self.warnings.append(message)
                 self.reporter.warn(message)
                 log.warning(message)
-        if self.start_epoch == 0 and not (self.run_dir / rundir.CHECKPOINT).exists():
+        fresh = self.parallel.on_main(lambda: not (self.run_dir / rundir.CHECKPOINT).exists())
+        if self.start_epoch == 0 and fresh:
             self.save(-1, improved=False)  # a resumable starting point before the first epoch
         last_done = self.start_epoch - 1
         epoch = self.start_epoch
