@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from support_distributed import TINY_SCHEDULE, digits_args
 from torch import nn
 
 from prunecli.checkpoint import load_checkpoint
@@ -17,7 +18,6 @@ from prunecli.training.distributed import first_mismatch, shard_bounds, tensors_
 from prunecli.training.distributed_launch import worker_arguments
 from prunecli.training.loop import train_epoch
 from prunecli.training.precision import Precision
-from support_distributed import TINY_SCHEDULE, digits_args
 
 # ----------------------------------------------------------------------------------- pure helpers
 
@@ -76,7 +76,9 @@ def test_masked_weights_are_exactly_zero_after_every_step_in_every_precision(amp
     before = {n: p.detach().clone() for n, p in params.items()}
     data = [(torch.randn(8, 1, 8, 8) * 3, torch.randint(4, (8,))) for _ in range(10)]
     precision = Precision(amp, torch.device("cpu"))
-    if precision.scaler is not None:  # a first scale too large for fp16: the first steps overflow and are skipped
+    if (
+        precision.scaler is not None
+    ):  # a first scale too large for fp16: the first steps overflow and are skipped
         precision.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**19)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=0.01)
     checked = []

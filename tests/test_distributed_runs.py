@@ -121,9 +121,24 @@ def test_two_torchrun_agents_as_two_nodes_equal_one_process_on_resnet20(tmp_path
     two, port = tmp_path / "two", free_port()
     agents = [
         prunecli(
-            "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
-            "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "prunecli-test",
-            "-m", "prunecli", "run", str(schedule), "--out-dir", str(two),
+            "-m",
+            "torch.distributed.run",
+            "--nnodes",
+            "2",
+            "--nproc-per-node",
+            "1",
+            "--rdzv-backend",
+            "c10d",
+            "--rdzv-endpoint",
+            f"127.0.0.1:{port}",
+            "--rdzv-id",
+            "prunecli-test",
+            "-m",
+            "prunecli",
+            "run",
+            str(schedule),
+            "--out-dir",
+            str(two),
             *as_options({**settings, "batch_size": GLOBAL_BATCH // 2}),
         )  # fmt: skip
         for _ in range(2)
