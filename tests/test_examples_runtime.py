@@ -62,8 +62,6 @@ SKIPPED: dict[str, str] = {
         "model 'maskrcnn_resnet50_fpn' is not available"
     ),
     "agp-pruning/prune_resnext101_fine75.yaml": "model 'resnext101_32x4d' is not available",
-    # Distiller silently keeps the last of two duplicated reg_regims keys; prunecli refuses the file
-    "ssl/ssl_channels-removal_training.yaml": "the schedule does not validate (duplicate key",
 }
 
 #: CIFAR examples cheap enough for the default suite (a few seconds each)
@@ -183,7 +181,6 @@ def test_example_runs_to_its_targets(examples_dir: str, rel: str) -> None:
 
 def test_thinning_with_the_previous_step_graph_alive() -> None:
     """A training loop that still holds the last step's loss when thinning runs must keep working."""
-    pytest.importorskip("prunecli.thinning.thin")
     from prunecli.compression import build_scheduler
     from prunecli.models import create_model
     from prunecli.schedule import load_schedule

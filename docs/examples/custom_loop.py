@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from prunecli.compression import compression_scheduler_from_yaml
+from prunecli.api import build_compression
 
 SCHEDULE = """
 version: 1
@@ -78,7 +78,7 @@ def main(epochs: int = 5, steps_per_epoch: int = 3) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "schedule.yaml"
         path.write_text(SCHEDULE)
-        scheduler = compression_scheduler_from_yaml(path, model, optimizer)
+        scheduler = build_compression(path, model, optimizer)
 
     for epoch in range(epochs):
         scheduler.on_epoch_begin(epoch)

@@ -8,7 +8,6 @@ checkpoint's ModelSpec built fresh, i.e. the original architecture before any th
 from __future__ import annotations
 
 import io
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,18 +18,18 @@ from torch import nn
 
 from prunecli.errors import CheckpointError, PruneCliError, SourceLocation
 from prunecli.report.compute import LayerCompute, compute_summary
+from prunecli.report.rounding import rounding_rows
 from prunecli.report.sparsity import sparsity_table
+from prunecli.rundir import CHECKPOINTS, RunDir
 
 SCHEMA_VERSION = 1
-
-#: Checkpoints looked for in a run directory, most useful first: the compact (thinned,
-#: final) model, the last full checkpoint, then the best one.
-RUN_DIR_CHECKPOINTS: tuple[str, ...] = ("compact.pt", "checkpoint.pt", "best.pt")
 
 
 @dataclass
 class ReportOptions:
     latency: bool = True
+    #: also time both models with BatchNorm folded and in ONNX Runtime (``latency_table``)
+    deployed_latency: bool = True
     latency_runs: int = 20
     latency_warmup: int = 3
     batch_size: int = 1
@@ -61,29 +60,13 @@ class ReportInputs:
 # --------------------------------------------------------------------------- loading
 
 
-def _read_metrics_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise PruneCliError(
-                f"metrics file is not valid JSON lines: {exc.msg}",
-                location=SourceLocation(str(path), lineno, exc.colno),
-                hint="each line of metrics.jsonl must be one JSON object; remove the broken line",
-            ) from exc
-    return rows
-
-
-def _pick_run_checkpoint(run_dir: Path) -> Path:
-    for name in RUN_DIR_CHECKPOINTS:
-        if (run_dir / name).is_file():
-            return run_dir / name
+def _pick_run_checkpoint(run_dir: RunDir) -> Path:
+    present = run_dir.present_checkpoints()
+    if present:
+        return present[0]
     raise CheckpointError(
-        f"run directory {run_dir} holds no checkpoint ({', '.join(RUN_DIR_CHECKPOINTS)})",
-        location=SourceLocation(str(run_dir)),
+        f"run directory {run_dir.path} holds no checkpoint ({', '.join(CHECKPOINTS)})",
+        location=SourceLocation(str(run_dir.path)),
         hint="point the report at a finished run directory or at a checkpoint file",
     )
 
@@ -138,8 +121,8 @@ def load_inputs(
             f"no such checkpoint or run directory: {path}",
             hint="pass a checkpoint file (.pt) or a run directory written by `prunecli run`",
         )
-    run_dir = path if path.is_dir() else None
-    ckpt = (run_dir / checkpoint if checkpoint else _pick_run_checkpoint(run_dir)) if run_dir else path
+    run_dir = RunDir(path) if path.is_dir() else None
+    ckpt = (run_dir.path / checkpoint if checkpoint else _pick_run_checkpoint(run_dir)) if run_dir else path
     if not ckpt.is_file():
         raise CheckpointError(f"checkpoint {ckpt} not found", hint="check the --checkpoint name")
     payload = load_checkpoint(ckpt)
@@ -149,10 +132,9 @@ def load_inputs(
     history = list(payload.get("metrics") or [])
     schedule_text = payload.get("schedule_text")
     if run_dir is not None:
-        if (run_dir / "metrics.jsonl").is_file():
-            history = _read_metrics_jsonl(run_dir / "metrics.jsonl")
-        if not schedule_text and (run_dir / "schedule.yaml").is_file():
-            schedule_text = (run_dir / "schedule.yaml").read_text()
+        if run_dir.metrics.is_file():
+            history = run_dir.read_metrics()
+        schedule_text = schedule_text or run_dir.read_schedule_text()
     if not isinstance(payload.get("model"), dict):
         payload = {**payload, "model": spec.to_dict()}
     return ReportInputs(
@@ -286,6 +268,8 @@ def assemble_report(inputs: ReportInputs, options: ReportOptions | None = None) 
                 device=options.device,
             ).median_ms
 
+    deployed = _deployment_latency(inputs, options)
+
     epoch = inputs.payload.get("epoch")
     extras = inputs.payload.get("extras") or {}
     accuracy_source = None
@@ -337,6 +321,7 @@ def assemble_report(inputs: ReportInputs, options: ReportOptions | None = None) 
         "size_ratio": _ratio(comp["state_dict_bytes"], dense["state_dict_bytes"]),
         "latency_ratio": _ratio(comp["latency_ms"], dense["latency_ms"]),
         "speedup": _ratio(dense["latency_ms"], comp["latency_ms"]),
+        "latency_table": deployed,
         "top1_delta": None if comp["top1"] is None or dense["top1"] is None else comp["top1"] - dense["top1"],
         "headline": {"dense": dense, "compressed": comp},
         "settings": _settings(options),
@@ -344,7 +329,37 @@ def assemble_report(inputs: ReportInputs, options: ReportOptions | None = None) 
         "compute": _compute_rows(dense_layers, comp_layers),
         "history": inputs.history,
         "schedule": {"text": inputs.schedule_text, "agp": _agp_curves(inputs.schedule_text)},
+        "thinning": _thinning(inputs.payload),
+        "channel_rounding": rounding_rows(inputs.schedule_text, inputs.model, inputs.dense),
     }
+
+
+def _deployment_latency(inputs: ReportInputs, options: ReportOptions) -> list[dict[str, Any]] | None:
+    """Dense vs compressed latency with BatchNorm folded, and in ONNX Runtime (CPU runs only)."""
+    from prunecli.devices import resolve_device
+
+    if not (options.latency and options.deployed_latency) or resolve_device(options.device).type != "cpu":
+        return None
+    from prunecli.report.deploy_latency import latency_table
+
+    return latency_table(
+        inputs.dense,
+        inputs.model,
+        inputs.input_shape,
+        batch_size=options.batch_size,
+        runs=options.latency_runs,
+        warmup=options.latency_warmup,
+        threads=options.threads,
+    )
+
+
+def _thinning(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """The checkpoint's thinning recipe in figures: channels removed and each verification's result."""
+    recipe = payload.get("recipe")
+    if not isinstance(recipe, dict):
+        return None
+    checks = [c for c in recipe.get("checks", []) if isinstance(c, dict)]
+    return {"removed_channels": int(recipe.get("removed_channels", 0)), "checks": checks}
 
 
 def _version() -> str:

@@ -18,26 +18,27 @@ from typing import Any
 import torch
 from torch import nn
 
+from prunecli.checkpoint.plain import own_storage, stored_state_dict
+from prunecli.devices import resolve_device
 from prunecli.errors import CheckpointError, ConfigError, Interrupted, SourceLocation, TrainingDiverged
+from prunecli.rundir import CHECKPOINT, RunDir
 
-from . import distributed_run, rundir
+from . import distributed_run
 from .config import RunConfig
 from .loop import NoCompression, evaluate, steps_in_epoch, train_epoch
 from .progress import Reporter
+from .schema import OPTIMIZERS
 from .seeding import epoch_seed, rng_state, seed_everything, set_deterministic, set_rng_state
 from .setup import (
     build_optimizer,
+    check_optimizer_state,
     first_pruning_epoch,
     load_initial_weights,
     model_stats,
-    resolve_device,
     unreachable_policies,
 )
 
 log = logging.getLogger("prunecli.run")
-
-FORMAT = "prunecli-checkpoint"
-FORMAT_VERSION = 1
 
 
 @dataclass
@@ -65,26 +66,16 @@ class RunResult:
         return {**asdict(self), "macs_reduction": self.macs_reduction}
 
 
-def _own_storage(tensor: torch.Tensor) -> torch.Tensor:
-    """A CPU tensor whose storage holds only its own elements (a slice would save its whole base)."""
-    tensor = tensor.detach().cpu()
-    if tensor.untyped_storage().nbytes() > tensor.numel() * tensor.element_size():
-        tensor = tensor.clone()
-    return tensor
-
-
-def _plain_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: _own_storage(v) for k, v in model.state_dict().items()}
-
-
 def _state_bytes(model: nn.Module) -> int:
     buffer = io.BytesIO()
-    torch.save(_plain_state(model), buffer)
+    torch.save(stored_state_dict(model), buffer)
     return buffer.tell()
 
 
 class _Run:
     """The state of one run, built fresh or from a run directory."""
+
+    dir: RunDir
 
     def __init__(self, config: RunConfig, reporter: Reporter) -> None:
         self.config = config
@@ -97,6 +88,10 @@ class _Run:
         self._recipes_seen = 0
         self.trusted_model: str | None = None  # a model spec the user gave on this command line
         self.parallel = distributed_run.Parallel()  # one process until _load_inputs joins torchrun's group
+
+    @property
+    def run_dir(self) -> Path:
+        return self.dir.path
 
     # ------------------------------------------------------------------ building blocks
     def _load_inputs(self) -> None:
@@ -111,7 +106,7 @@ class _Run:
                 hint="pass --model/--dataset, set them in the config file, or name them in the "
                 "schedule's thinning extension (arch:, dataset:)",
             )
-        self.schedule = load_schedule(cfg.schedule) if cfg.schedule else None
+        self.schedule = load_schedule(cfg.schedule, strict=cfg.strict) if cfg.schedule else None
         self.parallel = distributed_run.Parallel.join(cfg, resolve_device(cfg.device), self.reporter)
         self.device = self.parallel.device
         if cfg.threads:
@@ -130,18 +125,17 @@ class _Run:
     def _build_scheduler(self) -> Any:
         if self.schedule is None:
             return NoCompression()
-        from prunecli.compression import build_scheduler
-        from prunecli.schedule.names import resolve_names
+        from prunecli.compression import build_compression
 
-        # Distiller's names may carry DataParallel's "module." prefixes: map them to this model's
-        shapes = {name: tuple(p.shape) for name, p in self.model.named_parameters()}
-        return build_scheduler(
-            resolve_names(self.schedule, shapes),
+        return build_compression(
+            self.schedule,
             self.model,
             self.optimizer,
             example_input=self.example_input,
             auto_dependency=self.config.auto_dependency,
+            round_to=self.config.round_to,
             steps_per_epoch=self.steps_per_epoch,
+            prune_normalized=self.config.prune_normalized,
         )
 
     def _epochs(self) -> int:
@@ -157,41 +151,104 @@ class _Run:
         cfg = self.config
         seed_everything(cfg.seed)
         set_deterministic(cfg.deterministic)
+        self._defaults_from_checkpoint()
         self._load_inputs()
         self.trusted_model = cfg.model
         self.model, self.spec = create_model(
             cfg.model, dataset=cfg.dataset, num_classes=self.bundle.num_classes, **cfg.model_args
         )
-        if cfg.initial_weights:
-            load_initial_weights(self.model, cfg.initial_weights, model_spec=cfg.model)
         self.parallel.place(self.model)
+        dense = {**model_stats(self.model, self.example_input), "checkpoint_bytes": _state_bytes(self.model)}
+        start = self._starting_point()
         self.optimizer = build_optimizer(cfg, self.model)
+        resumed = start if cfg.resume_from else None
+        if resumed is not None:  # before the LR schedulers, which start from the optimizer's rates
+            self._load_optimizer_state(resumed, cfg.resume_from)
         self.scheduler = self._build_scheduler()
+        self.start_epoch = 0
+        if resumed is not None:
+            self._continue_from(resumed, cfg.resume_from)
         self.trainable = self.parallel.replicate(self.model, self.scheduler)
         name = cfg.name or (Path(cfg.schedule).stem if cfg.schedule else str(cfg.model))
-        self.run_dir = self.parallel.on_main(lambda: rundir.new_run_dir(cfg.out_dir, cfg.runs_dir, name))
-        self.extras["dense"] = {
-            **model_stats(self.model, self.example_input),
-            "checkpoint_bytes": _state_bytes(self.model),
-        }
-        self.start_epoch = 0
+        self.dir = self.parallel.on_main(lambda: RunDir.create(cfg.out_dir, cfg.runs_dir, name))
+        self.extras["dense"] = dense
         if not self.parallel.is_main:
             return
         resolved = {**cfg.to_dict(), "epochs": self._epochs(), "out_dir": str(self.run_dir)}
-        rundir.write_yaml(self.run_dir / rundir.CONFIG, resolved)
+        self.dir.write_config(resolved)
         if self.schedule is not None:
-            rundir.write_text_atomic(self.run_dir / rundir.SCHEDULE, self.schedule.text)
-        rundir.write_metrics(self.run_dir / rundir.METRICS, [])
+            self.dir.write_schedule(self.schedule.text)
+        self.dir.write_metrics([])
+
+    def _defaults_from_checkpoint(self) -> None:
+        """``--resume FILE`` / ``--initial-weights``: model and data set default to the checkpoint's."""
+        from prunecli.checkpoint.model import stored_model
+
+        cfg = self.config
+        path = cfg.resume_from or cfg.initial_weights
+        if cfg.resume_from and cfg.initial_weights:
+            raise ConfigError(
+                "both resume_from and initial_weights are set",
+                hint="--resume FILE already loads the weights; drop --initial-weights",
+            )
+        if path and not (cfg.model and cfg.dataset):
+            model, dataset = stored_model(path)
+            cfg.model = cfg.model or model
+            cfg.dataset = cfg.dataset or dataset
+
+    def _starting_point(self) -> dict[str, Any] | None:
+        """Load ``initial_weights`` / ``resume_from``; a thinned checkpoint replaces the dense model."""
+        from prunecli.models import ModelSpec
+
+        cfg = self.config
+        path = cfg.resume_from or cfg.initial_weights
+        if not path:
+            return None
+        model, checkpoint = load_initial_weights(self.model, path, model_spec=cfg.model)
+        if model is not self.model:  # thinned: train on its architecture, keep its recipe for our files
+            self.parallel.place(model)
+            self.model = model
+            self.recipe = checkpoint["recipe"]
+            if checkpoint["model"] is not None:
+                self.spec = ModelSpec.from_dict(checkpoint["model"])
+        return checkpoint
+
+    def _load_optimizer_state(self, checkpoint: dict[str, Any], path: str) -> None:
+        """Distiller's ``--resume-from`` keeps the saved optimizer (its learning rates included)."""
+        cfg = self.config
+        saved = checkpoint.get("optimizer")
+        if saved:
+            kind, wanted = checkpoint.get("optimizer_type"), OPTIMIZERS[cfg.optimizer]
+            if kind and kind != wanted:
+                option = next((k for k, v in OPTIMIZERS.items() if v == kind), None)
+                raise ConfigError(
+                    f"{path} holds {kind} optimizer state, but the run uses {wanted}",
+                    hint=f"pass --optimizer {option}" if option else "use --initial-weights FILE instead",
+                )
+            check_optimizer_state(self.optimizer, saved, path)
+            self.optimizer.load_state_dict(saved)
+
+    def _continue_from(self, checkpoint: dict[str, Any], path: str) -> None:
+        """The rest of ``--resume-from``: the saved masks, and the epoch after the saved one."""
+        masks = {k: v for k, v in (checkpoint.get("masks") or {}).items() if v is not None}
+        if masks and self.schedule is not None:
+            self.scheduler.load_state_dict({"masks_dict": masks}, strict=False)
+        elif masks:
+            message = f"{path}: its {len(masks)} pruning masks are not enforced without a schedule"
+            self.warnings.append(message)
+            self.reporter.warn(message)
+        epoch = checkpoint.get("epoch")
+        self.start_epoch = epoch + 1 if isinstance(epoch, int) else 0
 
     def start_resumed(self, run_dir: Path, overrides: dict[str, Any]) -> None:
         from prunecli.checkpoint import load_checkpoint, load_model
 
-        self.run_dir = run_dir
-        path = run_dir / rundir.CHECKPOINT
+        self.dir = RunDir(run_dir)
+        path = self.dir.checkpoint
         if not path.is_file():
             raise CheckpointError(
-                f"{run_dir} has no {rundir.CHECKPOINT} to resume from",
-                hint="pass the run directory that 'prunecli run' created (it holds checkpoint.pt)",
+                f"{run_dir} has no {CHECKPOINT} to resume from",
+                hint=f"pass the run directory that 'prunecli run' created (it holds {CHECKPOINT})",
             )
         payload = load_checkpoint(path)
         saved = payload.get("extras", {}).get("config")
@@ -203,7 +260,7 @@ class _Run:
         self.config.batch_size = distributed_run.resumed_batch_size(payload, self.config, path)
         cfg = self.config
         if cfg.schedule is not None:
-            cfg.schedule = str(run_dir / rundir.SCHEDULE)
+            cfg.schedule = str(self.dir.schedule)
         set_deterministic(cfg.deterministic)
         self._load_inputs()
         self.model = load_model(path, model=trusted)
@@ -228,41 +285,43 @@ class _Run:
         self.recipe = payload.get("recipe")
         if not self.parallel.is_main:
             return
-        rundir.write_metrics(run_dir / rundir.METRICS, self.metrics)
+        self.dir.write_metrics(self.metrics)
         resolved = {**cfg.to_dict(), "epochs": self._epochs(), "out_dir": str(run_dir)}
-        rundir.write_yaml(run_dir / rundir.CONFIG, resolved)
+        self.dir.write_config(resolved)
 
     # ------------------------------------------------------------------ checkpoints
     def _collect_recipes(self) -> None:
         """Fold recipes of thinning done by the schedule since the last call into ``self.recipe``."""
-        made = _scheduler_recipes(self.scheduler)
-        for recipe in made[self._recipes_seen :]:
-            self.recipe = compose_recipes(self.recipe, recipe)
+        from prunecli.thinning.compact import compose_recipes
+
+        made = list(getattr(self.scheduler, "thinning_recipes", []))
+        if made[self._recipes_seen :]:
+            self.recipe = compose_recipes(self.recipe, *made[self._recipes_seen :]).to_dict()
         self._recipes_seen = len(made)
 
     def payload(self, epoch: int, *, model: nn.Module | None = None, full: bool = True) -> dict[str, Any]:
+        from prunecli.checkpoint import build_checkpoint
+
         model = model or self.model
         config = {**self.config.to_dict(), "epochs": self._epochs()}
         if self.config.schedule:
-            config["schedule"] = str(self.run_dir / rundir.SCHEDULE)
+            config["schedule"] = str(self.dir.schedule)
         masks = {k: v for k, v in (self.scheduler.masks or {}).items() if v is not None}
-        return {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "model": self.spec.to_dict(),
-            "recipe": self.recipe,
-            "state_dict": _plain_state(model),
-            "masks": {k: _own_storage(v) for k, v in masks.items()},
-            "optimizer": self.optimizer.state_dict() if full else None,
-            "optimizer_type": type(self.optimizer).__name__,
-            "lr_scheduler": None,
-            "scheduler": self.scheduler.state_dict() if full else None,
-            "epoch": epoch,
-            "schedule_text": self.schedule.text if self.schedule is not None else None,
-            "metrics": list(self.metrics),
-            "rng": rng_state() if full else None,
-            "extras": {**self.extras, "config": config, **self.parallel.checkpoint_extras()},
-        }
+        return build_checkpoint(
+            model=self.spec,
+            recipe=self.recipe,
+            state_dict=stored_state_dict(model),
+            masks={k: own_storage(v) for k, v in masks.items()},
+            optimizer=self.optimizer.state_dict() if full else None,
+            optimizer_type=type(self.optimizer).__name__,
+            lr_scheduler=None,
+            scheduler=self.scheduler.state_dict() if full else None,
+            epoch=epoch,
+            schedule_text=self.schedule.text if self.schedule is not None else None,
+            metrics=list(self.metrics),
+            rng=rng_state() if full else None,
+            extras={**self.extras, "config": config, **self.parallel.checkpoint_extras()},
+        )
 
     def save(self, epoch: int, *, improved: bool) -> None:
         from prunecli.checkpoint import save_checkpoint
@@ -271,10 +330,9 @@ class _Run:
         payload = self.payload(epoch)  # on every process: gathering ranking statistics is collective
         if not self.parallel.is_main:
             return
-        latest = self.run_dir / rundir.CHECKPOINT
-        save_checkpoint(latest, payload)
+        save_checkpoint(self.dir.checkpoint, payload)
         if improved:
-            rundir.link_or_copy(latest, self.run_dir / rundir.BEST)
+            self.dir.mark_best()
 
     def _is_best(self, row: dict[str, Any]) -> bool:
         key = [-row["nnz_params"], row["top1"], row["top5"], row["epoch"]]
@@ -351,11 +409,12 @@ class _Run:
         epochs = self._epochs()
         first_prune = first_pruning_epoch(self.schedule) if self.schedule is not None else None
         if self.schedule is not None:
-            for message in unreachable_policies(self.schedule, epochs):
+            notes = [w.render() for w in self.schedule.warnings]
+            for message in [*notes, *unreachable_policies(self.schedule, epochs)]:
                 self.warnings.append(message)
                 self.reporter.warn(message)
                 log.warning(message)
-        fresh = self.parallel.on_main(lambda: not (self.run_dir / rundir.CHECKPOINT).exists())
+        fresh = self.parallel.on_main(lambda: not self.dir.checkpoint.exists())
         if self.start_epoch == 0 and fresh:
             self.save(-1, improved=False)  # a resumable starting point before the first epoch
         last_done = self.start_epoch - 1
@@ -374,7 +433,7 @@ class _Run:
                     self.save(epoch, improved=self._is_best(row))
                     last_done = epoch
                 if self.parallel.is_main:
-                    rundir.append_metrics(self.run_dir / rundir.METRICS, row)
+                    self.dir.append_metrics(row)
                 log.info("epoch %s", row)
                 self.reporter.epoch_line(row)
                 if stop_after_epoch is not None and epoch >= stop_after_epoch:
@@ -382,7 +441,7 @@ class _Run:
         except KeyboardInterrupt:
             log.warning("interrupted during epoch %d; checkpoint.pt holds epoch %d", epoch, last_done)
             raise Interrupted(
-                f"interrupted during epoch {epoch}; {self.run_dir / rundir.CHECKPOINT} holds the state "
+                f"interrupted during epoch {epoch}; {self.dir.checkpoint} holds the state "
                 f"after epoch {last_done}",
                 hint=f"continue with: prunecli run --resume {self.run_dir} "
                 f"(training restarts at epoch {last_done + 1} and ends as an uninterrupted run would)",
@@ -390,7 +449,7 @@ class _Run:
         except TrainingDiverged as exc:
             log.error("%s", exc.message)
             raise TrainingDiverged(
-                f"{exc.message}; {self.run_dir / rundir.CHECKPOINT} keeps the last good state (epoch {last_done})",
+                f"{exc.message}; {self.dir.checkpoint} keeps the last good state (epoch {last_done})",
                 hint=exc.hint,
             ) from None
         return epochs, False
@@ -406,27 +465,32 @@ class _Run:
             self._write_compact(result)
         self._write_report(result)
 
+    def _prunes_normalized(self) -> bool:
+        """Whether the run asked for channels normalised by LayerNorm/GroupNorm to be pruned."""
+        policies = getattr(self.scheduler, "policy_order", None) or []
+        pruners = [getattr(policy, "pruner", None) for _, policy in policies]
+        return self.config.prune_normalized or any(getattr(p, "prune_normalized", False) for p in pruners)
+
     def _write_compact(self, result: RunResult) -> None:
         import copy
 
         from prunecli.checkpoint import load_model, save_checkpoint
-        from prunecli.thinning import thin_model
+        from prunecli.checkpoint.compact import thin_checkpoint
+        from prunecli.thinning.compact import ThinOptions
 
-        model = copy.deepcopy(self.model).eval()
-        masks = {k: v for k, v in (self.scheduler.masks or {}).items() if v is not None}
-        recipe = thin_model(model, self.example_input, masks=masks, verify=True)
-        payload = self.payload(self.metrics[-1]["epoch"] if self.metrics else -1, model=model, full=False)
         self._collect_recipes()
-        payload["recipe"] = compose_recipes(self.recipe, recipe)
-        # masks that are all ones after thinning carry no information; fine-grained ones stay
-        payload["masks"] = {
-            k: _own_storage(v) for k, v in masks.items() if v is not None and not bool(v.all())
-        }
+        model = copy.deepcopy(self.model).eval()
+        payload = self.payload(self.metrics[-1]["epoch"] if self.metrics else -1, model=model, full=False)
+        options = ThinOptions(prune_normalized=self._prunes_normalized())
+        compact = thin_checkpoint(
+            payload, model, self.example_input, masks=self.scheduler.masks or {}, options=options
+        )
+        payload = compact.payload
         pre = self.extras.get("pre_pruning") or {}
         payload["extras"].update(
             baseline_top1=pre.get("top1"), baseline_top5=pre.get("top5"), test=result.test
         )
-        path = self.run_dir / rundir.COMPACT
+        path = self.dir.compact
         save_checkpoint(path, payload)
         # the user named this model (at the start, or with --model on resume): its code may run
         reloaded = load_model(path, model=self.trusted_model).to(self.device).eval()
@@ -446,16 +510,13 @@ class _Run:
         }
 
     def _write_report(self, result: RunResult) -> None:
-        try:
-            from prunecli.report.build import ReportOptions, build_report
-        except ImportError:  # pragma: no cover - report package missing
-            return
+        from prunecli.report.build import ReportOptions, build_report
         from prunecli.report.render import to_json
 
         options = ReportOptions(latency_runs=5, latency_warmup=1)
         report = build_report(self.run_dir, options, model_spec=self.trusted_model)
-        path = self.run_dir / rundir.REPORT
-        rundir.write_text_atomic(path, to_json(report))
+        path = self.dir.report
+        self.dir.write_text(path, to_json(report))
         result.report_path = str(path)
 
 
@@ -475,24 +536,6 @@ def _confirmed_model(given: str | None, saved: Any, path: Path) -> str | None:
     return given
 
 
-def _scheduler_recipes(scheduler: Any) -> list[Any]:
-    """Recipes of the thinning the schedule performed, in order."""
-    recipes = getattr(scheduler, "thinning_recipes", None)
-    if recipes is not None:
-        return list(recipes)
-    return [r for _, policy in getattr(scheduler, "policy_order", []) for r in getattr(policy, "recipes", [])]
-
-
-def compose_recipes(previous: dict[str, Any] | None, recipe: Any) -> dict[str, Any] | None:
-    """One recipe, relative to the dense model, equal to applying ``previous`` then ``recipe``."""
-    from prunecli.thinning import ThinningRecipe
-
-    new = recipe if isinstance(recipe, ThinningRecipe) else ThinningRecipe.from_dict(recipe)
-    if previous is None:
-        return new.to_dict()
-    return ThinningRecipe.from_dict(previous).then(new).to_dict()
-
-
 @distributed_run.job_failures
 def run_training(
     config: RunConfig | None = None,
@@ -502,17 +545,23 @@ def run_training(
     stop_after_epoch: int | None = None,
     reporter: Reporter | None = None,
 ) -> RunResult:
-    """Run (or continue, with ``resume=RUN_DIR``) a training/compression run."""
-    from prunecli.cli.console import console
+    """Run (or continue, with ``resume=RUN_DIR``) a training/compression run.
 
-    quiet = bool(config.quiet if config else (resume_overrides or {}).get("quiet"))
-    reporter = distributed_run.reporter_for_this_process(reporter or Reporter(console, quiet=quiet))
+    ``reporter`` shows progress; the CLI passes one on its own console. Without one, progress
+    goes to a console on stdout (the library does not know the CLI exists).
+    """
+    if reporter is None:
+        from rich.console import Console
+
+        quiet = bool(config.quiet if config else (resume_overrides or {}).get("quiet"))
+        reporter = Reporter(Console(), quiet=quiet)
+    reporter = distributed_run.reporter_for_this_process(reporter)
     run = _Run(config or RunConfig(), reporter)
     if resume is not None:
         run.start_resumed(Path(resume), dict(resume_overrides or {}))
     else:
         run.start_fresh()
-    handler = run.parallel.attach_log_file(run.run_dir)
+    handler = run.parallel.attach_log(run.dir)
     try:
         log.info("run directory %s; config %s", run.run_dir, run.config.to_dict())
         reporter.info(f"run directory: {run.run_dir}")
@@ -534,4 +583,4 @@ def run_training(
     finally:
         run.parallel.close()
         if handler is not None:
-            rundir.detach_log_file(handler)
+            RunDir.detach_log(handler)

@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from prunecli.errors import ConfigError, PruneCliError
+from prunecli.rundir import RunDir
 
-from . import rundir
 from .distributed import ENV_LAUNCH_INFO, ENV_WORLD, Replica, World, tensors_digest, under_launcher
 from .distributed_batchnorm import synchronise_batchnorm
 from .precision import Precision
@@ -213,13 +213,14 @@ class Parallel:
             "precision": self.precision.state_dict(),
         }
 
-    def attach_log_file(self, run_dir: Path) -> logging.Handler | None:
+    def attach_log(self, run_dir: RunDir) -> logging.Handler | None:
+        """Rank 0 logs to ``run.log`` (and tells the launcher where the run directory is)."""
         if not self.is_main:
             return None
         info = os.environ.get(ENV_LAUNCH_INFO)
         if info:
-            rundir.write_text_atomic(Path(info), str(run_dir))
-        return rundir.attach_log_file(run_dir / rundir.LOG)
+            Path(info).write_text(str(run_dir.path), encoding="utf-8")
+        return run_dir.attach_log()
 
     def close(self) -> None:
         self.world.close()
