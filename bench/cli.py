@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from bench import accuracy, app_cost, hooks, latency, thinning
+from bench import accuracy, app_cost, distributed, hooks, latency, thinning
 from bench.context import Context
 from bench.machine import load_average, machine_info
 from bench.markdown import document
@@ -26,6 +26,8 @@ BENCHMARKS: dict[str, Callable[[Context], Section]] = {
     "latency": latency.run,
     "app": app_cost.run,
     "accuracy": accuracy.run,
+    "scaling": distributed.run_scaling,
+    "gpu": distributed.run_gpu,
 }
 
 DEFAULT_OUTPUT = Path("docs/benchmarks.md")
