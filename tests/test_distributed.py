@@ -100,21 +100,37 @@ def test_masked_weights_are_exactly_zero_after_every_step_in_every_precision(amp
         assert precision.skipped_steps >= 1  # the scaler skipped steps, and masks held through them
 
 
-def test_bf16_run_keeps_masks_exact_and_loss_finite(tmp_path):
-    """A whole run under bf16 autocast on CPU: AGP reaches exactly its filter count, masked = 0."""
+def _precision_run(tmp_path, **settings):
     schedule = tmp_path / "tiny.yaml"
     schedule.write_text(TINY_SCHEDULE)
     config = merge_config(
-        {"schedule": str(schedule), **digits_args(batch_size=16, epochs=3), "amp": "bf16",
+        {"schedule": str(schedule), **digits_args(batch_size=16, epochs=4), **settings,
          "out_dir": str(tmp_path / "run"), "compact": False}
     )  # fmt: skip
-    result = run_training(config)
+    return run_training(config)
+
+
+def _assert_exact_masks(tmp_path, result):
     assert all(math.isfinite(row["train_loss"]) and math.isfinite(row["val_loss"]) for row in result.metrics)
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
-    # AGP's final sparsity 0.5 on Filters: half of each listed conv's filters are zero, exactly
+    # AGP's final sparsity 0.5 on Filters (epoch 2), then thinning (epoch 3): half of each listed
+    # conv's filters remain, and every weight a mask zeroes is exactly zero
     for name, filters in (("layer1.0.conv1.weight", 8), ("layer2.0.conv1.weight", 16)):
         mask, weight = ckpt["masks"][name], ckpt["state_dict"][name]
         assert set(mask.unique().tolist()) <= {0.0, 1.0}
         zero_filters = int((mask.flatten(1).sum(1) == 0).sum())
-        assert zero_filters == filters // 2
+        assert weight.shape[0] - zero_filters == filters // 2
         assert torch.count_nonzero(weight[mask == 0]) == 0
+    assert ckpt["recipe"]["removed_channels"] > 0
+
+
+def test_bf16_run_keeps_masks_exact_and_loss_finite(tmp_path):
+    """A whole run under bf16 autocast (channels-last) on CPU: AGP reaches exactly its filter count."""
+    _assert_exact_masks(tmp_path, _precision_run(tmp_path, amp="bf16", channels_last=True))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_cuda_mixed_precision_channels_last_run_keeps_masks_exact(tmp_path, amp):
+    _assert_exact_masks(tmp_path, _precision_run(tmp_path, amp=amp, device="cuda", channels_last=True))
