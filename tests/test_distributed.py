@@ -7,7 +7,8 @@ import math
 
 import pytest
 import torch
-from support_distributed import TINY_SCHEDULE, digits_args
+from support.distributed import digits_args
+from support.runs import RUN_SCHEDULE
 from torch import nn
 
 from prunecli.checkpoint import load_checkpoint
@@ -102,7 +103,7 @@ def test_masked_weights_are_exactly_zero_after_every_step_in_every_precision(amp
 
 def _precision_run(tmp_path, **settings):
     schedule = tmp_path / "tiny.yaml"
-    schedule.write_text(TINY_SCHEDULE)
+    schedule.write_text(RUN_SCHEDULE)
     config = merge_config(
         {"schedule": str(schedule), **digits_args(batch_size=16, epochs=4), **settings,
          "out_dir": str(tmp_path / "run"), "compact": False}

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support_distributed import (
+from support.distributed import (
     RESNET20_SCHEDULE,
     architecture,
     as_options,

@@ -14,34 +14,6 @@ import torch
 
 from prunecli.checkpoint import load_checkpoint
 
-# resnet_digits (width 8): both block-internal convs lose half their filters by AGP at epochs 1
-# and 2 (L1 ranking), the model is thinned at epoch 3.
-TINY_SCHEDULE = textwrap.dedent(
-    """\
-    version: 1
-    pruners:
-      inner:
-        class: L1RankedStructureParameterPruner_AGP
-        initial_sparsity: 0.25
-        final_sparsity: 0.5
-        group_type: Filters
-        weights: [layer1.0.conv1.weight, layer2.0.conv1.weight]
-    extensions:
-      net_thinner:
-        class: FilterRemover
-        thinning_func_str: remove_filters
-        arch: resnet_digits
-        dataset: digits
-    policies:
-      - pruner: {instance_name: inner}
-        starting_epoch: 1
-        ending_epoch: 3
-        frequency: 1
-      - extension: {instance_name: net_thinner}
-        epochs: [3]
-    """
-)
-
 # resnet20_cifar: Taylor (gradient) ranking of two block-internal convs at epoch 0, L1 at epoch 1,
 # thinning at epoch 1; gradient statistics must be summed over processes to rank identically.
 RESNET20_SCHEDULE = textwrap.dedent(
