@@ -42,7 +42,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 class PeerLost(PruneCliError):
     """A collective operation failed because another process of the job stopped."""
 
-    exit_code = 1
+    exit_code = 5
     kind = "distributed job stopped"
 
 
