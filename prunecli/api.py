@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +31,8 @@ from torch import nn
 
 from prunecli.checkpoint import load_model, save_checkpoint
 from prunecli.checkpoint.compact import default_compact_path, thin_checkpoint
-from prunecli.checkpoint.model import resolve
+from prunecli.checkpoint.model import example_input_shape, resolve
 from prunecli.compression import CompressionScheduler, build_compression
-from prunecli.errors import CheckpointError, SourceLocation
 from prunecli.schedule import Schedule, load_schedule
 from prunecli.thinning.compact import CompactModel, ThinOptions, thin_to_compact
 from prunecli.thinning.recipe import ThinningRecipe
@@ -97,6 +96,7 @@ class ThinSummary:
     macs_after: int
     seconds: float
     verification: dict[str, Any] | None = None  # the last entry of the recipe's ``checks``
+    warnings: list[str] = field(default_factory=list)  # e.g. a tensor whose every filter was pruned
 
     @property
     def verified(self) -> bool:
@@ -117,6 +117,7 @@ class ThinSummary:
             "verified": self.verified,
             "verification": self.verification,
             "seconds": round(self.seconds, 3),
+            "warnings": list(self.warnings),
         }
 
 
@@ -141,7 +142,7 @@ def thin(
     # the completed checkpoint: a Distiller file's thinning recipes are in data["recipe"] then
     net, data = resolve(source, model=model)
     net.eval()
-    example = torch.randn(input_shape or _input_shape(data, model, source))
+    example = torch.randn(input_shape or example_input_shape(data, source, model=model))
     params_before, macs_before = _param_count(net), total_macs(net, example)
     began = time.perf_counter()
     result = thin_checkpoint(data, net, example, options=options)
@@ -161,22 +162,9 @@ def thin(
         macs_after=total_macs(net, example),
         seconds=seconds,
         verification=step.checks[-1] if step.checks else None,
+        warnings=list(step.warnings),
     )
 
 
 def _param_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def _input_shape(data: dict[str, Any], model: str | None, path: Path) -> tuple[int, ...]:
-    from prunecli.models import ModelSpec, default_input_shape
-
-    if model:
-        return default_input_shape(model)
-    if data.get("model"):
-        return default_input_shape(ModelSpec.from_dict(data["model"]))
-    raise CheckpointError(
-        "cannot tell the model's input shape from the checkpoint",
-        location=SourceLocation(str(path)),
-        hint="pass --input-shape, e.g. --input-shape 1,3,32,32",
-    )

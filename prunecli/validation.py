@@ -7,10 +7,11 @@ file:line:column, and the warnings of the dependency check (coupled tensors prun
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from prunecli.errors import Problem, PruneCliError, SourceLocation
+from prunecli.errors import DataError, Problem, PruneCliError, SourceLocation
 
 if TYPE_CHECKING:
     import torch
@@ -29,32 +30,59 @@ class ModelInfo:
     example_input: torch.Tensor | None = None
 
 
-def load_model_info(spec: str, *, meta: bool = False, example_input: bool = True) -> ModelInfo:
-    """Build the model (on the meta device when only shapes are needed) and read its parameters."""
+def load_model_info(
+    spec: str, *, meta: bool = False, example_input: bool = True, dataset: str | None = None
+) -> ModelInfo:
+    """Build the model (on the meta device when only shapes are needed) and read its parameters.
+
+    ``dataset`` sets the class count and the example input's shape, which a model defined by user
+    code cannot otherwise tell.
+    """
     import torch
 
     from prunecli.models import create_model, default_input_shape
 
     if meta:
         with torch.device("meta"):
-            model, parsed = create_model(spec)
+            model, parsed = create_model(spec, dataset=dataset)
     else:
-        model, parsed = create_model(spec)
+        model, parsed = create_model(spec, dataset=dataset)
     shapes = {name: tuple(p.shape) for name, p in model.named_parameters()}
     sample = None
     if example_input and not meta:
-        sample = torch.randn(default_input_shape(parsed))
+        sample = torch.randn(default_input_shape(parsed, dataset))
     return ModelInfo(spec, shapes, model, sample)
 
 
-def _model_for(spec: str, *, need_module: bool) -> ModelInfo:
+def _has_native(schedule: Schedule) -> bool:
+    """Native engine entries are built for the model, so combinations it rules out show up now."""
+    from prunecli.schedule.native import NATIVE_CLASS
+
+    return any(c.class_name == NATIVE_CLASS for c in schedule.components.get("pruners", {}).values())
+
+
+def _model_for(spec: str, *, need_module: bool, dataset: str | None = None) -> ModelInfo:
     """Shapes only come from the meta device (no memory, instant) unless the module is needed."""
     if not need_module:
         try:
-            return load_model_info(spec, meta=True)
+            return load_model_info(spec, meta=True, dataset=dataset)
         except (RuntimeError, NotImplementedError):  # a factory that computes on tensors at build time
             pass
-    return load_model_info(spec)
+    return load_model_info(spec, dataset=dataset)
+
+
+def _check_dataset_name(name: str) -> None:
+    """Refuse an unknown data set by name before a model is sized for it."""
+    from prunecli.data import available_datasets
+
+    known = available_datasets()
+    if name.lower() not in known:
+        close = difflib.get_close_matches(name.lower(), known, n=3)
+        raise DataError(
+            f"unknown data set {name!r}",
+            hint=(f"did you mean {', '.join(close)}? " if close else "")
+            + f"known data sets: {', '.join(known)}",
+        )
 
 
 def _location_dict(loc: SourceLocation | None) -> dict[str, Any]:
@@ -119,7 +147,12 @@ class CheckResult:
 
 
 def check_file(
-    path: str, model: str | ModelInfo | None = None, *, dependencies: bool = True, strict: bool = False
+    path: str,
+    model: str | ModelInfo | None = None,
+    *,
+    dependencies: bool = True,
+    strict: bool = False,
+    dataset: str | None = None,
 ) -> CheckResult:
     """Load, validate and (with a model) name-check one schedule; never raises for bad input.
 
@@ -127,6 +160,9 @@ def check_file(
 
     ``dependencies``: with a model, also look for coupled tensors (residual adds, concatenations)
     pruned without a Leader group; that builds the model for real and traces it.
+
+    ``dataset``: the data set the model is built for (class count, example input); by default the
+    one the schedule's thinning extension names (``dataset:``), as ``prunecli run`` does.
     """
     from prunecli.schedule import NotAScheduleError, load_schedule
     from prunecli.schedule.names import resolve_names
@@ -137,9 +173,23 @@ def check_file(
         result.schedule = schedule
         result.warnings.extend(schedule.warnings)
         if model is not None:
-            info = model if isinstance(model, ModelInfo) else _model_for(model, need_module=dependencies)
+            native = _has_native(schedule)
+            from prunecli.training.setup import schedule_hints
+
+            dataset = dataset or schedule_hints(schedule).get("dataset")
+            if dataset is not None:
+                _check_dataset_name(dataset)
+            info = (
+                model
+                if isinstance(model, ModelInfo)
+                else _model_for(model, need_module=dependencies or native, dataset=dataset)
+            )
             result.model = info
             result.schedule = resolve_names(schedule, info.shapes)
+            if native and info.module is not None:
+                from prunecli.compression.build import check_native_pruners
+
+                check_native_pruners(result.schedule, info.module, info.example_input)
             if dependencies and info.module is not None and info.example_input is not None:
                 from prunecli.graph.schedule_check import check_schedule_dependencies
 

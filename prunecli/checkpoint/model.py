@@ -239,3 +239,26 @@ def stored_model(path: str | os.PathLike[str]) -> tuple[str | None, str | None]:
     if label is None or parse_spec(label).kind in USER_CODE_KINDS:
         label = None
     return label, dataset if isinstance(dataset, str) else None
+
+
+def example_input_shape(
+    checkpoint: Mapping[str, Any], path: str | os.PathLike[str], *, model: str | None = None
+) -> tuple[int, ...]:
+    """The (1, C, H, W) example batch shape for the model of a loaded ``checkpoint``.
+
+    ``model`` (the ``--model`` spec) names the architecture when given; the data set the checkpoint
+    recorded still sizes the input, since a model defined by user code cannot tell it by itself.
+    """
+    from prunecli.models import ModelSpec, default_input_shape
+
+    recorded = checkpoint.get("model")
+    dataset = recorded.get("dataset") if isinstance(recorded, Mapping) else None
+    if model:
+        return default_input_shape(model, dataset)
+    if isinstance(recorded, Mapping):
+        return default_input_shape(ModelSpec.from_dict(dict(recorded)))
+    raise CheckpointError(
+        "cannot tell the model's input shape from the checkpoint",
+        location=SourceLocation(str(path)),
+        hint="pass --input-shape, e.g. --input-shape 1,3,32,32",
+    )

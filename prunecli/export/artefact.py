@@ -186,7 +186,7 @@ def load_for_export(
 ) -> tuple[nn.Module, torch.Tensor]:
     """The checkpoint's model (thinned shapes, weights loaded, eval mode) and a random example input."""
     from prunecli.checkpoint import load_checkpoint, load_model
-    from prunecli.models import ModelSpec, default_input_shape
+    from prunecli.checkpoint.model import example_input_shape
 
     path = Path(checkpoint)
     data = load_checkpoint(path)
@@ -201,15 +201,6 @@ def load_for_export(
             hint="pass the architecture it was trained with, e.g. --model resnet20_cifar",
         ) from None
     if input_shape is None:
-        if model_spec:
-            input_shape = default_input_shape(model_spec)
-        elif data.get("model"):
-            input_shape = default_input_shape(ModelSpec.from_dict(data["model"]))
-        else:
-            raise CheckpointError(
-                "cannot tell the model's input shape from the checkpoint",
-                location=SourceLocation(str(path)),
-                hint="pass --input-shape, e.g. --input-shape 1,3,32,32",
-            )
+        input_shape = example_input_shape(data, path, model=model_spec)
     torch.manual_seed(0)
     return model.eval(), torch.randn(input_shape)

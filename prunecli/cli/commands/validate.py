@@ -34,19 +34,32 @@ def _print_ok(result: CheckResult) -> None:
 @click.argument("schedule", type=click.Path(dir_okay=False))
 @click.option("--model", "model_spec", metavar="MODEL", help="Also match parameter names against this model.")
 @click.option(
+    "--dataset",
+    metavar="NAME",
+    help="Data set the model is built for (classes, input shape); default: the schedule's thinning "
+    "extension's dataset.",
+)
+@click.option(
     "--strict",
     is_flag=True,
     help="Treat warnings (duplicate YAML keys, residual-dependency findings) as errors.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_context
-def command(ctx: click.Context, schedule: str, model_spec: str | None, strict: bool, as_json: bool) -> None:
+def command(
+    ctx: click.Context,
+    schedule: str,
+    model_spec: str | None,
+    dataset: str | None,
+    strict: bool,
+    as_json: bool,
+) -> None:
     """Check SCHEDULE: YAML syntax, classes, arguments, policies, epochs and (with --model) names.
 
     Exit 0 when valid, 2 when not (every problem is listed with file:line:column). Files that are
     Distiller YAML but not schedules (activation statistics, AMC network lists) are named as such.
     """
-    result = check_file(schedule, model_spec, strict=strict)
+    result = check_file(schedule, model_spec, strict=strict, dataset=dataset)
     failed = not result.valid or (strict and bool(result.warnings))
     if as_json:
         doc = result.to_dict()
