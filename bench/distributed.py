@@ -110,7 +110,7 @@ def _measure(processes: int, threads: int, *, device: str = "cpu", global_batch:
 # ------------------------------------------------------------------------------------------ CPU scaling
 def run_scaling(context: Context) -> Section:
     quick = context.settings.quick
-    rounds, steps, global_batch = (1, 3, 16) if quick else (3, 10, 32)
+    rounds, steps, global_batch = (1, 2, 8) if quick else (3, 10, 32)
     variants = {"1 process x 2 threads": (1, 2), "2 processes x 1 thread": (2, 1)}
     samples: dict[str, list[float]] = {name: [] for name in variants}
     for index in range(rounds):
