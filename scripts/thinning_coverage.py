@@ -270,7 +270,7 @@ def render_normalized(rows: list[dict], machine: str, started: str) -> str:
         "",
         f"Machine: {machine}. Run started {started}.",
         "",
-        "| model | input | LayerNorm channels pruned | params ratio, exact | params ratio, LayerNorm channels pruned | "
+        "| model | input | LayerNorm channels pruned (groups) | params ratio, exact | params ratio, LayerNorm channels pruned | "
         "params ratio, Torch-Pruning | MACs ratio, exact | MACs ratio, LayerNorm channels pruned | "
         "MACs ratio, Torch-Pruning | deviation |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -287,7 +287,7 @@ def render_normalized(rows: list[dict], machine: str, started: str) -> str:
         groups = r["normalized"].get("normalized_groups", "")
         deviation = f"{features['relative_error']:.3f}" if features.get("relative_error") is not None else ""
         lines.append(
-            f"| {r['model']} | {r['input']} | {groups} groups | {exact_p} | {norm_p} | {tp_p} | "
+            f"| {r['model']} | {r['input']} | {groups} | {exact_p} | {norm_p} | {tp_p} | "
             f"{exact_m} | {norm_m} | {tp_m} | {deviation} |"
         )
     lines += ["", NORMALIZED_END, ""]
@@ -340,10 +340,14 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     timing = time_reference()
+    previous = Path(args.output).read_text(encoding="utf-8") if os.path.exists(args.output) else ""
     with open(args.output, "w", encoding="utf-8") as fh:
-        fh.write(
-            render(rows, timing, machine, started) + "\n" + render_normalized(normalized, machine, started)
-        )
+        fh.write(render(rows, timing, machine, started))
+    if normalized:
+        splice_normalized(args.output, render_normalized(normalized, machine, started))
+    elif NORMALIZED_BEGIN in previous and NORMALIZED_END in previous:  # --only without those models: keep it
+        kept = previous.split(NORMALIZED_BEGIN, 1)[1].split(NORMALIZED_END, 1)[0]
+        splice_normalized(args.output, NORMALIZED_BEGIN + kept + NORMALIZED_END + "\n")
     return 0 if all(r["status"] == "ok" for r in rows) else 1
 
 
