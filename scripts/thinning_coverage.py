@@ -176,8 +176,10 @@ def render(rows: list[dict], timing: dict | None, machine: str, started: str) ->
         "",
         "For each model (random weights, no downloads) the same random half of the channels of every "
         "prunable group is zeroed in all the group's producers; the model is then thinned by "
-        "`thin_model` and its eval-mode output compared with the zeroed model's (relative tolerance "
-        "1e-4). MACs follow `prunecli.report.compute` (Distiller's definition, one sample at the listed "
+        "`thin_model` and its eval-mode outputs and classifier input features compared with the zeroed "
+        "model's (tolerance relative to how much each varies between two random inputs; see "
+        "thinning.md, Verification: *ok* means verified on at least one of them, except the deep plain "
+        "VGGs for CIFAR, whose classifier input ignores the input at initialisation). MACs follow `prunecli.report.compute` (Distiller's definition, one sample at the listed "
         "input size). Times are wall-clock: dependency analysis, then `thin_model` (plan, slicing and "
         "the verification forward pass). The thinned model is then exported by `prunecli.export.export_model` "
         "to ONNX (opset 18, run by ONNX Runtime) and to a `torch.export` exported program, each verified "
