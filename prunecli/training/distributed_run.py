@@ -28,7 +28,15 @@ from torch import nn
 from prunecli.errors import ConfigError, PruneCliError
 from prunecli.rundir import RunDir
 
-from .distributed import ENV_LAUNCH_INFO, ENV_WORLD, Replica, World, tensors_digest, under_launcher
+from .distributed import (
+    ENV_LAUNCH_INFO,
+    ENV_WORLD,
+    Replica,
+    World,
+    is_main_process,
+    tensors_digest,
+    under_launcher,
+)
 from .distributed_batchnorm import synchronise_batchnorm
 from .precision import Precision
 from .progress import Reporter
@@ -67,7 +75,7 @@ class SilentReporter(Reporter):
 
 
 def reporter_for_this_process(reporter: Reporter) -> Reporter:
-    if int(os.environ.get("RANK", "0") or 0) != 0:
+    if not is_main_process():
         return SilentReporter(reporter.console, quiet=True)
     return reporter
 
