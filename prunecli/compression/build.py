@@ -32,14 +32,10 @@ from prunecli.schedule.catalog import lookup
 from prunecli.schedule.model import Component, Policy, Schedule
 from prunecli.schedule.names import WILDCARD
 from prunecli.schedule.native import NATIVE_CLASS
-from prunecli.schedule.vocabulary import parameter_names
+from prunecli.schedule.vocabulary import THINNING_CLASSES, parameter_names
 
-#: extension class name -> how it is built; Distiller aliases FilterRemover/ChannelRemover to StructureRemover
-EXTENSIONS: dict[str, type] = {
-    "StructureRemover": ThinningPolicy,
-    "FilterRemover": ThinningPolicy,
-    "ChannelRemover": ThinningPolicy,
-}
+#: extension class name -> how it is built
+EXTENSIONS: dict[str, type] = dict.fromkeys(THINNING_CLASSES, ThinningPolicy)
 
 
 def catalog_args(class_name: str) -> tuple[set[str], set[str]]:

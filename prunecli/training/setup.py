@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from prunecli.errors import ConfigError
+from prunecli.schedule.vocabulary import THINNING_CLASSES
 
 from .config import RunConfig
 from .schema import OPTIMIZERS
@@ -19,8 +20,6 @@ _DIRECT_ARGS: dict[str, tuple[str, ...]] = {
     "adamw": ("lr", "weight_decay"),
 }
 
-#: thinning extensions whose ``arch``/``dataset`` arguments name the model and data set
-THINNING_CLASSES = frozenset({"FilterRemover", "ChannelRemover", "StructureRemover"})
 
 
 def dataset_options_for_model(dataset: str, options: dict[str, Any], model: str) -> dict[str, Any]:
