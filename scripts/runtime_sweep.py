@@ -269,6 +269,9 @@ def _oracle(pruner: Any, policy_levels: Mapping[str, float] | None) -> tuple[str
 # mask fingerprints
 
 
+FINGERPRINT_VERSION = 2
+
+
 class MaskFingerprints:
     """Compact digests of every mask a run produces, to prove a refactor leaves them bit-identical.
 
@@ -281,16 +284,18 @@ class MaskFingerprints:
 
     def __init__(self) -> None:
         self.epochs: list[str] = []
-        # name -> ((id, version) of the mask tensor, its digest): masks rarely change between epochs
-        self._cache: dict[str, tuple[tuple[int, int], str]] = {}
+        # name -> (the mask tensor itself, its version counter, its digest). The tensor is held,
+        # not its id: a freed mask's id can be reused by the next one, which would look unchanged.
+        self._cache: dict[str, tuple[Any, int, str]] = {}
+        #: format of the digests (entries recorded with another format are not compared)
+        self.version = FINGERPRINT_VERSION
 
     def _cached(self, name: str, mask: Any) -> str:
-        key = (id(mask), mask._version)
         hit = self._cache.get(name)
-        if hit is None or hit[0] != key:
-            hit = (key, self.digest(mask))
+        if hit is None or hit[0] is not mask or hit[1] != mask._version:
+            hit = (mask, mask._version, self.digest(mask))
             self._cache[name] = hit
-        return hit[1]
+        return hit[2]
 
     @staticmethod
     def digest(mask: Any) -> str:
@@ -318,7 +323,7 @@ class MaskFingerprints:
             else:
                 runs.append([digest, 1])
         steps = " ".join(d if n == 1 else f"{d}*{n}" for d, n in runs)
-        return {"final": final, "steps": steps}
+        return {"final": final, "steps": steps, "version": self.version}
 
 
 # --------------------------------------------------------------------------------------------
