@@ -2,6 +2,9 @@
 
 Usage: python scripts/thinning_coverage.py [--output docs/thinning-coverage.md] [--only NAME ...]
 
+With ``--only`` the other models' rows are kept from the existing output file, so a few models
+can be refreshed without rerunning every one. timm models are covered when timm is installed.
+
 Each model is built with random weights (no downloads); for every prunable channel group the
 same random half of the channels is zeroed in all its producers, then the model is thinned and
 its eval-mode output compared with the zeroed model's. Times are wall-clock on this machine.
@@ -43,6 +46,13 @@ TORCHVISION = [
     ("swin_t", 64),
     ("vit_b_16", 224),
 ]
+# timm models (built through the timm:NAME model source): small variants of popular families
+TIMM = [
+    ("resnet18", 64),
+    ("efficientnet_b0", 64),
+    ("convnext_atto", 64),
+    ("vit_tiny_patch16_224", 224),
+]
 TIMING_MODEL = ("resnet50", 224)
 
 
@@ -57,14 +67,20 @@ def _zoo() -> list[tuple[str, tuple[int, ...]]]:
 
 def _build(source: str, name: str):
     torch.manual_seed(0)
-    if source == "zoo":
+    if source in ("zoo", "timm"):
         from prunecli.models import create_model
 
-        return create_model(name)[0]
+        return create_model(name if source == "zoo" else f"timm:{name}")[0]
     import torchvision
 
     kwargs = {"init_weights": False} if name in ("googlenet", "inception_v3") else {}
     return getattr(torchvision.models, name)(weights=None, **kwargs)
+
+
+def _has_timm() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("timm") is not None
 
 
 def run_one(source: str, name: str, shape: tuple[int, ...]) -> dict:
@@ -126,6 +142,40 @@ def _machine() -> str:
     )
 
 
+def _row_line(r: dict) -> str:
+    if "line" in r:  # kept from the previous output
+        return r["line"]
+    if "graph_seconds" not in r:
+        return f"| {r['model']} | {r['source']} | {r['input']} | {r['status']} | | | | | | | | |"
+    groups = f"{r['prunable_groups']}/{r['groups']}" if "groups" in r else ""
+    return (
+        f"| {r['model']} | {r['source']} | {r['input']} | {r['status']} | {groups} | "
+        f"{r.get('removed_channels', '')} | {_m(r.get('params_before'), 1e6)} | {_m(r.get('params_after'), 1e6)} | "
+        f"{_m(r.get('macs_before'), 1e6)} | {_m(r.get('macs_after'), 1e6)} | "
+        f"{r['graph_seconds']:.2f} | {r['thin_seconds']:.2f} |"
+    )
+
+
+def previous_rows(path: str) -> list[dict]:
+    """The table rows of an earlier output, as ``{model, source, status, line}``."""
+    if not os.path.exists(path):
+        return []
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) == 12 and cells[1] in ("zoo", "torchvision", "timm"):
+                rows.append({"model": cells[0], "source": cells[1], "status": cells[3], "line": line.rstrip("\n")})
+    return rows
+
+
+def merge_rows(old: list[dict], new: list[dict], order: list[tuple[str, str]]) -> list[dict]:
+    """New rows replace old ones of the same model and source; the result follows ``order``."""
+    by_key = {(r["source"], r["model"]): r for r in old}
+    by_key.update({(r["source"], r["model"]): r for r in new})
+    return [by_key[k] for k in order if k in by_key]
+
+
 def render(rows: list[dict], timing: dict | None, machine: str, started: str) -> str:
     ok = sum(1 for r in rows if r["status"] == "ok")
     lines = [
@@ -145,16 +195,7 @@ def render(rows: list[dict], timing: dict | None, machine: str, started: str) ->
         "| model | source | input | status | prunable groups | removed channels | params before (M) | params after (M) | MACs before (M) | MACs after (M) | analysis s | thin s |",
         "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in rows:
-        groups = f"{r['prunable_groups']}/{r['groups']}" if "groups" in r else ""
-        lines.append(
-            f"| {r['model']} | {r['source']} | {r['input']} | {r['status']} | {groups} | "
-            f"{r.get('removed_channels', '')} | {_m(r.get('params_before'), 1e6)} | {_m(r.get('params_after'), 1e6)} | "
-            f"{_m(r.get('macs_before'), 1e6)} | {_m(r.get('macs_after'), 1e6)} | "
-            f"{r['graph_seconds']:.2f} | {r['thin_seconds']:.2f} |"
-            if "graph_seconds" in r
-            else f"| {r['model']} | {r['source']} | {r['input']} | {r['status']} | | | | | | | | |"
-        )
+    lines += [_row_line(r) for r in rows]
     if timing is not None:
         lines += [
             "",
@@ -181,9 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     machine = _machine()
-    todo = [("zoo", n, s) for n, s in _zoo()] + [
-        ("torchvision", n, (1, 3, side, side)) for n, side in TORCHVISION
-    ]
+    todo = (
+        [("zoo", n, s) for n, s in _zoo()]
+        + [("torchvision", n, (1, 3, side, side)) for n, side in TORCHVISION]
+        + [("timm", n, (1, 3, side, side)) for n, side in TIMM if _has_timm()]
+    )
+    order = [(source, name) for source, name, _ in todo]
     if args.only:
         todo = [t for t in todo if t[1] in args.only]
     rows = []
@@ -195,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
             flush=True,
         )
+    if args.only:
+        rows = merge_rows(previous_rows(args.output), rows, order)
     timing = time_reference()
     with open(args.output, "w", encoding="utf-8") as fh:
         fh.write(render(rows, timing, machine, started))

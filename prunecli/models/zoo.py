@@ -14,7 +14,7 @@ from torch import nn
 
 from prunecli.models import digits
 from prunecli.models.cifar import plain, preact_resnet, resnet, simplenet, vgg
-from prunecli.models.imagenet import alexnet_bn, mobilenet
+from prunecli.models.imagenet import alexnet_bn, mobilenet, resnext
 from prunecli.models.imagenet import preact_resnet as preact_imagenet
 from prunecli.models.mnist import simplenet as simplenet_mnist
 
@@ -56,4 +56,5 @@ ZOO: dict[str, ZooEntry] = {
     **_collect(mobilenet, "imagenet", ["mobilenet", "mobilenet_025", "mobilenet_050", "mobilenet_075"]),
     **_collect(alexnet_bn, "imagenet", ["alexnet_bn"]),
     **_collect(preact_imagenet, "imagenet", [f"preact_resnet{d}" for d in (18, 34, 50, 101, 152)]),
+    **_collect(resnext, "imagenet", ["resnext101_32x4d"]),
 }
