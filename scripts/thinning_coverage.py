@@ -165,7 +165,9 @@ def previous_rows(path: str) -> list[dict]:
         for line in fh:
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
             if len(cells) == 12 and cells[1] in ("zoo", "torchvision", "timm"):
-                rows.append({"model": cells[0], "source": cells[1], "status": cells[3], "line": line.rstrip("\n")})
+                rows.append(
+                    {"model": cells[0], "source": cells[1], "status": cells[3], "line": line.rstrip("\n")}
+                )
     return rows
 
 

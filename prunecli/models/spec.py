@@ -36,9 +36,7 @@ from prunecli.errors import ModelError, SourceLocation
 from prunecli.models.zoo import FAMILY_INPUT, ZOO
 
 KINDS = ("zoo", "torchvision", "timm", "import", "file")
-SPEC_FORMS = (
-    "a zoo name, torchvision:NAME, timm:NAME, package.module:factory or path/to/file.py:Factory"
-)
+SPEC_FORMS = "a zoo name, torchvision:NAME, timm:NAME, package.module:factory or path/to/file.py:Factory"
 TIMM_INSTALL = "pip install 'prunecli[timm]'"
 _FILE_RE = re.compile(r"^(?P<path>.+\.py):(?P<attr>[A-Za-z_]\w*)$")
 _IMPORT_RE = re.compile(r"^(?P<module>[A-Za-z_][\w.]*):(?P<attr>[A-Za-z_]\w*)$")
