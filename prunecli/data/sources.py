@@ -26,6 +26,7 @@ from prunecli.data.bundle import (
 from prunecli.data.cifar_pickle import load_batch
 from prunecli.data.idx import read_idx
 from prunecli.data.info import STATS
+from prunecli.data.text import load_text
 from prunecli.errors import DataError
 
 
@@ -397,4 +398,8 @@ SOURCES: dict[str, Callable[..., DataBundle]] = {
     "imagefolder": load_imagefolder,
     "imagenet": load_imagefolder,
     "fake": load_fake,
+    # word-level token files (train/valid/test.txt); the names of the corpora in that format
+    "text": load_text,
+    "wikitext2": load_text,
+    "ptb": load_text,
 }
