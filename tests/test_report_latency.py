@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from prunecli.devices import resolve_device
 from prunecli.errors import PruneCliError
-from prunecli.report.latency import measure_latency, resolve_device
+from prunecli.report.latency import measure_latency
 
 
 class Counting(nn.Module):

@@ -17,14 +17,13 @@ from typing import Any
 import torch
 
 from prunecli.errors import CheckpointError, SourceLocation
+from prunecli.rundir import CHECKPOINTS, RunDir
 
 from . import distiller
 from .atomic import atomic_write
 from .plain import check_plain
 from .schema import FORMAT_NAME, build_checkpoint, validate_structure
 from .sniff import describe, looks_like_torch_file, scan_pickle, unsafe_globals
-
-RUN_DIR_FILES = ("checkpoint.pt", "best.pt", "compact.pt")
 
 
 def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
@@ -37,19 +36,12 @@ def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> No
 
 def _missing(path: Path) -> CheckpointError:
     where = SourceLocation(str(path))
+    holds = f"a run directory holds {', '.join(CHECKPOINTS)}"
     if path.is_dir():
-        present = [name for name in RUN_DIR_FILES if (path / name).is_file()]
-        hint = (
-            f"pass a file inside it, e.g. {path / present[0]}"
-            if present
-            else "pass a checkpoint file (a run directory holds checkpoint.pt, best.pt and compact.pt)"
-        )
+        present = RunDir(path).present_checkpoints()
+        hint = f"pass a file inside it, e.g. {present[0]}" if present else f"pass a checkpoint file ({holds})"
         return CheckpointError("is a directory, not a checkpoint file", location=where, hint=hint)
-    return CheckpointError(
-        "checkpoint file does not exist",
-        location=where,
-        hint="check the path; a run directory holds checkpoint.pt, best.pt and compact.pt",
-    )
+    return CheckpointError("checkpoint file does not exist", location=where, hint=f"check the path; {holds}")
 
 
 def _unsafe(path: Path, exc: BaseException) -> CheckpointError:

@@ -8,7 +8,6 @@ checkpoint's ModelSpec built fresh, i.e. the original architecture before any th
 from __future__ import annotations
 
 import io
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,12 +19,9 @@ from torch import nn
 from prunecli.errors import CheckpointError, PruneCliError, SourceLocation
 from prunecli.report.compute import LayerCompute, compute_summary
 from prunecli.report.sparsity import sparsity_table
+from prunecli.rundir import CHECKPOINTS, RunDir
 
 SCHEMA_VERSION = 1
-
-#: Checkpoints looked for in a run directory, most useful first: the compact (thinned,
-#: final) model, the last full checkpoint, then the best one.
-RUN_DIR_CHECKPOINTS: tuple[str, ...] = ("compact.pt", "checkpoint.pt", "best.pt")
 
 
 @dataclass
@@ -61,29 +57,13 @@ class ReportInputs:
 # --------------------------------------------------------------------------- loading
 
 
-def _read_metrics_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise PruneCliError(
-                f"metrics file is not valid JSON lines: {exc.msg}",
-                location=SourceLocation(str(path), lineno, exc.colno),
-                hint="each line of metrics.jsonl must be one JSON object; remove the broken line",
-            ) from exc
-    return rows
-
-
-def _pick_run_checkpoint(run_dir: Path) -> Path:
-    for name in RUN_DIR_CHECKPOINTS:
-        if (run_dir / name).is_file():
-            return run_dir / name
+def _pick_run_checkpoint(run_dir: RunDir) -> Path:
+    present = run_dir.present_checkpoints()
+    if present:
+        return present[0]
     raise CheckpointError(
-        f"run directory {run_dir} holds no checkpoint ({', '.join(RUN_DIR_CHECKPOINTS)})",
-        location=SourceLocation(str(run_dir)),
+        f"run directory {run_dir.path} holds no checkpoint ({', '.join(CHECKPOINTS)})",
+        location=SourceLocation(str(run_dir.path)),
         hint="point the report at a finished run directory or at a checkpoint file",
     )
 
@@ -138,8 +118,8 @@ def load_inputs(
             f"no such checkpoint or run directory: {path}",
             hint="pass a checkpoint file (.pt) or a run directory written by `prunecli run`",
         )
-    run_dir = path if path.is_dir() else None
-    ckpt = (run_dir / checkpoint if checkpoint else _pick_run_checkpoint(run_dir)) if run_dir else path
+    run_dir = RunDir(path) if path.is_dir() else None
+    ckpt = (run_dir.path / checkpoint if checkpoint else _pick_run_checkpoint(run_dir)) if run_dir else path
     if not ckpt.is_file():
         raise CheckpointError(f"checkpoint {ckpt} not found", hint="check the --checkpoint name")
     payload = load_checkpoint(ckpt)
@@ -149,10 +129,9 @@ def load_inputs(
     history = list(payload.get("metrics") or [])
     schedule_text = payload.get("schedule_text")
     if run_dir is not None:
-        if (run_dir / "metrics.jsonl").is_file():
-            history = _read_metrics_jsonl(run_dir / "metrics.jsonl")
-        if not schedule_text and (run_dir / "schedule.yaml").is_file():
-            schedule_text = (run_dir / "schedule.yaml").read_text()
+        if run_dir.metrics.is_file():
+            history = run_dir.read_metrics()
+        schedule_text = schedule_text or run_dir.read_schedule_text()
     if not isinstance(payload.get("model"), dict):
         payload = {**payload, "model": spec.to_dict()}
     return ReportInputs(

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from prunecli.devices import resolve_device
 from prunecli.errors import PruneCliError
 
 
@@ -30,21 +31,6 @@ class LatencyResult:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def resolve_device(device: str) -> torch.device:
-    """'auto' picks CUDA when present; an unavailable CUDA request is a user error, not a crash."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise PruneCliError(
-            f"device {device!r} requested but CUDA is not available on this machine",
-            hint="use --device cpu (or auto)",
-        )
-    try:
-        return torch.device(device)
-    except RuntimeError as exc:
-        raise PruneCliError(f"unknown device {device!r}", hint="use cpu, cuda, cuda:N or auto") from exc
 
 
 @contextmanager

@@ -18,9 +18,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from prunecli.devices import resolve_device
 from prunecli.errors import CheckpointError, ConfigError, Interrupted, SourceLocation, TrainingDiverged
+from prunecli.rundir import CHECKPOINT, RunDir
 
-from . import rundir
 from .config import RunConfig
 from .loop import NoCompression, evaluate, steps_in_epoch, train_epoch
 from .progress import Reporter
@@ -30,14 +31,10 @@ from .setup import (
     first_pruning_epoch,
     load_initial_weights,
     model_stats,
-    resolve_device,
     unreachable_policies,
 )
 
 log = logging.getLogger("prunecli.run")
-
-FORMAT = "prunecli-checkpoint"
-FORMAT_VERSION = 1
 
 
 @dataclass
@@ -86,6 +83,8 @@ def _state_bytes(model: nn.Module) -> int:
 class _Run:
     """The state of one run, built fresh or from a run directory."""
 
+    dir: RunDir
+
     def __init__(self, config: RunConfig, reporter: Reporter) -> None:
         self.config = config
         self.reporter = reporter
@@ -96,6 +95,10 @@ class _Run:
         self.recipe: dict[str, Any] | None = None  # thinning so far, relative to the dense model
         self._recipes_seen = 0
         self.trusted_model: str | None = None  # a model spec the user gave on this command line
+
+    @property
+    def run_dir(self) -> Path:
+        return self.dir.path
 
     # ------------------------------------------------------------------ building blocks
     def _load_inputs(self) -> None:
@@ -167,27 +170,27 @@ class _Run:
         self.optimizer = build_optimizer(cfg, self.model)
         self.scheduler = self._build_scheduler()
         name = cfg.name or (Path(cfg.schedule).stem if cfg.schedule else str(cfg.model))
-        self.run_dir = rundir.new_run_dir(cfg.out_dir, cfg.runs_dir, name)
+        self.dir = RunDir.create(cfg.out_dir, cfg.runs_dir, name)
         self.extras["dense"] = {
             **model_stats(self.model, self.example_input),
             "checkpoint_bytes": _state_bytes(self.model),
         }
         resolved = {**cfg.to_dict(), "epochs": self._epochs(), "out_dir": str(self.run_dir)}
-        rundir.write_yaml(self.run_dir / rundir.CONFIG, resolved)
+        self.dir.write_config(resolved)
         if self.schedule is not None:
-            rundir.write_text_atomic(self.run_dir / rundir.SCHEDULE, self.schedule.text)
-        rundir.write_metrics(self.run_dir / rundir.METRICS, [])
+            self.dir.write_schedule(self.schedule.text)
+        self.dir.write_metrics([])
         self.start_epoch = 0
 
     def start_resumed(self, run_dir: Path, overrides: dict[str, Any]) -> None:
         from prunecli.checkpoint import load_checkpoint, load_model
 
-        self.run_dir = run_dir
-        path = run_dir / rundir.CHECKPOINT
+        self.dir = RunDir(run_dir)
+        path = self.dir.checkpoint
         if not path.is_file():
             raise CheckpointError(
-                f"{run_dir} has no {rundir.CHECKPOINT} to resume from",
-                hint="pass the run directory that 'prunecli run' created (it holds checkpoint.pt)",
+                f"{run_dir} has no {CHECKPOINT} to resume from",
+                hint=f"pass the run directory that 'prunecli run' created (it holds {CHECKPOINT})",
             )
         payload = load_checkpoint(path)
         saved = payload.get("extras", {}).get("config")
@@ -198,7 +201,7 @@ class _Run:
         self.config = RunConfig.from_dict({**saved, **overrides}, source=str(path))
         cfg = self.config
         if cfg.schedule is not None:
-            cfg.schedule = str(run_dir / rundir.SCHEDULE)
+            cfg.schedule = str(self.dir.schedule)
         set_deterministic(cfg.deterministic)
         self._load_inputs()
         self.model = load_model(path, model=trusted)
@@ -219,9 +222,9 @@ class _Run:
         self.extras.update({k: payload["extras"].get(k) for k in ("best", "pre_pruning", "dense")})
         self.start_epoch = int(payload["epoch"]) + 1
         self.recipe = payload.get("recipe")
-        rundir.write_metrics(run_dir / rundir.METRICS, self.metrics)
+        self.dir.write_metrics(self.metrics)
         resolved = {**cfg.to_dict(), "epochs": self._epochs(), "out_dir": str(run_dir)}
-        rundir.write_yaml(run_dir / rundir.CONFIG, resolved)
+        self.dir.write_config(resolved)
 
     # ------------------------------------------------------------------ checkpoints
     def _collect_recipes(self) -> None:
@@ -232,37 +235,36 @@ class _Run:
         self._recipes_seen = len(made)
 
     def payload(self, epoch: int, *, model: nn.Module | None = None, full: bool = True) -> dict[str, Any]:
+        from prunecli.checkpoint import build_checkpoint
+
         model = model or self.model
         config = {**self.config.to_dict(), "epochs": self._epochs()}
         if self.config.schedule:
-            config["schedule"] = str(self.run_dir / rundir.SCHEDULE)
+            config["schedule"] = str(self.dir.schedule)
         masks = {k: v for k, v in (self.scheduler.masks or {}).items() if v is not None}
-        return {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "model": self.spec.to_dict(),
-            "recipe": self.recipe,
-            "state_dict": _plain_state(model),
-            "masks": {k: _own_storage(v) for k, v in masks.items()},
-            "optimizer": self.optimizer.state_dict() if full else None,
-            "optimizer_type": type(self.optimizer).__name__,
-            "lr_scheduler": None,
-            "scheduler": self.scheduler.state_dict() if full else None,
-            "epoch": epoch,
-            "schedule_text": self.schedule.text if self.schedule is not None else None,
-            "metrics": list(self.metrics),
-            "rng": rng_state() if full else None,
-            "extras": {**self.extras, "config": config},
-        }
+        return build_checkpoint(
+            model=self.spec,
+            recipe=self.recipe,
+            state_dict=_plain_state(model),
+            masks={k: _own_storage(v) for k, v in masks.items()},
+            optimizer=self.optimizer.state_dict() if full else None,
+            optimizer_type=type(self.optimizer).__name__,
+            lr_scheduler=None,
+            scheduler=self.scheduler.state_dict() if full else None,
+            epoch=epoch,
+            schedule_text=self.schedule.text if self.schedule is not None else None,
+            metrics=list(self.metrics),
+            rng=rng_state() if full else None,
+            extras={**self.extras, "config": config},
+        )
 
     def save(self, epoch: int, *, improved: bool) -> None:
         from prunecli.checkpoint import save_checkpoint
 
         self._collect_recipes()
-        latest = self.run_dir / rundir.CHECKPOINT
-        save_checkpoint(latest, self.payload(epoch))
+        save_checkpoint(self.dir.checkpoint, self.payload(epoch))
         if improved:
-            rundir.link_or_copy(latest, self.run_dir / rundir.BEST)
+            self.dir.mark_best()
 
     def _is_best(self, row: dict[str, Any]) -> bool:
         key = [-row["nnz_params"], row["top1"], row["top5"], row["epoch"]]
@@ -331,7 +333,7 @@ class _Run:
                 self.warnings.append(message)
                 self.reporter.warn(message)
                 log.warning(message)
-        if self.start_epoch == 0 and not (self.run_dir / rundir.CHECKPOINT).exists():
+        if self.start_epoch == 0 and not self.dir.checkpoint.exists():
             self.save(-1, improved=False)  # a resumable starting point before the first epoch
         last_done = self.start_epoch - 1
         epoch = self.start_epoch
@@ -348,7 +350,7 @@ class _Run:
                     # only saved epochs compete for best.pt: it is a link to one of them
                     self.save(epoch, improved=self._is_best(row))
                     last_done = epoch
-                rundir.append_metrics(self.run_dir / rundir.METRICS, row)
+                self.dir.append_metrics(row)
                 log.info("epoch %s", row)
                 self.reporter.epoch_line(row)
                 if stop_after_epoch is not None and epoch >= stop_after_epoch:
@@ -356,7 +358,7 @@ class _Run:
         except KeyboardInterrupt:
             log.warning("interrupted during epoch %d; checkpoint.pt holds epoch %d", epoch, last_done)
             raise Interrupted(
-                f"interrupted during epoch {epoch}; {self.run_dir / rundir.CHECKPOINT} holds the state "
+                f"interrupted during epoch {epoch}; {self.dir.checkpoint} holds the state "
                 f"after epoch {last_done}",
                 hint=f"continue with: prunecli run --resume {self.run_dir} "
                 f"(training restarts at epoch {last_done + 1} and ends as an uninterrupted run would)",
@@ -364,7 +366,7 @@ class _Run:
         except TrainingDiverged as exc:
             log.error("%s", exc.message)
             raise TrainingDiverged(
-                f"{exc.message}; {self.run_dir / rundir.CHECKPOINT} keeps the last good state (epoch {last_done})",
+                f"{exc.message}; {self.dir.checkpoint} keeps the last good state (epoch {last_done})",
                 hint=exc.hint,
             ) from None
         return epochs, False
@@ -400,7 +402,7 @@ class _Run:
         payload["extras"].update(
             baseline_top1=pre.get("top1"), baseline_top5=pre.get("top5"), test=result.test
         )
-        path = self.run_dir / rundir.COMPACT
+        path = self.dir.compact
         save_checkpoint(path, payload)
         # the user named this model (at the start, or with --model on resume): its code may run
         reloaded = load_model(path, model=self.trusted_model).to(self.device).eval()
@@ -428,8 +430,8 @@ class _Run:
 
         options = ReportOptions(latency_runs=5, latency_warmup=1)
         report = build_report(self.run_dir, options, model_spec=self.trusted_model)
-        path = self.run_dir / rundir.REPORT
-        rundir.write_text_atomic(path, to_json(report))
+        path = self.dir.report
+        self.dir.write_text(path, to_json(report))
         result.report_path = str(path)
 
 
@@ -475,17 +477,22 @@ def run_training(
     stop_after_epoch: int | None = None,
     reporter: Reporter | None = None,
 ) -> RunResult:
-    """Run (or continue, with ``resume=RUN_DIR``) a training/compression run."""
-    from prunecli.cli.console import console
+    """Run (or continue, with ``resume=RUN_DIR``) a training/compression run.
 
-    quiet = bool(config.quiet if config else (resume_overrides or {}).get("quiet"))
-    reporter = reporter or Reporter(console, quiet=quiet)
+    ``reporter`` shows progress; the CLI passes one on its own console. Without one, progress
+    goes to a console on stdout (the library does not know the CLI exists).
+    """
+    if reporter is None:
+        from rich.console import Console
+
+        quiet = bool(config.quiet if config else (resume_overrides or {}).get("quiet"))
+        reporter = Reporter(Console(), quiet=quiet)
     run = _Run(config or RunConfig(), reporter)
     if resume is not None:
         run.start_resumed(Path(resume), dict(resume_overrides or {}))
     else:
         run.start_fresh()
-    handler = rundir.attach_log_file(run.run_dir / rundir.LOG)
+    handler = run.dir.attach_log()
     try:
         log.info("run directory %s; config %s", run.run_dir, run.config.to_dict())
         reporter.info(f"run directory: {run.run_dir}")
@@ -505,4 +512,4 @@ def run_training(
             reporter.summary(result)
         return result
     finally:
-        rundir.detach_log_file(handler)
+        RunDir.detach_log(handler)

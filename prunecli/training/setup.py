@@ -23,16 +23,6 @@ _DIRECT_ARGS: dict[str, tuple[str, ...]] = {
 THINNING_CLASSES = frozenset({"FilterRemover", "ChannelRemover", "StructureRemover"})
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            "device 'cuda' was asked for but no CUDA GPU is available", hint="use --device cpu or auto"
-        )
-    return torch.device(name)
-
-
 def build_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
     cls = getattr(torch.optim, OPTIMIZERS[config.optimizer])
     direct = {name: getattr(config, name) for name in _DIRECT_ARGS[config.optimizer]}

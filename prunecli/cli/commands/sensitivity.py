@@ -85,8 +85,8 @@ def command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from prunecli.data import load_dataset
+    from prunecli.devices import resolve_device
     from prunecli.report.evaluate import eval_loader
-    from prunecli.report.latency import resolve_device
     from prunecli.report.sensitivity import analysed_parameters, analyze, sparsity_levels, write_outputs
 
     levels = sparsity_levels(*level_range)
