@@ -24,6 +24,7 @@ from prunecli.data.bundle import (
     subset,
 )
 from prunecli.data.cifar_pickle import load_batch
+from prunecli.data.detection import load_detection, load_fake_detection
 from prunecli.data.idx import read_idx
 from prunecli.data.info import STATS
 from prunecli.data.text import load_text
@@ -402,4 +403,7 @@ SOURCES: dict[str, Callable[..., DataBundle]] = {
     "text": load_text,
     "wikitext2": load_text,
     "ptb": load_text,
+    # images with boxes, labels and masks, for torchvision's detection models
+    "fake_detection": load_fake_detection,
+    "detection": load_detection,
 }

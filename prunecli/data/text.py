@@ -118,6 +118,7 @@ class TextBundle(DataBundle):
 
     vocabulary: Vocabulary = field(default_factory=Vocabulary)
     bptt: int = DEFAULT_BPTT
+    task: str = "language_model"
 
     def loaders(self, batch_size: int, workers: int = 0, seed: int = 0) -> tuple[BpttLoader, ...]:  # type: ignore[override]
         """(train, val, test); evaluation uses Distiller's 10 columns. Workers and seed do not apply."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from prunecli.models import digits
+from prunecli.models import detection, digits
 from prunecli.models.cifar import plain, preact_resnet, resnet, simplenet, vgg
 from prunecli.models.imagenet import alexnet_bn, mobilenet, resnext
 from prunecli.models.imagenet import preact_resnet as preact_imagenet
@@ -27,6 +27,8 @@ FAMILY_INPUT: dict[str, tuple[int, ...]] = {
     "cifar": (3, 32, 32),
     "imagenet": (3, 224, 224),
     "text": (1,),
+    # torchvision's detectors resize every image to 800 pixels on the short side by default
+    "detection": (3, 800, 800),
 }
 
 
@@ -61,4 +63,5 @@ ZOO: dict[str, ZooEntry] = {
     **_collect(preact_imagenet, "imagenet", [f"preact_resnet{d}" for d in (18, 34, 50, 101, 152)]),
     **_collect(resnext, "imagenet", ["resnext101_32x4d"]),
     **_collect(rnn, "text", ["word_language_model"]),
+    **_collect(detection, "detection", ["maskrcnn_resnet50_fpn"]),
 }

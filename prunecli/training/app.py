@@ -23,7 +23,7 @@ from prunecli.errors import CheckpointError, ConfigError, Interrupted, SourceLoc
 from prunecli.rundir import CHECKPOINT, RunDir
 
 from .config import RunConfig
-from .loop import NoCompression, evaluate, steps_in_epoch, train_epoch
+from .loop import NoCompression, steps_in_epoch, train_epoch
 from .progress import Reporter
 from .seeding import epoch_seed, rng_state, seed_everything, set_deterministic, set_rng_state
 from .setup import (
@@ -33,6 +33,7 @@ from .setup import (
     model_stats,
     unreachable_policies,
 )
+from .tasks import task_for
 
 log = logging.getLogger("prunecli.run")
 
@@ -68,6 +69,24 @@ def _own_storage(tensor: torch.Tensor) -> torch.Tensor:
     if tensor.untyped_storage().nbytes() > tensor.numel() * tensor.element_size():
         tensor = tensor.clone()
     return tensor
+
+
+def _to_device(inputs: Any, device: torch.device) -> Any:
+    """A batch's inputs on the device: a tensor, or a tuple of them (detection images)."""
+    if isinstance(inputs, torch.Tensor):
+        return inputs.to(device)
+    return [_to_device(i, device) for i in inputs]
+
+
+def _tensors(output: Any) -> list[torch.Tensor]:
+    """Every tensor in a model output (a tensor, or tuples, lists and dicts of them), in order."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, dict):
+        return [t for v in output.values() for t in _tensors(v)]
+    if isinstance(output, list | tuple):
+        return [t for v in output for t in _tensors(v)]
+    return []
 
 
 def _plain_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -126,7 +145,9 @@ class _Run:
         # no validation split (val_fraction 0): validate on the test split, as Distiller does
         self.val_loader = val_loader if len(self.bundle.val) else self.test_loader
         self.steps_per_epoch = steps_in_epoch(self.train_loader, cfg.max_steps_per_epoch)
-        self.example_input = torch.zeros(1, *self.bundle.input_shape, device=self.device)
+        self.task = task_for(self.bundle)
+        self.objective = self.task.objective()
+        self.example_input = self.task.example_input(self.bundle, self.device)
         self.criterion = nn.CrossEntropyLoss()
 
     def _build_scheduler(self) -> Any:
@@ -267,7 +288,9 @@ class _Run:
             self.dir.mark_best()
 
     def _is_best(self, row: dict[str, Any]) -> bool:
-        key = [-row["nnz_params"], row["top1"], row["top5"], row["epoch"]]
+        # tasks without accuracy (detection) rank by validation loss instead
+        accuracy = [row["top1"], row["top5"]] if row["top1"] is not None else [-row["val_loss"], 0.0]
+        key = [-row["nnz_params"], *accuracy, row["epoch"]]
         best = self.extras["best"]
         if best is None or key > best["key"]:
             self.extras["best"] = {"key": key, "epoch": row["epoch"], "top1": row["top1"]}
@@ -278,16 +301,15 @@ class _Run:
     def _maybe_record_pre_pruning(self, epoch: int, first_prune: int | None) -> None:
         if first_prune is None or epoch != first_prune or self.extras["pre_pruning"] is not None:
             return
-        stats = evaluate(
-            self.model, self.test_loader, self.criterion, self.device, self.config.max_eval_batches
-        )
+        stats = self.task.evaluate(self.model, self.test_loader, self.device, self.config.max_eval_batches)
         self.extras["pre_pruning"] = {
             "epoch": epoch,
             "top1": stats.top1,
             "top5": stats.top5,
             "loss": stats.loss,
+            **self.task.metrics(stats),
         }
-        log.info("test top-1 before pruning (start of epoch %d): %.4f", epoch, stats.top1)
+        log.info("test before pruning (start of epoch %d): %s", epoch, self.extras["pre_pruning"])
 
     def run_epoch(self, epoch: int) -> dict[str, Any]:
         began = time.perf_counter()
@@ -306,8 +328,9 @@ class _Run:
                 self.steps_per_epoch,
                 self.device,
                 on_step,
+                objective=self.objective,
             )
-        val = evaluate(self.model, self.val_loader, self.criterion, self.device, self.config.max_eval_batches)
+        val = self.task.evaluate(self.model, self.val_loader, self.device, self.config.max_eval_batches)
         self.scheduler.on_epoch_end(epoch, self.optimizer, metrics={"min": val.loss, "max": val.top1})
         stats = model_stats(self.model, self.example_input)
         return {
@@ -322,6 +345,7 @@ class _Run:
             "nnz_params": stats["nnz_params"],
             "macs": stats["macs"],
             "effective_macs": stats["effective_macs"],
+            **self.task.metrics(val),
             "time_s": time.perf_counter() - began,
         }
 
@@ -373,24 +397,40 @@ class _Run:
 
     # ------------------------------------------------------------------ the end
     def finish(self, result: RunResult) -> None:
-        test = evaluate(
-            self.model, self.test_loader, self.criterion, self.device, self.config.max_eval_batches
-        )
-        result.test = {"top1": test.top1, "top5": test.top5, "loss": test.loss, "samples": test.samples}
+        test = self.task.evaluate(self.model, self.test_loader, self.device, self.config.max_eval_batches)
+        result.test = {
+            "top1": test.top1,
+            "top5": test.top5,
+            "loss": test.loss,
+            "samples": test.samples,
+            **self.task.metrics(test),
+        }
         log.info("test: %s", result.test)
         if self.config.compact:
             self._write_compact(result)
         self._write_report(result)
 
+    def _thin(self, model: nn.Module, masks: dict[str, torch.Tensor]) -> Any:
+        """Thin the task's thinnable part (the whole model, or a detector's backbone body)."""
+        from prunecli.thinning import thin_model
+
+        root = self.task.thinning_root
+        if not root:
+            return thin_model(model, self.example_input, masks=masks, verify=True)
+        prefix = root + "."
+        inner = {k[len(prefix) :]: v for k, v in masks.items() if k.startswith(prefix)}
+        recipe = thin_model(model.get_submodule(root), self.example_input, masks=inner, verify=True)
+        masks.update({prefix + k: v for k, v in inner.items()})  # sliced in place by thinning
+        return recipe.under(root)
+
     def _write_compact(self, result: RunResult) -> None:
         import copy
 
         from prunecli.checkpoint import load_model, save_checkpoint
-        from prunecli.thinning import thin_model
 
         model = copy.deepcopy(self.model).eval()
         masks = {k: v for k, v in (self.scheduler.masks or {}).items() if v is not None}
-        recipe = thin_model(model, self.example_input, masks=masks, verify=True)
+        recipe = self._thin(model, masks)
         payload = self.payload(self.metrics[-1]["epoch"] if self.metrics else -1, model=model, full=False)
         self._collect_recipes()
         payload["recipe"] = compose_recipes(self.recipe, recipe)
@@ -400,19 +440,23 @@ class _Run:
         }
         pre = self.extras.get("pre_pruning") or {}
         payload["extras"].update(
-            baseline_top1=pre.get("top1"), baseline_top5=pre.get("top5"), test=result.test
+            baseline_top1=pre.get("top1"),
+            baseline_top5=pre.get("top5"),
+            baseline_perplexity=pre.get("perplexity"),
+            test=result.test,
         )
         path = self.dir.compact
         save_checkpoint(path, payload)
         # the user named this model (at the start, or with --model on resume): its code may run
         reloaded = load_model(path, model=self.trusted_model).to(self.device).eval()
-        batch = next(iter(self.test_loader))[0][:8].to(self.device)
+        batch = _to_device(next(iter(self.test_loader))[0][:8], self.device)
         with torch.no_grad():
-            expected, got = model(batch), reloaded(batch)
-        if not torch.allclose(expected, got, rtol=1e-4, atol=1e-5):
+            # a language model also returns its hidden state, a detector a list of dicts
+            pairs = list(zip(_tensors(model(batch)), _tensors(reloaded(batch))))
+        worst = max((float((a - b).abs().max()) for a, b in pairs if a.numel()), default=0.0)
+        if not all(a.shape == b.shape and torch.allclose(a, b, rtol=1e-4, atol=1e-5) for a, b in pairs):
             raise CheckpointError(
-                f"{path} does not reproduce the thinned model (max difference "
-                f"{float((expected - got).abs().max()):.3g})",
+                f"{path} does not reproduce the thinned model (max difference {worst:.3g})",
                 hint="this is a bug in thinning or checkpoint reloading; checkpoint.pt is intact",
             )
         result.compressed = {

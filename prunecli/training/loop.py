@@ -32,9 +32,34 @@ class TrainStats:
 @dataclass
 class EvalStats:
     loss: float
-    top1: float
-    top5: float
+    top1: float | None  # None for tasks without accuracy (detection)
+    top5: float | None
     samples: int
+
+
+class Objective:
+    """What one training step computes: classification's ``criterion(model(x), y)`` by default.
+
+    Tasks whose batches or models differ (a language model's hidden state, a detector's list
+    of targets) subclass it; :func:`train_epoch` keeps the hook order and divergence checks.
+    """
+
+    def __init__(self, criterion: nn.Module | None) -> None:
+        self.criterion = criterion
+
+    def begin(self, model: nn.Module) -> None:
+        """Called before the first batch of a pass."""
+
+    def loss(self, model: nn.Module, batch: Any, device: torch.device) -> tuple[torch.Tensor, int]:
+        """(loss of the batch, how many samples it averages over)."""
+        if self.criterion is None:
+            raise NotImplementedError("an objective without a criterion must define loss()")
+        inputs, targets = batch
+        inputs, targets = inputs.to(device), targets.to(device)
+        return self.criterion(model(inputs), targets), int(inputs.shape[0])
+
+    def after_backward(self, model: nn.Module) -> None:
+        """Called between ``backward`` and the pre-optimizer hook (gradient clipping goes here)."""
 
 
 class NoCompression:
@@ -96,17 +121,18 @@ def train_epoch(
     steps_per_epoch: int,
     device: torch.device,
     on_step: StepCallback | None = None,
+    objective: Objective | None = None,
 ) -> TrainStats:
     """Train for ``steps_per_epoch`` minibatches; raise TrainingDiverged on non-finite loss or weights."""
+    objective = objective or Objective(criterion)
     model.train()
+    objective.begin(model)
     total_loss, samples, step = 0.0, 0, 0
-    for step, (inputs, targets) in enumerate(loader):
+    for step, batch in enumerate(loader):
         if step >= steps_per_epoch:
             break
-        inputs, targets = inputs.to(device), targets.to(device)
         scheduler.on_minibatch_begin(epoch, step, steps_per_epoch, optimizer)
-        output = model(inputs)
-        loss = criterion(output, targets)
+        loss, size = objective.loss(model, batch, device)
         loss = _overall_loss(
             scheduler.before_backward_pass(
                 epoch, step, steps_per_epoch, loss, optimizer=optimizer, return_loss_components=True
@@ -122,6 +148,7 @@ def train_epoch(
             )
         optimizer.zero_grad()
         loss.backward()
+        objective.after_backward(model)
         scheduler.before_parameter_optimization(epoch, step, steps_per_epoch, optimizer)
         optimizer.step()
         scheduler.on_minibatch_end(epoch, step, steps_per_epoch, optimizer)
@@ -131,8 +158,8 @@ def train_epoch(
                 f"parameter '{bad}' became non-finite at epoch {epoch}, step {step}",
                 hint="lower the learning rate (--lr); checkpoint.pt still holds the last good epoch",
             )
-        total_loss += value * inputs.shape[0]
-        samples += inputs.shape[0]
+        total_loss += value * size
+        samples += size
         if on_step is not None:
             on_step(step, value)
     return TrainStats(

@@ -28,6 +28,19 @@ DEFAULT_NTOKEN = 33_278
 Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 
+@torch.fx.wrap
+def as_token_ids(tokens: torch.Tensor, ntoken: int) -> torch.Tensor:
+    """Token ids as given; a float tensor is mapped into ``[0, ntoken)``.
+
+    Tools that know only an input's shape (MAC counting, latency, tracing) feed zeros or random
+    floats; those become valid ids, so the same tools work on language models. Wrapped for
+    ``torch.fx``, so tracing keeps this check as one call instead of branching on a proxy.
+    """
+    if tokens.is_floating_point():
+        return tokens.abs().long() % ntoken
+    return tokens
+
+
 class RNNModel(nn.Module):
     """Embedding -> recurrent layers -> Linear decoder, as Distiller's ``RNNModel``."""
 
@@ -74,8 +87,7 @@ class RNNModel(nn.Module):
         nn.init.uniform_(self.decoder.weight, -initrange, initrange)
 
     def forward(self, tokens: torch.Tensor, hidden: Hidden | None = None) -> tuple[torch.Tensor, Hidden]:
-        # ids given as floats (a generic all-zeros example input) are read as integers
-        emb = self.drop(self.encoder(tokens.long()))
+        emb = self.drop(self.encoder(as_token_ids(tokens, self.ntoken)))
         output, hidden = self.rnn(emb, hidden)
         output = self.drop(output)
         return self.decoder(output), hidden
@@ -101,12 +113,3 @@ def word_language_model(
     --tied`` is the large model of its schedules).
     """
     return RNNModel(rnn_type, int(num_classes), emsize, nhid, nlayers, dropout, tied)
-
-
-def detach_hidden(hidden: Hidden | None) -> Hidden | None:
-    """Cut the graph at a chunk boundary (truncated BPTT): same values, no history."""
-    if hidden is None:
-        return None
-    if isinstance(hidden, torch.Tensor):
-        return hidden.detach()
-    return tuple(h.detach() for h in hidden)  # type: ignore[return-value]
