@@ -1,39 +1,64 @@
 """prunecli: Distiller-style scheduled pruning, automatic thinning and reports for PyTorch.
 
-The public API is loaded lazily so that ``import prunecli`` stays cheap and the CLI starts fast.
+The public API is :mod:`prunecli.api`; this package re-exports exactly its names. They are
+imported when first used (``import prunecli`` does not import torch, so the CLI starts fast);
+type checkers and editors see them through the ``TYPE_CHECKING`` import below.
 """
 
 from __future__ import annotations
 
-import importlib
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prunecli.api import (
+        CheckResult,
+        CompactModel,
+        CompressionScheduler,
+        ModelInfo,
+        Schedule,
+        ThinOptions,
+        ThinSummary,
+        build_compression,
+        check_schedule,
+        export_compact,
+        load_model,
+        load_schedule,
+        thin,
+    )
 
 try:
     __version__ = metadata.version("prunecli")
 except metadata.PackageNotFoundError:  # run from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-#: public name -> module that defines it
-_EXPORTS: dict[str, str] = {
-    "load_schedule": "prunecli.schedule",
-    "build_scheduler": "prunecli.compression",
-    "CompressionScheduler": "prunecli.compression",
-    "create_model": "prunecli.models",
-    "load_dataset": "prunecli.data",
-    "build_dependency_graph": "prunecli.graph",
-    "thin_model": "prunecli.thinning",
-    "save_checkpoint": "prunecli.checkpoint",
-    "load_checkpoint": "prunecli.checkpoint",
-    "load_model": "prunecli.checkpoint",
-    "build_report": "prunecli.report.build",
-}
-
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "CheckResult",
+    "CompactModel",
+    "CompressionScheduler",
+    "ModelInfo",
+    "Schedule",
+    "ThinOptions",
+    "ThinSummary",
+    "__version__",
+    "build_compression",
+    "check_schedule",
+    "export_compact",
+    "load_model",
+    "load_schedule",
+    "thin",
+]
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
+    if name == "__version__" or name not in __all__:
         raise AttributeError(f"module 'prunecli' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    from prunecli import api
+
+    value = getattr(api, name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -99,6 +99,10 @@ class GraphError(PruneCliError):
     kind = "dependency-graph error"
 
 
+class ExportError(PruneCliError):
+    kind = "export error"
+
+
 class GateFailed(PruneCliError):
     """A CI gate (``--fail-if``) was not met: exit 1, distinct from bad input (2)."""
 

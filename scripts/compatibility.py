@@ -77,9 +77,9 @@ def target_model(relpath: str, schedule: Any) -> str | None:
 @functools.cache
 def _model_shapes(name: str) -> dict[str, tuple[int, ...]] | str:
     """Parameter shapes of a model built on the meta device, or why it cannot be built."""
-    from prunecli.cli.commands.validate import load_model_info
     from prunecli.errors import PruneCliError
     from prunecli.models import available_models
+    from prunecli.validation import load_model_info
 
     if name not in available_models():
         return f"model '{name}' is not available"
@@ -90,8 +90,8 @@ def _model_shapes(name: str) -> dict[str, tuple[int, ...]] | str:
 
 
 def check_example(path: Path, examples_dir: Path) -> Row:
-    from prunecli.cli.commands.validate import check_file
     from prunecli.schedule.names import resolve_names
+    from prunecli.validation import check_file
 
     rel = path.relative_to(examples_dir).as_posix()
     result = check_file(str(path))

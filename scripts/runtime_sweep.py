@@ -262,9 +262,6 @@ def build_model(name: str) -> tuple[Any, tuple[int, ...]]:
 # --------------------------------------------------------------------------------------------
 # sparsity oracles
 
-#: group type -> the dimension whose slices are the pruned structures (Distiller's "Rows" of a
-#: 2D weight are its input columns, since torch stores Linear weights transposed).
-STRUCTURE_DIM: dict[str, int] = {"Filters": 0, "3D": 0, "Channels": 1, "Rows": 1}
 
 
 def element_sparsity(mask: Any) -> float:
@@ -278,9 +275,11 @@ def zero_slices(mask: Any, dim: int) -> int:
 
 def _structure_count(pruner: Any, mask: Any) -> tuple[int, Callable[[Any], float]]:
     """(number of structures in the tensor, mask -> fraction of them pruned)."""
+    from prunecli.schedule.vocabulary import structure_dims
+
     group = pruner.group_type
-    if group in STRUCTURE_DIM:
-        dim = STRUCTURE_DIM[group]
+    if group in structure_dims():
+        dim = structure_dims()[group]
         n = mask.size(dim)
         return n, lambda m: zero_slices(m, dim) / n
     if group == "Blocks":

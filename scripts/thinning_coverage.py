@@ -22,7 +22,10 @@ from datetime import UTC, datetime
 import torch
 
 from prunecli.errors import PruneCliError
-from prunecli.thinning.synthetic import exercise
+
+# the zeroing helper is shared with the thinning tests, which live outside the package
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+from support.synthetic import exercise  # noqa: E402
 
 # torchvision models and the input side used (small where the architecture allows)
 TORCHVISION = [
@@ -54,6 +57,9 @@ TIMM = [
     ("vit_tiny_patch16_224", 224),
 ]
 TIMING_MODEL = ("resnet50", 224)
+SOURCES = ("zoo", "torchvision", "timm")
+#: zoo families that are image classifiers (the coverage feeds images and compares logits)
+CLASSIFIER_FAMILIES = ("digits", "mnist", "cifar", "imagenet")
 
 
 def _zoo() -> list[tuple[str, tuple[int, ...]]]:
@@ -62,7 +68,19 @@ def _zoo() -> list[tuple[str, tuple[int, ...]]]:
         from prunecli.models.spec import parse_spec
     except ImportError:
         return []
-    return [(n, default_input_shape(n)) for n in available_models() if parse_spec(n).kind == "zoo"]
+    from prunecli.models import ZOO
+
+    return [
+        (n, default_input_shape(n))
+        for n in available_models()
+        if parse_spec(n).kind == "zoo" and ZOO[n].family in CLASSIFIER_FAMILIES
+    ]
+
+
+def _has_timm() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("timm") is not None
 
 
 def _build(source: str, name: str):
@@ -77,22 +95,42 @@ def _build(source: str, name: str):
     return getattr(torchvision.models, name)(weights=None, **kwargs)
 
 
-def _has_timm() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("timm") is not None
+#: artefact formats every thinned model is exported to and verified in (column header -> format)
+EXPORT_FORMATS = {"ONNX": "onnx", "exported program": "exported-program"}
 
 
-def run_one(source: str, name: str, shape: tuple[int, ...]) -> dict:
+def export_thinned(model: torch.nn.Module, example: torch.Tensor) -> dict[str, str]:
+    """Export the thinned model to each format and verify it in its runtime: "ok" or the reason it cannot."""
+    import tempfile
+
+    from prunecli.export import export_model
+
+    out: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="coverage-export-") as tmp:
+        for header, fmt in EXPORT_FORMATS.items():
+            try:
+                report = export_model(model, example, os.path.join(tmp, f"m.{fmt}"), format=fmt)
+                out[header] = f"ok ({report.max_error:.0e})"
+            except PruneCliError as exc:
+                out[header] = exc.message.replace("|", "/").replace("\n", " ")[:200]
+            except Exception as exc:  # reported in the table, not hidden
+                out[header] = f"FAILED {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+    return out
+
+
+def run_one(source: str, name: str, shape: tuple[int, ...], export: bool = True) -> dict:
     row: dict = {"source": source, "model": name, "input": "x".join(str(d) for d in shape[1:])}
     try:
         model = _build(source, name)
         torch.manual_seed(1)
-        result = exercise(model, torch.randn(shape), 0.5, seed=0)
+        example = torch.randn(shape)
+        result = exercise(model, example, 0.5, seed=0)
         row.update(result)
         row["status"] = (
             "ok" if result["output_mismatch"] is None else f"MISMATCH: {result['output_mismatch']}"
         )
+        if export:
+            row["export"] = export_thinned(model, example)
     except PruneCliError as exc:
         row["status"] = f"{exc.kind}: {exc.message}"
     except Exception as exc:  # reported, not hidden: the table shows it as a failure
@@ -102,9 +140,10 @@ def run_one(source: str, name: str, shape: tuple[int, ...]) -> dict:
 
 def time_reference() -> dict | None:
     """Best of three: analysis, thinning without verification, and the verification itself."""
+    from support.synthetic import zero_channels
+
     from prunecli.graph import build_dependency_graph
     from prunecli.thinning import thin_model
-    from prunecli.thinning.synthetic import zero_channels
 
     name, side = TIMING_MODEL
     x = torch.randn(1, 3, side, side)
@@ -142,44 +181,11 @@ def _machine() -> str:
     )
 
 
-def _row_line(r: dict) -> str:
-    if "line" in r:  # kept from the previous output
-        return r["line"]
-    if "graph_seconds" not in r:
-        return f"| {r['model']} | {r['source']} | {r['input']} | {r['status']} | | | | | | | | |"
-    groups = f"{r['prunable_groups']}/{r['groups']}" if "groups" in r else ""
-    return (
-        f"| {r['model']} | {r['source']} | {r['input']} | {r['status']} | {groups} | "
-        f"{r.get('removed_channels', '')} | {_m(r.get('params_before'), 1e6)} | {_m(r.get('params_after'), 1e6)} | "
-        f"{_m(r.get('macs_before'), 1e6)} | {_m(r.get('macs_after'), 1e6)} | "
-        f"{r['graph_seconds']:.2f} | {r['thin_seconds']:.2f} |"
-    )
-
-
-def previous_rows(path: str) -> list[dict]:
-    """The table rows of an earlier output, as ``{model, source, status, line}``."""
-    if not os.path.exists(path):
-        return []
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if len(cells) == 12 and cells[1] in ("zoo", "torchvision", "timm"):
-                rows.append(
-                    {"model": cells[0], "source": cells[1], "status": cells[3], "line": line.rstrip("\n")}
-                )
-    return rows
-
-
-def merge_rows(old: list[dict], new: list[dict], order: list[tuple[str, str]]) -> list[dict]:
-    """New rows replace old ones of the same model and source; the result follows ``order``."""
-    by_key = {(r["source"], r["model"]): r for r in old}
-    by_key.update({(r["source"], r["model"]): r for r in new})
-    return [by_key[k] for k in order if k in by_key]
-
-
 def render(rows: list[dict], timing: dict | None, machine: str, started: str) -> str:
     ok = sum(1 for r in rows if r["status"] == "ok")
+    exported = {
+        h: sum(1 for r in rows if r.get("export", {}).get(h, "").startswith("ok")) for h in EXPORT_FORMATS
+    }
     lines = [
         "# Thinning coverage",
         "",
@@ -190,14 +196,34 @@ def render(rows: list[dict], timing: dict | None, machine: str, started: str) ->
         "`thin_model` and its eval-mode output compared with the zeroed model's (relative tolerance "
         "1e-4). MACs follow `prunecli.report.compute` (Distiller's definition, one sample at the listed "
         "input size). Times are wall-clock: dependency analysis, then `thin_model` (plan, slicing and "
-        "the verification forward pass).",
+        "the verification forward pass). The thinned model is then exported by `prunecli.export.export_model` "
+        "to ONNX (opset 17, run by ONNX Runtime) and to a `torch.export` exported program, each verified "
+        "on fresh random inputs against the PyTorch model (tolerance 1e-4 relative to the output scale; "
+        "the largest difference is shown) -- or the reason it cannot be.",
         "",
-        f"Machine: {machine}. Run started {started}. **{ok} of {len(rows)} models thinned and verified.**",
+        f"Machine: {machine}. Run started {started}. **{ok} of {len(rows)} models thinned and verified**; "
+        + ", ".join(f"{n} exported to {h} and verified" for h, n in exported.items())
+        + ".",
         "",
-        "| model | source | input | status | prunable groups | removed channels | params before (M) | params after (M) | MACs before (M) | MACs after (M) | analysis s | thin s |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | source | input | status | prunable groups | removed channels | params before (M) | params after (M) | MACs before (M) | MACs after (M) | analysis s | thin s | "
+        + " | ".join(EXPORT_FORMATS)
+        + " |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|" + "---|" * len(EXPORT_FORMATS),
     ]
-    lines += [_row_line(r) for r in rows]
+    for r in rows:
+        if "line" in r:  # kept from the previous output (--only)
+            lines.append(r["line"])
+            continue
+        groups = f"{r['prunable_groups']}/{r['groups']}" if "groups" in r else ""
+        exports = " | ".join(r.get("export", {}).get(h, "") for h in EXPORT_FORMATS)
+        lines.append(
+            f"| {r['model']} | {r['source']} | {r['input']} | {r['status']} | {groups} | "
+            f"{r.get('removed_channels', '')} | {_m(r.get('params_before'), 1e6)} | {_m(r.get('params_after'), 1e6)} | "
+            f"{_m(r.get('macs_before'), 1e6)} | {_m(r.get('macs_after'), 1e6)} | "
+            f"{r['graph_seconds']:.2f} | {r['thin_seconds']:.2f} | {exports} |"
+            if "graph_seconds" in r
+            else f"| {r['model']} | {r['source']} | {r['input']} | {r['status']} | | | | | | | | | {exports} |"
+        )
     if timing is not None:
         lines += [
             "",
@@ -216,10 +242,31 @@ def render(rows: list[dict], timing: dict | None, machine: str, started: str) ->
     return "\n".join(lines)
 
 
+def previous_rows(path: str) -> list[dict]:
+    """The table rows of an earlier output, as ``{model, source, status, line}``."""
+    if not os.path.exists(path):
+        return []
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) > 4 and cells[1] in SOURCES:
+                rows.append({"model": cells[0], "source": cells[1], "status": cells[3], "line": line.rstrip("\n")})
+    return rows
+
+
+def merge_rows(old: list[dict], new: list[dict], order: list[tuple[str, str]]) -> list[dict]:
+    """New rows replace old ones of the same model and source; the result follows ``order``."""
+    by_key = {(r["source"], r["model"]): r for r in old}
+    by_key.update({(r["source"], r["model"]): r for r in new})
+    return [by_key[k] for k in order if k in by_key]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default=os.path.join("docs", "thinning-coverage.md"))
     parser.add_argument("--only", nargs="*", help="only these model names")
+    parser.add_argument("--no-export", action="store_true", help="skip the ONNX / exported-program columns")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -235,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for source, name, shape in todo:
         t0 = time.perf_counter()
-        rows.append(run_one(source, name, shape))
+        rows.append(run_one(source, name, shape, export=not args.no_export))
         print(
             f"{name:32s} {rows[-1]['status'][:60]:60s} {time.perf_counter() - t0:6.1f}s",
             file=sys.stderr,

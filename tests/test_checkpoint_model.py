@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import collections
 import sys
-import types
 from pathlib import Path
 
 import pytest
 import torch
 
+import prunecli.models as models
 from prunecli.checkpoint import build_checkpoint, load_checkpoint, load_model, save_checkpoint
 from prunecli.errors import CheckpointError, ModelError
-
-models = pytest.importorskip("prunecli.models")
 
 X = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
 
@@ -213,66 +210,25 @@ def test_distiller_recipe_that_does_not_fit_is_a_checkpoint_error(tmp_path: Path
         load_model(tmp_path / "plain.pth.tar")
 
 
-@pytest.fixture
-def fake_distiller(monkeypatch: pytest.MonkeyPatch):
-    """Just enough of a 'distiller' package to pickle a checkpoint the way Distiller does."""
-    package = types.ModuleType("distiller")
-    thinning = types.ModuleType("distiller.thinning")
-    recipe_type = collections.namedtuple("ThinningRecipe", ["modules", "parameters"])
-    recipe_type.__module__ = "distiller.thinning"
-    thinning.ThinningRecipe = recipe_type
-    package.thinning = thinning
-    monkeypatch.setitem(sys.modules, "distiller", package)
-    monkeypatch.setitem(sys.modules, "distiller.thinning", thinning)
-    return recipe_type
-
-
 @pytest.mark.parametrize("legacy", [True, False])
-def test_original_distiller_checkpoint_is_refused_with_conversion_recipe(
-    tmp_path: Path, fake_distiller, legacy: bool
-) -> None:
-    converted, _ = _thin_distiller_checkpoint()
-    original = dict(converted)
-    original["thinning_recipes"] = [
-        fake_distiller(r["modules"], r["parameters"]) for r in converted["thinning_recipes"]
-    ]
-    original["optimizer_type"] = torch.optim.SGD
-    path = tmp_path / "checkpoint.pth.tar"
-    torch.save(original, path, _use_new_zipfile_serialization=not legacy)
-    with pytest.raises(CheckpointError) as info:
-        load_checkpoint(path)
-    text = info.value.render()
-    assert "Distiller checkpoint" in text and str(path) in text
-    assert "distiller.thinning.ThinningRecipe" in text and "torch.optim.sgd.SGD" in text
-    assert "torch.save(plain" in text  # the conversion recipe is part of the message
-
-
-def test_conversion_recipe_in_the_message_produces_a_loadable_file(
-    tmp_path: Path, fake_distiller, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Run the documented recipe on a pickled Distiller-style file (trusted here), then load the result."""
-    from prunecli.checkpoint.distiller import CONVERSION_RECIPE
+def test_original_distiller_checkpoint_loads_without_distiller(tmp_path: Path, legacy: bool) -> None:
+    """The pickled original (optimizer class, ThinningRecipe namedtuples) in both torch formats."""
+    from support.distiller_files import save_distiller
 
     converted, expected = _thin_distiller_checkpoint()
     original = dict(converted)
-    original["thinning_recipes"] = [
-        fake_distiller(r["modules"], r["parameters"]) for r in converted["thinning_recipes"]
-    ]
+    original["thinning_recipes"] = [(r["modules"], r["parameters"]) for r in converted["thinning_recipes"]]
     original["optimizer_type"] = torch.optim.SGD
-    torch.save(original, tmp_path / "checkpoint.pth.tar", _use_new_zipfile_serialization=False)
-    code = CONVERSION_RECIPE.replace(
-        'torch.load("checkpoint.pth.tar", ', 'torch.load("checkpoint.pth.tar", weights_only=False, '
-    )
-    monkeypatch.chdir(tmp_path)
-    exec(compile(code, "recipe", "exec"), {})
-    net = load_model(tmp_path / "checkpoint.plain.pth.tar")
+    path = save_distiller(tmp_path / "checkpoint.pth.tar", original, legacy=legacy)
+    ckpt = load_checkpoint(path)
+    assert ckpt["optimizer_type"] == "SGD" and ckpt["epoch"] == 11
+    net = load_model(path)
+    assert "distiller" not in sys.modules
     torch.testing.assert_close(net(X), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_prunecli_thinned_checkpoint_is_rebuilt_through_its_recipe(tmp_path: Path) -> None:
-    thinning = pytest.importorskip("prunecli.thinning")
-    if not hasattr(thinning, "thin_model"):
-        pytest.skip("prunecli.thinning.thin_model not available yet")
+    import prunecli.thinning as thinning
     torch.manual_seed(5)
     net, spec = models.create_model("simplenet_mnist")
     with torch.no_grad():

@@ -1,14 +1,8 @@
 import pytest
 import torch
-from test_compression_support import make_schedule, train
-from test_pruners_ranked import ResBlockNet
+from support.compression import ResBlockNet, make_schedule, train
 
 from prunecli.compression import build_scheduler
-
-pytest.importorskip("prunecli.graph")
-graph_mod = pytest.importorskip("prunecli.graph")
-if not hasattr(graph_mod, "build_dependency_graph"):
-    pytest.skip("prunecli.graph.build_dependency_graph is not available", allow_module_level=True)
 
 
 def _dead(t, dim):
@@ -103,9 +97,6 @@ def test_auto_dependency_needs_an_input():
 
 
 def test_coupled_filters_thin_away_with_the_real_thinning():
-    thinning = pytest.importorskip("prunecli.thinning")
-    if not hasattr(thinning, "thin_model"):
-        pytest.skip("thinning is not available")
     torch.manual_seed(0)
     model = ResBlockNet()
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
@@ -151,7 +142,7 @@ class DenseNet(torch.nn.Module):
 
 @pytest.mark.parametrize("group_type", ["Filters", "Channels"])
 def test_concatenated_inputs_take_each_slice_from_its_own_group(group_type):
-    thinning = pytest.importorskip("prunecli.thinning")
+    from prunecli import thinning
     torch.manual_seed(0)
     model = DenseNet().eval()
     x = torch.randn(2, 3, 8, 8)

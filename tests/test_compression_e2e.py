@@ -5,7 +5,7 @@ import textwrap
 
 import pytest
 import torch
-from test_compression_support import TinyCNN, sparsity, train, zero_channels, zero_filters
+from support.compression import TinyCNN, sparsity, train, zero_channels, zero_filters
 
 from prunecli.compression import compression_scheduler_from_yaml
 

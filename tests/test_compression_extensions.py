@@ -3,7 +3,7 @@ import types
 
 import pytest
 import torch
-from test_compression_support import TinyCNN, make_schedule, train, zero_filters
+from support.compression import TinyCNN, make_schedule, train, zero_filters
 
 from prunecli.compression import build_scheduler
 from prunecli.compression.batchnorm import BatchNormFolder
@@ -29,7 +29,15 @@ def fake_thinning(monkeypatch):
     calls = []
 
     def thin_model(
-        model, example_input, *, mode="both", optimizer=None, masks=None, verify=True, rule="exact"
+        model,
+        example_input,
+        *,
+        mode="both",
+        optimizer=None,
+        masks=None,
+        verify=True,
+        rule="exact",
+        prune_normalized=False,
     ):
         keep = (
             (model.conv1.weight.reshape(model.conv1.out_channels, -1).abs().sum(1) != 0).nonzero().flatten()

@@ -2,7 +2,7 @@ import copy
 
 import pytest
 import torch
-from test_compression_support import TinyCNN, make_schedule, sparsity, train
+from support.compression import TinyCNN, make_schedule, sparsity, train
 
 from prunecli.compression import CompressionScheduler, PolicyLoss, build_scheduler
 from prunecli.errors import CheckpointError, ScheduleError
@@ -142,6 +142,24 @@ def test_metadata_range_and_list_forms():
     assert sched.sched_metadata[b] == {"starting_epoch": 1, "ending_epoch": 5, "frequency": None}
     with pytest.raises(ValueError):
         sched.add_policy(P(), starting_epoch=3, ending_epoch=3, frequency=1)
+
+
+def test_add_policy_needs_exactly_one_form_of_epochs():
+    """Distiller asserts: either an epochs list or a range, never neither and never both."""
+    sched = CompressionScheduler(TinyCNN())
+
+    class P:
+        name = "p"
+
+    with pytest.raises(ValueError, match="neither was given"):
+        sched.add_policy(P())
+    with pytest.raises(ValueError, match="not both"):
+        sched.add_policy(P(), epochs=[0, 1], starting_epoch=0, ending_epoch=2)
+    with pytest.raises(ValueError, match="needs both starting_epoch and ending_epoch"):
+        sched.add_policy(P(), ending_epoch=4)
+    assert sched.policies == {}  # nothing half-added
+    sched.add_policy(P(), epochs=[3], frequency=1)  # frequency keeps its default with a list, as in Distiller
+    assert sorted(sched.policies) == [3]
 
 
 def test_regularization_loss_components():

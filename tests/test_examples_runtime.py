@@ -184,7 +184,6 @@ def test_example_runs_to_its_targets(examples_dir: str, rel: str) -> None:
 
 def test_thinning_with_the_previous_step_graph_alive() -> None:
     """A training loop that still holds the last step's loss when thinning runs must keep working."""
-    pytest.importorskip("prunecli.thinning.thin")
     from prunecli.compression import build_scheduler
     from prunecli.models import create_model
     from prunecli.schedule import load_schedule

@@ -128,10 +128,11 @@ def check_schedule(text: str) -> None:
 
 
 def check_config(text: str) -> None:
-    config = pytest.importorskip("prunecli.training.config")
+    from prunecli.training.config import load_config
+
     path = _DIR / "config.yaml"
     path.write_text(text, encoding="utf-8", errors="surrogatepass")
-    _only_prunecli_errors(config.load_config, path)
+    _only_prunecli_errors(load_config, path)
 
 
 @FUZZ
@@ -150,10 +151,11 @@ def test_run_config_parser_raises_only_prunecli_errors(text: str) -> None:
 @given(st.binary(max_size=600))
 def test_parsers_on_arbitrary_bytes(data: bytes) -> None:
     from prunecli.schedule import load_schedule
+    from prunecli.training.config import load_config
 
     path = _DIR / "bytes.yaml"
     path.write_bytes(data)
-    for parse in (load_schedule, pytest.importorskip("prunecli.training.config").load_config):
+    for parse in (load_schedule, load_config):
         _only_prunecli_errors(parse, path)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_thinning_fixtures import build
+from support.patterns import build
 from torch import nn
 
 from prunecli.errors import GraphError
@@ -152,7 +152,9 @@ def test_attention_dims_are_kept_but_the_mlp_hidden_dim_is_prunable():
     g = graph_of("attention")
     assert g.group_of("fc1.weight", 0).prunable
     assert not g.group_of("fc2.weight", 0).prunable
-    assert g.group_of("attn.in_proj_weight", 0) is None
+    # the attention reads the model input, whose width is fixed: its heads are a kept group
+    heads = g.group_of("attn.in_proj_weight", 0)
+    assert not heads.prunable and "attention 'attn'" in heads.reason
 
 
 def test_unknown_op_blocks_the_channels_it_reads():

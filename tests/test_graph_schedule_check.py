@@ -7,10 +7,9 @@ import os
 import pytest
 import torch
 
+import prunecli.models as models
+import prunecli.schedule as schedule_pkg
 from prunecli.graph.schedule_check import check_schedule_dependencies
-
-schedule_pkg = pytest.importorskip("prunecli.schedule")
-models = pytest.importorskip("prunecli.models")
 
 TEMPLATE = """version: 1
 pruners:

@@ -74,3 +74,29 @@ def test_library_modules_never_import_the_cli():
     assert len(files) > 50  # the scan really walked the package
     offenders = [ref for path in files for ref in _cli_references(path)]
     assert offenders == [], "library modules importing prunecli.cli:\n" + "\n".join(offenders)
+
+
+def test_thinning_recipe_is_data_that_imports_no_thinning_action():
+    """``recipe`` holds the data and ``execute`` acts with it: the import goes one way only."""
+    path = PACKAGE / "thinning" / "recipe.py"
+    names = [name for _, name in _imported_names(path.read_text(encoding="utf-8"), path)]
+    assert not [n for n in names if n.startswith("prunecli.thinning")]
+
+
+def test_tests_do_not_skip_when_a_prunecli_module_is_missing():
+    """A renamed module must fail the tests that use it, not skip them silently."""
+    tests = Path(__file__).parent
+    offenders = []
+    for path in sorted(tests.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "importorskip"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and str(node.args[0].value).split(".")[0] == "prunecli"
+            ):
+                offenders.append(f"{path.relative_to(tests)}:{node.lineno}")
+    assert offenders == []

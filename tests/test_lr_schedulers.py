@@ -1,6 +1,6 @@
 import pytest
 import torch
-from test_compression_support import TinyCNN, make_schedule, train
+from support.compression import TinyCNN, make_schedule, train
 
 from prunecli.compression import build_scheduler
 from prunecli.errors import ScheduleError

@@ -65,7 +65,7 @@ def test_missing_timm_names_the_install_command(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_timm_model_thins_and_keeps_its_output() -> None:
-    from prunecli.thinning.synthetic import exercise
+    from support.synthetic import exercise
 
     torch.manual_seed(0)
     model, _ = create_model("timm:convnext_atto")

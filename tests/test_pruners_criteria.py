@@ -105,6 +105,75 @@ def test_group_threshold_variants():
     assert group_threshold_mask(t, "4D", 1e9, "Mean_Abs").sum() == 0
 
 
+#: 2 filters x 3 input channels x (1 x 2) kernels, numbers chosen so Max and Mean_Abs disagree:
+#: channel 0 holds one large weight among zeros (Max 0.9, Mean_Abs 0.9/4 = 0.225),
+#: channel 1 is uniformly medium (Max 0.3, Mean_Abs 0.3), channel 2 is small (Max 0.1, Mean_Abs 0.05).
+CHANNELS_T = torch.tensor(
+    [
+        [[[0.9, 0.0]], [[0.3, -0.3]], [[0.1, 0.0]]],
+        [[[0.0, 0.0]], [[-0.3, 0.3]], [[0.0, 0.1]]],
+    ]
+)
+
+
+def _channel_mask(keep: list[float]) -> torch.Tensor:
+    """The expected mask written out by hand: channel c is all ones or all zeros in every filter."""
+    return torch.tensor(keep).view(1, 3, 1, 1).expand(2, 3, 1, 2)
+
+
+@pytest.mark.parametrize(
+    ("criteria", "threshold", "keep"),
+    [
+        ("Max", 0.25, [1.0, 1.0, 0.0]),  # 0.9, 0.3 > 0.25 > 0.1
+        ("Mean_Abs", 0.25, [0.0, 1.0, 0.0]),  # 0.225, 0.3, 0.05: the criterion changes the answer
+        ("Max", 0.5, [1.0, 0.0, 0.0]),
+        ("Mean_Abs", 0.2, [1.0, 1.0, 0.0]),
+        ("L1", 0.5, [1.0, 1.0, 0.0]),  # sums 0.9, 1.2, 0.2 (Distiller's thresholding function names)
+        ("Mean_L2", 0.2, [1.0, 0.0, 0.0]),  # L2 / 4 elements: 0.9/4, 0.6/4, sqrt(0.02)/4
+    ],
+)
+def test_channels_threshold_honours_the_criterion(criteria: str, threshold: float, keep: list[float]) -> None:
+    mask = group_threshold_mask(CHANNELS_T, "Channels", threshold, criteria)
+    assert torch.equal(mask, _channel_mask(keep))
+
+
+def test_structure_pruner_channels_max_vs_mean_abs() -> None:
+    """The same schedule entry gives different masks under Max and Mean_Abs, as in Distiller."""
+    from prunecli.compression.masker import MaskSet
+    from prunecli.pruners import PRUNERS
+
+    conv = torch.nn.Conv2d(3, 2, (1, 2), bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(CHANNELS_T)
+    for criteria, keep in (("Max", [1.0, 1.0, 0.0]), ("Mean_Abs", [0.0, 1.0, 0.0])):
+        pruner = PRUNERS["StructureParameterPruner"](
+            "sp", reg_regims={"weight": [0.25, "Channels"]}, threshold_criteria=criteria
+        )
+        maskset = MaskSet(conv)
+        pruner.set_param_mask(conv.weight, "weight", maskset, None)  # meta=None: one-shot use
+        assert torch.equal(maskset["weight"].mask, _channel_mask(keep)), criteria
+
+
+def test_every_threshold_group_honours_the_criterion() -> None:
+    """2D kernels, Rows, Cols and Filters: hand-computed Max and Mean_Abs scores."""
+    k = CHANNELS_T  # kernels (f, c): Max 0.9,0.3,0.1 / 0,0.3,0.1; Mean_Abs 0.45,0.3,0.05 / 0,0.3,0.05
+    m = group_threshold_mask(k, "2D", 0.2, "Max")
+    assert m[:, :, 0, 0].tolist() == [[1.0, 1.0, 0.0], [0.0, 1.0, 0.0]]
+    m = group_threshold_mask(k, "2D", 0.35, "Mean_Abs")
+    assert m[:, :, 0, 0].tolist() == [[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+    # filters: Max 0.9 / 0.3; Mean_Abs 1.6/6 = 0.267 / 0.7/6 = 0.117
+    assert group_threshold_mask(k, "Filters", 0.2, "Max")[:, 0, 0, 0].tolist() == [1.0, 1.0]
+    assert group_threshold_mask(k, "Filters", 0.2, "Mean_Abs")[:, 0, 0, 0].tolist() == [1.0, 0.0]
+    lin = torch.tensor([[0.8, 0.0, 0.0, 0.0], [0.3, 0.3, 0.3, 0.3]])
+    # stored rows: Max 0.8 / 0.3, Mean_Abs 0.2 / 0.3; stored columns: Max 0.8,0.3,0.3,0.3, Mean 0.55,0.15,...
+    assert group_threshold_mask(lin, "Rows", 0.25, "Max")[:, 0].tolist() == [1.0, 1.0]
+    assert group_threshold_mask(lin, "Rows", 0.25, "Mean_Abs")[:, 0].tolist() == [0.0, 1.0]
+    assert group_threshold_mask(lin, "Cols", 0.25, "Max")[0].tolist() == [1.0, 1.0, 1.0, 1.0]
+    assert group_threshold_mask(lin, "Cols", 0.25, "Mean_Abs")[0].tolist() == [1.0, 0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="rank"):
+        group_threshold_mask(k, "Rows", 0.1, "Max")  # Distiller asserts 2-D weights for Rows
+
+
 def test_group_threshold_mean_abs_formula():
     t = torch.tensor([[[[0.2, -0.2], [0.0, 0.0]]], [[[0.05, 0.05], [0.05, 0.05]]]])  # 2 filters x 1 ch
     # Mean_Abs: filter 0 -> 0.1, filter 1 -> 0.05; Max: 0.2 and 0.05

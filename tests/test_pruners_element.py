@@ -2,7 +2,7 @@ import math
 
 import pytest
 import torch
-from test_compression_support import TinyCNN
+from support.compression import TinyCNN
 
 from prunecli.compression.masker import MaskSet
 from prunecli.pruners import PRUNERS
@@ -120,3 +120,28 @@ def test_structure_parameter_pruner():
         PRUNERS["StructureParameterPruner"](
             "x", reg_regims={"conv2.weight": [0.1, "Filters"]}, threshold_criteria="L3"
         )
+
+
+def test_set_param_mask_without_meta():
+    """Distiller's API shape ``set_param_mask(param, name, zeros_mask_dict, meta=None)``: one-shot
+    pruners work (the model comes from the pruner); epoch-dependent ones say what they need."""
+    model = TinyCNN()
+    maskset = MaskSet(model)
+    ranked = PRUNERS["L1RankedStructureParameterPruner"](
+        "r", group_type="Filters", desired_sparsity=0.5, weights=["conv2.weight"]
+    )
+    ranked.set_param_mask(model.conv2.weight, "conv2.weight", maskset, meta=None)
+    norms = model.conv2.weight.detach().abs().sum(dim=(1, 2, 3))
+    kept = norms > norms.sort().values[7]  # 16 filters, floor(0.5 * 16) = 8 lowest L1 norms go
+    assert torch.equal(maskset["conv2.weight"].mask[:, 0, 0, 0], kept.float())
+    level = PRUNERS["SparsityLevelParameterPruner"]("l", levels={"fc.weight": 0.5})
+    level.set_param_mask(model.fc.weight, "fc.weight", maskset)
+    assert int((maskset["fc.weight"].mask == 0).sum()) == model.fc.weight.numel() // 2
+    agp = PRUNERS["AutomatedGradualPruner"](
+        "a", initial_sparsity=0.1, final_sparsity=0.5, weights=["fc.weight"]
+    )
+    with pytest.raises(ValueError, match="depends on the epoch.*current_epoch"):
+        agp.set_param_mask(model.fc.weight, "fc.weight", maskset, None)
+    agp.set_param_mask(model.fc.weight, "fc.weight", maskset, _meta(model, epoch=0, end=3, freq=1))
+    target = 0.5 + (0.1 - 0.5) * (1 - 0 / 2) ** 3  # AGP at its first epoch, in float as Distiller computes it
+    assert int((maskset["fc.weight"].mask == 0).sum()) == int(target * model.fc.weight.numel())

@@ -2,28 +2,11 @@ import math
 
 import pytest
 import torch
-from test_compression_support import TinyCNN, make_schedule, train, zero_channels, zero_filters
-from torch import nn
+from support.compression import ResBlockNet, TinyCNN, make_schedule, train, zero_channels, zero_filters
 
 from prunecli.compression import build_scheduler
 from prunecli.compression.masker import MaskSet
 from prunecli.pruners import PRUNERS
-
-
-class ResBlockNet(nn.Module):
-    """Two convolutions whose outputs are added: their filters must be pruned together."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stem = nn.Conv2d(3, 8, 3, padding=1)
-        self.a = nn.Conv2d(8, 8, 3, padding=1)
-        self.b = nn.Conv2d(8, 8, 1)
-        self.fc = nn.Linear(8, 10)
-
-    def forward(self, x):
-        x = torch.relu(self.stem(x))
-        x = torch.relu(self.a(x) + self.b(x))
-        return self.fc(x.mean(dim=(2, 3)))
 
 
 def _build(pruner_cls, args, timing=None, policy_args=None, model=None, seed=0):

@@ -2,7 +2,7 @@ import math
 
 import pytest
 import torch
-from test_compression_support import TinyCNN, make_schedule, train
+from support.compression import TinyCNN, make_schedule, train
 
 from prunecli.compression import build_scheduler
 from prunecli.compression.masker import MaskSet

@@ -90,8 +90,6 @@ _ENOSPC_RUN = textwrap.dedent(
 
 @pytest.mark.slow
 def test_full_disk_during_run_then_resume(tmp_path: Path) -> None:
-    pytest.importorskip("prunecli.training")
-    pytest.importorskip("prunecli.cli.commands.run")
     out = tmp_path / "run"
     args = [
         "run", "--model", "resnet_digits", "--dataset", "digits", "--epochs", "3", "--batch-size", "16",

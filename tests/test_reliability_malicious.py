@@ -76,6 +76,8 @@ COMMANDS: dict[str, list[str]] = {
     "sensitivity": ["{file}", "--dataset", "digits", "--max-batches", "1", "--out", "{tmp}/sens"],
     "run": ["--resume", "{run_dir}"],
     "thin": ["{file}", "-o", "{tmp}/thin.pt"],
+    "import-distiller": ["{file}", "-o", "{tmp}/imported.pt"],
+    "export": ["{file}", "--format", "onnx", "-o", "{tmp}/m.onnx"],
 }
 #: commands that read schedules and models but never a checkpoint
 NO_CHECKPOINT = {"validate", "plan", "deps"}
@@ -98,6 +100,18 @@ def test_every_checkpoint_command_refuses(evil: dict[str, Path], name: str) -> N
     assert result.exit_code == 2, result.output
     assert "evil.pt" in output or "checkpoint.pt" in output
     assert "Traceback" not in result.output
+    _assert_untouched(evil)
+
+
+@pytest.mark.parametrize("option", ["--resume", "--initial-weights"])
+def test_run_from_a_checkpoint_file_refuses(evil: dict[str, Path], option: str) -> None:
+    """``run --resume FILE`` / ``--initial-weights FILE`` read the file before anything else."""
+    from prunecli.cli.main import cli
+
+    args = ["run", option, str(evil["file"]), "--model", "resnet_digits", "--dataset", "digits"]
+    result = CliRunner().invoke(cli, [*args, "-o", str(evil["tmp"] / "r")])
+    assert result.exit_code == 2, result.output
+    assert "evil.pt" in result.output.replace("\n", "") and "Traceback" not in result.output
     _assert_untouched(evil)
 
 

@@ -65,22 +65,9 @@ EPOCHS = 4
 WAIT_S = 300
 
 
-def _thinning_available() -> bool:
-    try:
-        from prunecli.thinning import thin_model  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def schedule(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("prunecli.training")
-    pytest.importorskip("prunecli.cli.commands.run")
-    thin = _thinning_available()
-    text = SCHEDULE.format(
-        extensions=THINNING_EXTENSION if thin else "", thinning_policy=THINNING_POLICY if thin else ""
-    )
+    text = SCHEDULE.format(extensions=THINNING_EXTENSION, thinning_policy=THINNING_POLICY)
     path = tmp_path_factory.mktemp("schedule") / "tiny.yaml"
     path.write_text(text, encoding="utf-8")
     return path
@@ -99,19 +86,16 @@ def step(self, *args, **kwargs):
     return result
 
 torch.optim.SGD.step = step
-try:
-    import prunecli.thinning as thinning
-except ImportError:
-    thinning = None
-if thinning is not None and hasattr(thinning, "thin_model"):
-    real_thin = thinning.thin_model
+import prunecli.thinning as thinning
 
-    def thin_model(*args, **kwargs):
-        recipe = real_thin(*args, **kwargs)
-        pause_point("thin_model")
-        return recipe
+real_thin = thinning.thin_model
 
-    thinning.thin_model = thin_model
+def thin_model(*args, **kwargs):
+    recipe = real_thin(*args, **kwargs)
+    pause_point("thin_model")
+    return recipe
+
+thinning.thin_model = thin_model
 from prunecli.cli.main import main
 sys.argv = ["prunecli", *sys.argv[1:]]
 main()
@@ -124,7 +108,7 @@ def _command(schedule: Path, out_dir: Path) -> list[str]:
         "--model", "resnet_digits", "--dataset", "digits", "--epochs", str(EPOCHS),
         "--batch-size", "16", "--max-steps-per-epoch", "3", "--max-eval-batches", "1",
         "--seed", "7", "--device", "cpu", "--workers", "0", "--quiet",
-        "--set", f"compact={'true' if _thinning_available() else 'false'}",
+        "--set", "compact=true",
         "-o", str(out_dir),
     ]  # fmt: skip
 

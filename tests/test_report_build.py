@@ -81,7 +81,9 @@ def inputs() -> ReportInputs:
 
 @pytest.fixture
 def report(inputs) -> dict:
-    return assemble_report(inputs, ReportOptions(latency=True, latency_runs=2, latency_warmup=1))
+    return assemble_report(
+        inputs, ReportOptions(latency=True, deployed_latency=False, latency_runs=2, latency_warmup=1)
+    )
 
 
 def test_headline_counts(report):
@@ -136,7 +138,6 @@ def test_schema_rejects_a_broken_report(report):
 
 
 def test_agp_curve_from_stored_schedule(report):
-    pytest.importorskip("prunecli.schedule.timeline")
     (curve,) = report["schedule"]["agp"]
     assert curve["pruner"] == "agp" and curve["epochs"] == [0, 1, 2]
     # Distiller: span = ((3 - 0 - 1) // 1) * 1 = 2; target = final + (initial - final) * (1 - t/span)^3

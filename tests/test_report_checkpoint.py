@@ -10,9 +10,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-checkpoint = pytest.importorskip("prunecli.checkpoint")
-models = pytest.importorskip("prunecli.models")
-
+import prunecli.checkpoint as checkpoint
+import prunecli.models as models
 from prunecli.cli.main import cli  # noqa: E402
 from prunecli.report.build import ReportOptions, build_report  # noqa: E402
 
@@ -82,7 +81,9 @@ def _run_dir(tmp_path: Path) -> Path:
 
 
 def _invoke(*args: str):
-    return CliRunner().invoke(cli, ["report", *args, "--latency-runs", "2", "--warmup", "0"])
+    return CliRunner().invoke(
+        cli, ["report", *args, "--latency-runs", "2", "--warmup", "0", "--no-deployed-latency"]
+    )
 
 
 def test_cli_json_run_dir_and_gate_pass(tmp_path):
@@ -128,9 +129,7 @@ def test_cli_missing_source_exit_2(tmp_path):
 
 
 def test_evaluate_option_matches_direct_evaluation(tmp_path):
-    data = pytest.importorskip("prunecli.data")
-    if not hasattr(data, "load_dataset"):
-        pytest.skip("prunecli.data.load_dataset not available yet")
+    import prunecli.data as data
     from prunecli.report.evaluate import eval_loader, evaluate
 
     _write_checkpoint(tmp_path / "m.pt")

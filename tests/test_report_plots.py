@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-schedule = pytest.importorskip("prunecli.schedule")
-timeline = pytest.importorskip("prunecli.schedule.timeline")
-
+import prunecli.schedule as schedule
+import prunecli.schedule.timeline as timeline
 from prunecli.report.plots import plot_plan  # noqa: E402
 from prunecli.schedule.timeline import agp_curves  # noqa: E402
 

@@ -6,63 +6,22 @@ import textwrap
 import pytest
 import torch
 from click.testing import CliRunner
+from support.runs import RUN_SCHEDULE
 
-pytest.importorskip("prunecli.compression.scheduler")
-data = pytest.importorskip("prunecli.data")
-if not hasattr(data, "load_dataset"):
-    pytest.skip("prunecli.data.load_dataset not available yet", allow_module_level=True)
-
-from prunecli.checkpoint import load_checkpoint, load_model  # noqa: E402
-from prunecli.errors import ConfigError, Interrupted, TrainingDiverged  # noqa: E402
-from prunecli.training import run_training  # noqa: E402
-from prunecli.training.config import merge_config  # noqa: E402
+from prunecli.checkpoint import load_checkpoint, load_model
+from prunecli.errors import ConfigError, Interrupted, TrainingDiverged
+from prunecli.training import run_training
+from prunecli.training.config import merge_config
 
 METRIC_FIELDS = {
     "epoch", "train_loss", "val_loss", "top1", "top5", "lr", "sparsity",
     "params", "nnz_params", "macs", "effective_macs", "time_s",
 }  # fmt: skip
 
-# Filters of both block-internal convs pruned at epochs 1 and 2, thinned at 3, LR steps at 4.
-SCHEDULE = textwrap.dedent(
-    """\
-    version: 1
-    pruners:
-      inner:
-        class: L1RankedStructureParameterPruner_AGP
-        initial_sparsity: 0.25
-        final_sparsity: 0.5
-        group_type: Filters
-        weights: [layer1.0.conv1.weight, layer2.0.conv1.weight]
-    extensions:
-      net_thinner:
-        class: FilterRemover
-        thinning_func_str: remove_filters
-        arch: resnet_digits
-        dataset: digits
-    lr_schedulers:
-      lr:
-        class: StepLR
-        step_size: 4
-        gamma: 0.5
-    policies:
-      - pruner: {instance_name: inner}
-        starting_epoch: 1
-        ending_epoch: 3
-        frequency: 1
-      - extension: {instance_name: net_thinner}
-        epochs: [3]
-      - lr_scheduler: {instance_name: lr}
-        starting_epoch: 0
-        ending_epoch: 10
-        frequency: 1
-    """
-)
-
-
 @pytest.fixture
 def schedule(tmp_path):
     path = tmp_path / "tiny.yaml"
-    path.write_text(SCHEDULE)
+    path.write_text(RUN_SCHEDULE)
     return str(path)
 
 
@@ -205,13 +164,18 @@ def test_initial_weights_start_from_a_dense_checkpoint(schedule, tmp_path):
     assert source.keys() == b.keys()
 
 
-def test_initial_weights_of_a_thinned_model_are_refused(schedule, tmp_path):
-    run_training(tiny_config(schedule, tmp_path / "a"))  # thinned at epoch 3
-    with pytest.raises(ConfigError) as info:
-        run_training(
-            tiny_config(schedule, tmp_path / "b", initial_weights=str(tmp_path / "a" / "compact.pt"))
-        )
-    assert "do not fit the model" in info.value.message
+def test_initial_weights_of_a_thinned_model_bring_its_architecture(schedule, tmp_path):
+    """As Distiller's --exp-load-weights-from: a thinned checkpoint's recipe rebuilds its thin model."""
+    from prunecli.models import create_model
+
+    run_training(tiny_config(schedule, tmp_path / "a", epochs=4))  # thinned at epoch 3
+    compact = tmp_path / "a" / "compact.pt"
+    thin = {k: tuple(v.shape) for k, v in state_of(compact).items()}
+    dense, _ = create_model("resnet_digits", dataset="digits", width=8)
+    assert thin != {k: tuple(v.shape) for k, v in dense.state_dict().items()}
+    run_training(tiny_config(None, tmp_path / "b", initial_weights=str(compact), epochs=1))
+    assert {k: tuple(v.shape) for k, v in state_of(tmp_path / "b" / "checkpoint.pt").items()} == thin
+    assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["recipe"] is not None  # it still rebuilds
 
 
 USER_MODEL = textwrap.dedent(

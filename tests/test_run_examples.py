@@ -11,10 +11,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-pytest.importorskip("prunecli.thinning", reason="thinning not available")
-if not hasattr(__import__("prunecli.thinning", fromlist=["thin_model"]), "thin_model"):
-    pytest.skip("prunecli.thinning.thin_model not available yet", allow_module_level=True)
-
 from prunecli.checkpoint import load_checkpoint, load_model  # noqa: E402
 from prunecli.cli.main import cli  # noqa: E402
 from prunecli.schedule import load_schedule  # noqa: E402

@@ -8,10 +8,7 @@ import time
 
 import pytest
 import torch
-
-pytest.importorskip("prunecli.thinning")
-
-from test_run_app import SCHEDULE  # noqa: E402
+from support.runs import RUN_SCHEDULE  # noqa: E402
 
 from prunecli.checkpoint import load_checkpoint  # noqa: E402
 
@@ -34,7 +31,7 @@ def prunecli(*args, **kwargs):
 
 def test_sigint_then_resume_equals_uninterrupted(tmp_path):
     schedule = tmp_path / "tiny.yaml"
-    schedule.write_text(SCHEDULE)
+    schedule.write_text(RUN_SCHEDULE)
     whole = prunecli("run", str(schedule), *ARGS, "--out-dir", str(tmp_path / "whole"))
     assert whole.wait(timeout=300) == 0, whole.stderr.read()
 

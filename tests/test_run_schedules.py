@@ -6,8 +6,6 @@ import os
 import pytest
 from click.testing import CliRunner
 
-pytest.importorskip("prunecli.thinning")
-
 from prunecli.cli.main import cli  # noqa: E402
 
 pytestmark = pytest.mark.slow

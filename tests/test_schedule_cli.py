@@ -88,7 +88,6 @@ def fake_dependency_check(monkeypatch):
 
 
 def test_dependency_findings_are_warnings_unless_strict(tmp_path, fake_dependency_check) -> None:
-    pytest.importorskip("prunecli.models")
     path = _write(tmp_path)
     result = CliRunner().invoke(cli, ["validate", path, "--model", "resnet20_cifar"])
     assert result.exit_code == 0, result.output
@@ -105,13 +104,6 @@ def test_dependency_findings_are_warnings_unless_strict(tmp_path, fake_dependenc
     assert strict.exit_code == 2
     doc = json.loads(strict.stdout)
     assert doc["valid"] is False and doc["warnings"][0]["line"] == 3
-
-
-def test_plot_without_plotting_module_is_a_clear_error(tmp_path, monkeypatch) -> None:
-    monkeypatch.setitem(sys.modules, "prunecli.report.plots", None)
-    result = CliRunner().invoke(cli, ["plan", _write(tmp_path), "--plot", str(tmp_path / "p.png")])
-    assert result.exit_code == 2
-    assert "plotting is not available" in " ".join(result.output.split())
 
 
 def test_plan_json_on_invalid_schedule(tmp_path) -> None:

@@ -107,7 +107,6 @@ def test_policy_levels_are_resolved() -> None:
     ],
 )
 def test_real_examples_match_the_zoo(examples_dir: str, rel: str) -> None:
-    pytest.importorskip("prunecli.models")
     model = "resnet56_cifar" if "resnet56" in rel else "resnet20_cifar"
     result = CliRunner().invoke(cli, ["validate", str(Path(examples_dir) / rel), "--model", model])
     assert result.exit_code == 0, result.output
@@ -115,7 +114,6 @@ def test_real_examples_match_the_zoo(examples_dir: str, rel: str) -> None:
 
 
 def test_plan_with_model_shows_expanded_names(tmp_path) -> None:
-    pytest.importorskip("prunecli.models")
     f = tmp_path / "s.yaml"
     f.write_text(
         "pruners:\n  p: {class: AutomatedGradualPruner, initial_sparsity: 0.1, final_sparsity: 0.5,"

@@ -121,7 +121,6 @@ def test_plan_command_json_and_table(tmp_path) -> None:
 
 
 def test_plan_plot(tmp_path) -> None:
-    pytest.importorskip("prunecli.report.plots")
     f = tmp_path / "s.yaml"
     f.write_text(SCHEDULE)
     out = tmp_path / "plan.png"

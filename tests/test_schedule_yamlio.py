@@ -77,3 +77,30 @@ def test_non_mapping_allowed_when_asked() -> None:
 def test_merge_keys_are_resolved() -> None:
     data, _ = load_yaml("base: &b {x: 1}\nd:\n  <<: *b\n  y: 2\n", source_name="m.yaml")
     assert data["d"] == {"x": 1, "y": 2}
+
+
+def test_duplicate_keys_last_wins_with_a_warning_naming_both_lines() -> None:
+    text = "a: 1\nb:\n  c: 2\n  c: 3\na: 4\n"
+    data, locate = load_yaml(text, source_name="d.yaml", duplicates="last-wins")
+    assert data == {"b": {"c": 3}, "a": 4}  # PyYAML's own reading of the same text
+    import yaml
+
+    assert yaml.safe_load(text) == data
+    assert [(w.location.line, w.message) for w in locate.warnings] == [
+        (
+            4,
+            "duplicate key 'c' on lines 3 and 4: the value on line 4 is used and the one on line 3 is ignored",
+        ),
+        (
+            5,
+            "duplicate key 'a' on lines 1 and 5: the value on line 5 is used and the one on line 1 is ignored",
+        ),
+    ]
+    assert locate(("a",)).line == 5  # positions follow the value that is used
+    with pytest.raises(PruneCliError, match="duplicate key 'c'"):
+        load_yaml(text, source_name="d.yaml")  # the default refuses
+
+
+def test_merge_key_override_is_not_a_duplicate() -> None:
+    data, locate = load_yaml("base: &b {x: 1, y: 1}\nd:\n  <<: *b\n  y: 2\n", source_name="m.yaml")
+    assert data["d"] == {"x": 1, "y": 2} and not locate.warnings

@@ -11,8 +11,6 @@ from click.testing import CliRunner
 from torch import nn
 from torch.utils.data import TensorDataset
 
-pytest.importorskip("prunecli.pruners.criteria")
-
 from prunecli.errors import PruneCliError  # noqa: E402
 from prunecli.report.evaluate import eval_loader, evaluate  # noqa: E402
 from prunecli.report.sensitivity import (  # noqa: E402
@@ -95,10 +93,8 @@ def test_unknown_parameter_is_user_error():
 
 
 def test_cli_on_digits(tmp_path):
-    data = pytest.importorskip("prunecli.data")
-    models = pytest.importorskip("prunecli.models")
-    if not hasattr(data, "load_dataset"):
-        pytest.skip("prunecli.data.load_dataset not available yet")
+    import prunecli.data as data
+    import prunecli.models as models
     from prunecli.cli.main import cli
 
     out = tmp_path / "sens"

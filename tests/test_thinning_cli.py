@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
 from click.testing import CliRunner
 
+import prunecli.checkpoint as checkpoint
+import prunecli.models as models
 from prunecli.cli.main import cli
-
-checkpoint = pytest.importorskip("prunecli.checkpoint")
-models = pytest.importorskip("prunecli.models")
 
 
 def test_deps_json_is_one_document_with_groups():
@@ -62,7 +60,27 @@ def test_thin_writes_a_compact_checkpoint_that_reloads_with_the_same_output(tmp_
     with torch.no_grad():
         torch.testing.assert_close(thin(x), dense(x), rtol=1e-5, atol=1e-6)
     stored = checkpoint.load_checkpoint(out)
-    assert stored["masks"]["layer1.0.conv1.weight"].shape == (13, 16, 3, 3)
+    # the filter mask is all ones once its zero filters are gone: it carries nothing and is dropped
+    assert "layer1.0.conv1.weight" not in stored["masks"]
+    assert stored["optimizer"] is None and stored["scheduler"] is None
+
+
+def test_thin_keeps_fine_grained_masks_sliced_to_the_new_shapes(tmp_path):
+    src = tmp_path / "run.pt"
+    model, spec = models.create_model("resnet20_cifar")
+    filters = torch.ones_like(model.layer1[0].conv1.weight)
+    filters[[1, 3, 5]] = 0
+    elements = (torch.arange(model.layer1[0].conv2.weight.numel()) % 3 != 0).float()
+    elements = elements.reshape(model.layer1[0].conv2.weight.shape)
+    masks = {"layer1.0.conv1.weight": filters, "layer1.0.conv2.weight": elements}
+    payload = checkpoint.build_checkpoint(state_dict=model.state_dict(), model=spec.to_dict(), masks=masks)
+    checkpoint.save_checkpoint(src, payload)
+    result = CliRunner().invoke(cli, ["thin", str(src), "--json"])
+    assert result.exit_code == 0, result.output
+    stored = checkpoint.load_checkpoint(tmp_path / "run.compact.pt")
+    kept_inputs = [c for c in range(16) if c not in (1, 3, 5)]
+    assert set(stored["masks"]) == {"layer1.0.conv2.weight"}
+    torch.testing.assert_close(stored["masks"]["layer1.0.conv2.weight"], elements[:, kept_inputs])
 
 
 def test_thin_bad_input_exits_2(tmp_path):

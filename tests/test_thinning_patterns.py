@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_thinning_fixtures import PATTERNS, build
+from support.patterns import PATTERNS, build
+from support.synthetic import zero_channels
 from torch import nn
 
 from prunecli.errors import ThinningError
 from prunecli.graph import build_dependency_graph
 from prunecli.thinning import thin_model
-from prunecli.thinning.synthetic import zero_channels
 
 
 def params(model: nn.Module) -> int:
@@ -235,7 +235,7 @@ def test_distiller_rule_removes_zero_filters_despite_bn_shift_and_bias():
 
 
 def test_distiller_rule_on_a_trained_resnet_removes_every_zeroed_filter():
-    models = pytest.importorskip("prunecli.models")
+    import prunecli.models as models
     model, _ = models.create_model("resnet20_cifar")
     model.train()
     with torch.no_grad():

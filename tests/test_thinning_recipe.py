@@ -6,12 +6,12 @@ import io
 
 import pytest
 import torch
-from test_thinning_fixtures import build
+from support.patterns import build
+from support.synthetic import zero_channels
 
 from prunecli.errors import ThinningError
 from prunecli.graph import build_dependency_graph
 from prunecli.thinning import ThinningRecipe, apply_recipe, thin_model
-from prunecli.thinning.synthetic import zero_channels
 
 
 @pytest.mark.parametrize("name", ["concat", "depthwise", "grouped", "squeeze_excite", "flatten_linear"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_thinning_fixtures import build
+from support.patterns import build
 from torch import nn
 
 from prunecli.thinning import thin_model

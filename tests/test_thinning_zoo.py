@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from prunecli.thinning.synthetic import exercise
+from support.synthetic import exercise
 
 torchvision = pytest.importorskip("torchvision")
 
@@ -35,10 +34,19 @@ SLOW_TORCHVISION = [
 ]
 
 
-def check(model: torch.nn.Module, x: torch.Tensor) -> dict:
+#: at random initialisation the classifier input of these deep plain VGGs varies by less than 1e-5 of
+#: its size between two random images (measured), so no end-to-end comparison can verify them: the
+#: check must say so instead of passing
+INPUT_INDEPENDENT_AT_INIT = {"vgg16_cifar", "vgg16_bn_cifar", "vgg19_cifar", "vgg19_bn_cifar"}
+
+
+def check(model: torch.nn.Module, x: torch.Tensor, name: str = "") -> dict:
     torch.manual_seed(0)
     result = exercise(model, x, 0.5, seed=0)
     assert result["output_mismatch"] is None
+    # meaningfully verified: the output or the classifier's input features vary with the input
+    expected = "unverifiable" if name in INPUT_INDEPENDENT_AT_INIT else "verified"
+    assert result["verification"]["status"] == expected, result["verification"]["summary"]
     assert result["removed_channels"] == result["zeroed_channels"] > 0
     assert result["params_after"] < result["params_before"]
     assert result["macs_after"] < result["macs_before"]
@@ -71,7 +79,7 @@ def test_resnet18_half_channels_match_published_dependency_graph_counts():
 
 
 def _zoo_names() -> list[str]:
-    models = pytest.importorskip("prunecli.models")
+    import prunecli.models as models
     from prunecli.models.spec import parse_spec
 
     return [n for n in models.available_models() if parse_spec(n).kind == "zoo"]
@@ -98,7 +106,7 @@ def test_zoo_model(name, shape):
 
     torch.manual_seed(0)
     model, _ = create_model(name)
-    check(model, torch.randn(shape))
+    check(model, torch.randn(shape), name)
 
 
 @pytest.mark.slow

@@ -19,11 +19,11 @@ import torch
 from prunecli.errors import CheckpointError, SourceLocation
 from prunecli.rundir import CHECKPOINTS, RunDir
 
-from . import distiller
+from . import distiller, distiller_pickle
 from .atomic import atomic_write
 from .plain import check_plain
 from .schema import FORMAT_NAME, build_checkpoint, validate_structure
-from .sniff import describe, looks_like_torch_file, scan_pickle, unsafe_globals
+from .sniff import PickleScan, describe, looks_like_torch_file, scan_pickle, unsafe_globals
 
 
 def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
@@ -44,10 +44,7 @@ def _missing(path: Path) -> CheckpointError:
     return CheckpointError("checkpoint file does not exist", location=where, hint=f"check the path; {holds}")
 
 
-def _unsafe(path: Path, exc: BaseException) -> CheckpointError:
-    scan = scan_pickle(path)
-    if distiller.is_pickled_distiller(scan):
-        return distiller.refusal(str(path), scan)
+def _unsafe(path: Path, scan: PickleScan, exc: BaseException) -> CheckpointError:
     names = unsafe_globals(scan)
     if not names:  # the weights-only reader stopped on damaged bytes, not on a class
         return _unreadable(path, exc)
@@ -55,7 +52,7 @@ def _unsafe(path: Path, exc: BaseException) -> CheckpointError:
         "refused: loading this file would import and run Python code it names "
         f"({', '.join(names[:8])}); nothing from it was executed",
         location=SourceLocation(str(path)),
-        hint="only load checkpoints written by prunecli (or converted to plain tensors and dicts); "
+        hint="only load checkpoints written by prunecli or Distiller (or converted to plain tensors and dicts); "
         "if you trust the file, re-save it in its own environment as plain data (tensors, dicts, lists, numbers)",
     )
 
@@ -82,11 +79,18 @@ def _unreadable(path: Path, exc: BaseException) -> CheckpointError:
     )
 
 
-def _read(path: Path) -> Any:
+class _ClassesRefused(Exception):
+    """The weights-only reader stopped on a class (or on damaged pickle bytes)."""
+
+
+def _guarded(path: Path, load: Callable[[], Any]) -> Any:
+    """Run ``load`` and turn every way reading can fail into a :class:`CheckpointError`."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return load()
+    except CheckpointError:
+        raise
     except pickle.UnpicklingError as exc:  # a refused class, or damaged pickle bytes: the scan tells which
-        raise _unsafe(path, exc) from None
+        raise _ClassesRefused(exc) from None
     except FileNotFoundError:
         raise _missing(path) from None
     except IsADirectoryError:
@@ -101,6 +105,21 @@ def _read(path: Path) -> Any:
         raise _unreadable(path, MemoryError("a size field asks for more memory than exists")) from None
     except Exception as exc:  # torch reports damaged files with many exception types
         raise _unreadable(path, exc) from None
+
+
+def _read(path: Path) -> Any:
+    """Weights-only first; a Distiller original is then read with its few classes stood in for."""
+    try:
+        return _guarded(path, lambda: torch.load(path, map_location="cpu", weights_only=True))
+    except _ClassesRefused as refused:
+        scan = scan_pickle(path)
+        if not distiller.is_pickled_distiller(scan):
+            raise _unsafe(path, scan, refused.__cause__ or refused) from None
+        first = refused
+    try:
+        return _guarded(path, lambda: distiller_pickle.plain(distiller_pickle.load_pickled(path)))
+    except _ClassesRefused as again:
+        raise _unreadable(path, again.args[0] if again.args else first) from None
 
 
 def _strip_data_parallel(state_dict: dict[str, Any]) -> dict[str, Any]:

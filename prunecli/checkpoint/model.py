@@ -16,7 +16,7 @@ from torch import nn
 
 from prunecli.errors import CheckpointError, PruneCliError, SourceLocation
 
-from . import distiller
+from . import distiller_recipe
 from .io import load_checkpoint
 
 USER_CODE_KINDS = frozenset({"file", "import"})
@@ -45,28 +45,28 @@ def _user_code_refusal(spec: Any, path: str) -> CheckpointError:
     )
 
 
-def _build(checkpoint: dict[str, Any], requested: str | None, path: str) -> nn.Module:
+def _build(checkpoint: dict[str, Any], requested: str | None, path: str) -> tuple[nn.Module, Any]:
+    """The dense model the checkpoint was made from, and its ModelSpec (None if not expressible)."""
     from prunecli.models import ModelSpec, create_model, parse_spec
 
     stored = ModelSpec.from_dict(checkpoint["model"]) if checkpoint["model"] is not None else None
-    origin = checkpoint["extras"].get("distiller") if isinstance(checkpoint["extras"], dict) else None
+    origin = _origin(checkpoint)
     if requested is not None:
         wanted = parse_spec(requested)
         if stored is not None and same_model(wanted, stored):
-            return ModelSpec.from_dict(
-                {**stored.to_dict(), "kwargs": {**stored.kwargs, **wanted.kwargs}}
-            ).build()
+            spec = ModelSpec.from_dict({**stored.to_dict(), "kwargs": {**stored.kwargs, **wanted.kwargs}})
+            return spec.build(), spec
         dataset = stored.dataset if stored is not None else (origin or {}).get("dataset")
-        return create_model(wanted, dataset=dataset)[0]
+        return create_model(wanted, dataset=dataset)
     if stored is not None:
         if stored.kind in USER_CODE_KINDS:
             raise _user_code_refusal(stored, path)
-        return stored.build()
+        return stored.build(), stored
     if isinstance(origin, dict) and isinstance(origin.get("arch"), str):
         spec = parse_spec(origin["arch"])
         if spec.kind in USER_CODE_KINDS:
             raise _user_code_refusal(spec, path)
-        return create_model(spec, dataset=origin.get("dataset"))[0]
+        return create_model(spec, dataset=origin.get("dataset"))
     raise CheckpointError(
         f"the file holds weights only ({len(checkpoint['state_dict'])} tensors) and no model description",
         location=SourceLocation(path),
@@ -74,15 +74,25 @@ def _build(checkpoint: dict[str, Any], requested: str | None, path: str) -> nn.M
     )
 
 
+def _origin(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
+    """``extras["distiller"]`` of a checkpoint read from Distiller (arch, dataset, recipes)."""
+    extras = checkpoint["extras"]
+    origin = extras.get("distiller") if isinstance(extras, dict) else None
+    return origin if isinstance(origin, dict) else None
+
+
 def _apply_recipe(model: nn.Module, checkpoint: dict[str, Any], path: str) -> None:
-    origin = checkpoint["extras"].get("distiller") if isinstance(checkpoint["extras"], dict) else None
+    """Reshape the dense model; a Distiller checkpoint's recipes are first translated into ``recipe``."""
+    origin = _origin(checkpoint)
     try:
+        if origin is not None and origin.get("thinning_recipes"):
+            translated = distiller_recipe.to_prunecli(origin["thinning_recipes"], model, path)
+            checkpoint["recipe"] = translated.to_dict() if translated is not None else None
+            origin["thinning_recipes"] = []  # now in "recipe", relative to the dense model
         if checkpoint["recipe"] is not None:
             from prunecli.thinning import ThinningRecipe, apply_recipe
 
             apply_recipe(model, ThinningRecipe.from_dict(checkpoint["recipe"]))
-        if isinstance(origin, dict) and origin.get("thinning_recipes"):
-            distiller.apply_recipes(model, origin["thinning_recipes"])
     except PruneCliError:
         raise
     except Exception as exc:
@@ -91,6 +101,25 @@ def _apply_recipe(model: nn.Module, checkpoint: dict[str, Any], path: str) -> No
             location=SourceLocation(path),
             hint="the recipe was made for a different architecture; pass the model it was trained with (--model)",
         ) from None
+
+
+def fill_batchnorm_counters(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Add the ``num_batches_tracked`` counters a BatchNorm expects but the file lacks, as torch does.
+
+    Files written before torch 0.4.1 (Distiller's dense baselines among them) have no counter;
+    ``BatchNorm.load_state_dict`` then starts it at 0 instead of failing, and so does this.
+    Only a BatchNorm whose running statistics are in the file gets one.
+    """
+    filled = dict(state_dict)
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.modules.batchnorm._NormBase) or module.num_batches_tracked is None:
+            continue
+        prefix = f"{name}." if name else ""
+        if f"{prefix}running_mean" in filled and f"{prefix}num_batches_tracked" not in filled:
+            filled[f"{prefix}num_batches_tracked"] = torch.tensor(0, dtype=torch.long)
+    return filled
 
 
 def _listed(names: list[str]) -> str:
@@ -140,8 +169,31 @@ def _stored_label(checkpoint: dict[str, Any]) -> str | None:
         from prunecli.models import ModelSpec
 
         return ModelSpec.from_dict(checkpoint["model"]).to_string()
-    origin = checkpoint["extras"].get("distiller") if isinstance(checkpoint["extras"], dict) else None
-    return origin.get("arch") if isinstance(origin, dict) else None
+    origin = _origin(checkpoint)
+    return origin.get("arch") if origin is not None else None
+
+
+def resolve(path: str | os.PathLike[str], *, model: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a checkpoint and rebuild its model; return both, the checkpoint completed.
+
+    Completed means: ``model`` holds the spec the model was built from (when it has one),
+    ``recipe`` holds the thinning that reshaped it (Distiller's recipes translated), and
+    ``state_dict`` holds every tensor the model needs (missing BatchNorm counters filled).
+    ``model`` is the ``--model`` spec string: it overrides the stored description and is
+    required for weights-only files and for models defined by user code.
+    """
+    path = str(path)
+    checkpoint = load_checkpoint(path)
+    written_for = _stored_label(checkpoint)
+    net, spec = _build(checkpoint, model, path)
+    _apply_recipe(net, checkpoint, path)
+    if spec is not None and checkpoint["model"] is None:
+        checkpoint["model"] = spec.to_dict()
+    checkpoint["state_dict"] = fill_batchnorm_counters(net, checkpoint["state_dict"])
+    label = model or written_for or type(net).__name__
+    check_state_dict(net, checkpoint["state_dict"], path, label, written_for=written_for)
+    net.load_state_dict(checkpoint["state_dict"], strict=True)
+    return net, checkpoint
 
 
 def load_model(path: str | os.PathLike[str], *, model: str | None = None) -> nn.Module:
@@ -150,12 +202,63 @@ def load_model(path: str | os.PathLike[str], *, model: str | None = None) -> nn.
     ``model`` is the ``--model`` spec string: it overrides the stored description and is required
     for weights-only files and for models defined by user code.
     """
-    path = str(path)
+    return resolve(path, model=model)[0].eval()
+
+
+def import_checkpoint(
+    source: str | os.PathLike[str], output: str | os.PathLike[str], *, model: str | None = None
+) -> dict[str, Any]:
+    """Convert any readable checkpoint (a Distiller ``.pth.tar`` above all) into a prunecli one.
+
+    The model is rebuilt and its weights loaded first, so the written file is known to load; it
+    holds the model spec, the translated thinning recipe, weights (BatchNorm counters filled),
+    masks, optimizer class and state, epoch and Distiller's ``extras``. Returns the payload.
+    """
+    from .io import save_checkpoint
+
+    _, checkpoint = resolve(source, model=model)
+    origin = _origin(checkpoint)
+    if origin is not None:
+        origin.pop("thinning_recipes", None)  # translated into "recipe"
+    save_checkpoint(output, checkpoint)
+    return checkpoint
+
+
+def stored_model(path: str | os.PathLike[str]) -> tuple[str | None, str | None]:
+    """The model spec and data set a checkpoint names, for defaults; never a model defined by user code.
+
+    A user-code model is left out on purpose: building it runs that code, which only happens
+    when the user names it (``--model``).
+    """
+    from prunecli.models import parse_spec
+
     checkpoint = load_checkpoint(path)
-    net = _build(checkpoint, model, path)
-    _apply_recipe(net, checkpoint, path)
-    written_for = _stored_label(checkpoint)
-    label = model or written_for or type(net).__name__
-    check_state_dict(net, checkpoint["state_dict"], path, label, written_for=written_for)
-    net.load_state_dict(checkpoint["state_dict"], strict=True)
-    return net.eval()
+    label = _stored_label(checkpoint)
+    origin = _origin(checkpoint) or {}
+    dataset = (checkpoint["model"] or {}).get("dataset") or origin.get("dataset")
+    if label is None or parse_spec(label).kind in USER_CODE_KINDS:
+        label = None
+    return label, dataset if isinstance(dataset, str) else None
+
+
+def example_input_shape(
+    checkpoint: Mapping[str, Any], path: str | os.PathLike[str], *, model: str | None = None
+) -> tuple[int, ...]:
+    """The (1, C, H, W) example batch shape for the model of a loaded ``checkpoint``.
+
+    ``model`` (the ``--model`` spec) names the architecture when given; the data set the checkpoint
+    recorded still sizes the input, since a model defined by user code cannot tell it by itself.
+    """
+    from prunecli.models import ModelSpec, default_input_shape
+
+    recorded = checkpoint.get("model")
+    dataset = recorded.get("dataset") if isinstance(recorded, Mapping) else None
+    if model:
+        return default_input_shape(model, dataset)
+    if isinstance(recorded, Mapping):
+        return default_input_shape(ModelSpec.from_dict(dict(recorded)))
+    raise CheckpointError(
+        "cannot tell the model's input shape from the checkpoint",
+        location=SourceLocation(str(path)),
+        hint="pass --input-shape, e.g. --input-shape 1,3,32,32",
+    )

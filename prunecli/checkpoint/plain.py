@@ -67,3 +67,16 @@ def check_plain(payload: Any, *, path: tuple[Any, ...] = ()) -> None:
                 stack.append(((*where, key), item))
         else:
             stack.extend(((*where, i), item) for i, item in enumerate(value))
+
+
+def own_storage(tensor: torch.Tensor) -> torch.Tensor:
+    """A CPU tensor whose storage holds only its own elements (a slice would save its whole base)."""
+    tensor = tensor.detach().cpu()
+    if tensor.untyped_storage().nbytes() > tensor.numel() * tensor.element_size():
+        tensor = tensor.clone()
+    return tensor
+
+
+def stored_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``model.state_dict()`` as a checkpoint stores it: CPU tensors, each with its own storage."""
+    return {name: own_storage(value) for name, value in model.state_dict().items()}

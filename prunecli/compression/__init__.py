@@ -24,19 +24,51 @@ from prunecli.compression.policies import (
     ThinningPolicy,
 )
 from prunecli.compression.scheduler import CompressionScheduler
+from prunecli.schedule.model import Schedule
 
 
-def compression_scheduler_from_yaml(
-    path: str | os.PathLike, model: nn.Module, optimizer: Any, **kwargs: Any
+def build_compression(
+    schedule: Schedule | str | os.PathLike[str],
+    model: nn.Module,
+    optimizer: Any,
+    *,
+    example_input: Any = None,
+    auto_dependency: bool = False,
+    dependency_graph: Any = None,
+    steps_per_epoch: int | None = None,
+    round_to: int = 1,
+    prune_normalized: bool = False,
 ) -> CompressionScheduler:
-    """Load a Distiller schedule, resolve its parameter names against ``model`` and build the scheduler."""
+    """The compression scheduler of ``schedule`` (a loaded one, or a YAML path) for ``model``.
+
+    Parameter names are resolved against ``model`` here (DataParallel ``module.`` prefixes,
+    ``re:`` patterns, ``__ALL_PRUNABLE__``), so no caller can forget it; keyword arguments are
+    those of :func:`prunecli.compression.build.build_scheduler`.
+    """
     from prunecli.schedule import load_schedule
     from prunecli.schedule.names import resolve_names
 
-    schedule = load_schedule(path)
+    if not isinstance(schedule, Schedule):
+        schedule = load_schedule(schedule)
     shapes = {name: tuple(p.shape) for name, p in model.named_parameters()}
-    schedule = resolve_names(schedule, shapes)
-    return build_scheduler(schedule, model, optimizer, **kwargs)
+    return build_scheduler(
+        resolve_names(schedule, shapes),
+        model,
+        optimizer,
+        example_input=example_input,
+        auto_dependency=auto_dependency,
+        dependency_graph=dependency_graph,
+        steps_per_epoch=steps_per_epoch,
+        prune_normalized=prune_normalized,
+        round_to=round_to,
+    )
+
+
+def compression_scheduler_from_yaml(
+    path: str | os.PathLike[str], model: nn.Module, optimizer: Any, **kwargs: Any
+) -> CompressionScheduler:
+    """Distiller's name for :func:`build_compression` on a YAML file."""
+    return build_compression(path, model, optimizer, **kwargs)
 
 
 __all__ = [
@@ -50,6 +82,7 @@ __all__ = [
     "RegularizationPolicy",
     "ScheduledPolicy",
     "ThinningPolicy",
+    "build_compression",
     "build_scheduler",
     "compression_scheduler_from_yaml",
 ]

@@ -23,13 +23,15 @@ from prunecli.compression.policies import (
     ThinningPolicy,
 )
 from prunecli.compression.scheduler import CompressionScheduler
-from prunecli.errors import ProblemCollector, ScheduleError, SourceLocation
+from prunecli.errors import GraphError, ProblemCollector, ScheduleError, SourceLocation
 from prunecli.lr import LR_SCHEDULERS
 from prunecli.pruners import PRUNERS, RankedStructurePruner
 from prunecli.pruners.agp import AgpMixin, agp_span
 from prunecli.pruners.criteria import structure_norms
 from prunecli.regularizers import REGULARIZERS
 from prunecli.schedule.model import Component, Policy, Schedule
+from prunecli.schedule.names import WILDCARD
+from prunecli.schedule.vocabulary import parameter_names
 
 #: extension class name -> how it is built; Distiller aliases FilterRemover/ChannelRemover to StructureRemover
 EXTENSIONS: dict[str, type] = {
@@ -58,6 +60,10 @@ def accepted_args(cls: type) -> tuple[set[str], set[str]]:
     return accepted, required
 
 
+#: schedule arguments of ranked structure pruners that are prunecli's own (not constructor arguments)
+RUNTIME_ARGS = ("prune_normalized",)
+
+
 def _check_args(comp: Component, accepted: set[str], required: set[str], problems: ProblemCollector) -> bool:
     ok = True
     for key in sorted(set(comp.args) - accepted):
@@ -77,14 +83,11 @@ def _check_args(comp: Component, accepted: set[str], required: set[str], problem
     return ok
 
 
-def _param_names_of(obj: Any) -> list[str]:
+def _param_names_of(obj: Any, comp: Component) -> list[str]:
     names = getattr(obj, "params_names", None)
     if names is not None:
         return list(names)
-    for table in ("levels", "thresholds", "sensitivities"):
-        if isinstance(getattr(obj, table, None), Mapping):
-            return [n for n in getattr(obj, table) if n != "*"]
-    return []
+    return [n for n in parameter_names(comp) if n != WILDCARD]
 
 
 def _build_component(
@@ -103,16 +106,20 @@ def _build_component(
         )
         return None
     accepted, required = accepted_args(cls)
-    if not _check_args(comp, accepted, required, problems):
+    args = dict(comp.args)
+    runtime = {k: args.pop(k) for k in RUNTIME_ARGS if k in args and issubclass(cls, RankedStructurePruner)}
+    if not _check_args(comp, accepted | set(runtime), required, problems):
         return None
     try:
-        obj = cls(name=comp.instance, model=model, **comp.args)
+        obj = cls(name=comp.instance, model=model, **args)
+        for key, value in runtime.items():
+            setattr(obj, key, bool(value))
     except (TypeError, ValueError, KeyError) as exc:
         problems.add(
             f"{comp.class_name} ({comp.instance}): {exc}", comp.location, "fix this component's arguments"
         )
         return None
-    unknown = [n for n in _param_names_of(obj) if n not in param_names]
+    unknown = [n for n in _param_names_of(obj, comp) if n not in param_names]
     if unknown:
         problems.add(
             f"{comp.instance} names parameters the model does not have: {', '.join(unknown[:5])}",
@@ -271,8 +278,21 @@ def build_scheduler(
     auto_dependency: bool = False,
     dependency_graph: Any = None,
     steps_per_epoch: int | None = None,
+    prune_normalized: bool = False,
+    round_to: int = 1,
 ) -> CompressionScheduler:
-    """Build every component and policy of ``schedule`` for ``model``; ScheduleError lists all problems."""
+    """Build every component and policy of ``schedule`` for ``model``; ScheduleError lists all problems.
+
+    ``round_to`` (with ``auto_dependency``) rounds every coupled group's kept channel count up to a
+    multiple of it, for pruners that set no ``round_to`` of their own.
+    ``prune_normalized`` (implies ``auto_dependency``) lets coupled pruners mask channels that a
+    LayerNorm/GroupNorm normalises; a pruner's own ``prune_normalized: true`` does so for it alone.
+    A norm that cannot be sliced is reported here, before training.
+    """
+    if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
+        raise ScheduleError(
+            f"round_to must be an integer >= 1, got {round_to!r}", hint="pass --round-to 1 (off) or more"
+        )
     error = _quantizer_error(schedule)
     if error is not None:
         raise error
@@ -292,18 +312,22 @@ def build_scheduler(
     for instance, comp in schedule.components.get("lr_schedulers", {}).items():
         built.setdefault("lr_schedulers", {})[instance] = _build_lr_scheduler(comp, optimizer, problems)
 
-    if auto_dependency:
+    pruners = [p for p in built.get("pruners", {}).values() if p is not None]
+    if auto_dependency or prune_normalized or any(getattr(p, "prune_normalized", False) for p in pruners):
         from prunecli.compression.coupling import couple_pruners
 
         try:
             couple_pruners(
-                [p for p in built.get("pruners", {}).values() if p is not None],
-                model,
-                example_input,
-                dependency_graph,
+                pruners, model, example_input, dependency_graph, round_to, prune_normalized=prune_normalized
             )
         except ValueError as exc:
             problems.add(str(exc), None, "check the model can be traced, or run without auto_dependency")
+        except GraphError as exc:
+            problems.add(exc.message, exc.location, exc.hint)
+        if prune_normalized or any(getattr(p, "prune_normalized", False) for p in pruners):
+            for extension in built.get("extensions", {}).values():
+                if isinstance(extension, ThinningPolicy):
+                    extension.prune_normalized = True
 
     scheduler = CompressionScheduler(model)
     ordered = [p for p in schedule.policies if not p.is_lr] + [p for p in schedule.policies if p.is_lr]

@@ -15,22 +15,29 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunecli.pruners.criteria import num_structs_to_prune, slice_norms
+from prunecli.pruners.criteria import lowest_k_map, num_structs_to_prune, round_prune_count, slice_norms
 from prunecli.pruners.ranked import RankedStructurePruner
-
-#: pruner group type -> (member role, dimension of a weight that carries the channel)
-COUPLED_GROUP_TYPES: dict[str, tuple[str, int]] = {
-    "Filters": ("out", 0),
-    "3D": ("out", 0),
-    "Channels": ("in", 1),
-}
+from prunecli.schedule.vocabulary import channel_group_types
 
 
 class Coupler:
     """Group-level binary maps for one pruner, cached per (group, target)."""
 
-    def __init__(self, model: nn.Module, graph: Any, example_input: Any, role: str, dim: int, p: int) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        graph: Any,
+        example_input: Any,
+        role: str,
+        dim: int,
+        p: int,
+        round_to: int = 1,
+        prune_normalized: bool = False,
+    ) -> None:
         self.model = model
+        self.round_to = round_to
+        #: channels normalised by LayerNorm/GroupNorm are ranked and masked too (approximate thinning)
+        self.prune_normalized = prune_normalized
         self.graph = graph
         self.example_input = example_input
         self.role = role
@@ -43,7 +50,9 @@ class Coupler:
         if self.graph is None:
             from prunecli.graph import build_dependency_graph
 
-            self.graph = build_dependency_graph(self.model, self.example_input)
+            self.graph = build_dependency_graph(
+                self.model, self.example_input, prune_normalized=self.prune_normalized
+            )
         return self.graph
 
     @property
@@ -77,16 +86,49 @@ class Coupler:
                 if scale > 0:
                     per_channel = per_channel / scale
                 scores.index_add_(0, channels[inside], per_channel)
-            k = num_structs_to_prune(group.size, target)
+            k = round_prune_count(group.size, num_structs_to_prune(group.size, target), self.round_to)
             if k <= 0:
                 self._maps[key] = None
+            elif self.round_to > 1:  # exactly k channels go, so the kept count is the rounded one
+                self._maps[key] = lowest_k_map(scores, k, torch.float64)
             else:
                 threshold = torch.topk(scores, k, largest=False, sorted=True).values[-1]
                 self._maps[key] = scores.gt(threshold).double()
         return self._maps[key]
 
+    def member_dim(self, param_name: str) -> int:
+        """The dimension along which ``param_name`` carries its group's channels.
+
+        Producers are usually sliced along dim 0; a parameter added to or concatenated with the
+        channels (ViT's class token and position embedding, along their last dim) along another.
+        """
+        if self.role != "out":
+            return self.dim
+        graph = self._graph()
+        for dim in range(self.params[param_name].dim()):
+            if any(
+                m.tensor == param_name and m.role == "out"
+                for g in graph.groups_of(param_name, dim)
+                for m in g.members
+            ):
+                return dim
+        return 0
+
+    def mask(self, pruner: RankedStructurePruner, param_name: str, target: float) -> torch.Tensor | None:
+        """The full mask of ``param_name`` for ``target``, or ``None`` when nothing is pruned."""
+        param = self.params[param_name]
+        dim = self.member_dim(param_name)
+        binary_map = self.binary_map(pruner, param_name, target, dim)
+        if binary_map is None:
+            return None
+        if dim == 0 or self.role != "out":
+            return pruner.mask_from_map(param, binary_map)
+        shape = [1] * param.dim()
+        shape[dim] = -1
+        return binary_map.to(param.dtype).view(shape).expand_as(param).contiguous()
+
     def binary_map(
-        self, pruner: RankedStructurePruner, param_name: str, target: float
+        self, pruner: RankedStructurePruner, param_name: str, target: float, dim: int | None = None
     ) -> torch.Tensor | None:
         """One value per index of ``param_name`` along the coupled dimension, or ``None``.
 
@@ -94,7 +136,8 @@ class Coupler:
         its group's decision, and indices in no prunable group are kept.
         """
         param = self.params[param_name]
-        dim = 0 if self.role == "out" else self.dim
+        if dim is None:
+            dim = 0 if self.role == "out" else self.dim
         groups = self._graph().groups_of(param_name, dim)
         if not groups:
             return pruner.rank(target, param, param_name)
@@ -134,12 +177,27 @@ def _expand_names(pruner: RankedStructurePruner, coupler: Coupler) -> list[str]:
     return names
 
 
-def couple_pruners(pruners: list[Any], model: nn.Module, example_input: Any, graph: Any) -> None:
-    """Attach a :class:`Coupler` to every Filters/Channels ranked pruner (``auto_dependency``)."""
+def couple_pruners(
+    pruners: list[Any],
+    model: nn.Module,
+    example_input: Any,
+    graph: Any,
+    round_to: int = 1,
+    *,
+    prune_normalized: bool = False,
+) -> None:
+    """Attach a :class:`Coupler` to every Filters/Channels ranked pruner (``auto_dependency``).
+
+    ``round_to`` rounds every coupled group's kept count up to a multiple of it, for pruners that do
+    not set their own ``round_to``. With ``prune_normalized`` (or a pruner's own ``prune_normalized``
+    argument) the channels that a LayerNorm/GroupNorm normalises are ranked and masked too, in every
+    producer of their group.
+    """
+    kinds = channel_group_types()
     targets = [
         p
         for p in pruners
-        if isinstance(p, RankedStructurePruner) and p.group_type in COUPLED_GROUP_TYPES and p.coupling is None
+        if isinstance(p, RankedStructurePruner) and p.group_type in kinds and p.coupling is None
     ]
     if not targets:
         return
@@ -147,9 +205,38 @@ def couple_pruners(pruners: list[Any], model: nn.Module, example_input: Any, gra
         raise ValueError(
             "auto_dependency needs example_input (or a dependency_graph) to find coupled channels"
         )
+    graphs = {False: graph} if graph is not None and not graph.prune_normalized else {}
+    if graph is not None and graph.prune_normalized:
+        graphs[True] = graph
     for pruner in targets:
-        role, dim = COUPLED_GROUP_TYPES[pruner.group_type]
-        coupler = Coupler(model, graph, example_input, role, dim, getattr(pruner, "p", 1))
-        graph = coupler._graph()
+        role, dim = kinds[pruner.group_type].role, kinds[pruner.group_type].dim
+        rounding = pruner.round_to if pruner.round_to > 1 else round_to
+        normalized = prune_normalized or pruner.prune_normalized
+        coupler = Coupler(
+            model,
+            graphs.get(normalized),
+            example_input,
+            role,
+            dim,
+            getattr(pruner, "p", 1),
+            rounding,
+            normalized,
+        )
+        graphs[normalized] = coupler._graph()
         pruner.coupling = coupler
         pruner.params_names = _expand_names(pruner, coupler)
+        _check_group_widths(pruner, coupler)
+
+
+def _check_group_widths(pruner: RankedStructurePruner, coupler: Coupler) -> None:
+    """A coupled group narrower than ``round_to`` cannot be rounded: refuse it by name."""
+    if coupler.round_to <= 1:
+        return
+    dim = 0 if coupler.role == "out" else coupler.dim
+    for name in pruner.params_names:
+        group = coupler._graph().group_of(name, dim)
+        if group is not None and group.prunable and group.size < coupler.round_to:
+            raise ValueError(
+                f"round_to {coupler.round_to} is larger than the {group.size} channels {name} shares "
+                "with its coupled layers"
+            )

@@ -10,6 +10,7 @@ from torch import nn
 
 from prunecli.compression.masker import MaskSet, MasksView
 from prunecli.lr import load_plain_state_dict, plain_state_dict, step_to_epoch
+from prunecli.schedule.vocabulary import THINNING_FUNCTIONS
 
 #: PruningPolicy ``args`` and their defaults (Distiller's ``PruningPolicy.__init__``).
 PRUNING_POLICY_ARGS: dict[str, Any] = {
@@ -253,14 +254,6 @@ class LRPolicy(ScheduledPolicy):
             load_plain_state_dict(self.lr_scheduler, state["lr_scheduler"])
 
 
-#: ``thinning_func_str`` -> ``prunecli.thinning.thin_model`` mode
-THINNING_MODES: dict[str, str] = {
-    "remove_filters": "filters",
-    "remove_channels": "channels",
-    "contract_model": "both",
-}
-
-
 class ThinningPolicy(ScheduledPolicy):
     """FilterRemover/ChannelRemover/StructureRemover: thin once, at the first minibatch of the epoch.
 
@@ -272,16 +265,18 @@ class ThinningPolicy(ScheduledPolicy):
     """
 
     def __init__(self, name: str, thinning_func_str: str, example_input: Any) -> None:
-        if thinning_func_str not in THINNING_MODES:
+        if thinning_func_str not in THINNING_FUNCTIONS:
             raise ValueError(
-                f"thinning_func_str must be one of {sorted(THINNING_MODES)}, got {thinning_func_str!r}"
+                f"thinning_func_str must be one of {sorted(THINNING_FUNCTIONS)}, got {thinning_func_str!r}"
             )
         self.name = name
-        self.mode = THINNING_MODES[thinning_func_str]
+        self.mode = THINNING_FUNCTIONS[thinning_func_str]
         self.example_input = example_input
         self.done = False
         self.after_thinning: Callable[[Any], None] | None = None
         self.recipes: list[Any] = []
+        #: also remove channels normalised by LayerNorm/GroupNorm (set when a pruner asks for them)
+        self.prune_normalized = False
 
     def on_minibatch_begin(self, model, epoch, step, steps_per_epoch, maskset, meta, optimizer=None) -> None:
         if self.done:
@@ -295,6 +290,7 @@ class ThinningPolicy(ScheduledPolicy):
             optimizer=optimizer,
             masks=MasksView(maskset),
             rule="distiller",
+            prune_normalized=self.prune_normalized,
         )
         self.recipes.append(recipe)
         self.done = True

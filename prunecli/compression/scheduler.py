@@ -29,6 +29,10 @@ STATE_FORMAT = "prunecli-compression-scheduler"
 STATE_VERSION = 1
 
 
+def _label(policy: object) -> str:
+    return str(getattr(policy, "name", type(policy).__name__))
+
+
 class CompressionScheduler:
     """Holds the policies per epoch and one masker per parameter."""
 
@@ -46,13 +50,32 @@ class CompressionScheduler:
         self,
         policy: ScheduledPolicy,
         epochs: Sequence[int] | None = None,
-        starting_epoch: int = 0,
-        ending_epoch: int = 1,
+        starting_epoch: int | None = None,
+        ending_epoch: int | None = None,
         frequency: int | None = 1,
         key: str | None = None,
     ) -> None:
-        """Schedule ``policy`` on ``epochs`` or on ``range(starting_epoch, ending_epoch, frequency)``."""
+        """Schedule ``policy`` on ``epochs`` or on ``range(starting_epoch, ending_epoch, frequency)``.
+
+        Exactly one form must be given, as Distiller's ``add_policy`` asserts: a policy with no
+        epochs would otherwise silently run on epoch 0 only, and one with both would drop one form.
+        """
+        has_range = starting_epoch is not None or ending_epoch is not None
+        if epochs is None and not has_range:
+            raise ValueError(
+                f"add_policy({_label(policy)!r}): give epochs=[...] or starting_epoch and ending_epoch "
+                "(with frequency); neither was given"
+            )
+        if epochs is not None and has_range:
+            raise ValueError(
+                f"add_policy({_label(policy)!r}): give either epochs=[...] or starting_epoch/ending_epoch, "
+                "not both"
+            )
         if epochs is None:
+            if starting_epoch is None or ending_epoch is None:
+                raise ValueError(
+                    f"add_policy({_label(policy)!r}): a range needs both starting_epoch and ending_epoch"
+                )
             if not 0 <= starting_epoch < ending_epoch:
                 raise ValueError(
                     f"need 0 <= starting_epoch < ending_epoch, got {starting_epoch}, {ending_epoch}"

@@ -20,15 +20,19 @@ MODEL_INPUT = "model input: its channel count is fixed by the data"
 MODEL_OUTPUT = "model output: its size is what the model predicts"
 
 
-def build_dependency_graph(model: nn.Module, example_input: Any) -> DependencyGraph:
+def build_dependency_graph(
+    model: nn.Module, example_input: Any, *, prune_normalized: bool = False
+) -> DependencyGraph:
     """Channel groups of ``model`` from its torch.fx graph, run once on ``example_input``.
 
     The model is traced in eval mode; when some parameters are only used in training mode
     (auxiliary classifiers) the training-mode graph is walked too, so thinning never breaks them.
+    With ``prune_normalized`` channels normalised by LayerNorm/GroupNorm are prunable too (their
+    groups carry ``normalized``: removing them changes the norm's statistics).
     """
     inputs = _as_tuple(example_input)
     was_training = model.training
-    flow = Flow()
+    flow = Flow(prune_normalized)
     notes: list[str] = []
     try:
         model.eval()
@@ -58,7 +62,23 @@ def build_dependency_graph(model: nn.Module, example_input: Any) -> DependencyGr
             notes.append(f"training-mode-only modules analysed too: {', '.join(unreached)}")
     finally:
         model.train(was_training)
-    return _finish(flow, notes)
+    graph = _finish(flow, notes)
+    graph.prune_normalized = prune_normalized
+    if flow.unsliceable_norms:
+        _refuse_unsliceable(flow.unsliceable_norms)
+    return graph
+
+
+def _refuse_unsliceable(norms: list[tuple[str, str]]) -> None:
+    """Pruning normalised channels was asked for, but some norm cannot be sliced: say which, and stop."""
+    where, reason = norms[0]
+    others = sorted({w for w, _ in norms[1:] if w != where})
+    more = f" (also: {', '.join(others[:4])}{', ...' if len(others) > 4 else ''})" if others else ""
+    raise GraphError(
+        f"cannot prune the channels normalised by '{where}': {reason}{more}",
+        hint="replace the module with torch.nn.LayerNorm / GroupNorm over the channel dim, or prune "
+        "without prune_normalized (the schedule argument, --prune-normalized) so that these channels are kept",
+    )
 
 
 def _as_tuple(example_input: Any) -> tuple[torch.Tensor, ...]:
@@ -141,8 +161,17 @@ def _finish(flow: Flow, notes: list[str]) -> DependencyGraph:
         for c in np.unique(component[ids]).tolist():
             blocked.setdefault(c, reason)
 
+    normalized: dict[int, str] = {}
+    for ids, reason in flow.normalized:
+        for c in np.unique(component[ids]).tolist():
+            normalized.setdefault(c, reason)
+
     records = list(flow.records.values())
     groups, group_of_component = _group(records, component, n_comp, blocked)
+    for group in groups if normalized else ():
+        if group.prunable:
+            comps = np.flatnonzero(group_of_component == group.index)
+            group.normalized = next((normalized[c] for c in comps.tolist() if c in normalized), None)
     channel_flow = ChannelFlow(
         num_ids=flow.num_ids,
         component=component,
@@ -152,6 +181,9 @@ def _finish(flow: Flow, notes: list[str]) -> DependencyGraph:
         blocked=blocked,
         group_of_component=group_of_component,
         modules=dict(flow.module_kinds),
+        normalized=normalized,
+        size_attributes=list(flow.size_attributes),
+        unsliceable_norms=list(flow.unsliceable_norms),
     )
     return DependencyGraph(groups=groups, flow=channel_flow, notes=notes)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from prunecli.graph.model import ReaderRecord, TensorRecord
+from prunecli.graph.model import ReaderRecord, SizeAttribute, TensorRecord
 from prunecli.graph.zeros import CombineRule, ParamOperand
 
 
@@ -47,7 +47,12 @@ class TInfo:
 class Flow:
     """Mutable state of the walk: id allocation, unions, records, rules and blocked ids."""
 
-    def __init__(self) -> None:
+    def __init__(self, prune_normalized: bool = False) -> None:
+        #: channels normalised by LayerNorm/GroupNorm are prunable (approximately) instead of kept
+        self.prune_normalized = prune_normalized
+        self.normalized: list[tuple[np.ndarray, str]] = []
+        self.size_attributes: list[SizeAttribute] = []
+        self.unsliceable_norms: list[tuple[str, str]] = []
         self.num_ids = 0
         self.edges_a: list[np.ndarray] = []
         self.edges_b: list[np.ndarray] = []
@@ -73,6 +78,22 @@ class Flow:
         if ids is not None and np.size(ids):
             self.blocked.append((np.asarray(ids).reshape(-1), reason))
 
+    def normalize(self, ids: np.ndarray, reason: str) -> None:
+        """Channels whose removal changes a norm's statistics: kept, unless ``prune_normalized``."""
+        if self.prune_normalized:
+            self.normalized.append((np.asarray(ids).reshape(-1), reason))
+        else:
+            self.block(ids, reason)
+
+    def unsliceable_norm(self, ids: np.ndarray | None, where: str, reason: str) -> None:
+        """A norm over channels that cannot be sliced: always kept, and noted when pruning norms was asked."""
+        if self.prune_normalized:
+            self.unsliceable_norms.append((where, reason))
+        self.block(ids, f"'{where}': {reason}")
+
+    def size_attribute(self, module: str, attr: str, ids: np.ndarray) -> None:
+        self.size_attributes.append(SizeAttribute(module, attr, np.asarray(ids).reshape(-1)))
+
     def block_info(self, info, reason: str) -> None:
         """Block every tracked id inside ``info`` (a TInfo or nested tuples/lists of them)."""
         for item in iter_infos(info):
@@ -92,7 +113,7 @@ class Flow:
             self.block(ids, f"tensor '{tensor}' is used with different sizes along dim {dim}")
             self.block(existing.ids, f"tensor '{tensor}' is used with different sizes along dim {dim}")
 
-    def reader(self, tensor: str, dim: int, ids: np.ndarray) -> None:
+    def reader(self, tensor: str | None, dim: int, ids: np.ndarray) -> None:
         ids = np.asarray(ids)
         if ids.ndim == 1:
             ids = ids[:, None]

@@ -49,6 +49,9 @@ class ChannelGroup:
     members: list[Member]
     prunable: bool = True
     reason: str | None = None
+    #: set when the channels pass through a LayerNorm/GroupNorm and were made prunable on request
+    #: (``prune_normalized``): removing them changes the norm's statistics, so thinning is approximate
+    normalized: str | None = None
 
     def producers(self) -> list[Member]:
         return [m for m in self.members if m.role == "out"]
@@ -65,6 +68,7 @@ class ChannelGroup:
             "size": self.size,
             "prunable": self.prunable,
             "reason": self.reason,
+            "normalized": self.normalized,
             "members": [m.to_dict() for m in self.members],
         }
 
@@ -88,9 +92,19 @@ class ReaderRecord:
     weight slice is zero (channels).
     """
 
-    tensor: str
+    tensor: str | None  # None: a value-only reader (norm statistics, attention scores), no weight slice
     dim: int
     ids: np.ndarray  # int64, shape (tensor.shape[dim], m)
+
+
+@dataclass
+class SizeAttribute:
+    """A module attribute that mirrors a channel count (``VisionTransformer.hidden_dim``, a number
+    of attention heads): after thinning it is set to the number of ``ids`` kept (one id per unit)."""
+
+    module: str
+    attr: str
+    ids: np.ndarray
 
 
 @dataclass
@@ -105,6 +119,12 @@ class ChannelFlow:
     blocked: dict[int, str]  # component -> reason it must be kept
     group_of_component: np.ndarray  # component -> group index (-1: no tensor member)
     modules: dict[str, str] = field(default_factory=dict)  # module name -> kind for attribute updates
+    normalized: dict[int, str] = field(
+        default_factory=dict
+    )  # component -> norm that makes removal approximate
+    size_attributes: list[SizeAttribute] = field(default_factory=list)
+    #: norms that cannot be sliced although ``prune_normalized`` was asked: (module or node, reason)
+    unsliceable_norms: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -114,6 +134,7 @@ class DependencyGraph:
     groups: list[ChannelGroup]
     flow: ChannelFlow
     notes: list[str] = field(default_factory=list)
+    prune_normalized: bool = False
     _index: dict[tuple[str, int], list[ChannelGroup]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -136,4 +157,8 @@ class DependencyGraph:
         return [g for g in self.groups if g.prunable]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"groups": [g.to_dict() for g in self.groups], "notes": list(self.notes)}
+        return {
+            "groups": [g.to_dict() for g in self.groups],
+            "notes": list(self.notes),
+            "prune_normalized": self.prune_normalized,
+        }

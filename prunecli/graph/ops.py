@@ -19,7 +19,7 @@ from torch import fx, nn
 
 from prunecli.graph import layout
 from prunecli.graph.flow import Flow, TInfo, iter_infos
-from prunecli.graph.zeros import DepthwiseRule, NormRule, ProducerRule
+from prunecli.graph.zeros import AffineNormRule, CombineRule, DepthwiseRule, NormRule, ProducerRule
 
 
 class Ctx:
@@ -130,6 +130,12 @@ def reduce_dims(ctx: Ctx, dims: list[int] | None, keepdim: bool) -> Any:
         return untracked(ctx.shape)
     reduced = [d for d in x.tdims if d in dims]
     if reduced:
+        norm = _enclosing_norm(ctx)
+        if norm is not None:
+            ctx.flow.unsliceable_norm(
+                x.ids, norm, "a custom norm module computes statistics over these channels; prunecli "
+                "can slice only torch's LayerNorm/GroupNorm (and modules that call F.layer_norm)",
+            )  # fmt: skip
         ctx.flow.block(x.ids, f"'{ctx.node.name}' reduces over a tracked channel dim")
         return untracked(ctx.shape)
     ids = x.ids
@@ -181,7 +187,38 @@ def view(ctx: Ctx) -> Any:
     if not args and "shape" in ctx.node.kwargs:
         args = list(ctx.node.kwargs["shape"])
     literal = {i for i, a in enumerate(args) if isinstance(a, int) and a not in (-1, 1)}
-    return layout.reshape(ctx.flow, x, ctx.shape, ctx.node.name, literal)
+    mirrored = {i: found for i in literal if (found := _size_attribute(ctx, args[i])) is not None}
+    out = layout.reshape(ctx.flow, x, ctx.shape, ctx.node.name, literal - set(mirrored))
+    for i, (module, attr) in mirrored.items():
+        ids = out.along(i) if isinstance(out, TInfo) else None
+        if ids is not None:
+            ctx.flow.size_attribute(module, attr, ids)
+        elif isinstance(out, TInfo) and out.tracked:
+            ctx.flow.block(out.ids, f"'{ctx.node.name}' reshapes channels to a size written as a constant")
+    return out
+
+
+#: module attributes that hold a channel count the module's own code reshapes to; thinning updates
+#: them instead of keeping the channels: (module path, class name) -> attribute names
+SIZE_ATTRIBUTES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("torchvision.models.vision_transformer", "VisionTransformer"): ("hidden_dim",),
+}
+
+
+def _size_attribute(ctx: Ctx, value: int) -> tuple[str, str] | None:
+    """(module, attribute) when the literal ``value`` is a registered attribute of the module whose
+    code runs this node (the innermost one on fx's module stack, else the root)."""
+    stack = ctx.node.meta.get("nn_module_stack") or {}
+    names = [v[0] for v in stack.values() if isinstance(v, tuple) and isinstance(v[0], str)]
+    for name in reversed(names + [""]):
+        module = _module_or_none(ctx.root, name) if name else ctx.root
+        cls = type(module)
+        for attr in SIZE_ATTRIBUTES.get((cls.__module__, cls.__name__), ()):
+            if getattr(module, attr, None) == value:
+                return name, attr
+        if name:
+            break  # only the innermost module's own code
+    return None
 
 
 def squeeze_like(ctx: Ctx) -> Any:
@@ -385,25 +422,45 @@ def softmax(ctx: Ctx) -> Any:
     return ctx.flow.passthrough_new(x, ctx.shape)
 
 
-def layer_norm(ctx: Ctx, x: TInfo | None, normalized: tuple[int, ...], weight: str | None, bias: str | None):
-    """LayerNorm: affine params are members; channels it normalises are kept (statistics change)."""
+def layer_norm(
+    ctx: Ctx,
+    x: TInfo | None,
+    normalized: tuple[int, ...],
+    weight: str | None,
+    bias: str | None,
+    where: str | None = None,
+):
+    """LayerNorm: affine params are members; the channels it normalises are kept (statistics change),
+    or, with ``prune_normalized``, removable when their value is zero and the scale and shift are."""
     if x is None or not x.tracked:
         return untracked(ctx.shape)
     nd = x.ndim
+    where = where or ctx.node.name
     norm_dims = list(range(nd - len(normalized), nd))
     hit = [d for d in x.tdims if d in norm_dims]
     out = ctx.flow.passthrough_new(x, ctx.shape)
-    if hit:
-        if len(x.tdims) == 1:
-            pdim = x.tdims[0] - norm_dims[0]
-            for name in (weight, bias):
-                if name:
-                    ctx.flow.record(name, pdim, "out", out.ids.reshape(-1))
-        ctx.flow.block(
-            out.ids,
-            f"LayerNorm at '{ctx.node.name}' normalises over these channels: removing one changes "
-            "the mean and variance of the others",
-        )
+    if not hit:
+        return out
+    if len(x.tdims) != 1 or len(normalized) != 1:
+        dims = "several dims" if len(normalized) != 1 else "channels tracked along several dims"
+        ctx.flow.unsliceable_norm(
+            out.ids, where, f"LayerNorm normalises over {dims} (normalized_shape {tuple(normalized)}); "
+            "only a norm over the channel dim alone can be sliced",
+        )  # fmt: skip
+        return out
+    flow = ctx.flow
+    out_ids = out.ids.reshape(-1)
+    for name in (weight, bias):
+        if name:
+            flow.record(name, 0, "out", out_ids, where if where in flow.module_kinds else None)
+    flow.normalize(
+        out_ids,
+        f"LayerNorm '{where}' normalises over these channels: removing one changes the mean and "
+        "variance of the others",
+    )
+    if flow.prune_normalized:
+        flow.rules.append(AffineNormRule(out_ids, weight, bias))
+        flow.reader(None, 0, x.ids.reshape(-1))  # the statistics read the input: it must be zero
     return out
 
 
@@ -413,7 +470,28 @@ def f_layer_norm(ctx: Ctx) -> Any:
     normalized = tuple(shape_arg) if isinstance(shape_arg, (tuple, list)) else (shape_arg,)
     weight = _param_name(ctx, ctx.arg(2, "weight"))
     bias = _param_name(ctx, ctx.arg(3, "bias"))
-    return layer_norm(ctx, x, normalized, weight, bias)
+    owner = (weight or bias or "").rpartition(".")[0]
+    module = _module_or_none(ctx.root, owner) if (weight or bias) else None
+    if isinstance(module, nn.LayerNorm):  # LayerNorm2d-style: permute, F.layer_norm, permute back
+        ctx.flow.module_kinds[owner] = "layernorm"
+    return layer_norm(ctx, x, normalized, weight, bias, owner if module is not None else None)
+
+
+def _module_or_none(root: nn.Module, name: str) -> nn.Module | None:
+    try:
+        return root.get_submodule(name)
+    except AttributeError:
+        return None
+
+
+def _enclosing_norm(ctx: Ctx) -> str | None:
+    """The innermost module around this node whose class name says it is a norm (a custom one)."""
+    stack = ctx.node.meta.get("nn_module_stack") or {}
+    for key, value in reversed(list(stack.items())):
+        cls = value[1] if isinstance(value, tuple) and len(value) > 1 else None
+        if isinstance(cls, type) and "norm" in cls.__name__.lower():
+            return value[0] if isinstance(value[0], str) else str(key)
+    return None
 
 
 def _param_name(ctx: Ctx, arg: Any) -> str | None:
@@ -578,21 +656,184 @@ def module_layernorm(ctx: Ctx, name: str, m: nn.Module) -> Any:
     ctx.flow.module_kinds[name] = "layernorm"
     weight = f"{name}.weight" if getattr(m, "weight", None) is not None else None
     bias = f"{name}.bias" if getattr(m, "bias", None) is not None else None
-    return layer_norm(ctx, ctx.tensor(), tuple(m.normalized_shape), weight, bias)
+    return layer_norm(ctx, ctx.tensor(), tuple(m.normalized_shape), weight, bias, name)
 
 
 def module_groupnorm(ctx: Ctx, name: str, m: nn.Module) -> Any:
+    """GroupNorm over dim 1: kept, or with ``prune_normalized`` removable like LayerNorm's channels,
+    the j-th channel of every group tied so that all groups keep equal sizes."""
     x = ctx.tensor()
     if x is None or not x.tracked:
         return untracked(ctx.shape)
-    out = ctx.flow.passthrough_new(x, ctx.shape)
-    if x.tdims == (1,):
-        ctx.flow.module_kinds[name] = "groupnorm"
-        for attr in ("weight", "bias"):
-            if getattr(m, attr, None) is not None:
-                ctx.flow.record(f"{name}.{attr}", 0, "out", out.ids.reshape(-1), name)
-    ctx.flow.block(out.ids, f"GroupNorm '{name}' normalises across channels")
+    flow = ctx.flow
+    out = flow.passthrough_new(x, ctx.shape)
+    if x.tdims != (1,):
+        flow.unsliceable_norm(out.ids, name, "GroupNorm sees tracked channels off dim 1")
+        return out
+    flow.module_kinds[name] = "groupnorm"
+    out_ids = out.ids.reshape(-1)
+    names = {a: f"{name}.{a}" for a in ("weight", "bias") if getattr(m, a, None) is not None}
+    for tensor in names.values():
+        flow.record(tensor, 0, "out", out_ids, name)
+    flow.normalize(out_ids, f"GroupNorm '{name}' normalises across these channels")
+    if flow.prune_normalized:
+        table = out_ids.reshape(m.num_groups, -1)
+        for row in table[1:]:
+            flow.union(table[0], row)
+        flow.rules.append(AffineNormRule(out_ids, names.get("weight"), names.get("bias")))
+        flow.reader(None, 0, x.ids.reshape(-1))
     return out
+
+
+def _packed_attention(
+    flow: Flow,
+    in_ids: np.ndarray,
+    num_heads: int,
+    qkv: tuple[str, str | None, str],
+    proj: tuple[str, str | None, str],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Channel ids through attention with one packed q/k/v weight ``(3E, E)`` and an output
+    projection ``(E, E)``; returns the output ids and the ``(heads, head_dim)`` table of input ids.
+
+    Every channel of a head is tied into one unit (see :func:`module_attention`). ``qkv`` and
+    ``proj`` are (weight, bias, owning module) names.
+    """
+    e = len(in_ids)
+    heads = in_ids.reshape(num_heads, e // num_heads)
+    flow.union(heads[:, :1], heads)  # a head goes whole
+    weight, bias, owner = qkv
+    flow.reader(weight, 1, in_ids)
+    flow.record(weight, 1, "in", in_ids, owner)
+    q, k, v = flow.fresh((e,)), flow.fresh((e,)), flow.fresh((e,))
+    for part, start in ((q, 0), (k, e), (v, 2 * e)):
+        flow.union(part, in_ids)
+        flow.rules.append(ProducerRule(part, weight, bias, start))
+    packed = np.concatenate([q, k, v])
+    flow.record(weight, 0, "out", packed, owner)
+    if bias:
+        flow.record(bias, 0, "out", packed, owner)
+    scores = flow.fresh((e,))  # q_c * k_c: gone when either is zero
+    flow.union(scores, in_ids)
+    flow.rules.append(CombineRule([q, k], scores, "any"))
+    flow.reader(None, 0, scores)
+    proj_weight, proj_bias, proj_owner = proj
+    flow.reader(proj_weight, 1, v)
+    flow.record(proj_weight, 1, "in", v, proj_owner)
+    out = flow.fresh((e,))
+    flow.union(out, in_ids)
+    flow.record(proj_weight, 0, "out", out, proj_owner)
+    if proj_bias:
+        flow.record(proj_bias, 0, "out", out, proj_owner)
+    flow.rules.append(ProducerRule(out, proj_weight, proj_bias))
+    return out, heads
+
+
+def shifted_window_attention(ctx: Ctx) -> Any:
+    """torchvision's Swin attention (one wrapped function): packed qkv and proj ``Linear`` weights, a
+    per-head relative-position bias table; heads go whole with their embedding channels, as in
+    :func:`module_attention`."""
+    flow = ctx.flow
+    x = ctx.tensor(0, "input")
+    qkv_w, proj_w = _param_name(ctx, ctx.arg(1, "qkv_weight")), _param_name(ctx, ctx.arg(2, "proj_weight"))
+    heads = ctx.arg(5, "num_heads")
+    if (
+        x is None
+        or not x.tracked
+        or x.tdims != (x.ndim - 1,)
+        or not (qkv_w and proj_w)
+        or not isinstance(heads, int)
+    ):
+        return ctx.opaque()
+    qkv_b, proj_b = _param_name(ctx, ctx.arg(9, "qkv_bias")), _param_name(ctx, ctx.arg(10, "proj_bias"))
+    if ctx.arg(11, "logit_scale") is not None:
+        return ctx.opaque(
+            f"'{ctx.node.name}': Swin V2 attention (logit_scale) is not modelled; its channels are kept"
+        )
+    qkv_module, proj_module = qkv_w.rpartition(".")[0], proj_w.rpartition(".")[0]
+    attn = qkv_module.rpartition(".")[0]
+    for module in (qkv_module, proj_module):
+        flow.module_kinds[module] = "linear"
+    out, table = _packed_attention(
+        flow, x.ids.reshape(-1), heads, (qkv_w, qkv_b, qkv_module), (proj_w, proj_b, proj_module)
+    )
+    owner = _module_or_none(ctx.root, attn)
+    bias_table = getattr(owner, "relative_position_bias_table", None)
+    if isinstance(bias_table, torch.Tensor) and bias_table.dim() == 2 and bias_table.shape[1] == heads:
+        flow.record(f"{attn}.relative_position_bias_table", 1, "out", table[:, 0], attn)
+    if owner is not None and getattr(owner, "num_heads", None) == heads:
+        flow.size_attribute(attn, "num_heads", table[:, 0])
+    nd = len(ctx.shape)
+    return TInfo(ctx.shape, (nd - 1,), out.reshape((1,) * (nd - 1) + (len(out),)))
+
+
+def patch_merging_pad(ctx: Ctx) -> Any:
+    """torchvision's Swin patch merging: pad H and W, then concatenate the four 2x2 neighbours'
+    channels (``[x0, x1, x2, x3]`` along the last dim): every channel appears four times."""
+    x = ctx.tensor()
+    if x is None or not x.tracked:
+        return untracked(ctx.shape)
+    if x.tdims != (x.ndim - 1,):
+        return ctx.opaque()
+    ids = np.tile(x.ids.reshape(-1), 4)
+    nd = len(ctx.shape)
+    return TInfo(ctx.shape, (nd - 1,), ids.reshape((1,) * (nd - 1) + (len(ids),)))
+
+
+def module_attention(ctx: Ctx, name: str, m: nn.Module) -> Any:
+    """Self-attention in ``nn.MultiheadAttention`` (packed q/k/v): heads and the embedding together.
+
+    torch's module computes ``head_dim = embed_dim // num_heads`` from its input's width, so the
+    embedding it reads, its q/k/v width and its output must keep one size. Every channel of a head
+    (a contiguous block of ``head_dim`` in the input, in each of q, k, v and in the output) is
+    therefore tied into one unit: removing a head removes ``head_dim`` embedding channels, q/k/v rows
+    and ``out_proj`` columns and rows. It is exact when the head's value rows are zero (or the
+    out_proj columns reading them) and its q or k rows are: the head then contributes nothing.
+    """
+    flow = ctx.flow
+    args = list(ctx.node.args[:3]) + [ctx.node.kwargs.get(k) for k in ("query", "key", "value")]
+    nodes = [a for a in args if a is not None][:3]
+    x = ctx.tensor(0, "query")
+    simple = (
+        len(nodes) == 3
+        and nodes[0] is nodes[1] is nodes[2]
+        and m._qkv_same_embed_dim
+        and m.in_proj_weight is not None
+        and m.bias_k is None
+        and not m.add_zero_attn
+    )
+    if not simple or x is None or not isinstance(ctx.shape, tuple):
+        return ctx.opaque(
+            f"attention '{name}' is not plain self-attention with packed q/k/v weights; its channels are kept"
+        )
+    last = x.ndim - 1
+    out_shape = ctx.shape[0]
+    if not x.tracked or x.tdims != (last,):
+        if x.tracked:
+            flow.block(x.ids, f"attention '{name}' reads tracked channels off its last dim")
+        in_ids = flow.fresh((m.embed_dim,))
+        flow.block(in_ids, f"attention '{name}' reads channels thinning cannot follow")
+    else:
+        in_ids = x.ids.reshape(-1)
+    flow.module_kinds[name] = "attention"
+    flow.module_kinds[f"{name}.out_proj"] = "linear"
+    proj = f"{name}.out_proj"
+    bias = f"{name}.in_proj_bias" if m.in_proj_bias is not None else None
+    out, heads = _packed_attention(
+        flow,
+        in_ids,
+        m.num_heads,
+        (f"{name}.in_proj_weight", bias, name),
+        (f"{proj}.weight", f"{proj}.bias" if m.out_proj.bias is not None else None, proj),
+    )
+    e = m.embed_dim
+    flow.size_attribute(name, "num_heads", heads[:, 0])
+    parent = name.rpartition(".")[0]
+    owner = _module_or_none(ctx.root, parent)
+    if owner is not None and getattr(owner, "num_heads", None) == m.num_heads:
+        flow.size_attribute(parent, "num_heads", heads[:, 0])  # torchvision's EncoderBlock mirrors it
+    nd = len(out_shape)
+    result = TInfo(out_shape, (nd - 1,), out.reshape((1,) * (nd - 1) + (e,)))
+    return (result,) + tuple(untracked(s) for s in ctx.shape[1:])
 
 
 def module_softmax(ctx: Ctx, name: str, m: nn.Module) -> Any:
@@ -666,6 +907,7 @@ MODULE_HANDLERS: dict[type, Callable[[Ctx, str, nn.Module], Any]] = {
     nn.BatchNorm2d: module_batchnorm,
     nn.BatchNorm3d: module_batchnorm,
     nn.LayerNorm: module_layernorm,
+    nn.MultiheadAttention: module_attention,
     nn.GroupNorm: module_groupnorm,
     nn.Softmax: module_softmax,
     nn.Flatten: module_flatten,
@@ -854,4 +1096,9 @@ def _optional_handler(target: Any) -> Callable[[Ctx], Any] | None:
     ops = sys.modules.get("torchvision.ops")
     if ops is not None and target is getattr(ops, "stochastic_depth", None):
         return same_ids  # per-sample scaling (identity in eval mode): zero-preserving, channel-wise
+    swin = sys.modules.get("torchvision.models.swin_transformer")
+    if swin is not None and target is getattr(swin, "shifted_window_attention", None):
+        return shifted_window_attention
+    if swin is not None and target is getattr(swin, "_patch_merging_pad", None):
+        return patch_merging_pad
     return None

@@ -15,13 +15,7 @@ from torch import nn
 from prunecli.errors import Problem
 from prunecli.graph.build import build_dependency_graph
 from prunecli.graph.model import ChannelGroup, DependencyGraph
-
-#: group_type -> (dim of the pruned weight, role of the coupled tensors, words for messages)
-STRUCTURES: dict[str, tuple[int, str, str]] = {
-    "Filters": (0, "out", "filters"),
-    "3D": (0, "out", "filters"),
-    "Channels": (1, "in", "input channels"),
-}
+from prunecli.schedule.vocabulary import channel_group_types
 
 
 def check_schedule_dependencies(schedule: Any, model: nn.Module, example_input: Any) -> list[Problem]:
@@ -34,7 +28,10 @@ def uncovered_couplings(
 ) -> list[tuple[Any, str, list[str], list[str]]]:
     """(pruner, pruned tensor, its coupled tensors, those the Leader group misses) per gap."""
     pruners = schedule.components.get("pruners", {}) if schedule is not None else {}
-    wanted = [c for c in pruners.values() if c.args.get("group_type") in STRUCTURES and c.args.get("weights")]
+    coupled_types = channel_group_types()
+    wanted = [
+        c for c in pruners.values() if c.args.get("group_type") in coupled_types and c.args.get("weights")
+    ]
     if not wanted or example_input is None:
         return []
     graph = build_dependency_graph(model, example_input)
@@ -55,7 +52,8 @@ def coupled_tensors(group: ChannelGroup, role: str, dim: int, weights: set[str])
 
 
 def _pruner_gaps(comp: Any, graph: DependencyGraph, weights: set[str]):
-    dim, role, _ = STRUCTURES[comp.args["group_type"]]
+    kind = channel_group_types()[comp.args["group_type"]]
+    dim, role = kind.dim, kind.role
     listed = [w for w in comp.args["weights"] if isinstance(w, str)]
     leader = comp.args.get("group_dependency") == "Leader"
     seen: set[int] = set()
@@ -75,7 +73,7 @@ def _pruner_gaps(comp: Any, graph: DependencyGraph, weights: set[str]):
 
 def _problem(comp: Any, name: str, coupled: list[str], missing: list[str]) -> Problem:
     group_type = comp.args["group_type"]
-    words = STRUCTURES[group_type][2]
+    words = channel_group_types()[group_type].words
     leader = comp.args.get("group_dependency") == "Leader"
     others = [t for t in coupled if t != name]
     what = "is missing " + ", ".join(missing) if leader else "has no group_dependency: Leader"

@@ -73,12 +73,29 @@ class ProducerRule:
     out_ids: np.ndarray
     weight: str
     bias: str | None
+    start: int = 0  # first row of this output in ``weight`` (q, k, v share one packed weight)
 
     def apply(self, zero: np.ndarray, lookup: ZeroLookup) -> None:
-        z = lookup(self.weight, 0)
+        stop = self.start + len(self.out_ids)
+        z = lookup(self.weight, 0)[self.start : stop].copy()
         if self.bias is not None:
-            z &= lookup(self.bias, 0)
+            z &= lookup(self.bias, 0)[self.start : stop]
         zero[self.out_ids] = z
+
+
+@dataclass
+class AffineNormRule:
+    """LayerNorm/GroupNorm output channel: zero when its scale and shift are (whatever its input)."""
+
+    out_ids: np.ndarray
+    weight: str | None
+    bias: str | None
+
+    def apply(self, zero: np.ndarray, lookup: ZeroLookup) -> None:
+        n = len(self.out_ids)
+        gamma0 = lookup(self.weight, 0) if self.weight else np.zeros(n, bool)
+        beta0 = lookup(self.bias, 0) if self.bias else np.ones(n, bool)
+        zero[self.out_ids] = gamma0 & beta0
 
 
 @dataclass

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from torch import nn
 
-from prunecli.pruners.base import Pruner
+from prunecli.pruners.base import Pruner, require_meta
 from prunecli.pruners.criteria import level_mask
 from prunecli.schedule import timeline
 
@@ -28,7 +31,8 @@ class AgpMixin:
         self.initial_sparsity = initial_sparsity
         self.final_sparsity = final_sparsity
 
-    def agp_target(self, meta: dict) -> float:
+    def agp_target(self, meta: Mapping[str, Any] | None) -> float:
+        meta = require_meta(meta, type(self).__name__)
         freq = meta["frequency"]
         if freq is None:
             raise ValueError("AGP pruners need starting_epoch/ending_epoch/frequency, not an epochs list")
@@ -57,7 +61,7 @@ class AutomatedGradualPruner(AgpMixin, Pruner):
         self._init_agp(initial_sparsity, final_sparsity)
         self.params_names = [weights] if isinstance(weights, str) else list(weights)
 
-    def set_param_mask(self, param, param_name, maskers, meta) -> None:
+    def set_param_mask(self, param, param_name, maskers, meta=None) -> None:
         if param_name not in self.params_names:
             return
         target = self.agp_target(meta)

@@ -13,6 +13,29 @@ from typing import Any
 import torch
 from torch import nn
 
+#: what a policy passes in ``meta`` for epoch-dependent pruners (Distiller's ``sched_metadata``)
+EPOCH_META_KEYS = ("current_epoch", "starting_epoch", "ending_epoch", "frequency")
+
+
+def require_meta(
+    meta: Mapping[str, Any] | None, owner: str, keys: tuple[str, ...] = EPOCH_META_KEYS
+) -> Mapping:
+    """``meta`` with ``keys`` present, or a ValueError that says what to pass.
+
+    One-shot pruners work without metadata (``meta=None``); pruners whose target depends on the
+    epoch (AGP, Baidu RNN, growing Splicing) cannot guess it, so they say so instead of failing
+    with a ``KeyError`` or ``TypeError``.
+    """
+    missing = [k for k in keys if meta is None or k not in meta]
+    if missing:
+        raise ValueError(
+            f"{owner} depends on the epoch: set_param_mask needs meta with {', '.join(keys)} "
+            f"(missing: {', '.join(missing)}); run it from a policy added with "
+            "CompressionScheduler.add_policy, or pass e.g. meta={'current_epoch': 0, 'starting_epoch': 0, "
+            "'ending_epoch': 10, 'frequency': 2}"
+        )
+    return meta  # type: ignore[return-value]
+
 
 def wildcard_lookup(table: Mapping[str, Any], name: str) -> Any | None:
     """Distiller's ``table.get(name, table.get('*'))`` lookup for thresholds/levels/sensitivities."""
@@ -36,7 +59,10 @@ class Pruner:
         names = getattr(self, "params_names", None)
         return list(names) if names is not None else None
 
-    def set_param_mask(self, param: torch.Tensor, param_name: str, maskers: Mapping, meta: dict) -> None:
+    def set_param_mask(
+        self, param: torch.Tensor, param_name: str, maskers: Mapping, meta: Mapping[str, Any] | None = None
+    ) -> None:
+        """Write ``maskers[param_name].mask``; ``meta`` is the policy's epoch data (None for one-shot use)."""
         raise NotImplementedError
 
     def attach(self, model: nn.Module) -> None:

@@ -47,6 +47,34 @@ def num_structs_to_prune(
     return max(count, 0)
 
 
+def round_prune_count(n: int, k: int, round_to: int = 1) -> int:
+    """The prune count after rounding the kept count ``n - k`` *up* to a multiple of ``round_to``.
+
+    Torch-Pruning's ``round_to`` also makes kept counts multiples of N, but rounds them down (pruning
+    more than asked); here the kept count never drops below the one requested, so the channels added
+    back are the highest-ranked of those that would have gone. A layer narrower than the rounded
+    count keeps every channel.
+    """
+    if round_to <= 1 or k <= 0:
+        return k
+    kept = -(-(n - k) // round_to) * round_to
+    return n - min(kept, n)
+
+
+def kept_count(n: int, fraction: float, round_to: int = 1) -> tuple[int, int]:
+    """(requested, rounded) kept structures of ``n`` when a ranked pruner removes ``fraction``."""
+    k = num_structs_to_prune(n, fraction)
+    return n - k, n - round_prune_count(n, k, round_to)
+
+
+def lowest_k_map(scores: torch.Tensor, k: int, dtype: torch.dtype) -> torch.Tensor:
+    """1 everywhere except the exactly ``k`` lowest scores (ties broken by the lower index)."""
+    order = torch.argsort(scores.detach().cpu(), stable=True)
+    binary_map = torch.ones(scores.numel(), dtype=dtype)
+    binary_map[order[:k]] = 0
+    return binary_map.to(scores.device)
+
+
 def _norm(view: torch.Tensor, p: int, dim: int) -> torch.Tensor:
     if p == 1:
         return view.abs().sum(dim=dim)
@@ -164,17 +192,26 @@ def structure_binary_map(
     group_size: int = 1,
     noise: float = 0.0,
     scores: torch.Tensor | None = None,
+    round_to: int = 1,
 ) -> torch.Tensor | None:
-    """1 for each kept structure, 0 for each pruned one; ``None`` when the fraction prunes nothing."""
+    """1 for each kept structure, 0 for each pruned one; ``None`` when the fraction prunes nothing.
+
+    With ``round_to`` > 1 the kept count is rounded up to a multiple of it (``round_prune_count``) and
+    exactly the lowest-ranked structures go, so the count holds even when scores tie.
+    """
     mags = structure_norms(tensor, group_type, p, block_shape) if scores is None else scores
     n = mags.numel()
     if group_type == "Blocks":
         k = int(sparsity * n)
     else:
         k = num_structs_to_prune(n, sparsity, group_size)
+    if round_to > 1 and group_type != "Blocks":
+        k = round_prune_count(n, k, round_to)
     if k <= 0 or sparsity <= 0:
         return None
     mags = e_greedy_noise(mags, noise)
+    if round_to > 1 and group_type != "Blocks":
+        return lowest_k_map(mags, k, tensor.dtype)
     bottomk = torch.topk(mags, k, largest=False, sorted=True)
     binary_map = mags.gt(bottomk.values[-1]).to(tensor.dtype)
     if k < n and not binary_map.any():
@@ -198,12 +235,40 @@ def structure_mask(
     return expand_binary_map(tensor, group_type, bmap, block_shape)
 
 
-def _criterion(view: torch.Tensor, criteria: str | None, dim: int) -> torch.Tensor:
-    if criteria == "Mean_Abs":
-        return view.abs().mean(dim=dim)
-    if criteria in ("Max", None):
-        return view.abs().amax(dim=dim)
-    raise ValueError(f"threshold_criteria must be one of {THRESHOLD_CRITERIA}, got {criteria!r}")
+#: Distiller's ``threshold_criteria`` names -> (norm, divide by the group's element count).
+#: Its pruner and regularizer accept ``Max`` and ``Mean_Abs`` (:data:`THRESHOLD_CRITERIA`); its
+#: thresholding function also takes the Lp spellings, kept here so results match it call for call.
+_CRITERIA: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], bool]] = {
+    "Max": (lambda rows: rows.abs().amax(dim=1), False),
+    "Mean_Abs": (lambda rows: rows.abs().sum(dim=1), True),
+    "Mean_L1": (lambda rows: rows.abs().sum(dim=1), True),
+    "L1": (lambda rows: rows.abs().sum(dim=1), False),
+    "Mean_L2": (lambda rows: rows.pow(2).sum(dim=1).sqrt(), True),
+    "L2": (lambda rows: rows.pow(2).sum(dim=1).sqrt(), False),
+}
+
+
+def group_scores(groups: torch.Tensor, criteria: str | None) -> torch.Tensor:
+    """One score per row of ``groups`` (one group per row): Distiller's ``norm_fn`` on each group.
+
+    ``None`` means ``Max``, as in prunecli's regularizers without a criterion.
+    """
+    norm, length_normalized = _CRITERIA.get(criteria or "Max", (None, False))
+    if norm is None:
+        raise ValueError(f"threshold_criteria must be one of {list(_CRITERIA)}, got {criteria!r}")
+    scores = norm(groups)
+    return scores / groups.size(1) if length_normalized else scores
+
+
+#: group type -> (tensor ranks it applies to, the per-structure view with one structure per row)
+_THRESHOLD_GROUPS: dict[str, tuple[tuple[int, ...], Callable[[torch.Tensor], torch.Tensor]]] = {
+    "2D": ((4,), lambda t: t.reshape(-1, t.size(2) * t.size(3))),
+    "Rows": ((2,), lambda t: t),
+    "Cols": ((2,), lambda t: t.t()),
+    "3D": ((3, 4), lambda t: t.reshape(t.size(0), -1)),
+    "Filters": ((3, 4), lambda t: t.reshape(t.size(0), -1)),
+    "Channels": ((2, 4), lambda t: t.transpose(0, 1).reshape(t.size(1), -1)),
+}
 
 
 def group_threshold_mask(
@@ -211,27 +276,25 @@ def group_threshold_mask(
 ) -> torch.Tensor | None:
     """Distiller's group thresholding: a structure survives if its criterion exceeds ``threshold``.
 
-    ``Channels`` always uses the mean of the kernels' mean |w| (Distiller ignores the criterion
-    there); ``4D`` returns ``None`` (no mask) when the whole tensor survives, else all zeros.
+    Every group type honours the criterion (``Max``: largest |w| of the structure; ``Mean_Abs``:
+    mean |w| over all its elements, e.g. over every filter's kernel for a channel). ``4D``
+    (an extension) returns ``None`` (no mask) when the whole tensor survives, else all zeros.
     """
     with torch.no_grad():
         t = tensor.detach()
         if group_type == "4D":
-            score = t.abs().mean() if criteria == "Mean_Abs" else t.abs().max()
+            score = group_scores(t.reshape(1, -1), criteria)[0]
             return None if score > threshold else torch.zeros_like(t)
-        if group_type == "2D":
-            bmap = _criterion(t.reshape(-1, t.size(2) * t.size(3)), criteria, 1)
-        elif group_type == "Rows":
-            bmap = _criterion(t, criteria, 1)
-            return bmap.gt(threshold).to(t.dtype).view(-1, 1).expand(t.shape).contiguous()
-        elif group_type == "Cols":
-            bmap = _criterion(t, criteria, 0)
-            return bmap.gt(threshold).to(t.dtype).view(1, -1).expand(t.shape).contiguous()
-        elif group_type in ("3D", "Filters"):
-            bmap = _criterion(t.reshape(t.size(0), -1), criteria, 1)
-        elif group_type == "Channels":
-            kernel_means = t.reshape(t.size(0), t.size(1), -1).abs().mean(dim=2)
-            bmap = kernel_means.mean(dim=0)
-        else:
+        if group_type not in _THRESHOLD_GROUPS:
             raise ValueError(f"unknown group type {group_type!r} for thresholding")
-        return expand_binary_map(t, group_type, bmap.gt(threshold).to(t.dtype))
+        ranks, view = _THRESHOLD_GROUPS[group_type]
+        if t.dim() not in ranks:
+            raise ValueError(
+                f"{group_type} thresholding needs a tensor of rank {ranks}, got shape {tuple(t.shape)}"
+            )
+        bmap = group_scores(view(t), criteria).gt(threshold).to(t.dtype)
+        if group_type == "Rows":
+            return bmap.view(-1, 1).expand(t.shape).contiguous()
+        if group_type == "Cols":
+            return bmap.view(1, -1).expand(t.shape).contiguous()
+        return expand_binary_map(t, group_type, bmap)

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunecli.pruners.base import Pruner, wildcard_lookup
+from prunecli.pruners.base import Pruner, require_meta, wildcard_lookup
 from prunecli.pruners.criteria import level_mask, threshold_mask
 
 
@@ -21,7 +21,7 @@ class MagnitudeParameterPruner(Pruner):
             raise ValueError("thresholds must be a mapping that includes a '*' entry")
         self.thresholds = dict(thresholds)
 
-    def set_param_mask(self, param, param_name, maskers, meta) -> None:
+    def set_param_mask(self, param, param_name, maskers, meta=None) -> None:
         threshold = wildcard_lookup(self.thresholds, param_name)
         maskers[param_name].mask = threshold_mask(param, threshold)
 
@@ -34,7 +34,7 @@ class SensitivityPruner(Pruner):
         self.sensitivities = dict(sensitivities)
         self.stddev: dict[str, float] = {}
 
-    def set_param_mask(self, param, param_name, maskers, meta) -> None:
+    def set_param_mask(self, param, param_name, maskers, meta=None) -> None:
         sensitivity = wildcard_lookup(self.sensitivities, param_name)
         if sensitivity is None:
             return
@@ -53,7 +53,7 @@ class SparsityLevelParameterPruner(Pruner):
         super().__init__(name, model)
         self.levels = dict(levels)
 
-    def set_param_mask(self, param, param_name, maskers, meta) -> None:
+    def set_param_mask(self, param, param_name, maskers, meta=None) -> None:
         level = wildcard_lookup(self.levels, param_name) or 0
         if level == 0:
             return
@@ -83,11 +83,12 @@ class SplicingPruner(Pruner):
         self.sensitivity_multiplier = sensitivity_multiplier
         self.stats: dict[str, list[float]] = {}
 
-    def set_param_mask(self, param, param_name, maskers, meta) -> None:
+    def set_param_mask(self, param, param_name, maskers, meta=None) -> None:
         sensitivity = wildcard_lookup(self.sensitivities, param_name)
         if sensitivity is None:
             return
         if self.sensitivity_multiplier > 0:
+            meta = require_meta(meta, type(self).__name__, ("current_epoch", "starting_epoch"))
             sensitivity *= (meta["current_epoch"] - meta["starting_epoch"]) * self.sensitivity_multiplier + 1
         masker = maskers[param_name]
         current = masker.mask if masker.mask is not None else torch.ones_like(param)
@@ -126,7 +127,8 @@ class BaiduRNNPruner(Pruner):
         self.start_slope: float | None = None
         self.ramp_slope: float | None = None
 
-    def threshold(self, meta: dict) -> float:
+    def threshold(self, meta: Mapping[str, Any] | None) -> float:
+        meta = require_meta(meta, type(self).__name__)
         start, end, freq = meta["starting_epoch"], meta["ending_epoch"], meta["frequency"] or 1
         current = meta["current_epoch"]
         ramp_epoch = self.ramp_epoch_offset + start
@@ -139,7 +141,7 @@ class BaiduRNNPruner(Pruner):
             self.start_slope * (ramp_epoch - start + 1) + self.ramp_slope * (current - ramp_epoch + 1)
         ) / freq
 
-    def set_param_mask(self, param, param_name, maskers, meta) -> None:
+    def set_param_mask(self, param, param_name, maskers, meta=None) -> None:
         if param_name not in self.params_names:
             return
         maskers[param_name].mask = threshold_mask(param, self.threshold(meta))

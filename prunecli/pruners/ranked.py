@@ -11,12 +11,30 @@ from torch import nn
 
 from prunecli.pruners.agp import AgpMixin
 from prunecli.pruners.base import Pruner
-from prunecli.pruners.criteria import expand_binary_map, structure_binary_map
+from prunecli.pruners.criteria import expand_binary_map, round_prune_count, structure_binary_map
 from prunecli.pruners.stats import ActivationStats, GradientStats
 
 #: Distiller ranks the first five; Cols (a matrix's stored rows) and 2D (kernels) are extensions.
 LP_GROUP_TYPES = ("3D", "Filters", "Channels", "Rows", "Blocks", "Cols", "2D")
 FILTER_GROUP_TYPES = ("3D", "Filters")
+#: group type -> dimension whose kept count ``round_to`` rounds (filters: outputs, channels: inputs)
+ROUNDED_DIMS = {"3D": 0, "Filters": 0, "Channels": 1}
+
+
+def check_round_to(round_to: int, group_type: str, widths: Mapping[str, int]) -> int:
+    """``round_to`` must be a positive integer, apply to filters/channels, and fit every layer it rounds."""
+    if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
+        raise ValueError(f"round_to must be an integer >= 1, got {round_to!r}")
+    if round_to > 1 and group_type not in ROUNDED_DIMS:
+        raise ValueError(f"round_to applies to group_type {'/'.join(ROUNDED_DIMS)}, not {group_type}")
+    narrow = {name: width for name, width in widths.items() if width < round_to}
+    if narrow:
+        name, width = next(iter(narrow.items()))
+        raise ValueError(
+            f"round_to {round_to} is larger than {name}'s {width} {group_type.lower()}"
+            + (f" (and {len(narrow) - 1} more layers)" if len(narrow) > 1 else "")
+        )
+    return round_to
 
 
 class RankedStructurePruner(Pruner):
@@ -32,6 +50,7 @@ class RankedStructurePruner(Pruner):
         weights: Sequence[str] | str,
         group_dependency: str | None = None,
         model: nn.Module | None = None,
+        round_to: int = 1,
     ) -> None:
         super().__init__(name, model)
         if group_type not in self.group_types:
@@ -51,6 +70,18 @@ class RankedStructurePruner(Pruner):
         self.last_target_sparsity: float | None = None
         #: set by the runtime when ``auto_dependency`` couples channels across a dependency graph
         self.coupling: Any = None
+        #: the schedule's ``prune_normalized`` argument: couple this pruner's channels across their
+        #: groups, channels normalised by LayerNorm/GroupNorm included (set by the schedule builder)
+        self.prune_normalized = False
+        #: kept filter/channel counts are rounded up to a multiple of this (1: no rounding)
+        self.round_to = check_round_to(round_to, group_type, self._widths(model, group_type))
+
+    def _widths(self, model: nn.Module | None, group_type: str) -> dict[str, int]:
+        dim = ROUNDED_DIMS.get(group_type)
+        if model is None or dim is None:
+            return {}
+        params = dict(model.named_parameters())
+        return {n: params[n].size(dim) for n in self.params_names if n in params and params[n].dim() > dim}
 
     def leader(self) -> str:
         return self.params_names[0]
@@ -58,18 +89,23 @@ class RankedStructurePruner(Pruner):
     def fraction_to_prune(self, param_name: str, meta: dict) -> float:
         return self.desired_sparsity
 
-    def set_param_mask(self, param, param_name, maskers, meta) -> None:
+    def set_param_mask(self, param, param_name, maskers, meta=None) -> None:
         if param_name not in self.params_names:
             return
         target = self.fraction_to_prune(param_name, meta)
-        self.prune_to_target_sparsity(param, param_name, maskers, target, meta.get("model", self.model))
+        self.prune_to_target_sparsity(
+            param, param_name, maskers, target, (meta or {}).get("model", self.model)
+        )
 
     def prune_to_target_sparsity(self, param, param_name, maskers, target: float, model) -> None:
         if param_name not in self.params_names or target == 0:
             return
         if self.coupling is not None:
-            binary_map = self.coupling.binary_map(self, param_name, target)
-        elif self.group_dependency == "Leader":
+            mask = self.coupling.mask(self, param_name, target)
+            if mask is not None:
+                maskers[param_name].mask = self._combined(maskers[param_name].mask, mask)
+            return
+        if self.group_dependency == "Leader":
             if target != self.last_target_sparsity or self.leader_binary_map is None:
                 leader = dict(model.named_parameters())[self.leader()]
                 self.leader_binary_map = self.rank(target, leader, self.leader())
@@ -80,6 +116,13 @@ class RankedStructurePruner(Pruner):
         if binary_map is None:
             return
         maskers[param_name].mask = self.mask_from_map(param, binary_map)
+
+    def _combined(self, existing: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
+        """With ``prune_normalized`` a tensor can be in two pruners' groups (an MLP's output rows
+        carry the embedding, its columns the hidden layer): each keeps the other's zeros."""
+        if not self.prune_normalized or existing is None or existing.shape != mask.shape:
+            return mask
+        return existing.to(mask.dtype) * mask
 
     def rank(self, fraction: float, param: torch.Tensor, param_name: str) -> torch.Tensor | None:
         """One value per structure (1 kept, 0 pruned), or ``None`` when nothing can be pruned."""
@@ -117,8 +160,9 @@ class LpRankedStructureParameterPruner(RankedStructurePruner):
         noise: float = 0.0,
         group_size: int = 1,
         model: nn.Module | None = None,
+        round_to: int = 1,
     ) -> None:
-        super().__init__(name, group_type, desired_sparsity, weights, group_dependency, model)
+        super().__init__(name, group_type, desired_sparsity, weights, group_dependency, model, round_to)
         self.noise = noise
         self.group_size = group_size
         if group_type == "Blocks":
@@ -128,7 +172,14 @@ class LpRankedStructureParameterPruner(RankedStructurePruner):
 
     def rank(self, fraction, param, param_name):
         return structure_binary_map(
-            param, self.group_type, fraction, self.p, self.block_shape, self.group_size, self.noise
+            param,
+            self.group_type,
+            fraction,
+            self.p,
+            self.block_shape,
+            self.group_size,
+            self.noise,
+            round_to=self.round_to,
         )
 
 
@@ -174,7 +225,7 @@ class FilterScorePruner(RankedStructurePruner):
         if param.dim() != 4:
             raise ValueError(f"{type(self).__name__} only prunes 4D convolution weights ({param_name})")
         n = param.size(0)
-        k = int(fraction * n)
+        k = round_prune_count(n, int(fraction * n), self.round_to)
         if k == 0:
             return None
         scores = self.scores(param, param_name)
@@ -200,8 +251,9 @@ class StatsRankedFilterPruner(FilterScorePruner):
         weights: Sequence[str] | str,
         group_dependency: str | None = None,
         model: nn.Module | None = None,
+        round_to: int = 1,
     ) -> None:
-        super().__init__(name, group_type, desired_sparsity, weights, group_dependency, model)
+        super().__init__(name, group_type, desired_sparsity, weights, group_dependency, model, round_to)
         self.stats = self.make_stats()
 
     def make_stats(self) -> Any:
@@ -330,13 +382,13 @@ def _agp_variant(base: type[RankedStructurePruner], extra: tuple[str, ...]) -> t
 
 
 L1RankedStructureParameterPruner_AGP = _agp_variant(
-    L1RankedStructureParameterPruner, ("kwargs", "noise", "group_size")
+    L1RankedStructureParameterPruner, ("kwargs", "noise", "group_size", "round_to")
 )
 L2RankedStructureParameterPruner_AGP = _agp_variant(
-    L2RankedStructureParameterPruner, ("kwargs", "noise", "group_size")
+    L2RankedStructureParameterPruner, ("kwargs", "noise", "group_size", "round_to")
 )
-ActivationAPoZRankedFilterPruner_AGP = _agp_variant(ActivationAPoZRankedFilterPruner, ())
-ActivationMeanRankedFilterPruner_AGP = _agp_variant(ActivationMeanRankedFilterPruner, ())
-GradientRankedFilterPruner_AGP = _agp_variant(GradientRankedFilterPruner, ())
-RandomRankedFilterPruner_AGP = _agp_variant(RandomRankedFilterPruner, ())
+ActivationAPoZRankedFilterPruner_AGP = _agp_variant(ActivationAPoZRankedFilterPruner, ("round_to",))
+ActivationMeanRankedFilterPruner_AGP = _agp_variant(ActivationMeanRankedFilterPruner, ("round_to",))
+GradientRankedFilterPruner_AGP = _agp_variant(GradientRankedFilterPruner, ("round_to",))
+RandomRankedFilterPruner_AGP = _agp_variant(RandomRankedFilterPruner, ("round_to",))
 BernoulliFilterPruner_AGP = _agp_variant(BernoulliFilterPruner, ())

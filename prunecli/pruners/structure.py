@@ -45,7 +45,7 @@ class StructureParameterPruner(Pruner):
         self.threshold_criteria = threshold_criteria
         self.params_names = list(self.reg_regims)
 
-    def set_param_mask(self, param, param_name, maskers, meta) -> None:
+    def set_param_mask(self, param, param_name, maskers, meta=None) -> None:
         if param_name not in self.reg_regims:
             return
         threshold, group_type = self.reg_regims[param_name]

@@ -18,6 +18,7 @@ from torch import nn
 
 from prunecli.errors import CheckpointError, PruneCliError, SourceLocation
 from prunecli.report.compute import LayerCompute, compute_summary
+from prunecli.report.rounding import rounding_rows
 from prunecli.report.sparsity import sparsity_table
 from prunecli.rundir import CHECKPOINTS, RunDir
 
@@ -27,6 +28,8 @@ SCHEMA_VERSION = 1
 @dataclass
 class ReportOptions:
     latency: bool = True
+    #: also time both models with BatchNorm folded and in ONNX Runtime (``latency_table``)
+    deployed_latency: bool = True
     latency_runs: int = 20
     latency_warmup: int = 3
     batch_size: int = 1
@@ -264,6 +267,8 @@ def assemble_report(inputs: ReportInputs, options: ReportOptions | None = None) 
                 device=options.device,
             ).median_ms
 
+    deployed = _deployment_latency(inputs, options)
+
     epoch = inputs.payload.get("epoch")
     extras = inputs.payload.get("extras") or {}
     accuracy_source = None
@@ -320,6 +325,7 @@ def assemble_report(inputs: ReportInputs, options: ReportOptions | None = None) 
         "size_ratio": _ratio(comp["state_dict_bytes"], dense["state_dict_bytes"]),
         "latency_ratio": _ratio(comp["latency_ms"], dense["latency_ms"]),
         "speedup": _ratio(dense["latency_ms"], comp["latency_ms"]),
+        "latency_table": deployed,
         "top1_delta": None if comp["top1"] is None or dense["top1"] is None else comp["top1"] - dense["top1"],
         "headline": {"dense": dense, "compressed": comp},
         "settings": _settings(options),
@@ -327,7 +333,37 @@ def assemble_report(inputs: ReportInputs, options: ReportOptions | None = None) 
         "compute": _compute_rows(dense_layers, comp_layers),
         "history": inputs.history,
         "schedule": {"text": inputs.schedule_text, "agp": _agp_curves(inputs.schedule_text)},
+        "thinning": _thinning(inputs.payload),
+        "channel_rounding": rounding_rows(inputs.schedule_text, inputs.model, inputs.dense),
     }
+
+
+def _deployment_latency(inputs: ReportInputs, options: ReportOptions) -> list[dict[str, Any]] | None:
+    """Dense vs compressed latency with BatchNorm folded, and in ONNX Runtime (CPU runs only)."""
+    from prunecli.devices import resolve_device
+
+    if not (options.latency and options.deployed_latency) or resolve_device(options.device).type != "cpu":
+        return None
+    from prunecli.report.deploy_latency import latency_table
+
+    return latency_table(
+        inputs.dense,
+        inputs.model,
+        inputs.input_shape,
+        batch_size=options.batch_size,
+        runs=options.latency_runs,
+        warmup=options.latency_warmup,
+        threads=options.threads,
+    )
+
+
+def _thinning(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """The checkpoint's thinning recipe in figures: channels removed and each verification's result."""
+    recipe = payload.get("recipe")
+    if not isinstance(recipe, dict):
+        return None
+    checks = [c for c in recipe.get("checks", []) if isinstance(c, dict)]
+    return {"removed_channels": int(recipe.get("removed_channels", 0)), "checks": checks}
 
 
 def _version() -> str:

@@ -88,6 +88,20 @@ def headline_cells(report: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def latency_cells(report: dict[str, Any]) -> list[list[str]]:
+    """Deployment latency rows (runtime, BatchNorm, dense, compressed, speed-up or why not measured)."""
+    rows = []
+    for r in report.get("latency_table") or []:
+        speed = "-" if r.get("speedup") is None else f"{r['speedup']:.2f}x"
+        rows.append(
+            [r["runtime"], r["batchnorm"], _ms(r["dense_ms"]), _ms(r["compressed_ms"]), r["note"] or speed]
+        )
+    return rows
+
+
+LATENCY_HEADERS = ["Runtime", "BatchNorm", "Dense", "Compressed", "Speed-up"]
+
+
 def ratio_cells(report: dict[str, Any]) -> list[list[str]]:
     return [[k, "-" if report.get(k) is None else f"{report[k]:.4f}", v] for k, v in RATIO_FIELDS.items()]
 
@@ -201,6 +215,8 @@ def print_terminal(report: dict[str, Any], console: Console, *, full: bool = Tru
     console.print(f"[bold]Report[/] {src['path']} ({src['kind']}, model {report['model']['name']})")
     console.print(_rich_table("Headline", ["Metric", "Dense", "Compressed", "Ratio"], headline_cells(report)))
     console.print(_rich_table("Ratios", ["Field", "Value", "Meaning"], ratio_cells(report)))
+    if report.get("latency_table"):
+        console.print(_rich_table("Latency as deployed (CPU)", LATENCY_HEADERS, latency_cells(report), 2))
     if not full:
         return
     if console.width >= FULL_TABLE_WIDTH:
@@ -246,11 +262,28 @@ def to_markdown(report: dict[str, Any]) -> str:
         _md_table(["Metric", "Dense", "Compressed", "Ratio"], headline_cells(report)),
         "## Ratios",
         _md_table(["Field", "Value", "Meaning"], ratio_cells(report)),
+        "## Latency as deployed (CPU)",
+        _md_table(LATENCY_HEADERS, latency_cells(report)) if report.get("latency_table") else "not measured",
         "## Weights sparsity",
         _md_table(list(COLUMNS), sparsity_cells(report)),
         "## Compute",
         _md_table([h for h, _ in COMPUTE_COLUMNS], compute_cells(report)),
     ]
+    rounding = [
+        [
+            row["instance"],
+            str(row["round_to"]),
+            r["tensor"],
+            str(r["width"]),
+            str(r["kept"]),
+            "yes" if r["multiple"] else "no",
+        ]
+        for row in report.get("channel_rounding") or []
+        for r in row["layers"]
+    ]
+    if rounding:
+        headers = ["Pruner", "round_to", "Tensor", "Dense width", "Kept", "Multiple"]
+        parts += ["## Channel rounding", _md_table(headers, rounding)]
     cols = history_columns(report)
     if cols:
         parts += ["## History", _md_table(cols, [[_cell(h.get(c)) for c in cols] for h in report["history"]])]

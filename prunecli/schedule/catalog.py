@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .vocabulary import THINNING_FUNCTIONS
+
 # ---------------------------------------------------------------------------- schema pieces
 
 SPARSITY: dict[str, Any] = {
@@ -118,7 +120,11 @@ class ClassSpec:
 def _ranked(
     name: str, types: tuple[str, ...], *, agp: bool, extra: dict[str, Any] | None = None
 ) -> ClassSpec:
-    common_opt: dict[str, Any] = {"group_dependency": GROUP_DEPENDENCY, **(extra or {})}
+    common_opt: dict[str, Any] = {
+        "group_dependency": GROUP_DEPENDENCY,
+        "prune_normalized": BOOL,  # prunecli's: couple and prune channels LayerNorm/GroupNorm normalises
+        **(extra or {}),
+    }
     if agp:
         req = {
             "initial_sparsity": SPARSITY,
@@ -152,10 +158,13 @@ KWARGS: dict[str, Any] = {
     "additionalProperties": False,
     "x-expected": "a mapping with block_shape: [<repetitions>, <depth>, 1, 1]",
 }
+#: kept filter/channel counts rounded up to a multiple of this (prunecli extension; 1 = off)
+ROUND_TO: dict[str, Any] = {"type": "integer", "minimum": 1, "x-expected": "an integer >= 1"}
 LP_EXTRA: dict[str, Any] = {
     "kwargs": {"anyOf": [KWARGS, {"type": "null"}], "x-expected": KWARGS["x-expected"]},
     "noise": NON_NEGATIVE,
     "group_size": {"type": "integer", "minimum": 1, "x-expected": "an integer >= 1"},
+    "round_to": ROUND_TO,
 }
 
 
@@ -254,8 +263,9 @@ def _pruners() -> list[ClassSpec]:
         "RandomRankedFilterPruner",
         "BernoulliFilterPruner",
     ):
-        specs.append(_ranked(base, FILTER_GROUP_TYPES, agp=False))
-        specs.append(_ranked(base + "_AGP", FILTER_GROUP_TYPES, agp=True))
+        rounding = {} if base == "BernoulliFilterPruner" else {"round_to": ROUND_TO}
+        specs.append(_ranked(base, FILTER_GROUP_TYPES, agp=False, extra=rounding))
+        specs.append(_ranked(base + "_AGP", FILTER_GROUP_TYPES, agp=True, extra=rounding))
     fm = _ranked(
         "FMReconstructionChannelPruner", ("Channels",), agp=False, extra={**LP_EXTRA, "ranking_noise": NUMBER}
     )
@@ -295,7 +305,7 @@ def _regularizers() -> list[ClassSpec]:
     ]
 
 
-THINNING_FUNCS = ("remove_filters", "remove_channels", "contract_model")
+THINNING_FUNCS = tuple(THINNING_FUNCTIONS)
 
 
 def _extensions() -> list[ClassSpec]:

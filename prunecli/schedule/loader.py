@@ -66,21 +66,32 @@ class NotAScheduleError(ScheduleError):
         super().__init__(message, **kwargs)
 
 
-def load_schedule(source: str | os.PathLike[str], *, text: str | None = None) -> Schedule:
+def load_schedule(
+    source: str | os.PathLike[str], *, text: str | None = None, strict: bool = False
+) -> Schedule:
     """Parse and validate a schedule file (or ``text``, named ``source`` in messages).
 
     Raises :class:`ScheduleError` listing every problem with its file:line:column, or
-    :class:`NotAScheduleError` for Distiller YAML files that are not schedules.
+    :class:`NotAScheduleError` for Distiller YAML files that are not schedules. A key given twice
+    in one mapping keeps its last value, as Distiller's loader did, and is listed in
+    ``Schedule.warnings``; with ``strict`` it is refused instead.
     """
     name = os.fspath(source)
+    duplicates = "error" if strict else "last-wins"
     if text is None:
-        data, locate = load_yaml(Path(name), source_name=name, error_type=ScheduleError, what="schedule")
+        data, locate = load_yaml(
+            Path(name), source_name=name, error_type=ScheduleError, what="schedule", duplicates=duplicates
+        )
         with open(name, encoding="utf-8-sig", errors="replace") as fh:
             raw = fh.read()
     else:
-        data, locate = load_yaml(text, source_name=name, error_type=ScheduleError, what="schedule")
+        data, locate = load_yaml(
+            text, source_name=name, error_type=ScheduleError, what="schedule", duplicates=duplicates
+        )
         raw = text
-    return build_schedule(data, locate, path=name, text=raw)
+    schedule = build_schedule(data, locate, path=name, text=raw)
+    schedule.warnings.extend(locate.warnings)
+    return schedule
 
 
 def build_schedule(

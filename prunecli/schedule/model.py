@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from prunecli.errors import SourceLocation
+from prunecli.errors import Problem, SourceLocation
 
 #: The component sections of a schedule, in the order Distiller builds them.
 SECTIONS: tuple[str, ...] = ("pruners", "regularizers", "quantizers", "extensions", "lr_schedulers")
@@ -71,6 +71,8 @@ class Schedule:
     policies: list[Policy]
     #: ``locate(path) -> SourceLocation`` for any YAML path (see ``prunecli.schedule.yamlio``).
     locate: Callable[..., SourceLocation] | None = field(default=None, repr=False, compare=False)
+    #: accepted but suspicious input (a key given twice, whose last value is used), with positions
+    warnings: list[Problem] = field(default_factory=list, compare=False)
 
     def where(self, path: tuple[Any, ...], *, key: bool = False) -> SourceLocation | None:
         """Source position of a YAML path, or None for schedules built in code."""

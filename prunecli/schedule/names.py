@@ -21,29 +21,11 @@ from prunecli.errors import ProblemCollector, ScheduleError, SourceLocation
 
 from .catalog import lookup
 from .model import Component, Schedule
+from .vocabulary import GROUP_TYPES, structure_dims
 
 ALL_PRUNABLE = "__ALL_PRUNABLE__"
 REGEX_PREFIX = "re:"
 WILDCARD = "*"
-
-#: group_type -> tensor ranks it applies to (Distiller's ranked pruners, thresholding, group lasso).
-GROUP_RANKS: dict[str, frozenset[int]] = {
-    "Filters": frozenset({3, 4}),
-    "3D": frozenset({3, 4}),
-    "Channels": frozenset({2, 4}),  # on a 2-D (Linear) weight: its columns, as in Distiller
-    "Rows": frozenset({2}),
-    "Cols": frozenset({2}),
-    "2D": frozenset({4}),
-    "4D": frozenset({4}),
-    "Blocks": frozenset({4}),
-    "Rows+Cols": frozenset({2}),
-    "Cols+Rows": frozenset({2}),
-    "Channels+4D": frozenset({4}),
-    "4D+Channels": frozenset({4}),
-}
-
-#: group_type -> which dimension counts its structures (for Leader groups).
-STRUCTURE_DIM: dict[str, int] = {"Filters": 0, "3D": 0, "Channels": 1, "Rows": 1}
 
 _MODULE_SEGMENT = re.compile(r"(^|\.)module\.")
 
@@ -186,7 +168,7 @@ def _check_groups(m: _Matcher, comp: Component, where: Callable[..., Any], p: Pr
                         f"{list(m.shapes[name])}",
                         where((*comp.yaml_path, "kwargs", "block_shape")),
                     )
-        if args.get("group_dependency") == "Leader" and group in STRUCTURE_DIM:
+        if args.get("group_dependency") == "Leader" and group in structure_dims():
             _check_leader(m, comp, group, weights, where, p)
     regims = args.get("reg_regims")
     if isinstance(regims, dict):
@@ -196,7 +178,7 @@ def _check_groups(m: _Matcher, comp: Component, where: Callable[..., Any], p: Pr
 
 
 def _check_rank(m: _Matcher, name: str, group: str, loc: Any, p: ProblemCollector, owner: str) -> None:
-    ranks = GROUP_RANKS.get(group)
+    ranks = GROUP_TYPES[group].ranks if group in GROUP_TYPES else None
     shape = m.shapes.get(name)
     if ranks is None or shape is None or len(shape) in ranks:
         return
@@ -216,7 +198,7 @@ def _check_leader(
     where: Callable[..., Any],
     p: ProblemCollector,
 ) -> None:
-    dim = STRUCTURE_DIM[group]
+    dim = structure_dims()[group]
     shapes = [m.shapes.get(n) for n in weights]
     if not shapes or any(s is None or len(s) <= dim for s in shapes):
         return

@@ -17,6 +17,7 @@ from typing import Any
 from prunecli.errors import ScheduleError
 
 from .model import Policy, Schedule
+from .vocabulary import parameter_names
 
 
 def agp_span(start: int, end: int, freq: int) -> int:
@@ -33,10 +34,6 @@ def agp_target(initial: float, final: float, epoch: int, start: int, end: int, f
             hint=f"set ending_epoch to at least {start + freq + 1} so that AGP prunes at two epochs or more",
         )
     return final + (initial - final) * (1.0 - (epoch - start) / span) ** 3
-
-
-def active_epochs(start: int, end: int, freq: int) -> list[int]:
-    return list(range(start, end, freq))
 
 
 @dataclass
@@ -98,14 +95,7 @@ def _target(schedule: Schedule, policy: Policy, epoch: int) -> tuple[float | Non
 
 
 def _weights(schedule: Schedule, policy: Policy) -> list[str]:
-    comp = schedule.component(policy.kind, policy.instance)
-    names = comp.args.get("weights")
-    if isinstance(names, list):
-        return list(names)
-    for arg in ("levels", "thresholds", "sensitivities", "reg_regims"):
-        if isinstance(comp.args.get(arg), dict):
-            return [str(k) for k in comp.args[arg]]
-    return []
+    return parameter_names(schedule.component(policy.kind, policy.instance))
 
 
 def default_epochs(schedule: Schedule) -> int:

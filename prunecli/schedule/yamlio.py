@@ -5,6 +5,10 @@ line to fix. PyYAML's plain loaders forget positions and silently keep the last 
 duplicate keys, so this module composes the node tree with a ``SafeLoader`` subclass and
 builds plain Python data from it, recording a :class:`SourceLocation` per path.
 
+Duplicate keys are a policy of the caller (:data:`DUPLICATE_POLICIES`): a run configuration
+refuses them, while a schedule keeps the last value as Distiller's loader did (its example files
+contain such a key) and records a warning naming both lines, which ``--strict`` turns into an error.
+
 A *path* is a tuple of mapping keys and sequence indices from the document root, e.g.
 ``("policies", 2, "pruner", "instance_name")``.
 """
@@ -27,6 +31,9 @@ _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 #: Guard against alias bombs ("billion laughs"): more built nodes than this is refused.
 MAX_NODES = 2_000_000
+#: What to do with a key that appears twice in one mapping: refuse the file, or keep the last
+#: value (PyYAML's and so Distiller's behaviour) and record a warning on the :class:`Locator`.
+DUPLICATE_POLICIES = ("error", "last-wins")
 
 
 class StrictSafeLoader(yaml.SafeLoader):
@@ -44,6 +51,8 @@ class Locator:
         self.source = source
         self._values: dict[Path, SourceLocation] = {}
         self._keys: dict[Path, SourceLocation] = {}
+        #: things accepted but worth telling the user (duplicate keys under "last-wins")
+        self.warnings: list[Problem] = []
 
     def __call__(self, path: Path = (), *, key: bool = False) -> SourceLocation:
         """Position of ``path``; with ``key=True`` the position of the mapping key itself.
@@ -81,7 +90,10 @@ def _location(source: str | None, mark: yaml.Mark | None) -> SourceLocation:
 class _Builder:
     """Turns a composed node tree into plain dicts/lists/scalars, recording positions."""
 
-    def __init__(self, loader: StrictSafeLoader, locator: Locator, source: str | None) -> None:
+    def __init__(
+        self, loader: StrictSafeLoader, locator: Locator, source: str | None, duplicates: str = "error"
+    ) -> None:
+        self.duplicates = duplicates
         self.loader = loader
         self.locator = locator
         self.source = source
@@ -134,6 +146,29 @@ class _Builder:
         )
         return False
 
+    def _duplicate(self, key: Any, first: yaml.Node, second: yaml.Node) -> bool:
+        """Report a key given twice; True when the later value should replace the earlier one."""
+        line1, line2 = first.start_mark.line + 1, second.start_mark.line + 1
+        where = _location(self.source, second.start_mark)
+        if self.duplicates == "error":
+            self.problems.append(
+                Problem(
+                    f"duplicate key {key!r} (first defined on line {line1})",
+                    where,
+                    "YAML keeps only one of them: merge the two entries or rename one",
+                )
+            )
+            return False
+        self.locator.warnings.append(
+            Problem(
+                f"duplicate key {key!r} on lines {line1} and {line2}: the value on line {line2} is used "
+                f"and the one on line {line1} is ignored",
+                where,
+                f"delete line {line1} or line {line2}; --strict refuses duplicate keys",
+            )
+        )
+        return True
+
     def _sequence(self, node: yaml.SequenceNode, path: Path) -> list[Any]:
         if not self._check_tag(node, _SEQ_TAG, "list"):
             return []
@@ -148,11 +183,13 @@ class _Builder:
             return {}
         self._active.add(id(node))
         try:
-            if any(k.tag == _MERGE_TAG for k, _ in node.value):
-                # SafeLoader's merge handling ("<<: *base"); it rewrites node.value in place.
+            explicit = {id(k) for k, _ in node.value if k.tag != _MERGE_TAG}
+            if len(explicit) < len(node.value):
+                # SafeLoader's merge handling ("<<: *base"); it rewrites node.value in place, and
+                # an explicit key overriding a merged one is what merging is for, not a duplicate.
                 self.loader.flatten_mapping(node)
             result: dict[Any, Any] = {}
-            first_seen: dict[Any, yaml.Mark] = {}
+            first_seen: dict[Any, yaml.Node] = {}
             for key_node, value_node in node.value:
                 if not isinstance(key_node, yaml.ScalarNode):
                     self.problems.append(
@@ -166,17 +203,12 @@ class _Builder:
                 key = self.loader.construct_object(key_node, deep=True)
                 if not isinstance(key, Hashable):
                     continue
-                if key in first_seen:
-                    first = first_seen[key]
-                    self.problems.append(
-                        Problem(
-                            f"duplicate key {key!r} (first defined on line {first.line + 1})",
-                            _location(self.source, key_node.start_mark),
-                            "YAML keeps only one of them: merge the two entries or rename one",
-                        )
-                    )
-                    continue
-                first_seen[key] = key_node.start_mark
+                earlier = first_seen.get(key)
+                if earlier is not None and id(earlier) in explicit and id(key_node) in explicit:
+                    if not self._duplicate(key, earlier, key_node):
+                        continue
+                    del result[key]  # last value wins, and takes the later position in the mapping
+                first_seen[key] = key_node
                 child_path = (*path, key)
                 self.locator._mark(child_path, key_node.start_mark, key=True)
                 result[key] = self.build(value_node, child_path)
@@ -231,15 +263,19 @@ def load_yaml(
     error_type: type[PruneCliError] = PruneCliError,
     require_mapping: bool = True,
     what: str = "YAML file",
+    duplicates: str = "error",
 ) -> tuple[Any, Locator]:
     """Load one YAML document safely; return ``(data, locate)``.
 
     ``path_or_text`` is a path (``os.PathLike``, or a one-line string naming an existing file or
     ending in ``.yaml``/``.yml``) or the YAML text itself; with ``source_name`` given a string is
     always treated as text and ``source_name`` is what messages call it. Raises ``error_type``
-    with file:line:column on syntax errors, duplicate keys (both lines named), unsupported tags,
+    with file:line:column on syntax errors, duplicate keys (both lines named; with
+    ``duplicates="last-wins"`` they become ``locate.warnings`` instead), unsupported tags,
     an empty document, several documents, or (with ``require_mapping``) a non-mapping top level.
     """
+    if duplicates not in DUPLICATE_POLICIES:
+        raise ValueError(f"duplicates must be one of {DUPLICATE_POLICIES}, not {duplicates!r}")
     text, source = _read_source(path_or_text, source_name, error_type)
     name = source or "<input>"
     if "\x00" in text:
@@ -268,7 +304,7 @@ def load_yaml(
                 location=SourceLocation(source, 1, 1),
                 hint=f"write the {what} content, or pass another file",
             )
-        builder = _Builder(loader, locator, source)
+        builder = _Builder(loader, locator, source, duplicates)
         data = builder.build(node, ())
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

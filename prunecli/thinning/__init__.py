@@ -1,6 +1,7 @@
 """Physical removal of zero filters/channels with verification (see docs/thinning.md)."""
 
-from prunecli.thinning.recipe import ThinningRecipe, apply_recipe
+from prunecli.thinning.execute import apply_recipe
+from prunecli.thinning.recipe import ThinningRecipe
 from prunecli.thinning.thin import thin_model
 
 __all__ = ["ThinningRecipe", "apply_recipe", "thin_model"]

@@ -144,7 +144,13 @@ def _gn_attrs(m: nn.Module, kind: str) -> dict[str, Any]:
     return {"num_channels": m.weight.shape[0]} if m.weight is not None else {}
 
 
+def _attention_attrs(m: nn.Module, kind: str) -> dict[str, Any]:
+    embed = m.in_proj_weight.shape[1]
+    return {"embed_dim": embed, "kdim": embed, "vdim": embed, "num_heads": embed // m.head_dim}
+
+
 ATTRIBUTE_RULES: dict[str, Callable[[nn.Module, str], dict[str, Any]]] = {
+    "attention": _attention_attrs,
     "conv": _conv_attrs,
     "depthwise": _conv_attrs,
     "grouped": _conv_attrs,
@@ -170,3 +176,11 @@ def module_attributes(
         if attrs:
             result[name] = attrs
     return result
+
+
+def apply_recipe(model: nn.Module, recipe: ThinningRecipe | dict[str, Any]) -> nn.Module:
+    """Reshape a freshly built dense ``model`` to the thinned shapes (values are then loaded)."""
+    if isinstance(recipe, dict):
+        recipe = ThinningRecipe.from_dict(recipe)
+    execute_recipe(model, recipe)
+    return model

@@ -15,7 +15,9 @@ constant shifts, and verification compares against the model with them zeroed.
 
 Channels touching anything the graph walk could not follow (model input/output, LayerNorm
 statistics, channel shuffles, unknown ops) are never removed, and every group keeps at least
-one channel.
+one channel. With a graph built with ``prune_normalized`` channels normalised by a LayerNorm or
+GroupNorm are removable too, when their value is zero and so are the norm's scale and shift: the
+norm's statistics then change (``Plan.normalized_groups``).
 """
 
 from __future__ import annotations
@@ -44,13 +46,19 @@ class Plan:
     removed: np.ndarray | None = None  # per channel component
     removed_per_group: dict[int, int] = field(default_factory=dict)
     modules: set[str] = field(default_factory=set)
+    attributes: dict[str, dict[str, int]] = field(default_factory=dict)  # size attributes to set
+    #: groups whose removed channels pass through a norm (``prune_normalized``): the function changes
+    normalized_groups: list[int] = field(default_factory=list)
 
     @property
     def removed_channels(self) -> int:
         return sum(self.removed_per_group.values())
 
 
-def plan_removal(model: nn.Module, graph: DependencyGraph, mode: str = "both", rule: str = "exact") -> Plan:
+def plan_removal(
+    model: nn.Module, graph: DependencyGraph, mode: str = "both", rule: str = "exact", round_to: int = 1
+) -> Plan:
+    """``round_to`` > 1 keeps back removable channels so every group's kept count is a multiple of it."""
     if mode not in MODES:
         raise ThinningError(f"unknown thinning mode '{mode}'", hint=f"use one of {', '.join(MODES)}")
     if rule not in RULES:
@@ -72,7 +80,7 @@ def plan_removal(model: nn.Module, graph: DependencyGraph, mode: str = "both", r
         allowed = np.zeros(ids.shape[0], dtype=bool)
         if mode in ("filters", "both"):
             allowed |= zero[ids].all(axis=1)
-        if mode in ("channels", "both"):
+        if mode in ("channels", "both") and reader.tensor is not None:
             allowed |= zeros_of(reader.tensor, reader.dim)
         removable[comp[ids[~allowed]].ravel()] = False
     # every group keeps at least one channel
@@ -86,8 +94,13 @@ def plan_removal(model: nn.Module, graph: DependencyGraph, mode: str = "both", r
         if len(comps) and gone.all():
             removable[comps[0]] = False
             gone = removable[comps]
+        if round_to > 1 and gone.any():
+            _round_kept(model, graph, group, comps, removable, round_to)
+            gone = removable[comps]
         if gone.any():
             plan.removed_per_group[group.index] = int(gone.sum())
+            if group.normalized:
+                plan.normalized_groups.append(group.index)
     plan.removed = removable
     for rec in flow.records:
         drop = removable[comp[rec.ids]]
@@ -97,7 +110,53 @@ def plan_removal(model: nn.Module, graph: DependencyGraph, mode: str = "both", r
                 plan.modules.add(rec.module)
             else:
                 plan.modules.add(rec.tensor.rpartition(".")[0])
+    for attr in flow.size_attributes:
+        drop = removable[comp[attr.ids]]
+        if drop.any():
+            plan.attributes.setdefault(attr.module, {})[attr.attr] = int((~drop).sum())
     return plan
+
+
+def _round_kept(
+    model: nn.Module, graph: DependencyGraph, group, comps: np.ndarray, removable: np.ndarray, round_to: int
+) -> None:
+    """Give back the highest-ranked removable channels until the kept count is a multiple of ``round_to``.
+
+    A channel's rank is the summed absolute value of every parameter slice that carries it (its filters
+    and the weights reading it); ties go to the lower channel index. Keeping a removable channel never
+    changes the function, so the verification still holds.
+    """
+    if len(comps) < round_to:
+        member = group.members[0].tensor if group.members else f"group {group.index}"
+        raise ThinningError(
+            f"round_to {round_to} is larger than the {len(comps)} channels of the group of {member}",
+            hint=f"pass a --round-to of at most {len(comps)}, or 1 to turn rounding off",
+        )
+    gone = comps[removable[comps]]
+    kept = len(comps) - len(gone)
+    extra = min(-kept % round_to, len(gone))
+    if extra == 0:
+        return
+    score = _channel_scores(model, graph, set(gone.tolist()))
+    ranked = sorted(gone.tolist(), key=lambda c: (-score.get(c, 0.0), c))
+    removable[ranked[:extra]] = False
+
+
+def _channel_scores(model: nn.Module, graph: DependencyGraph, wanted: set[int]) -> dict[int, float]:
+    comp = graph.flow.component
+    score: dict[int, float] = {}
+    for rec in graph.flow.records:
+        comps = comp[rec.ids]
+        hit = [i for i, c in enumerate(comps.tolist()) if c in wanted]
+        if not hit:
+            continue
+        t = tensor_by_name(model, rec.tensor).detach()
+        if t.dim() == 0:
+            continue
+        slices = t.abs().transpose(0, rec.dim).reshape(t.size(rec.dim), -1).sum(dim=1).double()
+        for i in hit:
+            score[int(comps[i])] = score.get(int(comps[i]), 0.0) + float(slices[i])
+    return score
 
 
 def _ignoring_shifts(zeros_of: SliceZeros, rules: list):

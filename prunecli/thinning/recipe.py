@@ -1,7 +1,9 @@
 """ThinningRecipe: which indices each tensor keeps and the new module attributes.
 
 Plain data only (ints, strings, lists), so it survives ``torch.load(weights_only=True)`` and
-can rebuild a compact model from a freshly built dense one (:func:`apply_recipe`).
+can rebuild a compact model from a freshly built dense one
+(:func:`prunecli.thinning.execute.apply_recipe`). This module holds the data; ``execute`` acts on
+models with it and is the only one of the two that imports the other.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ class ThinningRecipe:
     tensors: dict[str, list[tuple[int, list[int]]]] = field(default_factory=dict)
     modules: dict[str, dict[str, Any]] = field(default_factory=dict)
     removed_channels: int = 0  # group channels removed (statistics only)
+    #: one entry per thinning folded into this recipe: ``Verification.to_dict()`` (plain figures)
+    checks: list[dict[str, Any]] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         return not self.tensors
@@ -41,6 +45,7 @@ class ThinningRecipe:
                 name: {k: _plain(v) for k, v in attrs.items()} for name, attrs in self.modules.items()
             },
             "removed_channels": int(self.removed_channels),
+            "checks": [dict(c) for c in self.checks],
         }
 
     @classmethod
@@ -62,7 +67,8 @@ class ThinningRecipe:
         modules = {
             name: {k: _attr(v) for k, v in attrs.items()} for name, attrs in data.get("modules", {}).items()
         }
-        return cls(tensors, modules, int(data.get("removed_channels", 0)))
+        checks = [dict(c) for c in data.get("checks", []) if isinstance(c, dict)]
+        return cls(tensors, modules, int(data.get("removed_channels", 0)), checks)
 
     def under(self, prefix: str) -> ThinningRecipe:
         """The same recipe for a model holding the thinned one as sub-module ``prefix``."""
@@ -93,7 +99,9 @@ class ThinningRecipe:
         modules = {name: dict(attrs) for name, attrs in self.modules.items()}
         for name, attrs in later.modules.items():
             modules.setdefault(name, {}).update(attrs)
-        return ThinningRecipe(tensors, modules, self.removed_channels + later.removed_channels)
+        return ThinningRecipe(
+            tensors, modules, self.removed_channels + later.removed_channels, self.checks + later.checks
+        )
 
 
 def _plain(value: Any) -> Any:
@@ -127,13 +135,3 @@ def tensor_by_name(model: nn.Module, name: str) -> torch.Tensor:
             hint="rebuild the same architecture the recipe was made for",
         )
     return t
-
-
-def apply_recipe(model: nn.Module, recipe: ThinningRecipe | dict[str, Any]) -> nn.Module:
-    """Reshape a freshly built dense ``model`` to the thinned shapes (values are then loaded)."""
-    from prunecli.thinning.execute import execute_recipe
-
-    if isinstance(recipe, dict):
-        recipe = ThinningRecipe.from_dict(recipe)
-    execute_recipe(model, recipe)
-    return model

@@ -15,7 +15,7 @@ from prunecli.graph.model import DependencyGraph
 from prunecli.thinning.execute import UndoLog, execute_recipe, module_attributes
 from prunecli.thinning.plan import plan_removal
 from prunecli.thinning.recipe import ThinningRecipe, tensor_by_name
-from prunecli.thinning.verify import eval_outputs, first_divergence, layer_outputs, mismatch
+from prunecli.thinning.verify import Reference, Verification, first_divergence, kept_inputs, layer_outputs
 
 
 def thin_model(
@@ -28,6 +28,8 @@ def thin_model(
     verify: bool = True,
     graph: DependencyGraph | None = None,
     rule: str = "exact",
+    round_to: int = 1,
+    prune_normalized: bool = False,
 ) -> ThinningRecipe:
     """Physically remove channels that do not affect the output; returns what was done.
 
@@ -36,29 +38,42 @@ def thin_model(
     must match the masked model's; otherwise every change (masking included) is undone and a
     :class:`ThinningError` names the first diverging layer. ``rule="distiller"`` also removes zero
     filters whose bias or BatchNorm shift is non-zero (Distiller's behaviour); those shifts are
-    zeroed first, and the output is verified against that model.
+    zeroed first, and the output is verified against that model. ``round_to`` > 1 keeps back the
+    highest-ranked removable channels of each group so its kept count is a multiple of ``round_to``.
+
+    ``prune_normalized`` also removes zero channels that a LayerNorm/GroupNorm normalises (with the
+    norm's zero scale and shift): the norm's statistics change, so the output changes a little; the
+    verification then records that deviation (status ``deviation``) instead of requiring equality.
+    A ``graph`` passed in decides by itself (built with or without ``prune_normalized``).
     """
+    if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
+        raise ThinningError(
+            f"round_to must be an integer >= 1, got {round_to!r}", hint="pass --round-to 1 or more"
+        )
     inputs = _as_tuple(example_input)
     undo = UndoLog()
     try:
         _apply_masks(model, masks, undo)
         if graph is None:
-            graph = build_dependency_graph(model, inputs)
-        plan = plan_removal(model, graph, mode, rule)
+            graph = build_dependency_graph(model, inputs, prune_normalized=prune_normalized)
+        plan = plan_removal(model, graph, mode, rule, round_to)
         if not plan.keep:
             return ThinningRecipe()
         if rule == "distiller":
             _silence(model, graph, plan.removed, undo)
-        reference = eval_outputs(model, inputs) if verify else None
+        reference = Reference.record(model, inputs) if verify else None
         tensors: dict[str, list[tuple[int, list[int]]]] = {}
         for (name, dim), idx in plan.keep.items():
             tensors.setdefault(name, []).append((dim, idx))
         recipe = ThinningRecipe(tensors=tensors, removed_channels=plan.removed_channels)
         execute_recipe(model, recipe, masks=masks, optimizer=optimizer, undo=undo)
         recipe.modules = module_attributes(model, graph.flow.modules, plan.modules)
+        for module, attrs in plan.attributes.items():
+            recipe.modules.setdefault(module, {}).update(attrs)
         execute_recipe(model, ThinningRecipe(modules=recipe.modules), undo=undo)
         if reference is not None:
-            _verify(model, inputs, reference, recipe, undo)
+            approximate = bool(plan.normalized_groups)
+            recipe.checks.append(_verify(model, inputs, reference, recipe, undo, approximate).to_dict())
         return recipe
     except BaseException:
         undo.undo()
@@ -107,25 +122,26 @@ def _apply_masks(model: nn.Module, masks, undo: UndoLog) -> None:
         undo.add(lambda p=p, old=old: setattr(p, "data", old))
 
 
-def _verify(model, inputs, reference, recipe: ThinningRecipe, undo: UndoLog) -> None:
-    problem = mismatch(reference, eval_outputs(model, inputs))
-    if problem is None:
-        return
-    after = layer_outputs(model, inputs)
-    undo.undo()
-    before = layer_outputs(model, inputs)
-
-    def kept(module: str) -> list[int] | None:
+def _verify(
+    model, inputs, reference: Reference, recipe: ThinningRecipe, undo: UndoLog, approximate: bool
+) -> Verification:
+    def kept_outputs(module: str) -> list[int] | None:
         for suffix in ("weight", "running_mean"):
-            for dim, idx in recipe.tensors.get(f"{module}.{suffix}", []):
-                if dim == 0:
+            for d, idx in recipe.tensors.get(f"{module}.{suffix}", []):
+                if d == 0:
                     return idx
         return None
 
-    layer = first_divergence(before, after, kept)
+    result = reference.compare(model, kept_inputs(recipe.tensors), approximate=approximate)
+    if result.passed or approximate:
+        return result
+    after = layer_outputs(model, inputs)
+    undo.undo()
+    before = layer_outputs(model, inputs)
+    layer = first_divergence(before, after, kept_outputs)
     where = f"layer '{layer}'" if layer else "the model output"
     raise ThinningError(
-        f"thinning changed the model's output ({problem}); first diverging: {where}. "
+        f"thinning changed the model's function ({result.summary()}); first diverging: {where}. "
         "The model was left unchanged",
         hint="this is a gap in prunecli's dependency analysis: run with mode='filters' or 'channels', "
         "or report the model; `prunecli deps` shows the groups found",

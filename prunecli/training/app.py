@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from prunecli.checkpoint.plain import own_storage, stored_state_dict
 from prunecli.devices import resolve_device
 from prunecli.errors import CheckpointError, ConfigError, Interrupted, SourceLocation, TrainingDiverged
 from prunecli.rundir import CHECKPOINT, RunDir
@@ -25,9 +26,11 @@ from prunecli.rundir import CHECKPOINT, RunDir
 from .config import RunConfig
 from .loop import NoCompression, steps_in_epoch, train_epoch
 from .progress import Reporter
+from .schema import OPTIMIZERS
 from .seeding import epoch_seed, rng_state, seed_everything, set_deterministic, set_rng_state
 from .setup import (
     build_optimizer,
+    check_optimizer_state,
     first_pruning_epoch,
     load_initial_weights,
     model_stats,
@@ -63,14 +66,6 @@ class RunResult:
         return {**asdict(self), "macs_reduction": self.macs_reduction}
 
 
-def _own_storage(tensor: torch.Tensor) -> torch.Tensor:
-    """A CPU tensor whose storage holds only its own elements (a slice would save its whole base)."""
-    tensor = tensor.detach().cpu()
-    if tensor.untyped_storage().nbytes() > tensor.numel() * tensor.element_size():
-        tensor = tensor.clone()
-    return tensor
-
-
 def _to_device(inputs: Any, device: torch.device) -> Any:
     """A batch's inputs on the device: a tensor, or a tuple of them (detection images)."""
     if isinstance(inputs, torch.Tensor):
@@ -89,13 +84,9 @@ def _tensors(output: Any) -> list[torch.Tensor]:
     return []
 
 
-def _plain_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: _own_storage(v) for k, v in model.state_dict().items()}
-
-
 def _state_bytes(model: nn.Module) -> int:
     buffer = io.BytesIO()
-    torch.save(_plain_state(model), buffer)
+    torch.save(stored_state_dict(model), buffer)
     return buffer.tell()
 
 
@@ -132,7 +123,7 @@ class _Run:
                 hint="pass --model/--dataset, set them in the config file, or name them in the "
                 "schedule's thinning extension (arch:, dataset:)",
             )
-        self.schedule = load_schedule(cfg.schedule) if cfg.schedule else None
+        self.schedule = load_schedule(cfg.schedule, strict=cfg.strict) if cfg.schedule else None
         self.device = resolve_device(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -153,18 +144,17 @@ class _Run:
     def _build_scheduler(self) -> Any:
         if self.schedule is None:
             return NoCompression()
-        from prunecli.compression import build_scheduler
-        from prunecli.schedule.names import resolve_names
+        from prunecli.compression import build_compression
 
-        # Distiller's names may carry DataParallel's "module." prefixes: map them to this model's
-        shapes = {name: tuple(p.shape) for name, p in self.model.named_parameters()}
-        return build_scheduler(
-            resolve_names(self.schedule, shapes),
+        return build_compression(
+            self.schedule,
             self.model,
             self.optimizer,
             example_input=self.example_input,
             auto_dependency=self.config.auto_dependency,
+            round_to=self.config.round_to,
             steps_per_epoch=self.steps_per_epoch,
+            prune_normalized=self.config.prune_normalized,
         )
 
     def _epochs(self) -> int:
@@ -180,28 +170,90 @@ class _Run:
         cfg = self.config
         seed_everything(cfg.seed)
         set_deterministic(cfg.deterministic)
+        self._defaults_from_checkpoint()
         self._load_inputs()
         self.trusted_model = cfg.model
         self.model, self.spec = create_model(
             cfg.model, dataset=cfg.dataset, num_classes=self.bundle.num_classes, **cfg.model_args
         )
-        if cfg.initial_weights:
-            load_initial_weights(self.model, cfg.initial_weights, model_spec=cfg.model)
         self.model.to(self.device)
+        dense = {**model_stats(self.model, self.example_input), "checkpoint_bytes": _state_bytes(self.model)}
+        start = self._starting_point()
         self.optimizer = build_optimizer(cfg, self.model)
+        resumed = start if cfg.resume_from else None
+        if resumed is not None:  # before the LR schedulers, which start from the optimizer's rates
+            self._load_optimizer_state(resumed, cfg.resume_from)
         self.scheduler = self._build_scheduler()
+        self.start_epoch = 0
+        if resumed is not None:
+            self._continue_from(resumed, cfg.resume_from)
         name = cfg.name or (Path(cfg.schedule).stem if cfg.schedule else str(cfg.model))
         self.dir = RunDir.create(cfg.out_dir, cfg.runs_dir, name)
-        self.extras["dense"] = {
-            **model_stats(self.model, self.example_input),
-            "checkpoint_bytes": _state_bytes(self.model),
-        }
+        self.extras["dense"] = dense
         resolved = {**cfg.to_dict(), "epochs": self._epochs(), "out_dir": str(self.run_dir)}
         self.dir.write_config(resolved)
         if self.schedule is not None:
             self.dir.write_schedule(self.schedule.text)
         self.dir.write_metrics([])
-        self.start_epoch = 0
+
+    def _defaults_from_checkpoint(self) -> None:
+        """``--resume FILE`` / ``--initial-weights``: model and data set default to the checkpoint's."""
+        from prunecli.checkpoint.model import stored_model
+
+        cfg = self.config
+        path = cfg.resume_from or cfg.initial_weights
+        if cfg.resume_from and cfg.initial_weights:
+            raise ConfigError(
+                "both resume_from and initial_weights are set",
+                hint="--resume FILE already loads the weights; drop --initial-weights",
+            )
+        if path and not (cfg.model and cfg.dataset):
+            model, dataset = stored_model(path)
+            cfg.model = cfg.model or model
+            cfg.dataset = cfg.dataset or dataset
+
+    def _starting_point(self) -> dict[str, Any] | None:
+        """Load ``initial_weights`` / ``resume_from``; a thinned checkpoint replaces the dense model."""
+        from prunecli.models import ModelSpec
+
+        cfg = self.config
+        path = cfg.resume_from or cfg.initial_weights
+        if not path:
+            return None
+        model, checkpoint = load_initial_weights(self.model, path, model_spec=cfg.model)
+        if model is not self.model:  # thinned: train on its architecture, keep its recipe for our files
+            self.model = model.to(self.device)
+            self.recipe = checkpoint["recipe"]
+            if checkpoint["model"] is not None:
+                self.spec = ModelSpec.from_dict(checkpoint["model"])
+        return checkpoint
+
+    def _load_optimizer_state(self, checkpoint: dict[str, Any], path: str) -> None:
+        """Distiller's ``--resume-from`` keeps the saved optimizer (its learning rates included)."""
+        cfg = self.config
+        saved = checkpoint.get("optimizer")
+        if saved:
+            kind, wanted = checkpoint.get("optimizer_type"), OPTIMIZERS[cfg.optimizer]
+            if kind and kind != wanted:
+                option = next((k for k, v in OPTIMIZERS.items() if v == kind), None)
+                raise ConfigError(
+                    f"{path} holds {kind} optimizer state, but the run uses {wanted}",
+                    hint=f"pass --optimizer {option}" if option else "use --initial-weights FILE instead",
+                )
+            check_optimizer_state(self.optimizer, saved, path)
+            self.optimizer.load_state_dict(saved)
+
+    def _continue_from(self, checkpoint: dict[str, Any], path: str) -> None:
+        """The rest of ``--resume-from``: the saved masks, and the epoch after the saved one."""
+        masks = {k: v for k, v in (checkpoint.get("masks") or {}).items() if v is not None}
+        if masks and self.schedule is not None:
+            self.scheduler.load_state_dict({"masks_dict": masks}, strict=False)
+        elif masks:
+            message = f"{path}: its {len(masks)} pruning masks are not enforced without a schedule"
+            self.warnings.append(message)
+            self.reporter.warn(message)
+        epoch = checkpoint.get("epoch")
+        self.start_epoch = epoch + 1 if isinstance(epoch, int) else 0
 
     def start_resumed(self, run_dir: Path, overrides: dict[str, Any]) -> None:
         from prunecli.checkpoint import load_checkpoint, load_model
@@ -250,9 +302,11 @@ class _Run:
     # ------------------------------------------------------------------ checkpoints
     def _collect_recipes(self) -> None:
         """Fold recipes of thinning done by the schedule since the last call into ``self.recipe``."""
-        made = _scheduler_recipes(self.scheduler)
-        for recipe in made[self._recipes_seen :]:
-            self.recipe = compose_recipes(self.recipe, recipe)
+        from prunecli.thinning.compact import compose_recipes
+
+        made = list(getattr(self.scheduler, "thinning_recipes", []))
+        if made[self._recipes_seen :]:
+            self.recipe = compose_recipes(self.recipe, *made[self._recipes_seen :]).to_dict()
         self._recipes_seen = len(made)
 
     def payload(self, epoch: int, *, model: nn.Module | None = None, full: bool = True) -> dict[str, Any]:
@@ -266,8 +320,8 @@ class _Run:
         return build_checkpoint(
             model=self.spec,
             recipe=self.recipe,
-            state_dict=_plain_state(model),
-            masks={k: _own_storage(v) for k, v in masks.items()},
+            state_dict=stored_state_dict(model),
+            masks={k: own_storage(v) for k, v in masks.items()},
             optimizer=self.optimizer.state_dict() if full else None,
             optimizer_type=type(self.optimizer).__name__,
             lr_scheduler=None,
@@ -353,7 +407,8 @@ class _Run:
         epochs = self._epochs()
         first_prune = first_pruning_epoch(self.schedule) if self.schedule is not None else None
         if self.schedule is not None:
-            for message in unreachable_policies(self.schedule, epochs):
+            notes = [w.render() for w in self.schedule.warnings]
+            for message in [*notes, *unreachable_policies(self.schedule, epochs)]:
                 self.warnings.append(message)
                 self.reporter.warn(message)
                 log.warning(message)
@@ -410,34 +465,32 @@ class _Run:
             self._write_compact(result)
         self._write_report(result)
 
-    def _thin(self, model: nn.Module, masks: dict[str, torch.Tensor]) -> Any:
-        """Thin the task's thinnable part (the whole model, or a detector's backbone body)."""
-        from prunecli.thinning import thin_model
-
-        root = self.task.thinning_root
-        if not root:
-            return thin_model(model, self.example_input, masks=masks, verify=True)
-        prefix = root + "."
-        inner = {k[len(prefix) :]: v for k, v in masks.items() if k.startswith(prefix)}
-        recipe = thin_model(model.get_submodule(root), self.example_input, masks=inner, verify=True)
-        masks.update({prefix + k: v for k, v in inner.items()})  # sliced in place by thinning
-        return recipe.under(root)
+    def _prunes_normalized(self) -> bool:
+        """Whether the run asked for channels normalised by LayerNorm/GroupNorm to be pruned."""
+        policies = getattr(self.scheduler, "policy_order", None) or []
+        pruners = [getattr(policy, "pruner", None) for _, policy in policies]
+        return self.config.prune_normalized or any(getattr(p, "prune_normalized", False) for p in pruners)
 
     def _write_compact(self, result: RunResult) -> None:
         import copy
 
         from prunecli.checkpoint import load_model, save_checkpoint
+        from prunecli.checkpoint.compact import thin_checkpoint
+        from prunecli.thinning.compact import ThinOptions
 
-        model = copy.deepcopy(self.model).eval()
-        masks = {k: v for k, v in (self.scheduler.masks or {}).items() if v is not None}
-        recipe = self._thin(model, masks)
-        payload = self.payload(self.metrics[-1]["epoch"] if self.metrics else -1, model=model, full=False)
         self._collect_recipes()
-        payload["recipe"] = compose_recipes(self.recipe, recipe)
-        # masks that are all ones after thinning carry no information; fine-grained ones stay
-        payload["masks"] = {
-            k: _own_storage(v) for k, v in masks.items() if v is not None and not bool(v.all())
-        }
+        model = copy.deepcopy(self.model).eval()
+        payload = self.payload(self.metrics[-1]["epoch"] if self.metrics else -1, model=model, full=False)
+        options = ThinOptions(prune_normalized=self._prunes_normalized())
+        compact = thin_checkpoint(
+            payload,
+            model,
+            self.example_input,
+            masks=self.scheduler.masks or {},
+            options=options,
+            root=self.task.thinning_root,
+        )
+        payload = compact.payload
         pre = self.extras.get("pre_pruning") or {}
         payload["extras"].update(
             baseline_top1=pre.get("top1"),
@@ -466,10 +519,7 @@ class _Run:
         }
 
     def _write_report(self, result: RunResult) -> None:
-        try:
-            from prunecli.report.build import ReportOptions, build_report
-        except ImportError:  # pragma: no cover - report package missing
-            return
+        from prunecli.report.build import ReportOptions, build_report
         from prunecli.report.render import to_json
 
         options = ReportOptions(latency_runs=5, latency_warmup=1)
@@ -493,24 +543,6 @@ def _confirmed_model(given: str | None, saved: Any, path: Path) -> str | None:
             hint=f"resume with --model {saved}, or start a new run to train another model",
         )
     return given
-
-
-def _scheduler_recipes(scheduler: Any) -> list[Any]:
-    """Recipes of the thinning the schedule performed, in order."""
-    recipes = getattr(scheduler, "thinning_recipes", None)
-    if recipes is not None:
-        return list(recipes)
-    return [r for _, policy in getattr(scheduler, "policy_order", []) for r in getattr(policy, "recipes", [])]
-
-
-def compose_recipes(previous: dict[str, Any] | None, recipe: Any) -> dict[str, Any] | None:
-    """One recipe, relative to the dense model, equal to applying ``previous`` then ``recipe``."""
-    from prunecli.thinning import ThinningRecipe
-
-    new = recipe if isinstance(recipe, ThinningRecipe) else ThinningRecipe.from_dict(recipe)
-    if previous is None:
-        return new.to_dict()
-    return ThinningRecipe.from_dict(previous).then(new).to_dict()
 
 
 def run_training(

@@ -36,6 +36,7 @@ class RunConfig:
     model: str | None = None
     model_args: dict[str, Any] = field(default_factory=dict)
     initial_weights: str | None = None
+    resume_from: str | None = None
     dataset: str | None = None
     data_dir: str | None = None
     dataset_options: dict[str, Any] = field(default_factory=dict)
@@ -58,9 +59,12 @@ class RunConfig:
     runs_dir: str = "runs"
     name: str | None = None
     auto_dependency: bool = False
+    prune_normalized: bool = False
+    round_to: int = 1
     compact: bool = True
     deterministic: bool = False
     quiet: bool = False
+    strict: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -196,7 +200,11 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
         ) from None
     _validate(data, locate, path)
     base = os.path.dirname(os.path.abspath(path))
-    for key in ("schedule", "initial_weights"):  # file paths inside a config are relative to it
+    for key in (
+        "schedule",
+        "initial_weights",
+        "resume_from",
+    ):  # file paths inside a config are relative to it
         if data.get(key):
             data[key] = os.path.normpath(os.path.join(base, os.path.expanduser(data[key])))
     return dict(data)

@@ -31,7 +31,13 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "model_args": {"type": "object", "description": "extra keyword arguments for the model factory"},
         "initial_weights": {
             **_NULLABLE_STRING,
-            "description": "start from the weights of this checkpoint (prunecli or Distiller, dense)",
+            "description": "start from the weights of this checkpoint (prunecli or Distiller; "
+            "a thinned one brings its thinned architecture)",
+        },
+        "resume_from": {
+            **_NULLABLE_STRING,
+            "description": "continue training from this checkpoint file (prunecli or Distiller): "
+            "weights, thinning, masks, optimizer state, and the epoch after the saved one",
         },
         "dataset": {**_NULLABLE_STRING, "description": "digits, mnist, cifar10, cifar100, imagefolder, fake"},
         "data_dir": {**_NULLABLE_STRING, "description": "where the data set lives"},
@@ -61,9 +67,23 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "runs_dir": {"type": "string", "minLength": 1},
         "name": {**_NULLABLE_STRING, "description": "run name (default: the schedule's file name)"},
         "auto_dependency": {"type": "boolean"},
+        "prune_normalized": {
+            "type": "boolean",
+            "description": "coupled pruning also prunes channels that LayerNorm/GroupNorm normalise "
+            "(implies auto_dependency; thinning is then approximate and reports its deviation)",
+        },
+        "round_to": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "with auto_dependency: kept channel counts rounded up to a multiple of this",
+        },
         "compact": {"type": "boolean", "description": "thin the final model into compact.pt"},
         "deterministic": {"type": "boolean"},
         "quiet": {"type": "boolean"},
+        "strict": {
+            "type": "boolean",
+            "description": "refuse a schedule with a key given twice (default: warn, the last value wins)",
+        },
     },
 }
 

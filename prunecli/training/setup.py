@@ -34,15 +34,23 @@ def build_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimize
         ) from None
 
 
-def load_initial_weights(model: nn.Module, path: str, model_spec: str | None = None) -> None:
-    """Distiller's ``--exp-load-weights-from``: weights only; optimizer and epoch start fresh.
+def load_initial_weights(
+    model: nn.Module, path: str, model_spec: str | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Distiller's ``--exp-load-weights-from``: the model to train, and the checkpoint it came from.
 
-    ``model_spec`` is the run's ``--model``: the user named it, so a checkpoint of a model
-    defined by their code may be rebuilt with it.
+    A checkpoint of the same, unthinned architecture has its weights copied into ``model``. A
+    thinned one (a prunecli recipe, or a Distiller file's thinning recipes) cannot fit the dense
+    model: its own, thinned model is returned instead and the run continues on that architecture,
+    as Distiller does when it loads a thinned checkpoint. ``model_spec`` is the run's ``--model``:
+    the user named it, so a checkpoint of a model defined by their code may be rebuilt with it.
+    The returned checkpoint is completed (see :func:`prunecli.checkpoint.model.resolve`).
     """
-    from prunecli.checkpoint import load_model
+    from prunecli.checkpoint.model import resolve
 
-    source = load_model(path, model=model_spec)
+    source, checkpoint = resolve(path, model=model_spec)
+    if checkpoint["recipe"] is not None:
+        return source, checkpoint
     state = source.state_dict()
     own = model.state_dict()
     wrong = [k for k in own if k not in state or tuple(state[k].shape) != tuple(own[k].shape)]
@@ -50,9 +58,40 @@ def load_initial_weights(model: nn.Module, path: str, model_spec: str | None = N
         raise ConfigError(
             f"initial_weights {path} do not fit the model: {', '.join(wrong[:5]) or 'extra tensors'}"
             + (" and more" if len(wrong) > 5 else ""),
-            hint="give a checkpoint of the same, unthinned architecture (e.g. a dense run's checkpoint.pt)",
+            hint="give a checkpoint of the same architecture (e.g. a dense run's checkpoint.pt), or a "
+            "thinned one that names its thinning",
         )
     model.load_state_dict(state)
+    return model, checkpoint
+
+
+def check_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any], path: str) -> None:
+    """The saved optimizer fits: same groups and parameter counts, per-parameter buffers of the right shape.
+
+    torch checks the counts but not the buffer shapes, which would only fail at the next step.
+    """
+    from prunecli.errors import CheckpointError, SourceLocation
+
+    groups = state.get("param_groups") or []
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    saved_ids = [i for group in groups for i in group.get("params", [])]
+    problem = None
+    if len(groups) != len(optimizer.param_groups) or len(saved_ids) != len(params):
+        problem = f"{len(saved_ids)} parameters in {len(groups)} group(s), the model has {len(params)}"
+    else:
+        for index, param in zip(saved_ids, params):
+            for key, value in (state.get("state") or {}).get(index, {}).items():
+                if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != param.shape:
+                    problem = f"{key} {tuple(value.shape)} for a parameter of shape {tuple(param.shape)}"
+                    break
+            if problem:
+                break
+    if problem:
+        raise CheckpointError(
+            f"the checkpoint's optimizer state does not fit the model ({problem})",
+            location=SourceLocation(path),
+            hint="use --initial-weights instead of --resume to start the optimizer afresh",
+        )
 
 
 def model_stats(model: nn.Module, example_input: torch.Tensor) -> dict[str, Any]:

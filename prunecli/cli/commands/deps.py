@@ -54,14 +54,22 @@ def _member_text(m) -> str:
 @click.option("--input-shape", help="Example batch shape, e.g. 1,3,32,32 (default: from the model/data set).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.option("--all", "show_all", is_flag=True, help="Also list groups that cannot be pruned.")
+@click.option(
+    "--prune-normalized", is_flag=True, help="Count channels that LayerNorm/GroupNorm normalise as prunable."
+)
 def command(
-    model_spec: str, dataset: str | None, input_shape: str | None, as_json: bool, show_all: bool
+    model_spec: str,
+    dataset: str | None,
+    input_shape: str | None,
+    as_json: bool,
+    show_all: bool,
+    prune_normalized: bool,
 ) -> None:
     """Show the channel groups of MODEL: tensors that must lose the same channels together."""
     from prunecli.graph import build_dependency_graph
 
     model, example = build_model_and_input(model_spec, dataset, input_shape)
-    graph = build_dependency_graph(model, example)
+    graph = build_dependency_graph(model, example, prune_normalized=prune_normalized)
     if as_json:
         doc = {"model": model_spec, "input_shape": list(example.shape), **graph.to_dict()}
         click.echo(json.dumps(doc))
@@ -77,6 +85,8 @@ def command(
             continue
         members = "\n".join(escape(_member_text(m)) for m in group.members)
         status = "yes" if group.prunable else escape(f"no: {group.reason}")
+        if group.normalized:
+            status += " (approximate: normalised)"
         table.add_row(str(group.index), str(group.size), status, members)
         table.add_section()
     console.print(table)

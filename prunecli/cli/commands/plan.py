@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -12,24 +11,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from prunecli.cli.console import console, err_console
-from prunecli.errors import PruneCliError
+from prunecli.schedule.vocabulary import parameter_names
+from prunecli.validation import check_file, problem_dict
 
-from .validate import EXIT_INVALID, check_file, problem_dict
+from .validate import EXIT_INVALID
 
 
 def _plot(epoch_plans: list[Any], path: Path) -> None:
-    try:
-        plots = importlib.import_module("prunecli.report.plots")
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("prunecli.report.plots", "prunecli.report"):
-            raise
-        plots = None
-    plot_plan = getattr(plots, "plot_plan", None)
-    if plot_plan is None:
-        raise PruneCliError(
-            "plotting is not available in this installation (prunecli.report.plots.plot_plan is missing)",
-            hint="run without --plot, or use --json and plot the document yourself",
-        )
+    from prunecli.report.plots import plot_plan
+
     plot_plan(epoch_plans, path)
 
 
@@ -57,14 +47,31 @@ def _instances(schedule: Any) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for section in ("pruners", "regularizers"):
         for name, comp in schedule.components.get(section, {}).items():
-            names = comp.args.get("weights")
-            if not isinstance(names, list):
-                for arg in ("levels", "thresholds", "sensitivities", "reg_regims"):
-                    if isinstance(comp.args.get(arg), dict):
-                        names = [str(k) for k in comp.args[arg]]
-                        break
-            out[f"{section}.{name}"] = list(names or [])
+            out[f"{section}.{name}"] = parameter_names(comp)
     return out
+
+
+def _rounding(schedule: Any, shapes: dict[str, tuple[int, ...]], epoch_plans: list[Any]) -> list[dict]:
+    """Kept filter/channel counts, requested and after ``round_to``, at each rounding pruner's final target."""
+    from prunecli.pruners.criteria import kept_count
+    from prunecli.pruners.ranked import ROUNDED_DIMS
+
+    rows = []
+    for name, comp in schedule.components.get("pruners", {}).items():
+        round_to, dim = comp.args.get("round_to"), ROUNDED_DIMS.get(comp.args.get("group_type"))
+        targets = [e.target for ep in epoch_plans for e in ep.entries if e.instance == name and e.target]
+        if not isinstance(round_to, int) or round_to <= 1 or dim is None or not targets:
+            continue
+        layers = []
+        for tensor in comp.args.get("weights") or []:
+            if tensor in shapes and len(shapes[tensor]) > dim:
+                width = shapes[tensor][dim]
+                requested, kept = kept_count(width, max(targets), round_to)
+                layers.append({"tensor": tensor, "width": width, "requested_kept": requested, "kept": kept})
+        rows.append(
+            {"instance": f"pruners.{name}", "round_to": round_to, "target": max(targets), "layers": layers}
+        )
+    return rows
 
 
 @click.command("plan")
@@ -81,6 +88,7 @@ def _instances(schedule: Any) -> dict[str, list[str]]:
     help="Plan this many epochs (default: up to the last pruning epoch).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--strict", is_flag=True, help="Refuse a schedule with a key given twice (default: warn).")
 @click.option(
     "--plot",
     "plot_file",
@@ -94,6 +102,7 @@ def command(
     model_spec: str | None,
     epochs: int | None,
     as_json: bool,
+    strict: bool,
     plot_file: Path | None,
 ) -> None:
     """Show, epoch by epoch, the policies of SCHEDULE in the order Distiller runs them.
@@ -103,7 +112,7 @@ def command(
     """
     from prunecli.schedule.timeline import plan
 
-    result = check_file(schedule, model_spec, dependencies=False)
+    result = check_file(schedule, model_spec, dependencies=False, strict=strict)
     if result.error is not None:
         if as_json:
             doc = {"file": schedule, "valid": False, "error": result.error.message}
@@ -111,10 +120,13 @@ def command(
             click.echo(json.dumps(doc, indent=2))
             ctx.exit(EXIT_INVALID)
         raise result.error
+    for warning in result.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(warning.render())}", highlight=False)
     epoch_plans = plan(result.schedule, epochs)
     if plot_file is not None:
         _plot(epoch_plans, plot_file)
     instances = _instances(result.schedule)
+    rounding = _rounding(result.schedule, result.model.shapes, epoch_plans) if result.model else []
     if as_json:
         doc = {
             "file": schedule,
@@ -123,6 +135,7 @@ def command(
             "epochs": len(epoch_plans),
             "instances": instances,
             "plan": [ep.to_dict() for ep in epoch_plans],
+            "rounding": rounding,
         }
         click.echo(json.dumps(doc, indent=2))
         return
@@ -134,5 +147,19 @@ def command(
         console.print(f"[bold]Parameters per instance[/] (model {escape(model_spec)}):", highlight=False)
         for name, names in instances.items():
             console.print(escape(f"  {name}: " + (", ".join(names) or "-")), highlight=False)
+    for row in rounding:
+        console.print(
+            f"[bold]Channel rounding[/] {escape(row['instance'])} (round_to {row['round_to']}, "
+            f"at target {row['target']:.4f}):",
+            highlight=False,
+        )
+        for layer in row["layers"]:
+            console.print(
+                escape(
+                    f"  {layer['tensor']}: keeps {layer['kept']} of {layer['width']} "
+                    f"(requested {layer['requested_kept']})"
+                ),
+                highlight=False,
+            )
     if plot_file is not None:
         err_console.print(escape(f"plan plot written to {plot_file}"), highlight=False)

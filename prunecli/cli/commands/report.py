@@ -52,6 +52,12 @@ from prunecli.errors import PruneCliError
 @click.option(
     "--latency/--no-latency", default=True, show_default=True, help="Measure median inference latency."
 )
+@click.option(
+    "--deployed-latency/--no-deployed-latency",
+    default=True,
+    show_default=True,
+    help="Also time both models with BatchNorm folded, and in ONNX Runtime when installed (CPU).",
+)
 @click.option("--latency-runs", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True)
 @click.option(
@@ -73,6 +79,7 @@ def command(
     max_batches: int | None,
     eval_batch_size: int,
     latency: bool,
+    deployed_latency: bool,
     latency_runs: int,
     warmup: int,
     batch_size: int,
@@ -94,6 +101,7 @@ def command(
         parse_gate(g)
     options = ReportOptions(
         latency=latency,
+        deployed_latency=deployed_latency,
         latency_runs=latency_runs,
         latency_warmup=warmup,
         batch_size=batch_size,

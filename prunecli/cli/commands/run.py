@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -30,6 +31,9 @@ _DIRECT = (
     "out_dir",
     "name",
     "auto_dependency",
+    "prune_normalized",
+    "round_to",
+    "strict",
 )
 
 
@@ -38,7 +42,12 @@ _DIRECT = (
 @click.option(
     "-c", "--config", "config_file", type=click.Path(dir_okay=False), help="Run configuration YAML."
 )
-@click.option("--resume", type=click.Path(file_okay=False), help="Continue the run in this directory.")
+@click.option(
+    "--resume",
+    type=click.Path(),
+    help="Continue the run in this directory; or, given a checkpoint file (prunecli or Distiller), start a "
+    "new run from its weights, thinning, masks, optimizer state and next epoch.",
+)
 @click.option("-a", "--model", "--arch", "model", help="Model spec (zoo name, torchvision:NAME, ...).")
 @click.option("--initial-weights", type=click.Path(dir_okay=False), help="Start from these weights.")
 @click.option("--dataset", help="digits, mnist, cifar10, cifar100, imagefolder or fake.")
@@ -60,6 +69,21 @@ _DIRECT = (
 @click.option("-n", "--name", help="Run name used in the default run directory.")
 @click.option(
     "--auto-dependency/--no-auto-dependency", default=None, help="Derive Leader groups automatically."
+)
+@click.option(
+    "--prune-normalized",
+    is_flag=True,
+    default=None,
+    help="With --auto-dependency (implied): also prune channels that LayerNorm/GroupNorm normalise "
+    "(ViT/ConvNeXt embedding width); the compact model then deviates slightly and the deviation is reported.",
+)
+@click.option(
+    "--round-to",
+    type=click.IntRange(min=1),
+    help="With --auto-dependency: round every kept channel count up to a multiple of N (e.g. 8).",
+)
+@click.option(
+    "--strict", is_flag=True, default=None, help="Refuse a schedule with a key given twice (default: warn)."
 )
 @click.option("--set", "set_pairs", multiple=True, metavar="KEY=VALUE", help="Override any config field.")
 @click.option("-q", "--quiet", is_flag=True, default=None, help="No progress bars or per-epoch lines.")
@@ -93,6 +117,9 @@ def command(
     if quiet or as_json:
         overrides["quiet"] = True
     out = err_console if as_json else console
+    if resume and Path(resume).is_file():  # Distiller's --resume-from: a new run from a checkpoint file
+        overrides["resume_from"] = resume
+        resume = None
     if resume:
         if schedule or config_file:
             raise ConfigError(

@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import click
 
 from prunecli.cli.console import console
-from prunecli.errors import CheckpointError, SourceLocation
 
 from .deps import parse_input_shape
-
-
-def default_output(path: Path) -> Path:
-    name = path.name
-    stem = name[: -len(".pt")] if name.endswith(".pt") else name
-    return path.with_name(f"{stem}.compact.pt")
-
-
-def _param_count(model) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 @click.command("thin")
@@ -52,6 +40,18 @@ def _param_count(model) -> int:
     show_default=True,
     help="exact: keep the function; distiller: also drop zero filters whose bias/BatchNorm shift is non-zero.",
 )
+@click.option(
+    "--round-to",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Keep back removable channels so every kept channel count is a multiple of N (e.g. 8).",
+)
+@click.option(
+    "--prune-normalized",
+    is_flag=True,
+    help="Also remove zero channels that LayerNorm/GroupNorm normalise (approximate: the deviation is reported).",
+)
 @click.option("--no-verify", is_flag=True, help="Skip the output comparison (not recommended).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def command(
@@ -61,75 +61,34 @@ def command(
     model_spec: str | None,
     input_shape: str | None,
     rule: str,
+    round_to: int,
+    prune_normalized: bool,
     no_verify: bool,
     as_json: bool,
 ) -> None:
-    """Thin CHECKPOINT: apply its masks, remove zero structures, verify, save a compact checkpoint."""
-    import torch
+    """Thin CHECKPOINT: apply its masks, remove zero structures, verify, save a compact checkpoint.
 
-    from prunecli.checkpoint import load_checkpoint, load_model, save_checkpoint
-    from prunecli.report.compute import total_macs
-    from prunecli.thinning import ThinningRecipe, thin_model
+    Masks that are all ones after thinning are not written (they carry no information); masks with
+    zeros left in them are kept, sliced to the new shapes.
+    """
+    from prunecli.api import ThinOptions, thin
 
-    data = load_checkpoint(checkpoint)
-    model = load_model(checkpoint, model=model_spec)
-    example = torch.randn(_input_shape(data, model_spec, input_shape, checkpoint))
-    masks = {k: v for k, v in (data.get("masks") or {}).items() if isinstance(v, torch.Tensor)}
-    params_before, macs_before = _param_count(model), total_macs(model, example)
-    start = time.perf_counter()
-    recipe = thin_model(model, example, mode=mode, masks=masks, verify=not no_verify, rule=rule)
-    seconds = time.perf_counter() - start
-    previous = data.get("recipe")
-    merged = ThinningRecipe.from_dict(previous).then(recipe) if previous else recipe
-    out = output or default_output(checkpoint)
-    payload = dict(data)
-    payload.update(
-        state_dict=model.state_dict(),
-        masks=masks,
-        recipe=merged.to_dict() if not merged.is_empty() else None,
-        optimizer=None,  # optimizer and scheduler state hold dense shapes: a compact file restarts them
-        scheduler=None,
+    options = ThinOptions(
+        mode=mode, rule=rule, verify=not no_verify, round_to=round_to, prune_normalized=prune_normalized
+    )  # type: ignore[arg-type]
+    summary = thin(
+        checkpoint, output, model=model_spec, input_shape=parse_input_shape(input_shape), options=options
     )
-    save_checkpoint(out, payload)
-    summary = {
-        "input": str(checkpoint),
-        "output": str(out),
-        "mode": mode,
-        "rule": rule,
-        "removed_channels": recipe.removed_channels,
-        "tensors_changed": len(recipe.tensors),
-        "params_before": params_before,
-        "params_after": _param_count(model),
-        "macs_before": macs_before,
-        "macs_after": total_macs(model, example),
-        "verified": not no_verify,
-        "seconds": round(seconds, 3),
-    }
     if as_json:
-        click.echo(json.dumps(summary))
+        click.echo(json.dumps(summary.to_dict()))
         return
-    if recipe.is_empty():
+    if summary.tensors_changed == 0:
         console.print("Nothing to remove: no filter or channel is zero everywhere it is used.")
     console.print(
-        f"Removed {summary['removed_channels']} channels in {summary['tensors_changed']} tensors: "
-        f"params {params_before:,} -> {summary['params_after']:,}, "
-        f"MACs {macs_before:,} -> {summary['macs_after']:,}" + (" (output verified)" if not no_verify else "")
+        f"Removed {summary.removed_channels} channels in {summary.tensors_changed} tensors: "
+        f"params {summary.params_before:,} -> {summary.params_after:,}, "
+        f"MACs {summary.macs_before:,} -> {summary.macs_after:,}"
     )
-    console.print(f"Wrote {out}")
-
-
-def _input_shape(data: dict, model_spec: str | None, text: str | None, path: Path) -> tuple[int, ...]:
-    shape = parse_input_shape(text)
-    if shape is not None:
-        return shape
-    from prunecli.models import ModelSpec, default_input_shape
-
-    if model_spec:
-        return default_input_shape(model_spec)
-    if data.get("model"):
-        return default_input_shape(ModelSpec.from_dict(data["model"]))
-    raise CheckpointError(
-        "cannot tell the model's input shape from the checkpoint",
-        location=SourceLocation(str(path)),
-        hint="pass --input-shape, e.g. --input-shape 1,3,32,32",
-    )
+    if summary.verification:
+        console.print(f"Check: {summary.verification['summary']}")
+    console.print(f"Wrote {summary.output}")

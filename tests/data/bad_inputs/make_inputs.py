@@ -21,16 +21,21 @@ from prunecli.models import create_model
 HERE = Path(__file__).resolve().parent
 
 
-def _fake_distiller_recipe_type():
+def _fake_distiller_types():
+    """Distiller's recipe namedtuple and a quantizer class, pickled under Distiller's module names."""
     package = types.ModuleType("distiller")
     thinning = types.ModuleType("distiller.thinning")
+    quantization = types.ModuleType("distiller.quantization")
     recipe = collections.namedtuple("ThinningRecipe", ["modules", "parameters"])
     recipe.__module__ = "distiller.thinning"
     thinning.ThinningRecipe = recipe
-    package.thinning = thinning
+    quantizer = type("PostTrainLinearQuantizer", (), {"__module__": "distiller.quantization"})
+    quantization.PostTrainLinearQuantizer = quantizer
+    package.thinning, package.quantization = thinning, quantization
     sys.modules.setdefault("distiller", package)
     sys.modules.setdefault("distiller.thinning", thinning)
-    return recipe
+    sys.modules.setdefault("distiller.quantization", quantization)
+    return recipe, quantizer
 
 
 class _Marker:
@@ -70,7 +75,7 @@ def checkpoints(out: Path) -> None:
     save_checkpoint(
         out / "user_code_model.pt", build_checkpoint(state_dict=user_net.state_dict(), model=user_spec)
     )
-    recipe = _fake_distiller_recipe_type()
+    recipe, quantizer = _fake_distiller_types()
     distiller = {
         "epoch": 3,
         "arch": "simplenet_mnist",
@@ -79,6 +84,8 @@ def checkpoints(out: Path) -> None:
         "optimizer_type": torch.optim.SGD,
         "compression_sched": {"masks_dict": {}},
         "thinning_recipes": [recipe({}, {})],
+        # a quantized model's checkpoint: its quantizer class is not one prunecli reads
+        "quantizer_metadata": {"type": quantizer, "params": {}},
     }
     torch.save(distiller, out / "distiller.pth.tar", _use_new_zipfile_serialization=False)
     marker = str(out / "MARKER_code_was_executed")

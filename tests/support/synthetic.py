@@ -12,10 +12,14 @@ from torch import nn
 from prunecli.graph.model import ChannelGroup, DependencyGraph
 from prunecli.thinning.recipe import tensor_by_name
 
-PRODUCER_KINDS = frozenset({"conv", "depthwise", "grouped", "linear"})
+PRODUCER_KINDS = frozenset({"conv", "depthwise", "grouped", "linear", "attention"})
 
 
 def producer_members(graph: DependencyGraph, group: ChannelGroup):
+    """The members to zero: conv/linear/attention outputs; for a group that passes through a norm
+    (``prune_normalized``) every producer, the norm's scale and shift and embeddings included."""
+    if group.normalized:
+        return group.producers()
     kinds = graph.flow.modules
     return [m for m in group.producers() if kinds.get(m.tensor.rpartition(".")[0]) in PRODUCER_KINDS]
 
@@ -55,7 +59,14 @@ def zero_channels(
     return chosen
 
 
-def exercise(model: nn.Module, example_input: torch.Tensor, fraction: float = 0.5, seed: int = 0) -> dict:
+def exercise(
+    model: nn.Module,
+    example_input: torch.Tensor,
+    fraction: float = 0.5,
+    seed: int = 0,
+    *,
+    prune_normalized: bool = False,
+) -> dict:
     """Zero ``fraction`` of every prunable group, thin, and measure: the coverage check for one model.
 
     Returns plain numbers; the output comparison here is independent of thin_model's own check.
@@ -65,29 +76,33 @@ def exercise(model: nn.Module, example_input: torch.Tensor, fraction: float = 0.
     from prunecli.graph import build_dependency_graph
     from prunecli.report.compute import total_macs
     from prunecli.thinning.thin import thin_model
-    from prunecli.thinning.verify import eval_outputs, mismatch
+    from prunecli.thinning.verify import Reference, kept_inputs
 
     model.eval()
     start = time.perf_counter()
-    graph = build_dependency_graph(model, example_input)
+    graph = build_dependency_graph(model, example_input, prune_normalized=prune_normalized)
     graph_s = time.perf_counter() - start
     zeroed = zero_channels(model, graph, fraction, seed=seed)
-    expected = eval_outputs(model, (example_input,))
+    reference = Reference.record(model, (example_input,))
     params_before = sum(p.numel() for p in model.parameters())
     macs_before = total_macs(model, example_input)
     start = time.perf_counter()
     recipe = thin_model(model, example_input, graph=graph)
     thin_s = time.perf_counter() - start
+    approximate = any(g.normalized for g in graph.groups if g.index in zeroed)
+    check = reference.compare(model, kept_inputs(recipe.tensors), approximate=approximate)
     return {
         "groups": len(graph.groups),
         "prunable_groups": len(graph.prunable_groups()),
+        "normalized_groups": sum(1 for g in graph.prunable_groups() if g.normalized),
         "zeroed_channels": sum(len(v) for v in zeroed.values()),
         "removed_channels": recipe.removed_channels,
         "params_before": params_before,
         "params_after": sum(p.numel() for p in model.parameters()),
         "macs_before": macs_before,
         "macs_after": total_macs(model, example_input),
-        "output_mismatch": mismatch(expected, eval_outputs(model, (example_input,))),
+        "output_mismatch": None if check.passed or check.approximate else check.summary(),
+        "verification": check.to_dict(),
         "graph_seconds": graph_s,
         "thin_seconds": thin_s,
     }

@@ -1,7 +1,8 @@
-"""Prune a tiny CNN from your own training loop with a Distiller schedule.
+"""Prune a tiny CNN from your own training loop with a Distiller schedule, then thin it.
 
-Run it with ``python docs/examples/custom_loop.py``: it trains on random data for a few
-epochs under an AGP filter-pruning schedule and prints each epoch's sparsity.
+Run it with ``python examples/custom_loop.py``: it trains on random data for a few
+epochs under an AGP filter-pruning schedule, prints each epoch's sparsity, and finally
+makes a thinned copy with the pruned filters removed for real (``export_compact``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from prunecli.compression import compression_scheduler_from_yaml
+from prunecli.api import build_compression, export_compact
 
 SCHEDULE = """
 version: 1
@@ -74,11 +75,15 @@ def main(epochs: int = 5, steps_per_epoch: int = 3) -> dict[str, float]:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     criterion = nn.CrossEntropyLoss()
     data = [(torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,))) for _ in range(steps_per_epoch)]
+    example_input = data[0][0][:1]
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "schedule.yaml"
         path.write_text(SCHEDULE)
-        scheduler = compression_scheduler_from_yaml(path, model, optimizer)
+        # auto_dependency: a pruned filter's bias goes with it, so thinning can remove the filter
+        scheduler = build_compression(
+            path, model, optimizer, example_input=example_input, auto_dependency=True
+        )
 
     for epoch in range(epochs):
         scheduler.on_epoch_begin(epoch)
@@ -97,7 +102,22 @@ def main(epochs: int = 5, steps_per_epoch: int = 3) -> dict[str, float]:
         fc_sparsity = float((model.classifier.weight == 0).float().mean())
         print(f"epoch {epoch}: conv filters pruned {dead}/16, classifier sparsity {fc_sparsity:.2f}")
 
-    return {"dead_filters": dead, "fc_sparsity": fc_sparsity, "lr": optimizer.param_groups[0]["lr"]}
+    # a thinned copy: the zeroed filters of features.3 and the classifier inputs that read them go
+    # for real, and the copy is checked to compute what the masked model computes
+    compact = export_compact(model, scheduler, example_input)
+    params_before = sum(p.numel() for p in model.parameters())
+    params_after = sum(p.numel() for p in compact.model.parameters())
+    print(
+        f"thinned: {params_before:,} -> {params_after:,} parameters; features.3 is now {compact.model.features[3]}"
+    )
+
+    return {
+        "dead_filters": dead,
+        "fc_sparsity": fc_sparsity,
+        "lr": optimizer.param_groups[0]["lr"],
+        "params_before": params_before,
+        "params_after": params_after,
+    }
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Shared helpers for the compression-runtime tests (no tests here)."""
+"""Small models, schedules built in code and a training loop for the compression-runtime tests."""
 
 from __future__ import annotations
 
@@ -89,3 +89,19 @@ def zero_filters(t: torch.Tensor) -> int:
 
 def zero_channels(t: torch.Tensor) -> int:
     return int((t.transpose(0, 1).reshape(t.size(1), -1).abs().sum(dim=1) == 0).sum())
+
+
+class ResBlockNet(nn.Module):
+    """Two convolutions whose outputs are added: their filters must be pruned together."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.a = nn.Conv2d(8, 8, 3, padding=1)
+        self.b = nn.Conv2d(8, 8, 1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        x = torch.relu(self.a(x) + self.b(x))
+        return self.fc(x.mean(dim=(2, 3)))

@@ -1,0 +1,167 @@
+"""prunecli's public Python API: the functions behind the commands, typed, in one place.
+
+Everything a program needs to use prunecli as a library, without the command line::
+
+    from prunecli.api import build_compression, export_compact, load_model, thin
+
+========================  ====================================================================
+``load_schedule``         read and validate a Distiller schedule (``ScheduleError`` lists every problem)
+``check_schedule``        the same check as ``prunecli validate``, returned as a :class:`CheckResult`
+``build_compression``     the compression scheduler of a schedule for a model (names resolved inside)
+``export_compact``        a thinned copy of a model being trained under a live scheduler
+``thin``                  ``prunecli thin``: a checkpoint file in, a compact checkpoint file out
+``load_model``            a ready-to-use model from any prunecli checkpoint (compact ones included)
+========================  ====================================================================
+
+``prunecli`` re-exports exactly these names (``from prunecli import thin``). The command-line
+commands are thin shells over them; see docs/python-api.md.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunecli.checkpoint import load_model, save_checkpoint
+from prunecli.checkpoint.compact import default_compact_path, thin_checkpoint
+from prunecli.checkpoint.model import example_input_shape, resolve
+from prunecli.compression import CompressionScheduler, build_compression
+from prunecli.schedule import Schedule, load_schedule
+from prunecli.thinning.compact import CompactModel, ThinOptions, thin_to_compact
+from prunecli.thinning.recipe import ThinningRecipe
+from prunecli.validation import CheckResult, ModelInfo
+from prunecli.validation import check_file as check_schedule
+
+__all__ = [
+    "CheckResult",
+    "CompactModel",
+    "CompressionScheduler",
+    "ModelInfo",
+    "Schedule",
+    "ThinOptions",
+    "ThinSummary",
+    "build_compression",
+    "check_schedule",
+    "export_compact",
+    "load_model",
+    "load_schedule",
+    "thin",
+]
+
+
+def export_compact(
+    model: nn.Module,
+    scheduler: CompressionScheduler,
+    example_input: Any,
+    *,
+    previous: ThinningRecipe | dict[str, Any] | None = None,
+    options: ThinOptions | None = None,
+) -> CompactModel:
+    """A thinned copy of ``model`` as ``scheduler`` has masked it; ``model`` itself is left as it is.
+
+    The recipe of the result is relative to the dense model: ``previous`` (the thinning applied to
+    ``model`` before this scheduler was built, e.g. a resumed checkpoint's ``recipe``), then every
+    thinning the schedule did during training (``FilterRemover``/``ChannelRemover``), then this one.
+    Masks that are all ones after thinning are dropped (they carry no information).
+    """
+    compact = copy.deepcopy(model).eval()
+    return thin_to_compact(
+        compact,
+        example_input,
+        masks=scheduler.masks,
+        previous=[previous, *scheduler.thinning_recipes],
+        options=options,
+    )
+
+
+@dataclass
+class ThinSummary:
+    """What :func:`thin` did (plain data through :meth:`to_dict`, the ``prunecli thin --json`` document)."""
+
+    input: str
+    output: str
+    options: ThinOptions
+    removed_channels: int
+    tensors_changed: int
+    params_before: int
+    params_after: int
+    macs_before: int
+    macs_after: int
+    seconds: float
+    verification: dict[str, Any] | None = None  # the last entry of the recipe's ``checks``
+
+    @property
+    def verified(self) -> bool:
+        """The thinned model was compared with the masked one and matched."""
+        return self.options.verify and (self.verification or {}).get("status") == "verified"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "input": self.input,
+            "output": self.output,
+            **{k: v for k, v in self.options.thin_model_kwargs().items() if k != "verify"},
+            "removed_channels": self.removed_channels,
+            "tensors_changed": self.tensors_changed,
+            "params_before": self.params_before,
+            "params_after": self.params_after,
+            "macs_before": self.macs_before,
+            "macs_after": self.macs_after,
+            "verified": self.verified,
+            "verification": self.verification,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def thin(
+    checkpoint: str | os.PathLike[str],
+    output: str | os.PathLike[str] | None = None,
+    *,
+    model: str | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    options: ThinOptions | None = None,
+) -> ThinSummary:
+    """Thin the model of ``checkpoint`` and save it as a compact checkpoint (``NAME.compact.pt``).
+
+    ``model`` names the architecture when the checkpoint does not (and allows a model defined by
+    your code to be built); ``input_shape`` is the example batch's shape for tracing (default: the
+    model's own). The compact file keeps every key but the optimizer and scheduler state.
+    """
+    from prunecli.report.compute import total_macs
+
+    options = options or ThinOptions()
+    source = Path(checkpoint)
+    # the completed checkpoint: a Distiller file's thinning recipes are in data["recipe"] then
+    net, data = resolve(source, model=model)
+    net.eval()
+    example = torch.randn(input_shape or example_input_shape(data, source, model=model))
+    params_before, macs_before = _param_count(net), total_macs(net, example)
+    began = time.perf_counter()
+    result = thin_checkpoint(data, net, example, options=options)
+    seconds = time.perf_counter() - began
+    target = Path(output) if output is not None else default_compact_path(source)
+    save_checkpoint(target, result.payload)
+    step = result.compact.step
+    return ThinSummary(
+        input=str(source),
+        output=str(target),
+        options=options,
+        removed_channels=step.removed_channels,
+        tensors_changed=len(step.tensors),
+        params_before=params_before,
+        params_after=_param_count(net),
+        macs_before=macs_before,
+        macs_after=total_macs(net, example),
+        seconds=seconds,
+        verification=step.checks[-1] if step.checks else None,
+    )
+
+
+def _param_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

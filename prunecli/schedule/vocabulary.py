@@ -1,0 +1,101 @@
+"""Words a schedule uses whose meaning several packages need, each declared here once.
+
+* ``group_type`` values: which tensor ranks they fit, which dimension counts their structures, and
+  for filters/channels which side of a channel group (producers or readers) they prune. Read by
+  name matching (:mod:`prunecli.schedule.names`), the dependency check
+  (:mod:`prunecli.graph.schedule_check`) and ``auto_dependency`` (:mod:`prunecli.compression.coupling`).
+* ``thinning_func_str`` values of the thinning extensions and the
+  :func:`prunecli.thinning.thin_model` mode each one means (read by the catalog's schema and by
+  :class:`prunecli.compression.policies.ThinningPolicy`).
+* which arguments of a component name parameters (declared per class in
+  :mod:`prunecli.schedule.catalog`; :func:`parameter_names` reads them for everyone else).
+
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from .model import Component
+
+Role = Literal["out", "in"]
+
+
+@dataclass(frozen=True)
+class GroupType:
+    """What one ``group_type`` value means."""
+
+    #: tensor ranks it applies to (Distiller's ranked pruners, thresholding, group lasso)
+    ranks: frozenset[int]
+    #: the dimension whose slices are its structures (what a Leader group counts); None if not slices
+    dim: int | None = None
+    #: for filters/channels: the members of a channel group it prunes ("out": the producers' filters,
+    #: "in": the readers' input channels); None when pruning it does not remove channels
+    role: Role | None = None
+    #: how messages name its structures
+    words: str = "structures"
+
+
+def _ranks(*ranks: int) -> frozenset[int]:
+    return frozenset(ranks)
+
+
+#: group_type -> its meaning. "Channels" on a 2-D (Linear) weight are its columns and Distiller's
+#: "Rows" of a 2-D weight are its input columns too (torch stores Linear weights transposed).
+GROUP_TYPES: dict[str, GroupType] = {
+    "Filters": GroupType(_ranks(3, 4), dim=0, role="out", words="filters"),
+    "3D": GroupType(_ranks(3, 4), dim=0, role="out", words="filters"),
+    "Channels": GroupType(_ranks(2, 4), dim=1, role="in", words="input channels"),
+    "Rows": GroupType(_ranks(2), dim=1, words="rows"),
+    "Cols": GroupType(_ranks(2), words="columns"),
+    "2D": GroupType(_ranks(4), words="kernels"),
+    "4D": GroupType(_ranks(4)),
+    "Blocks": GroupType(_ranks(4), words="blocks"),
+    "Rows+Cols": GroupType(_ranks(2)),
+    "Cols+Rows": GroupType(_ranks(2)),
+    "Channels+4D": GroupType(_ranks(4)),
+    "4D+Channels": GroupType(_ranks(4)),
+}
+
+
+def channel_group_types() -> dict[str, GroupType]:
+    """The group types that prune whole channels of a dependency group (Filters, 3D, Channels)."""
+    return {name: g for name, g in GROUP_TYPES.items() if g.role is not None}
+
+
+def structure_dims() -> dict[str, int]:
+    """group_type -> the dimension counting its structures, for the types that have one."""
+    return {name: g.dim for name, g in GROUP_TYPES.items() if g.dim is not None}
+
+
+#: ``thinning_func_str`` of FilterRemover/ChannelRemover/StructureRemover -> ``thin_model`` mode
+THINNING_FUNCTIONS: dict[str, Literal["filters", "channels", "both"]] = {
+    "remove_filters": "filters",
+    "remove_channels": "channels",
+    "contract_model": "both",
+}
+
+
+def parameter_names(component: Component) -> list[str]:
+    """The parameter names ``component`` acts on, read from the arguments its class declares as names.
+
+    A list argument (``weights``) when given, otherwise the keys of the first name-keyed mapping
+    (``levels``, ``thresholds``, ``sensitivities``, ``reg_regims``); Distiller's ``*`` default entry
+    is included as written.
+    """
+    from .catalog import lookup
+
+    spec = lookup(component.class_name)
+    if spec is None:
+        return []
+    for arg in spec.name_list_args:
+        value = component.args.get(arg)
+        if isinstance(value, list):
+            return [str(name) for name in value]
+    for arg in spec.name_dict_args:
+        value = component.args.get(arg)
+        if isinstance(value, dict):
+            return [str(name) for name in value]
+    return []

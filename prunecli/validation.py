@@ -1,0 +1,192 @@
+"""Checking a schedule without training: syntax, classes, arguments, epochs and, with a model, names.
+
+The use case behind ``prunecli validate`` and ``prunecli plan`` (and :func:`prunecli.api.check_schedule`):
+it never raises for bad input; the :class:`CheckResult` holds the error, every problem with its
+file:line:column, and the warnings of the dependency check (coupled tensors pruned without a Leader).
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from prunecli.errors import DataError, Problem, PruneCliError, SourceLocation
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from prunecli.schedule.model import Schedule
+
+
+@dataclass
+class ModelInfo:
+    """What a schedule check needs from a model: its spec, parameter shapes, the module itself."""
+
+    spec: str
+    shapes: dict[str, tuple[int, ...]]
+    module: nn.Module | None = None
+    example_input: torch.Tensor | None = None
+
+
+def load_model_info(
+    spec: str, *, meta: bool = False, example_input: bool = True, dataset: str | None = None
+) -> ModelInfo:
+    """Build the model (on the meta device when only shapes are needed) and read its parameters.
+
+    ``dataset`` sets the class count and the example input's shape, which a model defined by user
+    code cannot otherwise tell.
+    """
+    import torch
+
+    from prunecli.models import create_model, default_input_shape
+
+    if meta:
+        with torch.device("meta"):
+            model, parsed = create_model(spec, dataset=dataset)
+    else:
+        model, parsed = create_model(spec, dataset=dataset)
+    shapes = {name: tuple(p.shape) for name, p in model.named_parameters()}
+    sample = None
+    if example_input and not meta:
+        sample = torch.randn(default_input_shape(parsed, dataset))
+    return ModelInfo(spec, shapes, model, sample)
+
+
+def _model_for(spec: str, *, need_module: bool, dataset: str | None = None) -> ModelInfo:
+    """Shapes only come from the meta device (no memory, instant) unless the module is needed."""
+    if not need_module:
+        try:
+            return load_model_info(spec, meta=True, dataset=dataset)
+        except (RuntimeError, NotImplementedError):  # a factory that computes on tensors at build time
+            pass
+    return load_model_info(spec, dataset=dataset)
+
+
+def _check_dataset_name(name: str) -> None:
+    """Refuse an unknown data set by name before a model is sized for it."""
+    from prunecli.data import available_datasets
+
+    known = available_datasets()
+    if name.lower() not in known:
+        close = difflib.get_close_matches(name.lower(), known, n=3)
+        raise DataError(
+            f"unknown data set {name!r}",
+            hint=(f"did you mean {', '.join(close)}? " if close else "")
+            + f"known data sets: {', '.join(known)}",
+        )
+
+
+def _location_dict(loc: SourceLocation | None) -> dict[str, Any]:
+    if loc is None:
+        return {"file": None, "line": None, "column": None}
+    return {"file": loc.file, "line": loc.line, "column": loc.column}
+
+
+def problem_dict(p: Problem) -> dict[str, Any]:
+    """A problem as plain data (the ``--json`` documents of validate and plan)."""
+    return {"message": p.message, **_location_dict(p.location), "hint": p.hint}
+
+
+def schedule_summary(schedule: Schedule) -> dict[str, Any]:
+    """Component counts per section and the epochs the policies span."""
+    from prunecli.schedule.model import SECTIONS
+
+    epochs = [e for p in schedule.policies for e in p.epochs]
+    return {
+        "components": {s: len(schedule.components.get(s, {})) for s in SECTIONS},
+        "policies": len(schedule.policies),
+        "first_epoch": min(epochs, default=None),
+        "last_epoch": max(epochs, default=None),
+        "last_pruning_epoch": schedule.last_epoch() if schedule.policies else None,
+    }
+
+
+@dataclass
+class CheckResult:
+    """The outcome of :func:`check_file`; ``valid`` is False when ``error`` is set."""
+
+    path: str
+    schedule: Schedule | None = None  # names resolved when a model was given
+    model: ModelInfo | None = None
+    classification: str | None = None  # what the file is, when it is Distiller YAML but not a schedule
+    error: PruneCliError | None = None
+    warnings: list[Problem] = field(default_factory=list)
+
+    @property
+    def valid(self) -> bool:
+        return self.error is None
+
+    def problems(self) -> list[Problem]:
+        if self.error is None:
+            return []
+        return self.error.problems or [Problem(self.error.message, self.error.location, self.error.hint)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (the ``prunecli validate --json`` document)."""
+        doc: dict[str, Any] = {
+            "file": self.path,
+            "valid": self.valid,
+            "classification": self.classification,
+            "model": self.model.spec if self.model else None,
+            "error": self.error.message if self.error else None,
+            "problems": [problem_dict(p) for p in self.problems()],
+            "warnings": [problem_dict(p) for p in self.warnings],
+        }
+        if self.schedule is not None and self.valid:
+            doc["summary"] = schedule_summary(self.schedule)
+        return doc
+
+
+def check_file(
+    path: str,
+    model: str | ModelInfo | None = None,
+    *,
+    dependencies: bool = True,
+    strict: bool = False,
+    dataset: str | None = None,
+) -> CheckResult:
+    """Load, validate and (with a model) name-check one schedule; never raises for bad input.
+
+    With ``strict`` a key given twice in the YAML is an error; otherwise it is a warning.
+
+    ``dependencies``: with a model, also look for coupled tensors (residual adds, concatenations)
+    pruned without a Leader group; that builds the model for real and traces it.
+
+    ``dataset``: the data set the model is built for (class count, example input); by default the
+    one the schedule's thinning extension names (``dataset:``), as ``prunecli run`` does.
+    """
+    from prunecli.schedule import NotAScheduleError, load_schedule
+    from prunecli.schedule.names import resolve_names
+
+    result = CheckResult(path)
+    try:
+        schedule = load_schedule(path, strict=strict)
+        result.schedule = schedule
+        result.warnings.extend(schedule.warnings)
+        if model is not None:
+            from prunecli.training.setup import schedule_hints
+
+            dataset = dataset or schedule_hints(schedule).get("dataset")
+            if dataset is not None:
+                _check_dataset_name(dataset)
+            info = (
+                model
+                if isinstance(model, ModelInfo)
+                else _model_for(model, need_module=dependencies, dataset=dataset)
+            )
+            result.model = info
+            result.schedule = resolve_names(schedule, info.shapes)
+            if dependencies and info.module is not None and info.example_input is not None:
+                from prunecli.graph.schedule_check import check_schedule_dependencies
+
+                result.warnings.extend(
+                    check_schedule_dependencies(result.schedule, info.module, info.example_input)
+                )
+    except NotAScheduleError as exc:
+        result.classification = exc.classification
+        result.error = exc
+    except PruneCliError as exc:
+        result.error = exc
+    return result
