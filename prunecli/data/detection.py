@@ -23,12 +23,12 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from prunecli.data.bundle import DataBundle, EpochSampler, limit, split_indices, subset
+from prunecli.data.bundle import DataBundle, EpochSampler, split_indices, subset
 from prunecli.errors import DataError, SourceLocation
 
 Target = dict[str, torch.Tensor]
@@ -107,18 +107,13 @@ class DetectionBundle(DataBundle):
 
 def _bundle(name: str, train: Dataset, test: Dataset, *, num_classes: int, side: int, seed: int,
             val_fraction: float, max_samples: int | None, info: dict) -> DetectionBundle:  # fmt: skip
-    train_idx, val_idx = split_indices(len(train), val_fraction, seed)
-    bundle = DetectionBundle(
-        name=name,
-        train=limit(subset(train, train_idx), max_samples),
-        val=limit(subset(train, val_idx), max_samples),
-        test=limit(test, max_samples),
-        num_classes=num_classes,
-        input_shape=(3, side, side),
-        info=dict(info),
-    )
-    bundle.info.update(seed=seed, val_fraction=val_fraction, max_samples=max_samples, sizes=bundle.sizes())
-    return bundle
+    from prunecli.data.sources import _finish  # sources registers this module's loaders
+
+    bundle = _finish(  # built as bundle_type
+        name, train, train, test, num_classes=num_classes, input_shape=(3, side, side), seed=seed,
+        val_fraction=val_fraction, max_samples=max_samples, info=info, bundle_type=DetectionBundle,
+    )  # fmt: skip
+    return cast(DetectionBundle, bundle)
 
 
 def load_fake_detection(

@@ -59,10 +59,11 @@ def _finish(
     max_samples: int | None,
     classes: list[str] | None = None,
     info: dict | None = None,
+    bundle_type: type[DataBundle] = DataBundle,
 ) -> DataBundle:
     """Cut the validation split from the training data and apply the smoke-run size limit."""
     train_idx, val_idx = split_indices(len(train_aug), val_fraction, seed)
-    bundle = DataBundle(
+    bundle = bundle_type(
         name=name,
         train=limit(subset(train_aug, train_idx), max_samples),
         val=limit(subset(train_eval, val_idx), max_samples),
