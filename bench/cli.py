@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from bench import accuracy, app_cost, hooks, latency, thinning
+from bench import accuracy, app_cost, deploy, engine, hooks, latency, thinning
 from bench.context import Context
 from bench.machine import load_average, machine_info
 from bench.markdown import document
@@ -24,8 +24,11 @@ BENCHMARKS: dict[str, Callable[[Context], Section]] = {
     "hooks": hooks.run,
     "thinning": thinning.run,
     "latency": latency.run,
+    "deploy": deploy.run,
     "app": app_cost.run,
     "accuracy": accuracy.run,
+    "engine-overhead": engine.run_overhead,
+    "engine-accuracy": engine.run_accuracy,
 }
 
 DEFAULT_OUTPUT = Path("docs/benchmarks.md")

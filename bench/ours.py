@@ -83,10 +83,13 @@ def prune_filters_and_thin(
     *,
     verify: bool = False,
     phases: dict[str, float] | None = None,
-) -> nn.Module:
+    round_to: int = 1,
+) -> dict:
     """Dependency analysis, coupled L1 filter ranking, masking and thinning, as `prunecli` does it.
 
-    ``phases`` receives the CPU seconds of each of :data:`PHASES`.
+    ``phases`` receives the CPU seconds of each of :data:`PHASES`; ``round_to`` rounds every coupled
+    group's kept count up to a multiple of it. The model shrinks in place; returns the thinning recipe
+    as plain data (what a compact checkpoint stores).
     """
     thin_model = require("prunecli.thinning", "thin_model")
     build_graph = require("prunecli.graph", "build_dependency_graph")
@@ -104,11 +107,19 @@ def prune_filters_and_thin(
     schedule = load_schedule_text(filter_schedule_text(names, fraction))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     scheduler = build_scheduler(
-        schedule, model, optimizer, example_input=example_input, auto_dependency=True, dependency_graph=graph
+        schedule,
+        model,
+        optimizer,
+        example_input=example_input,
+        auto_dependency=True,
+        dependency_graph=graph,
+        **({"round_to": round_to} if round_to > 1 else {}),
     )
     scheduler.on_epoch_begin(0)
     scheduler.on_minibatch_begin(0, 0, 1, optimizer)
     lap(PHASES[1])
-    thin_model(model, example_input, masks=scheduler.masks, optimizer=optimizer, verify=verify, graph=graph)
+    recipe = thin_model(
+        model, example_input, masks=scheduler.masks, optimizer=optimizer, verify=verify, graph=graph
+    )
     lap(PHASES[2])
-    return model
+    return recipe.to_dict()

@@ -29,6 +29,11 @@ class Settings:
     latency_batches: tuple[int, ...] = (1, 16, 64)
     latency_rounds: int = 3
     latency_budget_s: float = 0.5  # time per measurement, repeated forwards up to this
+    # 6. deployment: round_to=8 + folded BatchNorm, PyTorch eager and ONNX Runtime; export
+    deploy_models: tuple[str, ...] = ("resnet56_cifar", "torchvision:resnet50", "torchvision:mobilenet_v2")
+    deploy_batch: int = 16
+    deploy_rounds: int = 3
+    deploy_budget_s: float = 0.5
     # 4. the application's own cost
     app_quickstart_epochs: int = 12  # the quickstart up to (not including) its thinning epoch
     app_epochs: int = 3
@@ -62,6 +67,9 @@ QUICK = Settings(
     latency_batches=(1, 16),
     latency_rounds=2,
     latency_budget_s=0.05,
+    deploy_models=("resnet20_cifar",),
+    deploy_rounds=1,
+    deploy_budget_s=0.05,
     app_quickstart_epochs=1,
     app_epochs=1,
     app_train_size=128,

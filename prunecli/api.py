@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,7 @@ class ThinSummary:
     macs_after: int
     seconds: float
     verification: dict[str, Any] | None = None  # the last entry of the recipe's ``checks``
+    warnings: list[str] = field(default_factory=list)  # e.g. a tensor whose every filter was pruned
 
     @property
     def verified(self) -> bool:
@@ -116,6 +117,7 @@ class ThinSummary:
             "verified": self.verified,
             "verification": self.verification,
             "seconds": round(self.seconds, 3),
+            "warnings": list(self.warnings),
         }
 
 
@@ -160,6 +162,7 @@ def thin(
         macs_after=total_macs(net, example),
         seconds=seconds,
         verification=step.checks[-1] if step.checks else None,
+        warnings=list(step.warnings),
     )
 
 

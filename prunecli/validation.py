@@ -54,6 +54,13 @@ def load_model_info(
     return ModelInfo(spec, shapes, model, sample)
 
 
+def _has_native(schedule: Schedule) -> bool:
+    """Native engine entries are built for the model, so combinations it rules out show up now."""
+    from prunecli.schedule.native import NATIVE_CLASS
+
+    return any(c.class_name == NATIVE_CLASS for c in schedule.components.get("pruners", {}).values())
+
+
 def _model_for(spec: str, *, need_module: bool, dataset: str | None = None) -> ModelInfo:
     """Shapes only come from the meta device (no memory, instant) unless the module is needed."""
     if not need_module:
@@ -166,6 +173,7 @@ def check_file(
         result.schedule = schedule
         result.warnings.extend(schedule.warnings)
         if model is not None:
+            native = _has_native(schedule)
             from prunecli.training.setup import schedule_hints
 
             dataset = dataset or schedule_hints(schedule).get("dataset")
@@ -174,10 +182,14 @@ def check_file(
             info = (
                 model
                 if isinstance(model, ModelInfo)
-                else _model_for(model, need_module=dependencies, dataset=dataset)
+                else _model_for(model, need_module=dependencies or native, dataset=dataset)
             )
             result.model = info
             result.schedule = resolve_names(schedule, info.shapes)
+            if native and info.module is not None:
+                from prunecli.compression.build import check_native_pruners
+
+                check_native_pruners(result.schedule, info.module, info.example_input)
             if dependencies and info.module is not None and info.example_input is not None:
                 from prunecli.graph.schedule_check import check_schedule_dependencies
 

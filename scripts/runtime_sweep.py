@@ -10,6 +10,7 @@ smaller model that still runs.
     .venv/bin/python scripts/runtime_sweep.py                 # print a table of every example
     .venv/bin/python scripts/runtime_sweep.py --write docs/compatibility-runtime.json
     .venv/bin/python scripts/runtime_sweep.py --only 'ssl/' --write docs/compatibility-runtime.json
+    .venv/bin/python scripts/runtime_sweep.py --fingerprints tests/data/mask_fingerprints.json
 
 The JSON it writes is what ``scripts/compatibility.py`` shows in the runtime column.
 """
@@ -20,6 +21,7 @@ import argparse
 import json
 import math
 import os
+import random
 import re
 import sys
 import time
@@ -102,6 +104,8 @@ class RuntimeOutcome:
     pruners: list[PrunerResult] = field(default_factory=list)
     regularizers: dict[str, float] = field(default_factory=dict)  # name -> element sparsity reached
     thinning: list[ThinningResult] = field(default_factory=list)
+    #: fingerprints of the masks the run produced (see :class:`MaskFingerprints`); not in the JSON
+    masks: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -109,6 +113,7 @@ class RuntimeOutcome:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data.pop("masks")
         data["input_shape"] = list(self.input_shape) if self.input_shape else None
         data["wall_s"] = round(self.wall_s, 2)
         for pruner in data["pruners"]:
@@ -313,6 +318,62 @@ def _oracle(pruner: Any, policy_levels: Mapping[str, float] | None) -> tuple[str
             return "structure", lambda name: pruner.final_sparsity
         return "structure", lambda name: pruner.desired_sparsity
     return "record", None
+
+
+# --------------------------------------------------------------------------------------------
+# mask fingerprints
+
+
+class MaskFingerprints:
+    """Compact digests of every mask a run produces, to prove a refactor leaves them bit-identical.
+
+    ``final`` holds one sha256 prefix per tensor of its last mask (dtype, shape and raw bytes, so
+    scaled masks such as DropFilter's count too). ``steps`` digests every mask twice per epoch:
+    as the step's forward pass sees them (after ``on_minibatch_begin``, where pruners and thinning
+    act and per-step masks such as DropFilter's exist) and at the end of the epoch. Runs of equal
+    digests are written ``digest*count`` so a 300-epoch run stays one short line.
+    """
+
+    def __init__(self) -> None:
+        self.epochs: list[str] = []
+        # name -> ((id, version) of the mask tensor, its digest): masks rarely change between epochs
+        self._cache: dict[str, tuple[tuple[int, int], str]] = {}
+
+    def _cached(self, name: str, mask: Any) -> str:
+        key = (id(mask), mask._version)
+        hit = self._cache.get(name)
+        if hit is None or hit[0] != key:
+            hit = (key, self.digest(mask))
+            self._cache[name] = hit
+        return hit[1]
+
+    @staticmethod
+    def digest(mask: Any) -> str:
+        import hashlib
+
+        data = mask.detach().cpu().contiguous()
+        head = f"{data.dtype}:{tuple(data.shape)}:".encode()
+        return hashlib.sha256(head + data.numpy().tobytes()).hexdigest()[:16]
+
+    def record(self, masks: Mapping[str, Any]) -> None:
+        import hashlib
+
+        total = hashlib.sha256()
+        for name in sorted(masks):
+            mask = masks[name]
+            total.update(f"{name}={self._cached(name, mask) if mask is not None else '-'};".encode())
+        self.epochs.append(total.hexdigest()[:16])
+
+    def result(self, masks: Mapping[str, Any]) -> dict[str, Any]:
+        final = {n: self._cached(n, m) for n, m in sorted(masks.items()) if m is not None}
+        runs: list[list[Any]] = []
+        for digest in self.epochs:
+            if runs and runs[-1][0] == digest:
+                runs[-1][1] += 1
+            else:
+                runs.append([digest, 1])
+        steps = " ".join(d if n == 1 else f"{d}*{n}" for d, n in runs)
+        return {"final": final, "steps": steps}
 
 
 # --------------------------------------------------------------------------------------------
@@ -561,6 +622,7 @@ def _run(schedule: Any, model_name: str, outcome: RuntimeOutcome) -> Any:
     from prunecli.schedule.names import resolve_names
 
     torch.manual_seed(0)
+    random.seed(0)  # RandomLevelStructureParameterPruner draws its level from Python's generator
     family = _family(model_name)
     workload = None
     if family in WORKLOADS:
@@ -580,6 +642,7 @@ def _run(schedule: Any, model_name: str, outcome: RuntimeOutcome) -> Any:
     params_start = _count_params(model)
     censuses: list[_ThinningCensus] = []
     x = torch.randn((2, *shape[1:]))
+    fingerprints = MaskFingerprints()
     outcome.epochs = max(schedule.last_epoch() + 1, 1)
     for epoch in range(outcome.epochs):
         model.train()
@@ -593,6 +656,7 @@ def _run(schedule: Any, model_name: str, outcome: RuntimeOutcome) -> Any:
         # statistics-based pruners that could not rank at epoch begin do it in this hook
         late = [t for t in tracks.values() if t.last_epoch == epoch and None in t.snapshot.values()]
         _snapshot(late, epoch, scheduler.masks)
+        fingerprints.record(scheduler.masks)
         if workload is None:
             logits = model(x)
             y = torch.randint(0, logits.size(1), (2,))
@@ -610,6 +674,8 @@ def _run(schedule: Any, model_name: str, outcome: RuntimeOutcome) -> Any:
         scheduler.on_minibatch_end(epoch, 0, 1, optimizer)
         last_loss = loss.item()
         scheduler.on_epoch_end(epoch, optimizer, metrics={"min": last_loss, "max": 0.0})
+        fingerprints.record(scheduler.masks)
+    outcome.masks = fingerprints.result(scheduler.masks)
     if not math.isfinite(last_loss):
         raise FloatingPointError(f"loss became {last_loss}")
     _judge_all(schedule, tracks, outcome)
@@ -730,6 +796,15 @@ def write_json(outcomes: list[RuntimeOutcome], path: str | os.PathLike[str], *, 
     Path(path).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
 
+def write_fingerprints(
+    outcomes: list[RuntimeOutcome], path: str | os.PathLike[str], *, merge: bool = False
+) -> None:
+    """The committed mask fingerprints checked by tests/test_examples_runtime.py."""
+    table = json.loads(Path(path).read_text(encoding="utf-8")) if merge and Path(path).exists() else {}
+    table.update({o.path: o.masks for o in outcomes if o.status == STATUS_OK})
+    Path(path).write_text(json.dumps(dict(sorted(table.items())), indent=1) + "\n", encoding="utf-8")
+
+
 def read_json(path: str | os.PathLike[str] = DEFAULT_JSON) -> dict[str, dict[str, Any]]:
     """Example path -> its recorded outcome (as written by :func:`write_json`)."""
     return json.loads(Path(path).read_text(encoding="utf-8"))["examples"]
@@ -742,6 +817,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--write", help="write the outcomes as JSON to this path (with --only: update their records there)"
     )
+    parser.add_argument(
+        "--fingerprints",
+        help="write the runs' mask fingerprints as JSON to this path (with --only: update their records)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     args = parser.parse_args(argv)
     import torch
@@ -750,6 +829,8 @@ def main(argv: list[str] | None = None) -> int:
     outcomes = sweep(args.examples, only=args.only)
     if args.write:
         write_json(outcomes, args.write, merge=bool(args.only))
+    if args.fingerprints:
+        write_fingerprints(outcomes, args.fingerprints, merge=bool(args.only))
     failed = [o for o in outcomes if o.status == STATUS_FAILED]
     print(
         f"{sum(o.ok for o in outcomes)} ok, {len(failed)} failed, "

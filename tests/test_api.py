@@ -84,6 +84,14 @@ def test_import_prunecli_does_not_import_torch():
     assert out.stdout.split() == ["False", "False"]
 
 
+def test_cli_start_up_imports_no_library_stage():
+    """``prunecli --help`` must stay fast: commands import torch, jsonschema and the library lazily."""
+    heavy = ("torch", "jsonschema", "prunecli.schedule", "prunecli.api")
+    code = f"import sys, prunecli.cli.main; print([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_informative_masks_leave_out_none_and_all_ones():
     ones, fine = torch.ones(2, 3), torch.tensor([[1.0, 0.0, 1.0]])
     assert informative_masks({"a": ones, "b": None, "c": fine}) == {"c": fine}

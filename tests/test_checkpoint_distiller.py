@@ -354,3 +354,22 @@ def test_run_initial_weights_from_a_dense_baseline_without_counters(tmp_path: Pa
     for name, tensor in old.items():
         if "running" not in name:  # BatchNorm statistics do follow the two training batches
             torch.testing.assert_close(trained[name], tensor, rtol=0, atol=1e-9)
+
+
+def test_dense_distiller_checkpoint_with_an_optimizer_class(tmp_path: Path) -> None:
+    """No recipes, so no ``distiller.`` name in the pickle: recognised by its keys, read the same way."""
+    torch.manual_seed(5)
+    dense, _ = create_model("resnet20_cifar", dataset="cifar10")
+    checkpoint = {
+        "epoch": 179,
+        "arch": "resnet20_cifar",
+        "dataset": "cifar10",
+        "state_dict": OrderedDict(parallel(dense.state_dict())),
+        "optimizer_type": torch.optim.SGD,
+        "optimizer_state_dict": {"state": {}, "param_groups": [{"lr": 0.001, "params": []}]},
+        "extras": {"best_top1": 91.8},
+    }
+    path = save_distiller(tmp_path / "dense.pth.tar", checkpoint, legacy=True)
+    loaded = load_checkpoint(path)
+    assert loaded["optimizer_type"] == "SGD" and loaded["epoch"] == 179
+    torch.testing.assert_close(load_model(path)(X), dense.eval()(X))

@@ -108,7 +108,7 @@ def test_coupled_filters_thin_away_with_the_real_thinning():
                     {"group_type": "Filters", "desired_sparsity": 0.5, "weights": ["a.weight"]},
                 )
             },
-            "extensions": {"t": ("FilterRemover", {"thinning_func_str": "remove_filters"})},
+            "extensions": {"t": ("FilterRemover", {"thinning_func_str": "remove_filters", "arch": "m", "dataset": "d"})},
         },
         [("pruner", "p", {"epochs": [0]}, None), ("extension", "t", {"epochs": [1]}, None)],
     )

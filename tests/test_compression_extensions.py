@@ -111,7 +111,7 @@ def test_thinning_needs_example_input():
 
 
 def test_thinning_func_str_validated():
-    bad = {"t": ("StructureRemover", {"thinning_func_str": "remove_everything"})}
+    bad = {"t": ("StructureRemover", {"thinning_func_str": "remove_everything", "arch": "m", "dataset": "d"})}
     schedule = make_schedule({"extensions": bad}, [("extension", "t", {"epochs": [0]}, None)])
     with pytest.raises(ScheduleError, match="remove_everything"):
         build_scheduler(schedule, TinyCNN(), None, example_input=torch.randn(1, 3, 8, 8))

@@ -5,11 +5,15 @@ model with one tiny batch per epoch. A run must last exactly through the last ep
 pruner, regularizer or extension (computed here from the raw YAML), and every pruner with a
 predictable result must end at the sparsity its YAML asks for. Where a comment in the file gives
 Distiller's parameter count after thinning, the thinned model must have exactly that many weights.
+Every mask the run produces must be bit-identical to the fingerprints recorded in
+tests/data/mask_fingerprints.json (regenerate with ``scripts/runtime_sweep.py --fingerprints``
+only when a change of masks is intended).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import sys
 from pathlib import Path
@@ -93,6 +97,13 @@ DISTILLER_PARAMS: dict[str, int] = {
 }
 
 
+FINGERPRINTS = REPO / "tests" / "data" / "mask_fingerprints.json"
+
+
+def _fingerprints() -> dict:
+    return json.loads(FINGERPRINTS.read_text(encoding="utf-8"))
+
+
 def _sweep():
     name = "prunecli_runtime_sweep"
     if name not in sys.modules:
@@ -141,6 +152,8 @@ def test_every_example_has_an_expectation(examples_dir: str) -> None:
     assert len(files) == 85
     assert set(SKIPPED) | FAST | PRUNED_APART | HEAVY <= files
     assert set(_runnable()) == files - set(SKIPPED)
+    # heavy examples are fingerprinted when their (opt-in) run has been recorded
+    assert set(_runnable()) - HEAVY <= set(_fingerprints()) <= set(_runnable())
 
 
 @pytest.mark.parametrize("rel", sorted(SKIPPED))
@@ -155,6 +168,10 @@ def test_skipped_examples_say_why(examples_dir: str, rel: str) -> None:
 def test_example_runs_to_its_targets(examples_dir: str, rel: str) -> None:
     outcome, model = _sweep().run_schedule(Path(examples_dir) / rel, examples_dir)
     assert outcome.status == "ok", outcome.reason
+    recorded = _fingerprints().get(rel) if rel in HEAVY else _fingerprints()[rel]
+    if recorded is not None:
+        assert outcome.masks["final"] == recorded["final"], "final masks differ from the recorded ones"
+        assert outcome.masks["steps"] == recorded["steps"], "masks differ from the recorded ones during the run"
     raw = _raw(examples_dir, rel)
     assert outcome.epochs == max(_last_epoch(raw) + 1, 1)
     pruners = raw.get("pruners") or {}

@@ -218,3 +218,21 @@ def test_all_tied_structures_are_not_all_removed():
     t = torch.tensor([0.5, -0.5, 0.5, -0.5]).view(4, 1, 1, 1)
     mask = structure_mask(t, "Filters", 0.6)
     assert int((mask.view(4) == 0).sum()) == 2
+
+
+def test_ranked_channels_l1_and_l2_keep_different_channels() -> None:
+    """Distiller's ranking: length-normalised L1 (0.225, 0.3, 0.05) vs L2 (0.225, 0.15, 0.035)."""
+    from prunecli.compression.masker import MaskSet
+    from prunecli.pruners import PRUNERS
+
+    conv = torch.nn.Conv2d(3, 2, (1, 2), bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(CHANNELS_T)
+    for name, keep in (
+        ("L1RankedStructureParameterPruner", [0.0, 1.0, 0.0]),
+        ("L2RankedStructureParameterPruner", [1.0, 0.0, 0.0]),
+    ):
+        pruner = PRUNERS[name]("r", group_type="Channels", desired_sparsity=0.67, weights=["weight"])
+        maskset = MaskSet(conv)
+        pruner.set_param_mask(conv.weight, "weight", maskset, None)  # floor(0.67 * 3) = 2 channels go
+        assert torch.equal(maskset["weight"].mask, _channel_mask(keep)), name

@@ -137,3 +137,70 @@ def test_leader_group_matching_nothing_is_reported_not_crashed() -> None:
     )
     with pytest.raises(ScheduleError, match="layer3.0.conv2.weight"):
         resolve_names(schedule, SHAPES)
+
+
+def _expanded(model: str, group_type: str, klass: str = "L1RankedStructureParameterPruner") -> list[str]:
+    import torch
+
+    from prunecli.models import create_model
+
+    with torch.device("meta"):
+        net, _ = create_model(model)
+    shapes = {name: tuple(p.shape) for name, p in net.named_parameters()}
+    schedule = _load(
+        f"pruners:\n  p: {{class: {klass}, group_type: {group_type}, desired_sparsity: 0.5,"
+        " weights: __ALL_PRUNABLE__}\npolicies:\n  - pruner: {instance_name: p}\n    epochs: [0]\n"
+    )
+    return resolve_names(schedule, shapes).components["pruners"]["p"].args["weights"]
+
+
+def test_all_prunable_with_filters_means_every_convolution() -> None:
+    """'Prune half the filters of every layer' of a torchvision model: its 20 convolutions, not fc."""
+    names = _expanded("torchvision:resnet18", "Filters")
+    assert len(names) == 20 and all(n.endswith("weight") and "fc" not in n for n in names)
+    assert names[0] == "conv1.weight" and "layer4.0.downsample.0.weight" in names
+
+
+def test_all_prunable_filters_prunes_half_of_every_convolution() -> None:
+    """The scheduler builds (the classifier's 2-D weight used to stop it) and masks every conv."""
+    import torch
+
+    from prunecli.compression import build_scheduler
+    from prunecli.models import create_model
+
+    torch.manual_seed(0)
+    net, _ = create_model("torchvision:resnet18")
+    schedule = _load(
+        "pruners:\n  p: {class: L1RankedStructureParameterPruner, group_type: Filters, desired_sparsity: 0.5,"
+        " weights: __ALL_PRUNABLE__}\npolicies:\n  - pruner: {instance_name: p}\n    epochs: [0]\n"
+    )
+    shapes = {name: tuple(p.shape) for name, p in net.named_parameters()}
+    scheduler = build_scheduler(
+        resolve_names(schedule, shapes), net, torch.optim.SGD(net.parameters(), lr=0.1)
+    )
+    scheduler.on_epoch_begin(0)
+    masked = {name: mask for name, mask in scheduler.masks.items() if mask is not None}
+    assert len(masked) == 20 and "fc.weight" not in masked
+    for name, mask in masked.items():
+        zero_filters = int((mask.flatten(1).sum(1) == 0).sum())
+        assert zero_filters == mask.shape[0] // 2, name  # floor(0.5 * filters)
+
+
+def test_all_prunable_with_channels_skips_the_image_channels() -> None:
+    names = _expanded("torchvision:resnet18", "Channels")
+    assert len(names) == 19 and "conv1.weight" not in names and "fc.weight" not in names
+
+
+def test_all_prunable_with_rows_means_hidden_linear_layers_only() -> None:
+    """vgg11's classifier has three Linear layers; the last one's rows are the 1000 classes."""
+    assert _expanded("torchvision:vgg11", "Rows") == ["classifier.0.weight", "classifier.3.weight"]
+
+
+def test_all_prunable_follows_the_group_type_of_reg_regims() -> None:
+    schedule = _load(
+        "regularizers:\n  r:\n    class: GroupLassoRegularizer\n"
+        "    reg_regims: {__ALL_PRUNABLE__: [0.1, Filters]}\n"
+        "policies:\n  - regularizer: {instance_name: r}\n    epochs: [0]\n"
+    )
+    resolved = resolve_names(schedule, SHAPES).components["regularizers"]["r"].args["reg_regims"]
+    assert list(resolved) == ["features.0.weight", "features.3.weight"]  # Filters: convolutions only

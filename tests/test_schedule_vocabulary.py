@@ -11,6 +11,7 @@ from prunecli.schedule import catalog
 from prunecli.schedule.model import Component
 from prunecli.schedule.vocabulary import (
     GROUP_TYPES,
+    THINNING_CLASSES,
     THINNING_FUNCTIONS,
     channel_group_types,
     parameter_names,
@@ -36,6 +37,15 @@ def test_channel_group_types_prune_the_documented_side():
     got = {name: (g.dim, g.role) for name, g in channel_group_types().items()}
     assert got == {"Filters": (0, "out"), "3D": (0, "out"), "Channels": (1, "in")}
     assert structure_dims() == {"Filters": 0, "3D": 0, "Channels": 1, "Rows": 1}
+
+
+def test_thinning_classes_are_the_catalog_extensions_that_thin():
+    thinning = {
+        name
+        for name, spec in catalog.catalog().items()
+        if "thinning_func_str" in spec.schema.get("properties", {})
+    }
+    assert thinning == set(THINNING_CLASSES)
 
 
 def test_thinning_functions_are_the_schema_enum_and_valid_modes():

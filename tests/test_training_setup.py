@@ -76,3 +76,17 @@ def test_shortened_runs_list_the_policies_they_cut(tmp_path):
     assert len(messages) == 2  # the LR policy is not listed
     assert "'early'" in messages[0] and "cut short" in messages[0] and "--epochs 5" in messages[0]
     assert "'late'" in messages[1] and "never fires" in messages[1] and "--epochs 10" in messages[1]
+
+
+def test_fake_data_takes_the_models_input_size() -> None:
+    """vit_b_16 only accepts 224x224 images; a CIFAR ResNet 32x32; an MNIST net one 28x28 channel."""
+    from prunecli.training.setup import dataset_options_for_model
+
+    assert dataset_options_for_model("fake", {}, "torchvision:vit_b_16") == {"image_size": [3, 224, 224]}
+    assert dataset_options_for_model("fake", {"size": 8}, "resnet20_cifar") == {
+        "size": 8,
+        "image_size": [3, 32, 32],
+    }
+    assert dataset_options_for_model("fake", {}, "simplenet_mnist")["image_size"] == [1, 28, 28]
+    assert dataset_options_for_model("fake", {"image_size": 64}, "torchvision:vit_b_16") == {"image_size": 64}
+    assert dataset_options_for_model("cifar10", {}, "torchvision:vit_b_16") == {}  # real data sets decide

@@ -20,7 +20,7 @@ import torch
 
 from prunecli.errors import CheckpointError, SourceLocation
 
-from .sniff import PickleScan, scan_pickle
+from .sniff import PickleScan, scan_pickle, weights_only_globals
 
 #: The layout of Distiller's ``ThinningRecipe`` namedtuple (``distiller/thinning.py``): ``modules``
 #: maps a module name to ``{attribute: value or (dim, indices)}``; ``parameters`` maps a parameter
@@ -76,12 +76,6 @@ OPTIMIZER_REFS: dict[str, type[OptimizerClassRef]] = _optimizer_refs()
 ALLOWED: dict[str, Any] = {RECIPE_PATH: DistillerRecipe, **OPTIMIZER_REFS}
 
 
-def _safe_default_globals() -> set[str]:
-    import torch._weights_only_unpickler as unpickler
-
-    return {str(name) for name in unpickler._get_allowed_globals()}
-
-
 def _reason(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     useful = [line for line in lines if not line.startswith(("Weights only load failed", "Please file"))]
@@ -90,7 +84,7 @@ def _reason(exc: BaseException) -> str:
 
 def _refused(scan: PickleScan) -> list[str]:
     """Names in the pickle that neither torch's weights-only reader nor :data:`ALLOWED` accepts."""
-    allowed = _safe_default_globals() | set(ALLOWED)
+    allowed = weights_only_globals() | set(ALLOWED)
     return sorted({g for g in scan.globals if g not in allowed and not g.startswith("torch._utils.")})
 
 

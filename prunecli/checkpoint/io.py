@@ -114,12 +114,12 @@ def _read(path: Path) -> Any:
     except _ClassesRefused as refused:
         scan = scan_pickle(path)
         if not distiller.is_pickled_distiller(scan):
-            raise _unsafe(path, scan, refused.__cause__ or refused) from None
-        first = refused
+            raise _unsafe(path, scan, refused.args[0]) from None
+        first = refused.args[0]
     try:
         return _guarded(path, lambda: distiller_pickle.plain(distiller_pickle.load_pickled(path)))
     except _ClassesRefused as again:
-        raise _unreadable(path, again.args[0] if again.args else first) from None
+        raise _unreadable(path, again.args[0] if again.args else first) from None  # damaged bytes
 
 
 def _strip_data_parallel(state_dict: dict[str, Any]) -> dict[str, Any]:

@@ -102,7 +102,8 @@ def looks_like_torch_file(path: Path) -> bool:
     )
 
 
-def _allowed_globals() -> set[str]:
+def weights_only_globals() -> set[str]:
+    """The ``module.name`` globals torch's weights-only unpickler accepts by default."""
     try:
         import torch._weights_only_unpickler as unpickler
 
@@ -113,7 +114,7 @@ def _allowed_globals() -> set[str]:
 
 def unsafe_globals(scan: PickleScan) -> list[str]:
     """The names in the pickle that the weights-only loader would refuse to import."""
-    allowed = _allowed_globals()
+    allowed = weights_only_globals()
     return sorted({g for g in scan.globals if g not in allowed and not g.startswith("torch._utils.")})
 
 

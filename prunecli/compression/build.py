@@ -7,7 +7,6 @@ declaration order and LR policies after all others. Every problem is reported at
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,35 +28,22 @@ from prunecli.pruners import PRUNERS, RankedStructurePruner
 from prunecli.pruners.agp import AgpMixin, agp_span
 from prunecli.pruners.criteria import structure_norms
 from prunecli.regularizers import REGULARIZERS
+from prunecli.schedule.catalog import lookup
 from prunecli.schedule.model import Component, Policy, Schedule
 from prunecli.schedule.names import WILDCARD
-from prunecli.schedule.vocabulary import parameter_names
+from prunecli.schedule.native import NATIVE_CLASS
+from prunecli.schedule.vocabulary import THINNING_CLASSES, parameter_names
 
-#: extension class name -> how it is built; Distiller aliases FilterRemover/ChannelRemover to StructureRemover
-EXTENSIONS: dict[str, type] = {
-    "StructureRemover": ThinningPolicy,
-    "FilterRemover": ThinningPolicy,
-    "ChannelRemover": ThinningPolicy,
-}
-EXTENSION_ARGS: dict[str, bool] = {"thinning_func_str": True, "arch": False, "dataset": False}
-
-_INJECTED = {"self", "name", "model", "optimizer", "last_epoch", "verbose"}
+#: extension class name -> how it is built
+EXTENSIONS: dict[str, type] = dict.fromkeys(THINNING_CLASSES, ThinningPolicy)
 
 
-def accepted_args(cls: type) -> tuple[set[str], set[str]]:
-    """(all accepted YAML keys, required keys) of a component class, from its constructor."""
-    accepted: set[str] = set()
-    required: set[str] = set()
-    for pname, param in inspect.signature(cls.__init__).parameters.items():
-        if pname in _INJECTED or param.kind in (param.VAR_POSITIONAL,):
-            continue
-        if param.kind == param.VAR_KEYWORD:
-            accepted |= set(getattr(cls, "agp_extra_args", ()))
-            continue
-        accepted.add(pname)
-        if param.default is inspect.Parameter.empty:
-            required.add(pname)
-    return accepted, required
+def catalog_args(class_name: str) -> tuple[set[str], set[str]]:
+    """(accepted YAML keys, required keys) of a class, from its one declaration in the catalog."""
+    spec = lookup(class_name)
+    if spec is None:
+        return set(), set()
+    return set(spec.schema.get("properties", {})), set(spec.schema.get("required", []))
 
 
 #: schedule arguments of ranked structure pruners that are prunecli's own (not constructor arguments)
@@ -90,6 +76,41 @@ def _param_names_of(obj: Any, comp: Component) -> list[str]:
     return [n for n in parameter_names(comp) if n != WILDCARD]
 
 
+def _build_native(
+    comp: Component, model: nn.Module, example_input: Any, problems: ProblemCollector
+) -> Any | None:
+    """A native entry through the engine; refusals name the entry and the fix, before training."""
+    from prunecli.engine.compile import AxisProblem, build_engine_pruner
+    from prunecli.engine.pruner import EngineError
+    from prunecli.engine.registry import RegistryError
+
+    try:
+        return build_engine_pruner(comp.instance, comp.args, model, example_input)
+    except AxisProblem as exc:
+        key = exc.path[0] if exc.path else None
+        problems.add(f"{comp.instance}: {exc.message}", comp.arg_locations.get(key, comp.location), exc.hint)
+    except RegistryError as exc:
+        problems.add(f"{comp.instance}: {exc.message}", comp.location, exc.hint)
+    except EngineError as exc:
+        key = exc.key if exc.key in comp.args else "weights"
+        problems.add(f"{comp.instance}: {exc.message}", comp.arg_locations.get(key, comp.location), exc.hint)
+    return None
+
+
+def check_native_pruners(schedule: Schedule, model: nn.Module, example_input: Any = None) -> None:
+    """Build every native entry for ``model`` without training; ScheduleError lists what cannot work.
+
+    ``prunecli validate --model`` runs this so combinations a model rules out (N:M on a tensor
+    whose input dimension is not a multiple of M, heads on a layer without heads, activation
+    metrics on tensors no forward pass reaches) are reported before anything runs.
+    """
+    problems = ProblemCollector()
+    for comp in schedule.components.get("pruners", {}).values():
+        if comp.class_name == NATIVE_CLASS:
+            _build_native(comp, model, example_input, problems)
+    problems.raise_if_any(ScheduleError, "the schedule cannot be applied to this model")
+
+
 def _build_component(
     comp: Component,
     registry: Mapping[str, type],
@@ -105,7 +126,7 @@ def _build_component(
             f"use one of: {', '.join(sorted(registry))}",
         )
         return None
-    accepted, required = accepted_args(cls)
+    accepted, required = catalog_args(comp.class_name)
     args = dict(comp.args)
     runtime = {k: args.pop(k) for k in RUNTIME_ARGS if k in args and issubclass(cls, RankedStructurePruner)}
     if not _check_args(comp, accepted | set(runtime), required, problems):
@@ -167,7 +188,7 @@ def _build_lr_scheduler(comp: Component, optimizer: Any, problems: ProblemCollec
             f"use one of: {', '.join(sorted(LR_SCHEDULERS))}",
         )
         return None
-    accepted, required = accepted_args(cls)
+    accepted, required = catalog_args(comp.class_name)
     if not _check_args(comp, accepted, required, problems):
         return None
     if optimizer is None:
@@ -190,8 +211,7 @@ def _build_extension(comp: Component, example_input: Any, problems: ProblemColle
             f"use one of: {', '.join(sorted(EXTENSIONS))}",
         )
         return None
-    accepted = set(EXTENSION_ARGS)
-    required = {k for k, needed in EXTENSION_ARGS.items() if needed}
+    accepted, required = catalog_args(comp.class_name)
     if not _check_args(comp, accepted, required, problems):
         return None
     if example_input is None:
@@ -300,8 +320,10 @@ def build_scheduler(
     param_names = {name for name, _ in model.named_parameters()}
     built: dict[str, dict[str, Any]] = {}
     for instance, comp in schedule.components.get("pruners", {}).items():
-        built.setdefault("pruners", {})[instance] = _build_component(
-            comp, PRUNERS, model, param_names, problems
+        built.setdefault("pruners", {})[instance] = (
+            _build_native(comp, model, example_input, problems)
+            if comp.class_name == NATIVE_CLASS
+            else _build_component(comp, PRUNERS, model, param_names, problems)
         )
     for instance, comp in schedule.components.get("regularizers", {}).items():
         built.setdefault("regularizers", {})[instance] = _build_component(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -43,7 +44,8 @@ class Coupler:
         self.role = role
         self.dim = dim
         self.p = p
-        self._maps: dict[tuple[int, float], torch.Tensor | None] = {}
+        self._maps: dict[tuple[int, float], np.ndarray | None] = {}
+        self._member_index: dict[int, dict[tuple[str, int], list[Any]]] = {}
         self._params: dict[str, nn.Parameter] | None = None
 
     def _graph(self) -> Any:
@@ -66,35 +68,47 @@ class Coupler:
         self.graph = None
         self._params = None
         self._maps.clear()
+        self._member_index.clear()
 
     def members(self, group: Any) -> list[Any]:
         return [m for m in group.members if m.role == self.role and m.tensor in self.params]
 
-    def _group_map(self, group: Any, target: float) -> torch.Tensor | None:
+    def _group_map(self, group: Any, target: float) -> np.ndarray | None:
+        # The per-channel bookkeeping is done in numpy: these vectors are short, and a torch call's
+        # fixed dispatch cost would dominate (it is paid once per member of every group).
         key = (group.index, target)
         if key not in self._maps:
-            scores = torch.zeros(group.size, dtype=torch.float64)
+            scores = np.zeros(group.size, dtype=np.float64)
             for member in self.members(group):
                 tensor = self.params[member.tensor]
                 if tensor.dim() < 2:
                     continue  # biases and BatchNorm affine follow the weights; they do not vote
-                norms = slice_norms(tensor, member.dim, self.p).double()
-                per_channel = norms.view(-1, member.block).sum(dim=1)
-                channels, inside = _group_channels(member, per_channel.numel(), group.size, 1)
+                norms = slice_norms(tensor, member.dim, self.p).detach().double().cpu().numpy()
+                per_channel = norms.reshape(-1, member.block).sum(axis=1)
+                channels, inside = _group_channels(member, per_channel.size, group.size, 1)
                 per_channel = per_channel[inside]
-                scale = per_channel.mean() if per_channel.numel() else per_channel.new_zeros(())
+                scale = per_channel.mean() if per_channel.size else 0.0
                 if scale > 0:
                     per_channel = per_channel / scale
-                scores.index_add_(0, channels[inside], per_channel)
+                np.add.at(scores, channels[inside], per_channel)
             k = round_prune_count(group.size, num_structs_to_prune(group.size, target), self.round_to)
             if k <= 0:
                 self._maps[key] = None
             elif self.round_to > 1:  # exactly k channels go, so the kept count is the rounded one
-                self._maps[key] = lowest_k_map(scores, k, torch.float64)
+                self._maps[key] = lowest_k_map(torch.from_numpy(scores), k, torch.float64).numpy()
             else:
-                threshold = torch.topk(scores, k, largest=False, sorted=True).values[-1]
-                self._maps[key] = scores.gt(threshold).double()
+                threshold = np.partition(scores, k - 1)[k - 1]
+                self._maps[key] = (scores > threshold).astype(np.float64)
         return self._maps[key]
+
+    def _own_members(self, group: Any, param_name: str, dim: int) -> list[Any]:
+        """The members of ``group`` that are ``param_name`` along ``dim`` (indexed once per group)."""
+        index = self._member_index.get(group.index)
+        if index is None:
+            index = self._member_index[group.index] = {}
+            for member in group.members:
+                index.setdefault((member.tensor, member.dim), []).append(member)
+        return index.get((param_name, dim), [])
 
     def member_dim(self, param_name: str) -> int:
         """The dimension along which ``param_name`` carries its group's channels.
@@ -107,9 +121,7 @@ class Coupler:
         graph = self._graph()
         for dim in range(self.params[param_name].dim()):
             if any(
-                m.tensor == param_name and m.role == "out"
-                for g in graph.groups_of(param_name, dim)
-                for m in g.members
+                m.role == "out" for g in graph.groups_of(param_name, dim) for m in self._own_members(g, param_name, dim)
             ):
                 return dim
         return 0
@@ -142,23 +154,22 @@ class Coupler:
         if not groups:
             return pruner.rank(target, param, param_name)
         count = param.size(dim)
-        result = torch.ones(count, dtype=torch.float64)
+        result = np.ones(count, dtype=np.float64)
         for group in groups:
             group_map = self._group_map(group, target) if group.prunable else None
             if group_map is None:
                 continue
-            for member in group.members:
-                if member.tensor == param_name and member.dim == dim:
-                    channels, inside = _group_channels(member, count, group.size, member.block)
-                    result[inside] = group_map[channels[inside]]
+            for member in self._own_members(group, param_name, dim):
+                channels, inside = _group_channels(member, count, group.size, member.block)
+                result[inside] = group_map[channels[inside]]
         if bool(result.all()):
             return None
-        return result.to(param.dtype)
+        return torch.from_numpy(result).to(device=param.device, dtype=param.dtype)
 
 
-def _group_channels(member: Any, count: int, size: int, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _group_channels(member: Any, count: int, size: int, block: int) -> tuple[np.ndarray, np.ndarray]:
     """Group channel of each of ``count`` tensor indices (``block`` per channel), and which are in it."""
-    channels = member.offset + torch.arange(count) // block
+    channels = member.offset + np.arange(count) // block
     return channels, (channels >= 0) & (channels < size)
 
 

@@ -114,8 +114,10 @@ class PruningPolicy(ScheduledPolicy):
 
     def _set_masks(self, maskset: MaskSet, meta: dict) -> None:
         self.pruner.pending = False
-        for name, param in self._params(maskset):
-            self.pruner.set_param_mask(self._ranked_view(name, param), name, maskset, meta)
+        views = [(name, self._ranked_view(name, param)) for name, param in self._params(maskset)]
+        self.pruner.prepare_masks(dict(views), meta)
+        for name, view in views:
+            self.pruner.set_param_mask(view, name, maskset, meta)
 
     def _init_maskers(self, maskset: MaskSet) -> None:
         for name, param in maskset.params.items():
@@ -139,11 +141,9 @@ class PruningPolicy(ScheduledPolicy):
 
     def on_minibatch_begin(self, model, epoch, step, steps_per_epoch, maskset, meta, optimizer=None) -> None:
         global_step = epoch * steps_per_epoch + step
-        set_masks = (
-            step > 0
-            and self.mini_batch_pruning_frequency != 0
-            and global_step % self.mini_batch_pruning_frequency == 0
-        )
+        meta["global_step"], meta["steps_per_epoch"] = global_step, steps_per_epoch
+        frequency = self.mini_batch_pruning_frequency or self.pruner.every_steps
+        set_masks = step > 0 and frequency != 0 and global_step % frequency == 0
         if self.skip_first_minibatch and global_step == 1:
             set_masks = True
         if set_masks or self.pruner.pending:
@@ -151,9 +151,16 @@ class PruningPolicy(ScheduledPolicy):
             self._set_masks(maskset, meta)
         maskset.apply_all()
 
+    def before_backward_pass(self, model, epoch, step, steps_per_epoch, loss, maskset, optimizer=None):
+        term = self.pruner.loss_term(model)
+        if term is None:
+            return None
+        return PolicyLoss(loss + term, {f"{self.name}_loss": term})
+
     def before_parameter_optimization(
         self, model, epoch, step, steps_per_epoch, maskset, meta, optimizer
     ) -> None:
+        self.pruner.after_backward(maskset.params)
         if self.use_double_copies:
             maskset.revert_all()
 

@@ -53,8 +53,9 @@ def build_dependency_graph(
                 raise GraphError(
                     f"modules used only in training mode ({', '.join(unreached[:4])}) cannot run on "
                     f"an input of shape {tuple(inputs[0].shape)}: {exc.message}",
-                    hint="use a larger --input-shape (the size the model is trained at), or disable "
-                    "the auxiliary outputs (e.g. aux_logits=False)",
+                    hint="use the size the model is trained at (--input-shape for thin, deps and export; "
+                    "for run, the data set's image size, e.g. --set dataset_options.image_size=299 with "
+                    "--dataset fake), or disable the auxiliary outputs (e.g. aux_logits=False)",
                 ) from exc
             finally:
                 torch.random.set_rng_state(rng)
@@ -134,11 +135,14 @@ def _unreached_modules(model: nn.Module, gm: Traced) -> list[str]:
             used.add(node.target)
         elif node.op == "get_attr":
             used.add(node.target.rpartition(".")[0])
+    used.discard("")
     out = []
     for name, m in model.named_modules():
-        if not name or not any(True for _ in m.parameters(recurse=False)):
+        if not name or not any(p is not None for p in m._parameters.values()):
             continue
-        if any(name == u or name.startswith(u + ".") for u in used if u) or name in used:
+        # reached when the module or one of its ancestors is called (checked prefix by prefix)
+        parts = name.split(".")
+        if any(".".join(parts[:i]) in used for i in range(1, len(parts) + 1)):
             continue
         out.append(name)
     return out

@@ -22,6 +22,11 @@ from prunecli.errors import GraphError
 MAX_LEAF_RETRIES = 16
 
 
+#: user layer types with a registered handler (:func:`prunecli.thinning.register_custom_layer`):
+#: traced as one call, so their handler sees the module rather than its inner operations
+CUSTOM_LAYERS: set[type] = set()
+
+
 class _Tracer(fx.Tracer):
     """Records which module is being traced so a failure can name it."""
 
@@ -32,7 +37,7 @@ class _Tracer(fx.Tracer):
         self.failed_in: str | None = None  # innermost module whose tracing raised
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        if module_qualified_name in self.extra_leaves:
+        if module_qualified_name in self.extra_leaves or type(m) in CUSTOM_LAYERS:
             return True
         return super().is_leaf_module(m, module_qualified_name)
 
@@ -106,7 +111,9 @@ class _ShapeRecorder(fx.Interpreter):
             raise GraphError(
                 f"running the traced model failed at node '{n.name}' ({n.op} {n.target}): "
                 f"{type(exc).__name__}: {_first_line(exc)}",
-                hint="check that the example input shape matches the model (--input-shape)",
+                hint="check that the example input's shape matches the model: --input-shape for "
+                "thin, deps and export; for run, the data set's image size (with --dataset fake: "
+                "--set dataset_options.image_size=224)",
             ) from exc
         self.shapes[n.name] = _shape_of(result)
         return result

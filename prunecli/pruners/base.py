@@ -49,6 +49,8 @@ class Pruner:
 
     #: True when the pruner could not rank yet (no statistics) and wants another try next minibatch.
     pending: bool = False
+    #: Recompute masks every this many training steps (0: at the policy's epochs only).
+    every_steps: int = 0
 
     def __init__(self, name: str, model: nn.Module | None = None) -> None:
         self.name = name
@@ -64,6 +66,17 @@ class Pruner:
     ) -> None:
         """Write ``maskers[param_name].mask``; ``meta`` is the policy's epoch data (None for one-shot use)."""
         raise NotImplementedError
+
+    def prepare_masks(self, params: Mapping[str, torch.Tensor], meta: dict) -> None:
+        """Called once per pruning event before :meth:`set_param_mask` for each name, for pruners
+        that decide all their tensors together (a global ranking)."""
+
+    def loss_term(self, model: nn.Module) -> torch.Tensor | None:
+        """A term the pruner adds to the training loss (a regularizer it trains with), or None."""
+        return None
+
+    def after_backward(self, params: Mapping[str, torch.Tensor]) -> None:
+        """Called after every backward pass of the policy's epochs (gradient statistics)."""
 
     def attach(self, model: nn.Module) -> None:
         """Install whatever observation hooks the pruner needs (activation/gradient statistics)."""

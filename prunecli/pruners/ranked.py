@@ -243,17 +243,8 @@ class StatsRankedFilterPruner(FilterScorePruner):
     The statistics travel with the pruner's state so a resumed run ranks exactly as before.
     """
 
-    def __init__(  # spelled out: the schedule checks read the accepted arguments from it
-        self,
-        name: str,
-        group_type: str,
-        desired_sparsity: float,
-        weights: Sequence[str] | str,
-        group_dependency: str | None = None,
-        model: nn.Module | None = None,
-        round_to: int = 1,
-    ) -> None:
-        super().__init__(name, group_type, desired_sparsity, weights, group_dependency, model, round_to)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.stats = self.make_stats()
 
     def make_stats(self) -> Any:
@@ -349,8 +340,12 @@ class BernoulliFilterPruner(FilterScorePruner):
         return mask
 
 
-def _agp_variant(base: type[RankedStructurePruner], extra: tuple[str, ...]) -> type[RankedStructurePruner]:
-    """The ``_AGP`` form of a one-shot ranked pruner: same ranking, AGP target instead of desired_sparsity."""
+def _agp_variant(base: type[RankedStructurePruner]) -> type[RankedStructurePruner]:
+    """The ``_AGP`` form of a one-shot ranked pruner: same ranking, AGP target instead of desired_sparsity.
+
+    Its arguments are declared once, in :mod:`prunecli.schedule.catalog`; the base class's own
+    options (``kwargs``, ``noise``, ...) pass through unchanged.
+    """
 
     def __init__(
         self,
@@ -363,9 +358,6 @@ def _agp_variant(base: type[RankedStructurePruner], extra: tuple[str, ...]) -> t
         model: nn.Module | None = None,
         **options: Any,
     ) -> None:
-        unknown = set(options) - set(extra)
-        if unknown:
-            raise TypeError(f"unexpected arguments {sorted(unknown)}")
         base.__init__(self, name, group_type, 0, weights, group_dependency, model=model, **options)
         self._init_agp(initial_sparsity, final_sparsity)
 
@@ -376,19 +368,14 @@ def _agp_variant(base: type[RankedStructurePruner], extra: tuple[str, ...]) -> t
         "__init__": __init__,
         "fraction_to_prune": fraction_to_prune,
         "__doc__": f"{base.__name__} driven by the AGP sparsity timeline.",
-        "agp_extra_args": extra,
     }
     return type(f"{base.__name__}_AGP", (AgpMixin, base), namespace)
 
 
-L1RankedStructureParameterPruner_AGP = _agp_variant(
-    L1RankedStructureParameterPruner, ("kwargs", "noise", "group_size", "round_to")
-)
-L2RankedStructureParameterPruner_AGP = _agp_variant(
-    L2RankedStructureParameterPruner, ("kwargs", "noise", "group_size", "round_to")
-)
-ActivationAPoZRankedFilterPruner_AGP = _agp_variant(ActivationAPoZRankedFilterPruner, ("round_to",))
-ActivationMeanRankedFilterPruner_AGP = _agp_variant(ActivationMeanRankedFilterPruner, ("round_to",))
-GradientRankedFilterPruner_AGP = _agp_variant(GradientRankedFilterPruner, ("round_to",))
-RandomRankedFilterPruner_AGP = _agp_variant(RandomRankedFilterPruner, ("round_to",))
-BernoulliFilterPruner_AGP = _agp_variant(BernoulliFilterPruner, ())
+L1RankedStructureParameterPruner_AGP = _agp_variant(L1RankedStructureParameterPruner)
+L2RankedStructureParameterPruner_AGP = _agp_variant(L2RankedStructureParameterPruner)
+ActivationAPoZRankedFilterPruner_AGP = _agp_variant(ActivationAPoZRankedFilterPruner)
+ActivationMeanRankedFilterPruner_AGP = _agp_variant(ActivationMeanRankedFilterPruner)
+GradientRankedFilterPruner_AGP = _agp_variant(GradientRankedFilterPruner)
+RandomRankedFilterPruner_AGP = _agp_variant(RandomRankedFilterPruner)
+BernoulliFilterPruner_AGP = _agp_variant(BernoulliFilterPruner)

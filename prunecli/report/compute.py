@@ -82,6 +82,12 @@ def compute_summary(model: nn.Module, example_input: torch.Tensor) -> list[Layer
     for module in model.modules():
         if isinstance(module, (*_CONV, nn.Linear)):
             handles.append(module.register_forward_hook(hook))
+    observe_one_sample(model, example_input, handles)
+    return rows
+
+
+def observe_one_sample(model: nn.Module, example_input: torch.Tensor, handles: list) -> None:
+    """One eval-mode, no-grad forward pass of one sample; then ``handles`` (forward hooks) go."""
     was_training = model.training
     model.eval()
     try:
@@ -91,7 +97,6 @@ def compute_summary(model: nn.Module, example_input: torch.Tensor) -> list[Layer
         model.train(was_training)
         for h in handles:
             h.remove()
-    return rows
 
 
 def total_macs(model: nn.Module, example_input: torch.Tensor) -> int:

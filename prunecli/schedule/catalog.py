@@ -225,10 +225,7 @@ def _pruners() -> list[ClassSpec]:
         ClassSpec(
             "StructureParameterPruner",
             "pruners",
-            obj(
-                {"reg_regims": regims(THRESHOLD_GROUP_TYPES, "threshold")},
-                {"threshold_criteria": THRESHOLD_CRITERIA},
-            ),
+            obj({"reg_regims": regims(THRESHOLD_GROUP_TYPES, "threshold"), "threshold_criteria": THRESHOLD_CRITERIA}),
             name_dict_args=("reg_regims",),
         ),
         ClassSpec(
@@ -279,7 +276,17 @@ def _pruners() -> list[ClassSpec]:
             unsupported="FMReconstructionChannelPruner is not supported: it needs AMC's cached feature maps",
         )
     )
+    specs.append(_native())
     return specs
+
+
+def _native() -> ClassSpec:
+    """The engine's own entry: target, metric, allocation, schedule, objective (or a preset)."""
+    from .native import NATIVE_CLASS, SCHEMA
+
+    return ClassSpec(
+        NATIVE_CLASS, "pruners", SCHEMA, target="native", name_list_args=("weights",), name_dict_args=("weights",)
+    )
 
 
 def _regularizers() -> list[ClassSpec]:

@@ -15,6 +15,7 @@ from .catalog import QUANTIZERS_UNSUPPORTED, SPARSITY, catalog, classes_in, look
 from .checks import schema_problems, suggest
 from .classify import classify
 from .model import POLICY_KINDS, SECTIONS, Component, Policy, Schedule
+from .native import NATIVE_CLASS, is_native
 from .yamlio import load_yaml
 
 TOP_LEVEL_KEYS = ("version", *SECTIONS, "policies")
@@ -185,9 +186,15 @@ def _component(
         return None
     class_name = spec.get("class")
     owner = f"{section}.{instance}"
+    if section == "pruners" and is_native(spec):
+        spec = {"class": NATIVE_CLASS, **spec}
+        class_name = NATIVE_CLASS
     if "class" not in spec:
         problems.add(
-            f"{owner}: missing 'class'", locate(path, key=True), "add 'class: <Distiller class name>'"
+            f"{owner}: missing 'class'",
+            locate(path, key=True),
+            "add 'class: <Distiller class name>'"
+            + (" or the native 'target:' and 'metric:' (or 'preset:')" if section == "pruners" else ""),
         )
         return None
     if not isinstance(class_name, str):
@@ -217,6 +224,8 @@ def _component(
     if not schema_problems(cls.schema, args, owner=owner, base=path, locate=locate, problems=problems):
         return None
     semantics.check_component(cls, args, owner=owner, base=path, locate=locate, problems=problems)
+    if class_name == NATIVE_CLASS and not _native_problems(args, owner, path, locate, problems):
+        return None
     for arg in cls.name_list_args:
         if isinstance(args.get(arg), str):
             args[arg] = [args[arg]]
@@ -229,6 +238,23 @@ def _component(
         arg_locations={k: locate((*path, k)) for k in args},
         yaml_path=path,
     )
+
+
+def _native_problems(
+    args: dict[str, Any],
+    owner: str,
+    path: tuple[Any, ...],
+    locate: Callable[..., SourceLocation],
+    problems: ProblemCollector,
+) -> bool:
+    """Unknown axis kinds and options of a native entry, located on the offending key."""
+    from prunecli.engine.compile import axis_problems
+
+    found = axis_problems(args)
+    for problem in found:
+        where = (*path, *problem.path) if problem.path and problem.path[0] in args else path
+        problems.add(f"{owner}: {problem.message}", locate(where, key=not problem.path), problem.hint)
+    return not found
 
 
 # ---------------------------------------------------------------------------- policies

@@ -3,7 +3,8 @@
 Distiller compares names exactly, so a schedule written for a DataParallel model
 (``module.conv1.weight``, or ``features.module.0.weight`` for AlexNet/VGG) silently prunes
 nothing on an unwrapped one. Here every name is rewritten to the model's real name, with two
-extensions: ``re:<regex>`` (full match) and ``__ALL_PRUNABLE__`` (every 2-D and 4-D weight).
+extensions: ``re:<regex>`` (full match) and ``__ALL_PRUNABLE__`` (every weight the entry's
+``group_type`` can prune: see :func:`all_prunable`).
 Unmatched names, group types that do not fit a tensor's rank, and Leader groups with
 unequal structure counts are reported with the entry's position in the file.
 """
@@ -35,6 +36,30 @@ def normalise(name: str) -> str:
     return _MODULE_SEGMENT.sub(r"\1", name)
 
 
+def all_prunable(shapes: Mapping[str, tuple[int, ...]], group_type: str | None) -> list[str]:
+    """What ``__ALL_PRUNABLE__`` stands for, in parameter order.
+
+    Without a group type (element-wise pruners, L1 strengths) every 2-D and 4-D weight. With one,
+    the weights whose rank it fits, so "prune half the filters of every layer" can be written
+    for any model:
+
+    * Filters, 3D, Channels, 2D, Blocks (convolution structures): convolution weights (3-D or
+      4-D), never a Linear layer's;
+    * Channels also leaves out the first convolution, whose input channels are the image's;
+    * Rows, Cols and the other 2-D types: Linear weights, except the classifier (the last 2-D
+      weight), whose output rows are the classes.
+    """
+    weights = [n for n, s in shapes.items() if n.endswith("weight") and len(s) in (2, 3, 4)]
+    if group_type is None or group_type not in GROUP_TYPES:
+        return [n for n in weights if len(shapes[n]) in (2, 4)]
+    ranks = GROUP_TYPES[group_type].ranks
+    if ranks & {3, 4}:
+        convs = [n for n in weights if len(shapes[n]) in ranks & {3, 4}]
+        return convs[1:] if group_type == "Channels" else convs
+    linears = [n for n in weights if len(shapes[n]) == 2]
+    return linears[:-1]
+
+
 class _Matcher:
     def __init__(self, param_shapes: Mapping[str, tuple[int, ...]]) -> None:
         self.shapes = {n: tuple(s) for n, s in param_shapes.items()}
@@ -49,12 +74,18 @@ class _Matcher:
         return [self.by_normal[f] for f in found]
 
     def resolve(
-        self, name: str, loc: SourceLocation | None, problems: ProblemCollector, owner: str
+        self,
+        name: str,
+        loc: SourceLocation | None,
+        problems: ProblemCollector,
+        owner: str,
+        group_type: str | None = None,
     ) -> list[str]:
         if name == ALL_PRUNABLE:
-            found = [n for n, s in self.shapes.items() if len(s) in (2, 4) and n.endswith("weight")]
+            found = all_prunable(self.shapes, group_type)
             if not found:
-                problems.add(f"{owner}: {ALL_PRUNABLE} matches no 2-D or 4-D weight in this model", loc)
+                what = f"weight that group_type {group_type} can prune" if group_type else "2-D or 4-D weight"
+                problems.add(f"{owner}: {ALL_PRUNABLE} matches no {what} in this model", loc)
             return found
         if name.startswith(REGEX_PREFIX):
             pattern = name[len(REGEX_PREFIX) :]
@@ -100,6 +131,7 @@ def _resolve_list(
     where: Callable[..., Any],
     p: ProblemCollector,
     owner: str,
+    group_type: str | None = None,
 ) -> list[str]:
     out: list[str] = []
     for i, name in enumerate(names):
@@ -111,7 +143,7 @@ def _resolve_list(
                 f"use {ALL_PRUNABLE} or 're:<pattern>' to select many parameters",
             )
             continue
-        for real in m.resolve(name, loc, p, owner):
+        for real in m.resolve(name, loc, p, owner, group_type):
             if real not in out:
                 out.append(real)
     return out
@@ -135,7 +167,11 @@ def _resolve_dict(
             continue
         key_text = str(key)
         pattern = key_text == ALL_PRUNABLE or key_text.startswith(REGEX_PREFIX)
-        for real in m.resolve(key_text, loc, p, owner):
+        # reg_regims values are [strength, group_type]: the group type narrows __ALL_PRUNABLE__
+        group_type = (
+            value[1] if isinstance(value, list) and len(value) == 2 and isinstance(value[1], str) else None
+        )
+        for real in m.resolve(key_text, loc, p, owner, group_type):
             if pattern:
                 expanded[real] = value
             elif real in explicit:
@@ -234,7 +270,8 @@ def resolve_names(schedule: Schedule, param_shapes: Mapping[str, tuple[int, ...]
             owner = _owner(comp)
             for arg in spec.name_list_args if spec else ():
                 if isinstance(args.get(arg), list):
-                    args[arg] = _resolve_list(m, args[arg], (*comp.yaml_path, arg), where, p, owner)
+                    group = args.get("group_type") if isinstance(args.get("group_type"), str) else None
+                    args[arg] = _resolve_list(m, args[arg], (*comp.yaml_path, arg), where, p, owner, group)
             for arg in spec.name_dict_args if spec else ():
                 if isinstance(args.get(arg), dict):
                     args[arg] = _resolve_dict(m, args[arg], (*comp.yaml_path, arg), where, p, owner)

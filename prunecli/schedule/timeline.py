@@ -86,12 +86,40 @@ def _target(schedule: Schedule, policy: Policy, epoch: int) -> tuple[float | Non
         if len(values) == 1:
             return float(values.pop()), None
         return None, "per-parameter levels: " + ", ".join(f"{k}={v}" for k, v in levels.items())
+    if kind == "native":
+        return _native_target(args, policy, epoch)
     if kind == "random_range":
         low, high = args["sparsity_range"]
         return None, f"random level in [{low}, {high}] each time"
     if policy.kind == "pruner":
         return None, "threshold-based (sparsity depends on the weights)"
     return None, None
+
+
+def _native_target(args: dict[str, Any], policy: Policy, epoch: int) -> tuple[float | None, str | None]:
+    """The level a native entry's schedule asks for at ``epoch`` (of its objective)."""
+    from prunecli.engine.schedules import build_schedule
+
+    from .native import final_fraction, resolved_axes
+
+    axes = resolved_axes(args)
+    final = final_fraction(args)
+    if final is None:
+        return None, None
+    schedule = build_schedule(axes["schedule"])
+    meta = {
+        "starting_epoch": policy.starting_epoch,
+        "ending_epoch": policy.ending_epoch,
+        "frequency": policy.frequency,
+        "current_epoch": epoch,
+    }
+    level = schedule.level(schedule.progress(meta), final)
+    objective = axes["objective"]["kind"]
+    if "admm" in axes and epoch < max(policy.epochs):
+        return None, "ADMM iteration (masks at the last epoch)"
+    if objective != "weights":
+        return None, f"{level:.4f} of the model's {objective} removed"
+    return level, None
 
 
 def _weights(schedule: Schedule, policy: Policy) -> list[str]:

@@ -70,7 +70,11 @@ def structure_dims() -> dict[str, int]:
     return {name: g.dim for name, g in GROUP_TYPES.items() if g.dim is not None}
 
 
-#: ``thinning_func_str`` of FilterRemover/ChannelRemover/StructureRemover -> ``thin_model`` mode
+#: The thinning extensions (Distiller aliases FilterRemover/ChannelRemover to StructureRemover); their
+#: ``arch``/``dataset`` arguments name the model and data set of a run.
+THINNING_CLASSES: tuple[str, ...] = ("StructureRemover", "FilterRemover", "ChannelRemover")
+
+#: ``thinning_func_str`` of the thinning extensions -> ``thin_model`` mode
 THINNING_FUNCTIONS: dict[str, Literal["filters", "channels", "both"]] = {
     "remove_filters": "filters",
     "remove_channels": "channels",

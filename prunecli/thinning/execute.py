@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from prunecli.errors import ThinningError
-from prunecli.thinning.recipe import ThinningRecipe, tensor_by_name
+from prunecli.thinning.recipe import ThinningRecipe, submodule, tensor_by_name
 
 
 class UndoLog:
@@ -45,7 +45,7 @@ def execute_recipe(
         for dim, idx in steps:
             _slice_tensor(model, name, dim, idx, masks, optimizer, undo)
     for module_name, attrs in recipe.modules.items():
-        module = model.get_submodule(module_name)
+        module = submodule(model, module_name)
         for attr, value in attrs.items():
             old = getattr(module, attr)
             setattr(module, attr, value)
@@ -76,7 +76,7 @@ def _slice_tensor(model, name, dim, idx, masks, optimizer, undo) -> None:
             _slice_optimizer_state(optimizer, t, old_shape, dim, index, undo)
     else:
         module_name, _, attr = name.rpartition(".")
-        module = model.get_submodule(module_name) if module_name else model
+        module = submodule(model, module_name)
         module._buffers[attr] = t.index_select(dim, index)
         if undo is not None:
             undo.add(lambda m=module, a=attr, v=t: m._buffers.__setitem__(a, v))
@@ -171,7 +171,7 @@ def module_attributes(
         rule = ATTRIBUTE_RULES.get(kind or "")
         if rule is None:
             continue
-        m = model.get_submodule(name)
+        m = submodule(model, name)
         attrs = {k: v for k, v in rule(m, kind).items() if getattr(m, k) != v}
         if attrs:
             result[name] = attrs

@@ -28,7 +28,7 @@ import numpy as np
 from torch import nn
 
 from prunecli.errors import ThinningError
-from prunecli.graph.model import DependencyGraph
+from prunecli.graph.model import ChannelGroup, DependencyGraph
 from prunecli.graph.zeros import DepthwiseRule, NormRule, ProducerRule, SliceZeros, evaluate
 from prunecli.thinning.recipe import tensor_by_name
 
@@ -49,6 +49,8 @@ class Plan:
     attributes: dict[str, dict[str, int]] = field(default_factory=dict)  # size attributes to set
     #: groups whose removed channels pass through a norm (``prune_normalized``): the function changes
     normalized_groups: list[int] = field(default_factory=list)
+    #: groups whose every channel was zero: one channel is kept so the network stays connected
+    emptied: list[ChannelGroup] = field(default_factory=list)
 
     @property
     def removed_channels(self) -> int:
@@ -94,6 +96,7 @@ def plan_removal(
         if len(comps) and gone.all():
             removable[comps[0]] = False
             gone = removable[comps]
+            plan.emptied.append(group)
         if round_to > 1 and gone.any():
             _round_kept(model, graph, group, comps, removable, round_to)
             gone = removable[comps]

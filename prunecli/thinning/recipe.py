@@ -29,6 +29,8 @@ class ThinningRecipe:
     removed_channels: int = 0  # group channels removed (statistics only)
     #: one entry per thinning folded into this recipe: ``Verification.to_dict()`` (plain figures)
     checks: list[dict[str, Any]] = field(default_factory=list)
+    #: what the user must hear about (a tensor whose every filter was pruned, kept at one channel)
+    warnings: list[str] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         return not self.tensors
@@ -46,6 +48,7 @@ class ThinningRecipe:
             },
             "removed_channels": int(self.removed_channels),
             "checks": [dict(c) for c in self.checks],
+            "warnings": [str(w) for w in self.warnings],
         }
 
     @classmethod
@@ -68,7 +71,8 @@ class ThinningRecipe:
             name: {k: _attr(v) for k, v in attrs.items()} for name, attrs in data.get("modules", {}).items()
         }
         checks = [dict(c) for c in data.get("checks", []) if isinstance(c, dict)]
-        return cls(tensors, modules, int(data.get("removed_channels", 0)), checks)
+        warnings = [str(w) for w in data.get("warnings", []) if isinstance(w, str)]
+        return cls(tensors, modules, int(data.get("removed_channels", 0)), checks, warnings)
 
     def under(self, prefix: str) -> ThinningRecipe:
         """The same recipe for a model holding the thinned one as sub-module ``prefix``."""
@@ -100,7 +104,11 @@ class ThinningRecipe:
         for name, attrs in later.modules.items():
             modules.setdefault(name, {}).update(attrs)
         return ThinningRecipe(
-            tensors, modules, self.removed_channels + later.removed_channels, self.checks + later.checks
+            tensors,
+            modules,
+            self.removed_channels + later.removed_channels,
+            self.checks + later.checks,
+            self.warnings + later.warnings,
         )
 
 
@@ -120,10 +128,28 @@ def _as_list(idx: Any) -> list[int]:
     return list(idx)
 
 
+def submodule(model: nn.Module, name: str) -> nn.Module:
+    """``model.get_submodule(name)`` through the module dicts directly.
+
+    Thinning looks up every tensor several times; ``get_submodule``'s per-level attribute checks
+    cost more than the lookups themselves. Names it cannot resolve go to ``get_submodule``, which
+    raises its usual error.
+    """
+    module = model
+    try:
+        for part in name.split(".") if name else ():
+            module = module._modules[part]  # type: ignore[assignment]
+    except (KeyError, TypeError):
+        return model.get_submodule(name)
+    if module is None:
+        return model.get_submodule(name)
+    return module
+
+
 def tensor_by_name(model: nn.Module, name: str) -> torch.Tensor:
     module_name, _, attr = name.rpartition(".")
     try:
-        module = model.get_submodule(module_name) if module_name else model
+        module = submodule(model, module_name)
     except AttributeError as exc:
         raise ThinningError(f"the model has no module '{module_name}' named in the recipe") from exc
     t = module._parameters.get(attr)

@@ -11,7 +11,7 @@ from torch import nn
 from prunecli.errors import ThinningError
 from prunecli.graph import build_dependency_graph
 from prunecli.graph.build import _as_tuple
-from prunecli.graph.model import DependencyGraph
+from prunecli.graph.model import ChannelGroup, DependencyGraph
 from prunecli.thinning.execute import UndoLog, execute_recipe, module_attributes
 from prunecli.thinning.plan import plan_removal
 from prunecli.thinning.recipe import ThinningRecipe, tensor_by_name
@@ -57,15 +57,16 @@ def thin_model(
         if graph is None:
             graph = build_dependency_graph(model, inputs, prune_normalized=prune_normalized)
         plan = plan_removal(model, graph, mode, rule, round_to)
+        warnings = [_emptied_warning(model, group) for group in plan.emptied]
         if not plan.keep:
-            return ThinningRecipe()
+            return ThinningRecipe(warnings=warnings)
         if rule == "distiller":
             _silence(model, graph, plan.removed, undo)
         reference = Reference.record(model, inputs) if verify else None
         tensors: dict[str, list[tuple[int, list[int]]]] = {}
         for (name, dim), idx in plan.keep.items():
             tensors.setdefault(name, []).append((dim, idx))
-        recipe = ThinningRecipe(tensors=tensors, removed_channels=plan.removed_channels)
+        recipe = ThinningRecipe(tensors=tensors, removed_channels=plan.removed_channels, warnings=warnings)
         execute_recipe(model, recipe, masks=masks, optimizer=optimizer, undo=undo)
         recipe.modules = module_attributes(model, graph.flow.modules, plan.modules)
         for module, attrs in plan.attributes.items():
@@ -78,6 +79,28 @@ def thin_model(
     except BaseException:
         undo.undo()
         raise
+
+
+def _emptied_warning(model: nn.Module, group: ChannelGroup) -> str:
+    """Every channel of a group was pruned: say so loudly, name the weights, say how to avoid it.
+
+    The message travels in the recipe (``warnings``) to whoever thinned: ``prunecli thin`` prints
+    it, a run lists it with its warnings.
+    """
+
+    def weights(members: list) -> list[str]:
+        return sorted({m.tensor for m in members if tensor_by_name(model, m.tensor).dim() > 1})
+
+    producers = weights(group.producers()) or group.tensors()
+    readers = weights(group.consumers())
+    return (
+        f"all {group.size} channels of {', '.join(producers)} are zero (every filter was pruned"
+        + (f"; read by {', '.join(readers[:4])}" if readers else "")
+        + "): one zero channel is kept so the network stays connected, and the layer's output is "
+        "constant. Distiller refuses this ('Trying to set zero filters ... is not allowed'). Lower the "
+        "pruning of these tensors (final_sparsity, desired_sparsity or the threshold) so that at least "
+        "one filter survives"
+    )
 
 
 def _silence(model: nn.Module, graph: DependencyGraph, removed, undo: UndoLog) -> None:

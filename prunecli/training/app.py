@@ -31,6 +31,7 @@ from .seeding import epoch_seed, rng_state, seed_everything, set_deterministic, 
 from .setup import (
     build_optimizer,
     check_optimizer_state,
+    dataset_options_for_model,
     first_pruning_epoch,
     load_initial_weights,
     model_stats,
@@ -127,8 +128,9 @@ class _Run:
         self.device = resolve_device(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        options = dataset_options_for_model(cfg.dataset, cfg.dataset_options, cfg.model)
         self.bundle = load_dataset(
-            cfg.dataset, cfg.data_dir, seed=cfg.seed, val_fraction=cfg.val_fraction, **cfg.dataset_options
+            cfg.dataset, cfg.data_dir, seed=cfg.seed, val_fraction=cfg.val_fraction, **options
         )
         self.train_loader, val_loader, self.test_loader = self.bundle.loaders(
             cfg.batch_size, workers=cfg.workers, seed=cfg.seed
@@ -307,7 +309,15 @@ class _Run:
         made = list(getattr(self.scheduler, "thinning_recipes", []))
         if made[self._recipes_seen :]:
             self.recipe = compose_recipes(self.recipe, *made[self._recipes_seen :]).to_dict()
+            for recipe in made[self._recipes_seen :]:
+                self._warn_all(getattr(recipe, "warnings", []))
         self._recipes_seen = len(made)
+
+    def _warn_all(self, messages: list[str]) -> None:
+        for message in messages:
+            if message not in self.warnings:
+                self.warnings.append(message)
+                self.reporter.warn(message)
 
     def payload(self, epoch: int, *, model: nn.Module | None = None, full: bool = True) -> dict[str, Any]:
         from prunecli.checkpoint import build_checkpoint
@@ -490,6 +500,7 @@ class _Run:
             options=options,
             root=self.task.thinning_root,
         )
+        self._warn_all(compact.compact.step.warnings)
         payload = compact.payload
         pre = self.extras.get("pre_pruning") or {}
         payload["extras"].update(

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from prunecli.errors import ConfigError
+from prunecli.schedule.vocabulary import THINNING_CLASSES
 
 from .config import RunConfig
 from .schema import OPTIMIZERS
@@ -19,8 +20,25 @@ _DIRECT_ARGS: dict[str, tuple[str, ...]] = {
     "adamw": ("lr", "weight_decay"),
 }
 
-#: thinning extensions whose ``arch``/``dataset`` arguments name the model and data set
-THINNING_CLASSES = frozenset({"FilterRemover", "ChannelRemover", "StructureRemover"})
+
+
+def dataset_options_for_model(dataset: str, options: dict[str, Any], model: str) -> dict[str, Any]:
+    """``load_dataset`` options; random (``fake``) images take the model's own input size.
+
+    A torchvision ``vit_b_16`` only accepts 224x224 images and a CIFAR ResNet expects 32x32, so
+    fake data of a fixed size would fail for one or the other. An explicit
+    ``dataset_options.image_size`` still wins.
+    """
+    if dataset != "fake" or "image_size" in options:
+        return dict(options)
+    from prunecli.errors import ModelError
+    from prunecli.models import default_input_shape
+
+    try:
+        shape = default_input_shape(model)
+    except ModelError:  # a user model that declares no input_shape: the data set's default stands
+        return dict(options)
+    return {**options, "image_size": list(shape[1:])}
 
 
 def build_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:

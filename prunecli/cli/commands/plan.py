@@ -11,7 +11,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from prunecli.cli.console import console, err_console
-from prunecli.schedule.vocabulary import parameter_names
 from prunecli.validation import check_file, problem_dict
 
 from .validate import EXIT_INVALID
@@ -44,6 +43,8 @@ def _table(epoch_plans: list[Any]) -> Table:
 
 def _instances(schedule: Any) -> dict[str, list[str]]:
     """Parameter names each pruner/regularizer acts on (expanded when a model was given)."""
+    from prunecli.schedule.vocabulary import parameter_names
+
     out: dict[str, list[str]] = {}
     for section in ("pruners", "regularizers"):
         for name, comp in schedule.components.get(section, {}).items():

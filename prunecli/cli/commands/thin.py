@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
-from prunecli.cli.console import console
+from prunecli.cli.console import console, err_console
 
 from .deps import parse_input_shape
 
@@ -79,6 +80,8 @@ def command(
     summary = thin(
         checkpoint, output, model=model_spec, input_shape=parse_input_shape(input_shape), options=options
     )
+    for warning in summary.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     if as_json:
         click.echo(json.dumps(summary.to_dict()))
         return

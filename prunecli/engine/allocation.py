@@ -1,0 +1,221 @@
+"""Allocation: *how much of each unit*. Given every unit's group scores and costs and the level the
+schedule asks for now, decide which groups each unit keeps.
+
+Uniform gives every unit the same fraction; global ranks all groups of all units together
+(after normalising each unit's scores) and never empties a unit; sensitivity reads per-tensor
+levels from the CSV ``prunecli sensitivity`` writes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from prunecli.engine.registry import Registry
+from prunecli.engine.targets import Unit
+from prunecli.pruners.criteria import num_structs_to_prune
+
+
+@dataclass
+class Candidate:
+    """One unit as the allocation sees it."""
+
+    unit: Unit
+    scores: torch.Tensor  # [groups], higher is kept
+    costs: torch.Tensor  # [groups], weights each group holds
+    elementwise: bool  # Distiller's level semantics: every score tied with the cut goes too
+
+
+def prune_lowest(candidate: Candidate, fraction: float) -> torch.Tensor:
+    """Keep vector removing ``fraction`` of the unit's groups, lowest scores first.
+
+    Elements follow Distiller's level rule (``k = int(fraction * n)``; every score at or below the
+    k-th smallest goes); structures remove exactly ``floor(fraction * n)`` with ties broken by
+    position, and never all of them.
+    """
+    scores = candidate.scores
+    n = scores.numel()
+    if candidate.elementwise:
+        k = int(fraction * n)
+        if k <= 0:
+            return torch.ones(n)
+        cut = torch.topk(scores.reshape(-1), k, largest=False, sorted=True).values[-1]
+        return (scores > cut).float()
+    k = num_structs_to_prune(n, fraction)
+    return keep_all_but(scores, k)
+
+
+def keep_all_but(scores: torch.Tensor, k: int) -> torch.Tensor:
+    keep = torch.ones(scores.numel())
+    if k > 0:
+        order = torch.argsort(scores.detach().float().cpu(), stable=True)
+        keep[order[:k]] = 0
+    return keep
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What the schedule asks for now, in weights."""
+
+    level: float  # fraction of the weights to remove now
+    final: float  # fraction at the end of the schedule
+    total: float  # weights of all candidates together
+
+
+class Allocation:
+    kind: str = ""
+
+    def allocate(self, candidates: Sequence[Candidate], budget: Budget) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+
+ALLOCATIONS: Registry[Callable[..., Allocation]] = Registry("allocation")
+
+
+@ALLOCATIONS.register("uniform")
+class Uniform(Allocation):
+    """The same fraction of every unit."""
+
+    kind = "uniform"
+
+    def allocate(self, candidates, budget):
+        return [prune_lowest(c, budget.level) for c in candidates]
+
+
+#: how one unit's scores are scaled before the global ranking (over its finite scores: groups
+#: already pruned score -inf and stay first)
+SCALES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "none": lambda s: torch.ones(()),
+    "mean": lambda s: s.abs().mean(),
+    "max": lambda s: s.abs().max(),
+    "sum": lambda s: s.abs().sum(),
+    "l2": lambda s: s.norm(),
+}
+
+
+def normalise(scores: torch.Tensor, how: str) -> torch.Tensor:
+    finite = scores[torch.isfinite(scores)]
+    if finite.numel() == 0:
+        return scores
+    return scores / SCALES[how](finite).clamp_min(1e-12)
+
+
+@ALLOCATIONS.register("global")
+class Global(Allocation):
+    """Rank every group of every unit together, lowest normalised score first.
+
+    ``normalize`` makes scores of differently sized tensors comparable (``none``, ``mean``,
+    ``max``, ``sum``, ``l2`` of each unit's scores); ``max_sparsity_per_layer`` caps the fraction
+    taken from one unit, and at least one group of every unit always stays.
+    """
+
+    kind = "global"
+
+    def __init__(self, normalize: str = "mean", max_sparsity_per_layer: float = 1.0) -> None:
+        if normalize not in SCALES:
+            raise ValueError(f"normalize must be one of {sorted(SCALES)}, got {normalize!r}")
+        if not 0 < max_sparsity_per_layer <= 1:
+            raise ValueError(f"max_sparsity_per_layer must be in (0, 1], got {max_sparsity_per_layer}")
+        self.normalize = normalize
+        self.cap = float(max_sparsity_per_layer)
+
+    def allocate(self, candidates, budget):
+        wanted = budget.level * budget.total
+        scores = [normalise(c.scores.float(), self.normalize) for c in candidates]
+        limits = [min(math.floor(self.cap * s.numel()), s.numel() - 1) for s in scores]
+        orders = [torch.argsort(s, stable=True) for s in scores]
+        taken = [0] * len(candidates)
+        saturated: set[int] = set()
+        # Greedy by score with per-unit caps: take the globally lowest groups; a unit reaching
+        # its cap is frozen and the rest of the budget goes to the others.
+        for _ in range(len(candidates) + 1):
+            open_units = [i for i in range(len(candidates)) if i not in saturated]
+            spent = sum(
+                float(candidates[i].costs[orders[i][: taken[i]]].sum()) for i in range(len(candidates))
+            )
+            if not open_units or spent >= wanted:
+                break
+            pool_scores, pool_costs, pool_owner = [], [], []
+            for i in open_units:
+                rest = orders[i][taken[i] : limits[i]]
+                pool_scores.append(scores[i][rest])
+                pool_costs.append(candidates[i].costs[rest])
+                pool_owner.append(torch.full((rest.numel(),), i))
+            if not pool_scores or sum(p.numel() for p in pool_scores) == 0:
+                break
+            all_scores = torch.cat(pool_scores)
+            order = torch.argsort(all_scores, stable=True)
+            cum = torch.cumsum(torch.cat(pool_costs)[order].double(), 0)
+            need = wanted - spent
+            count = int(torch.searchsorted(cum, torch.tensor([need], dtype=torch.float64)).item()) + 1
+            count = min(count, order.numel())
+            owners = torch.cat(pool_owner)[order[:count]]
+            grew = False
+            for i in open_units:
+                extra = int((owners == i).sum())
+                taken[i] += extra
+                grew = grew or extra > 0
+                if taken[i] >= limits[i]:
+                    saturated.add(i)
+            if not grew:
+                break
+        keeps = []
+        for i, cand in enumerate(candidates):
+            keep = torch.ones(cand.scores.numel())
+            keep[orders[i][: taken[i]]] = 0
+            keeps.append(keep)
+        return keeps
+
+
+@ALLOCATIONS.register("sensitivity")
+class Sensitivity(Allocation):
+    """Per-tensor levels from a sensitivity analysis CSV (``prunecli sensitivity`` writes it).
+
+    Each tensor's final fraction is the largest sparsity whose top-1 stays within ``max_drop``
+    (a fraction, e.g. 0.01) of the dense top-1; the schedule ramps every tensor to its own final
+    fraction in proportion (``level / objective level``).
+    """
+
+    kind = "sensitivity"
+
+    def __init__(self, csv: str, max_drop: float = 0.01) -> None:
+        from prunecli.report.sensitivity import read_csv
+
+        self.csv = csv
+        self.max_drop = float(max_drop)
+        self.levels = levels_from_points(read_csv(csv), self.max_drop)
+
+    def allocate(self, candidates, budget):
+        ramp = budget.level / budget.final if budget.final > 0 else 1.0
+        keeps = []
+        for cand in candidates:
+            final = max((self.levels.get(t, 0.0) for t in cand.unit.tensors), default=0.0)
+            keeps.append(prune_lowest(cand, final * ramp))
+        return keeps
+
+
+def levels_from_points(points: Sequence[Any], max_drop: float) -> dict[str, float]:
+    """Tensor -> largest sparsity whose top-1 is within ``max_drop`` of its sparsity-0 top-1."""
+    by_tensor: dict[str, list[Any]] = {}
+    for point in points:
+        by_tensor.setdefault(point.parameter, []).append(point)
+    levels = {}
+    for name, rows in by_tensor.items():
+        rows.sort(key=lambda r: r.sparsity)
+        base = rows[0].top1
+        best = 0.0
+        for row in rows:
+            if base - row.top1 > max_drop + 1e-12:
+                break
+            best = row.sparsity
+        levels[name] = min(best, 0.999)
+    return levels
+
+
+def build_allocation(spec: Mapping[str, Any]) -> Allocation:
+    options = {k: v for k, v in spec.items() if k != "kind"}
+    return ALLOCATIONS.get(str(spec["kind"]))(**options)
