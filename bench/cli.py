@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from bench import accuracy, app_cost, deploy, engine, hooks, latency, thinning
+from bench import accuracy, app_cost, deploy, distributed, engine, hooks, latency, thinning
 from bench.context import Context
 from bench.machine import load_average, machine_info
 from bench.markdown import document
@@ -29,6 +29,8 @@ BENCHMARKS: dict[str, Callable[[Context], Section]] = {
     "accuracy": accuracy.run,
     "engine-overhead": engine.run_overhead,
     "engine-accuracy": engine.run_accuracy,
+    "scaling": distributed.run_scaling,
+    "gpu": distributed.run_gpu,
 }
 
 DEFAULT_OUTPUT = Path("docs/benchmarks.md")

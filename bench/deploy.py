@@ -24,6 +24,7 @@ from torch import nn
 from bench import models, ours
 from bench.context import Context
 from bench.harness import alternate
+from bench.latency import speedup_cells
 from bench.peers import tp_side
 from bench.results import Section, Table, Target, progress, ratio, seconds
 
@@ -169,16 +170,7 @@ def _one_model(name: str, settings: Any, latency: Table, export: Table, section:
                     latency.add(name, runtime, seconds(stats[DENSE].median), tool, f"failed: {s.error}", "", "", "")
                     continue
                 speedup, reduction = 1 / s.ratio, macs[DENSE] / macs[tool]
-                latency.add(
-                    name,
-                    runtime,
-                    seconds(stats[DENSE].median),
-                    tool,
-                    seconds(s.median),
-                    ratio(speedup),
-                    ratio(reduction),
-                    f"{speedup / reduction:.2f}",
-                )
+                latency.add(name, runtime, *speedup_cells(stats[DENSE].median, tool, s.median, speedup, reduction))
                 if tool == OURS:
                     ours_values.append(speedup / reduction)
         _export_rows(name, thinned[OURS], recipe, x1, export, tmp)

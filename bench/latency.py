@@ -56,6 +56,14 @@ def _measurer(sample: tuple[int, ...], batch: int, threads: int, runs: int):
     return measure
 
 
+def speedup_cells(dense_s: float, tool: str, thinned_s: float, speedup: float, reduction: float) -> list[str]:
+    """dense, tool, thinned, speed-up, MAC reduction, speed-up / MAC reduction (the shared row tail).
+
+    ``speedup`` is the median of per-round ratios, not the ratio of the medians shown beside it.
+    """
+    return [seconds(dense_s), tool, seconds(thinned_s), ratio(speedup), ratio(reduction), f"{speedup / reduction:.2f}"]
+
+
 def _sweep(name: str, entry: dict, settings: Settings, table: Table) -> list[float]:
     """Adds one model's rows; returns prunecli's speed-up / MAC-reduction values at batch >= 16."""
     from prunecli.report.compute import total_macs
@@ -97,17 +105,7 @@ def _sweep(name: str, entry: dict, settings: Settings, table: Table) -> list[flo
                     )
                     continue
                 speedup, reduction = 1 / s.ratio, macs[DENSE] / macs[tool]
-                table.add(
-                    name,
-                    threads,
-                    batch,
-                    seconds(stats[DENSE].median),
-                    tool,
-                    seconds(s.median),
-                    ratio(speedup),
-                    ratio(reduction),
-                    f"{speedup / reduction:.2f}",
-                )
+                table.add(name, threads, batch, *speedup_cells(stats[DENSE].median, tool, s.median, speedup, reduction))
                 if tool == thinning.OURS and batch >= 16:
                     ours.append(speedup / reduction)
     return ours

@@ -197,7 +197,7 @@ def render(rows: list[dict], timing: dict | None, machine: str, started: str) ->
         "1e-4). MACs follow `prunecli.report.compute` (Distiller's definition, one sample at the listed "
         "input size). Times are wall-clock: dependency analysis, then `thin_model` (plan, slicing and "
         "the verification forward pass). The thinned model is then exported by `prunecli.export.export_model` "
-        "to ONNX (opset 17, run by ONNX Runtime) and to a `torch.export` exported program, each verified "
+        "to ONNX (opset 18, run by ONNX Runtime) and to a `torch.export` exported program, each verified "
         "on fresh random inputs against the PyTorch model (tolerance 1e-4 relative to the output scale; "
         "the largest difference is shown) -- or the reason it cannot be.",
         "",

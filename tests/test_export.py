@@ -158,7 +158,8 @@ def test_a_mismatch_names_the_layer_and_leaves_no_file(tmp_path, fmt):
 def test_an_unsupported_operation_names_the_layer(tmp_path):
     model = nn.Sequential(nn.Conv2d(3, 4, 1), QR()).eval()
     with pytest.raises(ExportError) as info:
-        export_model(model, torch.randn(1, 3, 4, 4), tmp_path / "m.onnx", format="onnx")
+        # opset 17: the TorchScript-based exporter alone (the torch.export-based fallback starts at 18)
+        export_model(model, torch.randn(1, 3, 4, 4), tmp_path / "m.onnx", format="onnx", opset=17)
     assert "layer '1'" in info.value.message and "linalg_qr" in info.value.message
     assert list(tmp_path.iterdir()) == []
 
@@ -232,3 +233,12 @@ def test_cli_bad_inputs_exit_2_with_one_message_and_no_file(tmp_path):
         opset = runner.invoke(cli, ["export", str(src), "--format", "onnx", "--opset", "3"])
         assert opset.exit_code == 2 and "--opset between" in opset.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.pt"]
+
+
+@needs_onnx
+@pytest.mark.slow
+def test_onnx_falls_back_to_the_torch_export_based_exporter(tmp_path):
+    # adaptive pooling to a size that does not divide the input: the TorchScript-based exporter refuses it
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(3), nn.Flatten(1), nn.Linear(36, 2)).eval()
+    report = export_model(model, torch.randn(1, 3, 4, 4), tmp_path / "m.onnx", format="onnx")
+    assert report.opset == 18 and report.max_error < 1e-5 and (tmp_path / "m.onnx").exists()

@@ -15,7 +15,7 @@ Call order in a training loop (one epoch)::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import torch
@@ -44,6 +44,8 @@ class CompressionScheduler:
         self.policy_order: list[tuple[str, ScheduledPolicy]] = []
         #: recipes returned by the thinning extensions, in the order they ran (this session only)
         self.thinning_recipes: list[Any] = []
+        #: called with each recipe after thinning (a training loop that wraps the model re-wraps it)
+        self.thinning_listeners: list[Callable[[Any], None]] = []
 
     # construction -------------------------------------------------------------------------------
     def add_policy(
@@ -108,6 +110,8 @@ class CompressionScheduler:
             if pruner is not None:
                 pruner.forget_shapes()
                 pruner.attach(self.model)
+        for listener in self.thinning_listeners:
+            listener(recipe)
 
     # views --------------------------------------------------------------------------------------
     @property

@@ -66,14 +66,18 @@ def _output_ranks(model: nn.Module, names: list[str], example: torch.Tensor) -> 
 
         return hook
 
-    handles = [modules[name].register_forward_hook(record(name)) for name in names]
+    forward_with_hooks(model, example, [modules[name].register_forward_hook(record(name)) for name in names])
+    return ranks
+
+
+def forward_with_hooks(model: nn.Module, example: torch.Tensor, handles: list) -> None:
+    """One no-grad forward pass of ``model`` for the hooks behind ``handles``, which are then removed."""
     try:
         with torch.no_grad():
             model(example)
     finally:
         for handle in handles:
             handle.remove()
-    return ranks
 
 
 def _candidate_pairs(model: nn.Module, graph: fx.Graph) -> list[tuple[str, str]]:

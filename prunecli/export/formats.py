@@ -27,10 +27,12 @@ from prunecli.errors import ExportError
 Runner = Callable[[torch.Tensor], list[torch.Tensor]]
 
 #: ONNX opsets written by torch's TorchScript-based ONNX exporter (fast; used up to its maximum);
-#: newer opsets are written by the torch.export-based exporter.
+#: newer opsets are written by the torch.export-based exporter, which also takes over (from opset 18,
+#: its oldest) when the TorchScript-based one cannot express an operation.
 ONNX_MIN_OPSET = 7
 ONNX_TORCHSCRIPT_MAX_OPSET = 20
-ONNX_DEFAULT_OPSET = 17
+ONNX_DYNAMO_MIN_OPSET = 18
+ONNX_DEFAULT_OPSET = 18
 EXTRA_HINT = 'install the optional export dependencies: pip install -e ".[export]"'
 
 
@@ -156,18 +158,33 @@ class OnnxExporter(Exporter):
                 n_out = len(flatten_outputs(_run(model, example)))
                 names = [f"output{i}" if n_out > 1 else "output" for i in range(n_out)]
                 axes = {name: {0: "batch"} for name in ["input", *names]} if options.dynamic_batch else None
-                torch.onnx.export(
-                    model,
-                    (example,),
-                    str(path),
-                    dynamo=False,
-                    output_names=names,
-                    dynamic_axes=axes,
-                    **common,
-                )
-            else:
-                shapes = ({0: _batch_dim()},) if options.dynamic_batch else None
-                torch.onnx.export(model, (example,), str(path), dynamo=True, dynamic_shapes=shapes, **common)
+                try:
+                    torch.onnx.export(
+                        model,
+                        (example,),
+                        str(path),
+                        dynamo=False,
+                        output_names=names,
+                        dynamic_axes=axes,
+                        **common,
+                    )
+                    return
+                except Exception as first:
+                    if opset < ONNX_DYNAMO_MIN_OPSET or importlib.util.find_spec("onnxscript") is None:
+                        raise
+                    try:
+                        self._write_dynamo(model, example, path, options, common)
+                    except Exception:
+                        raise first from None  # it names the operation; the fallback's message does not
+                    return
+            self._write_dynamo(model, example, path, options, common)
+
+    @staticmethod
+    def _write_dynamo(
+        model: nn.Module, example: torch.Tensor, path: Path, options: ExportOptions, common: dict[str, Any]
+    ) -> None:
+        shapes = ({0: _batch_dim()},) if options.dynamic_batch else None
+        torch.onnx.export(model, (example,), str(path), dynamo=True, dynamic_shapes=shapes, **common)
 
     def load(self, path: Path) -> Runner:
         import onnxruntime as ort

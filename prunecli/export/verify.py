@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .fold import forward_with_hooks
 from .formats import Exporter, ExportOptions, Runner, flatten_outputs
 
 #: each module checked on its own costs one export, so the search is capped
@@ -84,12 +85,7 @@ def _module_inputs(model: nn.Module, example: torch.Tensor) -> list[tuple[str, n
                 seen[name] = (name, m, args[0].detach().clone())
 
         handles.append(module.register_forward_pre_hook(hook))
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for handle in handles:
-            handle.remove()
+    forward_with_hooks(model, example, handles)
     order = {name: i for i, name in enumerate(seen)}
     return sorted(seen.values(), key=lambda item: (sizes[item[0]], order[item[0]]))
 

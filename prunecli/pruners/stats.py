@@ -33,12 +33,17 @@ class _Accumulator:
             self.counts[name] = count
 
     def take(self, name: str) -> torch.Tensor | None:
-        """The average since the last take (then forgotten), or ``None`` if nothing was seen."""
+        """The average since the last take (then forgotten), or ``None`` if nothing was seen.
+
+        On several processes the sums and counts of all of them are added first, so every process
+        ranks by the statistic of the whole global batch (and ranks identically).
+        """
         total = self.sums.pop(name, None)
         count = self.counts.pop(name, 0.0)
-        if total is None or count == 0:
+        if total is None:  # every process runs the same steps, so this holds on all or on none
             return None
-        return total / count
+        total, count = across_processes(total, count)
+        return None if count == 0 else total / count
 
     def reset(self) -> None:
         self.sums.clear()
@@ -50,11 +55,19 @@ class _Accumulator:
         self.handles.clear()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"sums": dict(self.sums), "counts": dict(self.counts)}
+        """The sums of the whole job (a collective on several processes: every process calls it)."""
+        sums, counts = {}, {}
+        for name in sorted(self.sums):
+            sums[name], counts[name] = across_processes(self.sums[name], self.counts[name])
+        return {"sums": sums, "counts": counts}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Rank 0 takes the job's sums, the other processes start from zero, so sums add up again."""
         self.sums = dict(state.get("sums", {}))
         self.counts = dict(state.get("counts", {}))
+        if _rank() != 0:
+            self.sums = {k: torch.zeros_like(v) for k, v in self.sums.items()}
+            self.counts = dict.fromkeys(self.counts, 0.0)
 
 
 class ActivationStats(_Accumulator):
@@ -109,6 +122,46 @@ class GradientStats(_Accumulator):
         return hook
 
     def take(self, name: str) -> torch.Tensor | None:
+        """The sum since the last take; across processes the mean of their sums.
+
+        Each process's hook sees the gradient of its own loss, and DDP's gradient is the mean of
+        those, so the mean of the per-process sums is what a single process would have summed.
+        """
         total = self.sums.pop(name, None)
         self.counts.pop(name, None)
-        return total
+        if total is None:
+            return None
+        summed, _ = across_processes(total, 0.0)
+        return summed / _world_size()
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()  # sums of the processes' sums: keep their mean
+        return {"sums": {k: v / _world_size() for k, v in state["sums"].items()}, "counts": state["counts"]}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)  # rank 0 holds the mean; times the processes, it is their sum
+        self.sums = {k: v * _world_size() for k, v in self.sums.items()}
+
+
+def _rank() -> int:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank()
+    return 0
+
+
+def _world_size() -> int:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size()
+    return 1
+
+
+def across_processes(total: torch.Tensor, count: float) -> tuple[torch.Tensor, float]:
+    """``total`` and ``count`` summed over the processes of a distributed job (unchanged alone)."""
+    if _world_size() == 1:
+        return total, count
+    packed = torch.cat([total.reshape(-1).double(), torch.tensor([count], dtype=torch.float64)])
+    if torch.distributed.get_backend() == "nccl":
+        packed = packed.cuda()
+    torch.distributed.all_reduce(packed)
+    packed = packed.to(total.device)
+    return packed[:-1].to(total.dtype).reshape(total.shape), float(packed[-1])

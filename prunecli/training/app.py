@@ -23,6 +23,7 @@ from prunecli.devices import resolve_device
 from prunecli.errors import CheckpointError, ConfigError, Interrupted, SourceLocation, TrainingDiverged
 from prunecli.rundir import CHECKPOINT, RunDir
 
+from . import distributed_run
 from .config import RunConfig
 from .loop import NoCompression, steps_in_epoch, train_epoch
 from .progress import Reporter
@@ -106,6 +107,7 @@ class _Run:
         self.recipe: dict[str, Any] | None = None  # thinning so far, relative to the dense model
         self._recipes_seen = 0
         self.trusted_model: str | None = None  # a model spec the user gave on this command line
+        self.parallel = distributed_run.Parallel()  # one process until _load_inputs joins torchrun's group
 
     @property
     def run_dir(self) -> Path:
@@ -125,16 +127,16 @@ class _Run:
                 "schedule's thinning extension (arch:, dataset:)",
             )
         self.schedule = load_schedule(cfg.schedule, strict=cfg.strict) if cfg.schedule else None
-        self.device = resolve_device(cfg.device)
+        self.parallel = distributed_run.Parallel.join(cfg, resolve_device(cfg.device), self.reporter)
+        self.device = self.parallel.device
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         options = dataset_options_for_model(cfg.dataset, cfg.dataset_options, cfg.model)
         self.bundle = load_dataset(
             cfg.dataset, cfg.data_dir, seed=cfg.seed, val_fraction=cfg.val_fraction, **options
         )
-        self.train_loader, val_loader, self.test_loader = self.bundle.loaders(
-            cfg.batch_size, workers=cfg.workers, seed=cfg.seed
-        )
+        loaders = self.bundle.loaders(cfg.batch_size, workers=cfg.workers, seed=cfg.seed)
+        self.train_loader, val_loader, self.test_loader = self.parallel.loaders(*loaders)
         # no validation split (val_fraction 0): validate on the test split, as Distiller does
         self.val_loader = val_loader if len(self.bundle.val) else self.test_loader
         self.steps_per_epoch = steps_in_epoch(self.train_loader, cfg.max_steps_per_epoch)
@@ -178,7 +180,7 @@ class _Run:
         self.model, self.spec = create_model(
             cfg.model, dataset=cfg.dataset, num_classes=self.bundle.num_classes, **cfg.model_args
         )
-        self.model.to(self.device)
+        self.parallel.place(self.model)
         dense = {**model_stats(self.model, self.example_input), "checkpoint_bytes": _state_bytes(self.model)}
         start = self._starting_point()
         self.optimizer = build_optimizer(cfg, self.model)
@@ -189,9 +191,12 @@ class _Run:
         self.start_epoch = 0
         if resumed is not None:
             self._continue_from(resumed, cfg.resume_from)
+        self.trainable = self.parallel.replicate(self.model, self.scheduler)
         name = cfg.name or (Path(cfg.schedule).stem if cfg.schedule else str(cfg.model))
-        self.dir = RunDir.create(cfg.out_dir, cfg.runs_dir, name)
+        self.dir = self.parallel.on_main(lambda: RunDir.create(cfg.out_dir, cfg.runs_dir, name))
         self.extras["dense"] = dense
+        if not self.parallel.is_main:
+            return
         resolved = {**cfg.to_dict(), "epochs": self._epochs(), "out_dir": str(self.run_dir)}
         self.dir.write_config(resolved)
         if self.schedule is not None:
@@ -224,7 +229,8 @@ class _Run:
             return None
         model, checkpoint = load_initial_weights(self.model, path, model_spec=cfg.model)
         if model is not self.model:  # thinned: train on its architecture, keep its recipe for our files
-            self.model = model.to(self.device)
+            self.parallel.place(model)
+            self.model = model
             self.recipe = checkpoint["recipe"]
             if checkpoint["model"] is not None:
                 self.spec = ModelSpec.from_dict(checkpoint["model"])
@@ -274,13 +280,14 @@ class _Run:
         trusted = _confirmed_model(overrides.get("model"), saved.get("model"), path)
         overrides = {k: v for k, v in overrides.items() if k != "model"}
         self.config = RunConfig.from_dict({**saved, **overrides}, source=str(path))
+        self.config.batch_size = distributed_run.resumed_batch_size(payload, self.config, path)
         cfg = self.config
         if cfg.schedule is not None:
             cfg.schedule = str(self.dir.schedule)
         set_deterministic(cfg.deterministic)
         self._load_inputs()
         self.model = load_model(path, model=trusted)
-        self.model.to(self.device)
+        self.parallel.place(self.model)
         self.trusted_model = trusted
         from prunecli.models import ModelSpec
 
@@ -291,12 +298,16 @@ class _Run:
         self.scheduler = self._build_scheduler()
         if payload.get("scheduler"):
             self.scheduler.load_state_dict(payload["scheduler"])
+        self.trainable = self.parallel.replicate(self.model, self.scheduler)
+        self.parallel.precision.load_state_dict(payload["extras"].get("precision"))
         if payload.get("rng"):
             set_rng_state(payload["rng"])
         self.metrics = [row for row in payload.get("metrics") or [] if row["epoch"] <= payload["epoch"]]
         self.extras.update({k: payload["extras"].get(k) for k in ("best", "pre_pruning", "dense")})
         self.start_epoch = int(payload["epoch"]) + 1
         self.recipe = payload.get("recipe")
+        if not self.parallel.is_main:
+            return
         self.dir.write_metrics(self.metrics)
         resolved = {**cfg.to_dict(), "epochs": self._epochs(), "out_dir": str(run_dir)}
         self.dir.write_config(resolved)
@@ -340,14 +351,17 @@ class _Run:
             schedule_text=self.schedule.text if self.schedule is not None else None,
             metrics=list(self.metrics),
             rng=rng_state() if full else None,
-            extras={**self.extras, "config": config},
+            extras={**self.extras, "config": config, **self.parallel.checkpoint_extras()},
         )
 
     def save(self, epoch: int, *, improved: bool) -> None:
         from prunecli.checkpoint import save_checkpoint
 
         self._collect_recipes()
-        save_checkpoint(self.dir.checkpoint, self.payload(epoch))
+        payload = self.payload(epoch)  # on every process: gathering ranking statistics is collective
+        if not self.parallel.is_main:
+            return
+        save_checkpoint(self.dir.checkpoint, payload)
         if improved:
             self.dir.mark_best()
 
@@ -365,7 +379,7 @@ class _Run:
     def _maybe_record_pre_pruning(self, epoch: int, first_prune: int | None) -> None:
         if first_prune is None or epoch != first_prune or self.extras["pre_pruning"] is not None:
             return
-        stats = self.task.evaluate(self.model, self.test_loader, self.device, self.config.max_eval_batches)
+        stats = self._evaluate(self.test_loader)
         self.extras["pre_pruning"] = {
             "epoch": epoch,
             "top1": stats.top1,
@@ -383,7 +397,7 @@ class _Run:
         self.scheduler.on_epoch_begin(epoch)
         with self.reporter.epoch_progress(epoch, self.steps_per_epoch) as on_step:
             train = train_epoch(
-                self.model,
+                self.trainable,
                 self.train_loader,
                 self.criterion,
                 self.optimizer,
@@ -393,9 +407,12 @@ class _Run:
                 self.device,
                 on_step,
                 objective=self.objective,
+                **self.parallel.step_options(),
             )
-        val = self.task.evaluate(self.model, self.val_loader, self.device, self.config.max_eval_batches)
+        self.parallel.after_training(self.model)
+        val = self._evaluate(self.val_loader)
         self.scheduler.on_epoch_end(epoch, self.optimizer, metrics={"min": val.loss, "max": val.top1})
+        self.parallel.verify_masks(self.scheduler, epoch)
         stats = model_stats(self.model, self.example_input)
         return {
             "epoch": epoch,
@@ -413,6 +430,12 @@ class _Run:
             "time_s": time.perf_counter() - began,
         }
 
+    def _evaluate(self, loader: Any) -> Any:
+        """Loss and accuracy over the whole set (each process evaluates its share, then the sums meet)."""
+        return self.task.evaluate(
+            self.model, loader, self.device, self.config.max_eval_batches, **self.parallel.step_options()
+        )
+
     def train(self, stop_after_epoch: int | None) -> tuple[int, bool]:
         epochs = self._epochs()
         first_prune = first_pruning_epoch(self.schedule) if self.schedule is not None else None
@@ -422,7 +445,8 @@ class _Run:
                 self.warnings.append(message)
                 self.reporter.warn(message)
                 log.warning(message)
-        if self.start_epoch == 0 and not self.dir.checkpoint.exists():
+        fresh = self.parallel.on_main(lambda: not self.dir.checkpoint.exists())
+        if self.start_epoch == 0 and fresh:
             self.save(-1, improved=False)  # a resumable starting point before the first epoch
         last_done = self.start_epoch - 1
         epoch = self.start_epoch
@@ -439,7 +463,8 @@ class _Run:
                     # only saved epochs compete for best.pt: it is a link to one of them
                     self.save(epoch, improved=self._is_best(row))
                     last_done = epoch
-                self.dir.append_metrics(row)
+                if self.parallel.is_main:
+                    self.dir.append_metrics(row)
                 log.info("epoch %s", row)
                 self.reporter.epoch_line(row)
                 if stop_after_epoch is not None and epoch >= stop_after_epoch:
@@ -462,7 +487,7 @@ class _Run:
 
     # ------------------------------------------------------------------ the end
     def finish(self, result: RunResult) -> None:
-        test = self.task.evaluate(self.model, self.test_loader, self.device, self.config.max_eval_batches)
+        test = self._evaluate(self.test_loader)
         result.test = {
             "top1": test.top1,
             "top5": test.top5,
@@ -471,6 +496,8 @@ class _Run:
             **self.task.metrics(test),
         }
         log.info("test: %s", result.test)
+        if not self.parallel.is_main:
+            return
         if self.config.compact:
             self._write_compact(result)
         self._write_report(result)
@@ -556,6 +583,7 @@ def _confirmed_model(given: str | None, saved: Any, path: Path) -> str | None:
     return given
 
 
+@distributed_run.job_failures
 def run_training(
     config: RunConfig | None = None,
     *,
@@ -574,12 +602,13 @@ def run_training(
 
         quiet = bool(config.quiet if config else (resume_overrides or {}).get("quiet"))
         reporter = Reporter(Console(), quiet=quiet)
+    reporter = distributed_run.reporter_for_this_process(reporter)
     run = _Run(config or RunConfig(), reporter)
     if resume is not None:
         run.start_resumed(Path(resume), dict(resume_overrides or {}))
     else:
         run.start_fresh()
-    handler = run.dir.attach_log()
+    handler = run.parallel.attach_log(run.dir)
     try:
         log.info("run directory %s; config %s", run.run_dir, run.config.to_dict())
         reporter.info(f"run directory: {run.run_dir}")
@@ -599,4 +628,6 @@ def run_training(
             reporter.summary(result)
         return result
     finally:
-        RunDir.detach_log(handler)
+        run.parallel.close()
+        if handler is not None:
+            RunDir.detach_log(handler)

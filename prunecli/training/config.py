@@ -62,6 +62,9 @@ class RunConfig:
     prune_normalized: bool = False
     round_to: int = 1
     compact: bool = True
+    amp: str | None = None
+    channels_last: bool = False
+    sync_batchnorm: bool = False
     deterministic: bool = False
     quiet: bool = False
     strict: bool = False

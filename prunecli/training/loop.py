@@ -9,6 +9,7 @@ Per epoch: ``on_epoch_begin``; per minibatch ``on_minibatch_begin``, forward, lo
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,9 +18,28 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from prunecli.checkpoint.testhooks import pause_point
 from prunecli.errors import TrainingDiverged
 
+from .precision import Precision
+
+#: this process's rank under torchrun, for the per-rank test pause point
+_RANK = os.environ.get("RANK", "0")
+
 StepCallback = Callable[[int, float], None]
+#: sums of this process -> sums over every process of the job (the identity for one process)
+Reduce = Callable[[list[float]], list[float]]
+
+
+def _identity(values: list[float]) -> list[float]:
+    return values
+
+
+def _to_device(tensor: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    tensor = tensor.to(device, non_blocking=True)
+    if channels_last and tensor.dim() == 4:
+        tensor = tensor.contiguous(memory_format=torch.channels_last)
+    return tensor
 
 
 @dataclass
@@ -50,13 +70,15 @@ class Objective:
     def begin(self, model: nn.Module) -> None:
         """Called before the first batch of a pass."""
 
-    def loss(self, model: nn.Module, batch: Any, device: torch.device) -> tuple[torch.Tensor, int]:
-        """(loss of the batch, how many samples it averages over)."""
+    def loss(
+        self, model: nn.Module, batch: Any, device: torch.device, channels_last: bool = False
+    ) -> tuple[torch.Tensor, int]:
+        """(loss of the batch, how many samples it averages over); runs under the precision's autocast."""
         if self.criterion is None:
             raise NotImplementedError("an objective without a criterion must define loss()")
         inputs, targets = batch
-        inputs, targets = inputs.to(device), targets.to(device)
-        return self.criterion(model(inputs), targets), int(inputs.shape[0])
+        inputs, targets = _to_device(inputs, device, channels_last), targets.to(device)
+        return self.criterion(model(inputs).float(), targets), int(inputs.shape[0])
 
     def after_backward(self, model: nn.Module) -> None:
         """Called between ``backward`` and the pre-optimizer hook (gradient clipping goes here)."""
@@ -121,9 +143,19 @@ def train_epoch(
     steps_per_epoch: int,
     device: torch.device,
     on_step: StepCallback | None = None,
+    *,
     objective: Objective | None = None,
+    precision: Precision | None = None,
+    channels_last: bool = False,
+    reduce: Reduce = _identity,
 ) -> TrainStats:
-    """Train for ``steps_per_epoch`` minibatches; raise TrainingDiverged on non-finite loss or weights."""
+    """Train for ``steps_per_epoch`` minibatches; raise TrainingDiverged on non-finite loss or weights.
+
+    ``model`` may be a DDP replica (see ``distributed.Replica``): its call averages gradients
+    over the processes. ``reduce`` sums the loss statistics over processes. ``objective`` is
+    what a step computes (classification's ``criterion`` by default).
+    """
+    precision = precision or Precision(None, device)
     objective = objective or Objective(criterion)
     model.train()
     objective.begin(model)
@@ -132,7 +164,9 @@ def train_epoch(
         if step >= steps_per_epoch:
             break
         scheduler.on_minibatch_begin(epoch, step, steps_per_epoch, optimizer)
-        loss, size = objective.loss(model, batch, device)
+        pause_point(f"train_step_rank{_RANK}")
+        with precision.autocast():
+            loss, size = objective.loss(model, batch, device, channels_last)
         loss = _overall_loss(
             scheduler.before_backward_pass(
                 epoch, step, steps_per_epoch, loss, optimizer=optimizer, return_loss_components=True
@@ -147,10 +181,12 @@ def train_epoch(
                 "checkpoint.pt still holds the last good epoch",
             )
         optimizer.zero_grad()
-        loss.backward()
-        objective.after_backward(model)
+        precision.backward(loss)
+        precision.unscale(optimizer)
+        objective.after_backward(model)  # after unscaling, so clipping sees the true gradients
         scheduler.before_parameter_optimization(epoch, step, steps_per_epoch, optimizer)
-        optimizer.step()
+        precision.step(optimizer)  # a step the fp16 scaler skips changes no weight
+        # masks are re-applied whether or not the step happened
         scheduler.on_minibatch_end(epoch, step, steps_per_epoch, optimizer)
         bad = _first_non_finite(model)
         if bad is not None:
@@ -162,8 +198,11 @@ def train_epoch(
         samples += size
         if on_step is not None:
             on_step(step, value)
+    total_loss, total_samples = reduce([total_loss, float(samples)])
     return TrainStats(
-        loss=total_loss / max(samples, 1), samples=samples, steps=min(step + 1, steps_per_epoch)
+        loss=total_loss / max(total_samples, 1),
+        samples=int(total_samples),
+        steps=min(step + 1, steps_per_epoch),
     )
 
 
@@ -174,8 +213,17 @@ def evaluate(
     criterion: nn.Module,
     device: torch.device,
     max_batches: int | None = None,
+    *,
+    precision: Precision | None = None,
+    channels_last: bool = False,
+    reduce: Reduce = _identity,
 ) -> EvalStats:
-    """Mean loss and top-1/top-5 accuracy as fractions in [0, 1]."""
+    """Mean loss and top-1/top-5 accuracy as fractions in [0, 1].
+
+    With several processes each evaluates its own share of the set and ``reduce`` sums the
+    counts, so every sample is counted exactly once.
+    """
+    precision = precision or Precision(None, device)
     was_training = model.training
     model.eval()
     total_loss, correct1, correct5, samples = 0.0, 0, 0, 0
@@ -183,8 +231,9 @@ def evaluate(
         for index, (inputs, targets) in enumerate(loader):
             if max_batches is not None and index >= max_batches:
                 break
-            inputs, targets = inputs.to(device), targets.to(device)
-            output = model(inputs)
+            inputs, targets = _to_device(inputs, device, channels_last), targets.to(device)
+            with precision.autocast():
+                output = model(inputs).float()
             total_loss += float(criterion(output, targets)) * inputs.shape[0]
             k = min(5, output.shape[1])
             top = output.topk(k, dim=1).indices
@@ -194,5 +243,6 @@ def evaluate(
             samples += inputs.shape[0]
     finally:
         model.train(was_training)
-    n = max(samples, 1)
-    return EvalStats(loss=total_loss / n, top1=correct1 / n, top5=correct5 / n, samples=samples)
+    total_loss, hits1, hits5, count = reduce([total_loss, float(correct1), float(correct5), float(samples)])
+    n = max(count, 1)
+    return EvalStats(loss=total_loss / n, top1=hits1 / n, top5=hits5 / n, samples=int(count))

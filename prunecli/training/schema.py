@@ -78,6 +78,15 @@ CONFIG_SCHEMA: dict[str, Any] = {
             "description": "with auto_dependency: kept channel counts rounded up to a multiple of this",
         },
         "compact": {"type": "boolean", "description": "thin the final model into compact.pt"},
+        "amp": {
+            "enum": [None, "bf16", "fp16"],
+            "description": "mixed precision: autocast to bf16, or fp16 with a gradient scaler (default: off)",
+        },
+        "channels_last": {"type": "boolean", "description": "NHWC memory format for model and images"},
+        "sync_batchnorm": {
+            "type": "boolean",
+            "description": "BatchNorm statistics over the global batch when several processes train",
+        },
         "deterministic": {"type": "boolean"},
         "quiet": {"type": "boolean"},
         "strict": {

@@ -24,7 +24,9 @@ from prunecli.training.loop import EvalStats, Objective, evaluate
 class Task:
     name: str
     objective: Callable[[], Objective]  # a fresh training objective
-    evaluate: Callable[[nn.Module, Any, torch.device, int | None], EvalStats]
+    # (model, loader, device, max_batches, **options): options are train_epoch's precision,
+    # channels_last and reduce, which only classification uses
+    evaluate: Callable[..., EvalStats]
     metrics: Callable[[EvalStats], dict[str, Any]]  # task-specific fields for metrics rows
     example_input: Callable[[Any, torch.device], Any]  # the data bundle -> one example input
     thinning_root: str = ""  # the sub-module that thinning traces and shrinks ("" = the model)
@@ -34,9 +36,9 @@ class Task:
 
 
 def _classification_eval(
-    model: nn.Module, loader: Any, device: torch.device, max_batches: int | None
+    model: nn.Module, loader: Any, device: torch.device, max_batches: int | None = None, **options: Any
 ) -> EvalStats:
-    return evaluate(model, loader, nn.CrossEntropyLoss(), device, max_batches)
+    return evaluate(model, loader, nn.CrossEntropyLoss(), device, max_batches, **options)
 
 
 CLASSIFICATION = Task(
@@ -82,7 +84,9 @@ class LanguageModelObjective(Objective):
     def begin(self, model: nn.Module) -> None:
         self.hidden = None  # a new pass over the stream starts from a zero state
 
-    def loss(self, model: nn.Module, batch: Any, device: torch.device) -> tuple[torch.Tensor, int]:
+    def loss(
+        self, model: nn.Module, batch: Any, device: torch.device, channels_last: bool = False
+    ) -> tuple[torch.Tensor, int]:
         inputs, targets = (t.to(device) for t in batch)
         loss, self.hidden = _token_loss(model, inputs, targets, detach_hidden(self.hidden))
         return loss, int(targets.numel())
@@ -94,10 +98,11 @@ class LanguageModelObjective(Objective):
 
 @torch.no_grad()
 def evaluate_language_model(
-    model: nn.Module, loader: Any, device: torch.device, max_batches: int | None = None
+    model: nn.Module, loader: Any, device: torch.device, max_batches: int | None = None, **options: Any
 ) -> EvalStats:
     """Token-weighted mean cross-entropy over the stream (perplexity = exp of it) and next-token
-    top-1/top-5 accuracy; the hidden state is carried across chunks, as in training."""
+    top-1/top-5 accuracy; the hidden state is carried across chunks, as in training. Runs in
+    full precision on one process (``options`` of classification do not apply)."""
     was_training = model.training
     model.eval()
     total, correct1, correct5, tokens, hidden = 0.0, 0, 0, 0, None
@@ -152,7 +157,9 @@ class DetectionObjective(Objective):
     def __init__(self) -> None:
         super().__init__(criterion=None)
 
-    def loss(self, model: nn.Module, batch: Any, device: torch.device) -> tuple[torch.Tensor, int]:
+    def loss(
+        self, model: nn.Module, batch: Any, device: torch.device, channels_last: bool = False
+    ) -> tuple[torch.Tensor, int]:
         images, targets = _detection_batch(batch, device)
         losses = model(images, targets)
         return sum(losses.values()), len(images)  # type: ignore[return-value]
@@ -163,7 +170,7 @@ _NORMS = (nn.modules.batchnorm._BatchNorm,)
 
 @torch.no_grad()
 def evaluate_detection(
-    model: nn.Module, loader: Any, device: torch.device, max_batches: int | None = None
+    model: nn.Module, loader: Any, device: torch.device, max_batches: int | None = None, **options: Any
 ) -> EvalStats:
     """Mean summed detection loss per image; no accuracy (``top1``/``top5`` are None).
 

@@ -31,6 +31,9 @@ _DIRECT = (
     "out_dir",
     "name",
     "auto_dependency",
+    "amp",
+    "channels_last",
+    "sync_batchnorm",
     "prune_normalized",
     "round_to",
     "strict",
@@ -71,6 +74,18 @@ _DIRECT = (
     "--auto-dependency/--no-auto-dependency", default=None, help="Derive Leader groups automatically."
 )
 @click.option(
+    "--nproc-per-node",
+    type=click.IntRange(min=1),
+    help="Train on N processes of this machine (starts torchrun's launcher; see docs/distributed.md).",
+)
+@click.option(
+    "--amp", type=click.Choice(["bf16", "fp16"]), help="Mixed precision (autocast; fp16 scales gradients)."
+)
+@click.option("--channels-last", is_flag=True, default=None, help="NHWC memory format for model and images.")
+@click.option(
+    "--sync-batchnorm", is_flag=True, default=None, help="BatchNorm statistics over all processes' batches."
+)
+@click.option(
     "--prune-normalized",
     is_flag=True,
     default=None,
@@ -99,6 +114,7 @@ def command(
     quiet: bool | None,
     as_json: bool,
     stop_after_epoch: int | None,
+    nproc_per_node: int | None,
     **options,
 ) -> None:
     """Train a classifier under SCHEDULE (a Distiller YAML), then thin and report it.
@@ -109,6 +125,14 @@ def command(
     """
     from prunecli.errors import ConfigError
     from prunecli.training import resolve_run_config, run_training
+
+    if nproc_per_node is not None:
+        import sys
+
+        from prunecli.training.distributed_launch import launch
+
+        launch(nproc_per_node, sys.argv[1:], resume_dir=resume if resume and Path(resume).is_dir() else None)
+        return
     from prunecli.training.config import parse_set_options
     from prunecli.training.progress import Reporter
 
