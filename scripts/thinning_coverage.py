@@ -3,7 +3,7 @@
 Usage: python scripts/thinning_coverage.py [--output docs/thinning-coverage.md] [--only NAME ...]
 
 With ``--only`` the other models' rows are kept from the existing output file, so a few models
-can be refreshed without rerunning every one. timm models are covered when timm is installed.
+can be refreshed without rerunning every one (``--only none`` just re-renders the file). timm models are covered when timm is installed.
 
 Each model is built with random weights (no downloads); for every prunable channel group the
 same random half of the channels is zeroed in all its producers, then the model is thinned and
@@ -238,6 +238,12 @@ def render(rows: list[dict], timing: dict | None, machine: str, started: str) ->
         "shuffles, attention internals) are counted in the second number of *prunable groups*; "
         "`prunecli deps MODEL --all` lists each with its reason.",
         "",
+        "Rows with source *timm* are built through the `timm:NAME` model source (optional extra, "
+        "`pip install 'prunecli[timm]'`). timm's `efficientnet_*` normalise with a fused "
+        "BatchNorm+activation layer that calls `batch_norm` as a function, which the dependency graph "
+        "does not model, so the channels feeding it are kept: fewer prunable groups than torchvision's "
+        "`efficientnet_b0`, and the thinned model is still verified.",
+        "",
     ]
     return "\n".join(lines)
 
@@ -251,7 +257,11 @@ def previous_rows(path: str) -> list[dict]:
         for line in fh:
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
             if len(cells) > 4 and cells[1] in SOURCES:
-                rows.append({"model": cells[0], "source": cells[1], "status": cells[3], "line": line.rstrip("\n")})
+                exports = dict(zip(EXPORT_FORMATS, cells[-len(EXPORT_FORMATS) :]))
+                rows.append(
+                    {"model": cells[0], "source": cells[1], "status": cells[3], "export": exports,
+                     "line": line.rstrip("\n")}
+                )  # fmt: skip
     return rows
 
 
