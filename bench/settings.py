@@ -46,6 +46,12 @@ class Settings:
     acc_prune_epochs: int = 6
     acc_finetune_epochs: int = 6
     acc_max_steps: int | None = None  # cut every epoch to this many minibatches
+    # 6. transformers with LayerNorm channels pruned; (name, input side)
+    norm_models: tuple[tuple[str, int], ...] = (
+        ("torchvision:convnext_tiny", 224),
+        ("torchvision:vit_b_16", 224),
+        ("torchvision:swin_t", 224),
+    )
 
     def describe(self) -> str:
         items = ", ".join(f"{k}={v}" for k, v in asdict(self).items())
@@ -81,4 +87,5 @@ QUICK = Settings(
     acc_prune_epochs=2,
     acc_finetune_epochs=1,
     acc_max_steps=4,
+    norm_models=(("torchvision:convnext_tiny", 32),),
 )
