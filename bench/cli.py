@@ -12,7 +12,18 @@ from pathlib import Path
 
 import torch
 
-from bench import accuracy, app_cost, deploy, distributed, engine, hooks, latency, thinning
+from bench import (
+    accuracy,
+    app_cost,
+    deploy,
+    distributed,
+    engine,
+    hooks,
+    latency,
+    normalized,
+    thinning,
+    vit_accuracy,
+)
 from bench.context import Context
 from bench.machine import load_average, machine_info
 from bench.markdown import document
@@ -31,6 +42,8 @@ BENCHMARKS: dict[str, Callable[[Context], Section]] = {
     "engine-accuracy": engine.run_accuracy,
     "scaling": distributed.run_scaling,
     "gpu": distributed.run_gpu,
+    "normalized": normalized.run,
+    "vit_accuracy": vit_accuracy.run,
 }
 
 DEFAULT_OUTPUT = Path("docs/benchmarks.md")

@@ -32,7 +32,6 @@ RATIO = 0.5
 ROUND_TO = 8
 DENSE, OURS, TP = "dense", "prunecli", "Torch-Pruning"
 MEDIAN_GOAL, WORST_GOAL = 0.85, 0.7
-FORMATS = ("onnx", "exported-program")
 
 Forward = Callable[[torch.Tensor], Any]
 
@@ -105,7 +104,7 @@ def run(context: Context) -> Section:
         "prunecli through `build_scheduler(auto_dependency=True, round_to=8)` and `thin_model`, Torch-Pruning "
         "through `BasePruner(..., round_to=8)`; random weights. Every model, dense included, has its "
         "BatchNorm folded into the convolution before it (`prunecli.export.fold_batchnorm`); ONNX Runtime "
-        "runs the file written and verified by `prunecli.export.export_model` (opset 17, CPU provider). "
+        "runs the file written and verified by `prunecli.export.export_model` (opset 18, CPU provider). "
         f"Batch {settings.deploy_batch}, {settings.threads} thread(s); each measurement is the fastest of "
         f"repeated forward passes (about {settings.deploy_budget_s} s of the dense model), dense and thinned "
         f"alternate over {settings.deploy_rounds} rounds and the speed-up is the median of per-round ratios. "
@@ -173,7 +172,7 @@ def _one_model(name: str, settings: Any, latency: Table, export: Table, section:
                 latency.add(name, runtime, *speedup_cells(stats[DENSE].median, tool, s.median, speedup, reduction))
                 if tool == OURS:
                     ours_values.append(speedup / reduction)
-        _export_rows(name, thinned[OURS], recipe, x1, export, tmp)
+        _export_rows(name, thinned[OURS], recipe, x1, export, tmp, settings.deploy_formats)
     widths = sorted({m.out_channels for m in thinned[OURS].modules() if isinstance(m, nn.Conv2d)})
     odd = [w for w in widths if w % ROUND_TO]
     section.notes.append(
@@ -184,7 +183,9 @@ def _one_model(name: str, settings: Any, latency: Table, export: Table, section:
     return ours_values
 
 
-def _export_rows(name: str, model: nn.Module, recipe: Any, x: torch.Tensor, table: Table, tmp: str) -> None:
+def _export_rows(
+    name: str, model: nn.Module, recipe: Any, x: torch.Tensor, table: Table, tmp: str, formats: tuple[str, ...]
+) -> None:
     from prunecli.checkpoint import build_checkpoint, save_checkpoint
     from prunecli.errors import PruneCliError
     from prunecli.export import export_model
@@ -192,7 +193,7 @@ def _export_rows(name: str, model: nn.Module, recipe: Any, x: torch.Tensor, tabl
     ckpt = os.path.join(tmp, "compact.pt")
     save_checkpoint(ckpt, build_checkpoint(state_dict=model.state_dict(), recipe=recipe))
     size = os.path.getsize(ckpt)
-    for fmt in FORMATS:
+    for fmt in formats:
         progress(f"deploy {name}: export {fmt}")
         path = os.path.join(tmp, f"model.{fmt}")
         start = time.perf_counter()
@@ -224,8 +225,30 @@ def _targets(section: Section, values: list[float]) -> None:
         return
     median, worst = statistics.median(values), min(values)
     section.targets.append(
-        Target(f"{goal}: median >= {MEDIAN_GOAL}", f"median {median:.2f} over {len(values)} rows", median >= MEDIAN_GOAL)
+        Target(
+            f"{goal}: median >= {MEDIAN_GOAL}",
+            f"median {median:.2f} over {len(values)} rows",
+            median >= MEDIAN_GOAL,
+            "" if median >= MEDIAN_GOAL else MISS_NOTE,
+        )
     )
     section.targets.append(
-        Target(f"{goal}: worst >= {WORST_GOAL}", f"worst {worst:.2f}", worst >= WORST_GOAL)
+        Target(
+            f"{goal}: worst >= {WORST_GOAL}",
+            f"worst {worst:.2f}",
+            worst >= WORST_GOAL,
+            "" if worst >= WORST_GOAL else MISS_NOTE,
+        )
     )
+
+
+#: why the ratio stays below the goal where it does (see docs/export.md for the per-model figures)
+MISS_NOTE = (
+    "Torch-Pruning's round_to=8 models (same or fewer channels) land at the same ratios, so the gap is not in "
+    "the thinning. ONNX Runtime comes closest (resnet50 0.90, mobilenet_v2 0.76, resnet56_cifar 0.69). The "
+    "lowest rows are resnet56_cifar in PyTorch eager; torch.profiler on its folded models at batch 16 puts 90 % "
+    "(dense) and 93 % (thinned) of the time in the oneDNN convolution itself, 237 ms -> 107 ms per pass (2.2x for "
+    "4x fewer MACs): at 8-32 channels and 32x32 the convolution kernels run at about half their efficiency at "
+    "16-64 channels, so the loss is in the kernels, not in per-op overhead or BatchNorm. mobilenet_v2's "
+    "depthwise convolutions are memory-bound and shrink with the channel count, not with the MACs"
+)

@@ -123,3 +123,46 @@ def prune_filters_and_thin(
     )
     lap(PHASES[2])
     return recipe.to_dict()
+
+
+def prune_every_group_and_thin(
+    model: nn.Module,
+    example_input: torch.Tensor,
+    fraction: float,
+    *,
+    prune_normalized: bool = True,
+    verify: bool = True,
+) -> Any:
+    """``fraction`` of every prunable channel group removed, ranked by L1 norm, with prunecli's public API.
+
+    Each group's channels are scored by the summed, per-tensor normalised L1 norms of its producing
+    weights (as ``auto_dependency`` ranks them); the lowest ``floor(fraction * size)`` are zeroed in
+    every producer (norm scales and shifts, embeddings included) and ``thin_model`` removes them.
+    Returns the recipe (its ``checks`` hold the deviation when normalised channels went).
+    """
+    build_graph = require("prunecli.graph", "build_dependency_graph")
+    thin_model = require("prunecli.thinning", "thin_model")
+    graph = build_graph(model, example_input, prune_normalized=prune_normalized)
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for group in graph.prunable_groups():
+            count = int(group.size * fraction)
+            producers = [m for m in group.producers() if m.tensor in params]
+            if count < 1 or count >= group.size or not producers:
+                continue
+            scores = torch.zeros(group.size, dtype=torch.float64)
+            for m in producers:
+                t = params[m.tensor]
+                if t.dim() < 2:
+                    continue
+                per = t.detach().abs().movedim(m.dim, 0).reshape(t.shape[m.dim], -1).sum(1).double()
+                per = per.view(-1, m.block).sum(1)
+                channels = m.offset + torch.arange(per.numel())
+                inside = (channels >= 0) & (channels < group.size)
+                per = per[inside] / per[inside].mean().clamp_min(1e-12)
+                scores.index_add_(0, channels[inside], per)
+            drop = torch.argsort(scores)[:count].tolist()
+            for m in producers:
+                idx = torch.tensor([i for c in drop for i in m.indices(c)], dtype=torch.long)
+                params[m.tensor].index_fill_(m.dim, idx, 0.0)
+    return thin_model(model, example_input, graph=graph, prune_normalized=prune_normalized, verify=verify)

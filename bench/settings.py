@@ -34,6 +34,7 @@ class Settings:
     deploy_batch: int = 16
     deploy_rounds: int = 3
     deploy_budget_s: float = 0.5
+    deploy_formats: tuple[str, ...] = ("onnx", "exported-program")
     # 4. the application's own cost
     app_quickstart_epochs: int = 12  # the quickstart up to (not including) its thinning epoch
     app_epochs: int = 3
@@ -45,6 +46,12 @@ class Settings:
     acc_prune_epochs: int = 6
     acc_finetune_epochs: int = 6
     acc_max_steps: int | None = None  # cut every epoch to this many minibatches
+    # 6. transformers with LayerNorm channels pruned; (name, input side)
+    norm_models: tuple[tuple[str, int], ...] = (
+        ("torchvision:convnext_tiny", 224),
+        ("torchvision:vit_b_16", 224),
+        ("torchvision:swin_t", 224),
+    )
 
     def describe(self) -> str:
         items = ", ".join(f"{k}={v}" for k, v in asdict(self).items())
@@ -70,6 +77,7 @@ QUICK = Settings(
     deploy_models=("resnet20_cifar",),
     deploy_rounds=1,
     deploy_budget_s=0.05,
+    deploy_formats=("onnx",),
     app_quickstart_epochs=1,
     app_epochs=1,
     app_train_size=128,
@@ -79,4 +87,5 @@ QUICK = Settings(
     acc_prune_epochs=2,
     acc_finetune_epochs=1,
     acc_max_steps=4,
+    norm_models=(("torchvision:convnext_tiny", 32),),
 )

@@ -268,7 +268,6 @@ def build_model(name: str) -> tuple[Any, tuple[int, ...]]:
 # sparsity oracles
 
 
-
 def element_sparsity(mask: Any) -> float:
     return float((mask == 0).sum()) / mask.numel()
 

@@ -18,14 +18,22 @@ import platform
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import torch
 
 from prunecli.errors import PruneCliError
 
 # the zeroing helper is shared with the thinning tests, which live outside the package
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(1, ROOT)  # bench.peers: Torch-Pruning's side, as the benchmarks call it
 from support.synthetic import exercise  # noqa: E402
+
+#: models whose LayerNorm channels are pruned in the second table (prune_normalized), input side
+NORMALIZED = [("convnext_tiny", 64), ("vit_b_16", 224), ("swin_t", 64)]
+NORMALIZED_BEGIN = "<!-- normalized table: begin -->"
+NORMALIZED_END = "<!-- normalized table: end -->"
 
 # torchvision models and the input side used (small where the architecture allows)
 TORCHVISION = [
@@ -193,8 +201,10 @@ def render(rows: list[dict], timing: dict | None, machine: str, started: str) ->
         "",
         "For each model (random weights, no downloads) the same random half of the channels of every "
         "prunable group is zeroed in all the group's producers; the model is then thinned by "
-        "`thin_model` and its eval-mode output compared with the zeroed model's (relative tolerance "
-        "1e-4). MACs follow `prunecli.report.compute` (Distiller's definition, one sample at the listed "
+        "`thin_model` and its eval-mode outputs and classifier input features compared with the zeroed "
+        "model's (tolerance relative to how much each varies between two random inputs; see "
+        "thinning.md, Verification: *ok* means verified on at least one of them, except the deep plain "
+        "VGGs for CIFAR, whose classifier input ignores the input at initialisation). MACs follow `prunecli.report.compute` (Distiller's definition, one sample at the listed "
         "input size). Times are wall-clock: dependency analysis, then `thin_model` (plan, slicing and "
         "the verification forward pass). The thinned model is then exported by `prunecli.export.export_model` "
         "to ONNX (opset 18, run by ONNX Runtime) and to a `torch.export` exported program, each verified "
@@ -272,11 +282,101 @@ def merge_rows(old: list[dict], new: list[dict], order: list[tuple[str, str]]) -
     return [by_key[k] for k in order if k in by_key]
 
 
+def normalized_row(name: str, side: int) -> dict:
+    """One model at 50 % of every group: exact, with LayerNorm channels pruned, and Torch-Pruning."""
+    from prunecli.report.compute import total_macs
+
+    row: dict = {"model": name, "input": f"3x{side}x{side}"}
+    x = torch.randn(1, 3, side, side)
+    for key, normalized in (("exact", False), ("normalized", True)):
+        try:
+            model = _build("torchvision", name)
+            torch.manual_seed(1)
+            row[key] = exercise(model, x, 0.5, seed=0, prune_normalized=normalized)
+        except PruneCliError as exc:
+            row[key] = {"error": f"{exc.kind}: {exc.message}"}
+    from bench.normalized import tp_in_child  # Torch-Pruning in a memory-limited child process
+
+    dense = _build("torchvision", name).eval()
+    before = (sum(p.numel() for p in dense.parameters()), total_macs(dense, x))
+    outcome = tp_in_child(dense, x)
+    if isinstance(outcome, tuple):
+        row["tp"] = {"params_ratio": outcome[1] / before[0], "macs_ratio": outcome[2] / before[1]}
+    else:  # a peer's failure is a result (Torch-Pruning fails on swin_t)
+        row["tp"] = {"error": outcome}
+    return row
+
+
+def _ratios(result: dict) -> tuple[str, str]:
+    if "error" in result:
+        return result["error"], ""
+    return (
+        f"{result['params_after'] / result['params_before']:.2f}",
+        f"{result['macs_after'] / result['macs_before']:.2f}",
+    )
+
+
+def render_normalized(rows: list[dict], machine: str, started: str) -> str:
+    lines = [
+        NORMALIZED_BEGIN,
+        "",
+        "## LayerNorm channels pruned",
+        "",
+        "Half of every prunable group zeroed as above, thinned once exactly (channels a LayerNorm "
+        "normalises kept) and once with `prune_normalized=True` (those channels pruned too, attention "
+        "heads with the embedding); Torch-Pruning: `BasePruner` + `MagnitudeImportance(p=1)` at "
+        "`pruning_ratio=0.5`, classifier ignored. Ratios are after / before. *Deviation*: relative error "
+        "of the classifier's input features (the outputs of torchvision's ViT are zero at initialisation).",
+        "",
+        f"Machine: {machine}. Run started {started}.",
+        "",
+        "| model | input | LayerNorm channels pruned (groups) | params ratio, exact | params ratio, LayerNorm channels pruned | "
+        "params ratio, Torch-Pruning | MACs ratio, exact | MACs ratio, LayerNorm channels pruned | "
+        "MACs ratio, Torch-Pruning | deviation |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        exact_p, exact_m = _ratios(r["exact"])
+        norm_p, norm_m = _ratios(r["normalized"])
+        tp = r["tp"]
+        tp_p, tp_m = (
+            (tp["error"], "") if "error" in tp else (f"{tp['params_ratio']:.2f}", f"{tp['macs_ratio']:.2f}")
+        )
+        check = r["normalized"].get("verification") or {}
+        features = next((c for c in check.get("comparisons", []) if c["name"] == "features"), {})
+        groups = r["normalized"].get("normalized_groups", "")
+        deviation = f"{features['relative_error']:.3f}" if features.get("relative_error") is not None else ""
+        lines.append(
+            f"| {r['model']} | {r['input']} | {groups} | {exact_p} | {norm_p} | {tp_p} | "
+            f"{exact_m} | {norm_m} | {tp_m} | {deviation} |"
+        )
+    lines += ["", NORMALIZED_END, ""]
+    return "\n".join(lines)
+
+
+def splice_normalized(path: str, section: str) -> None:
+    """Replace the normalized table in ``path`` (or append it), leaving the rest of the page as it is."""
+    text = Path(path).read_text(encoding="utf-8") if os.path.exists(path) else ""
+    if NORMALIZED_BEGIN in text and NORMALIZED_END in text:
+        head, rest = text.split(NORMALIZED_BEGIN, 1)
+        tail = rest.split(NORMALIZED_END, 1)[1].lstrip("\n")
+        text = head + section + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default=os.path.join("docs", "thinning-coverage.md"))
     parser.add_argument("--only", nargs="*", help="only these model names")
     parser.add_argument("--no-export", action="store_true", help="skip the ONNX / exported-program columns")
+    parser.add_argument(
+        "--normalized-only",
+        action="store_true",
+        help="regenerate only the LayerNorm-channels table, in place",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -287,6 +387,10 @@ def main(argv: list[str] | None = None) -> int:
         + [("timm", n, (1, 3, side, side)) for n, side in TIMM if _has_timm()]
     )
     order = [(source, name) for source, name, _ in todo]
+    normalized = [normalized_row(n, side) for n, side in NORMALIZED if not args.only or n in args.only]
+    if args.normalized_only:
+        splice_normalized(args.output, render_normalized(normalized, machine, started))
+        return 0
     if args.only:
         todo = [t for t in todo if t[1] in args.only]
     rows = []
@@ -301,8 +405,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         rows = merge_rows(previous_rows(args.output), rows, order)
     timing = time_reference()
+    previous = Path(args.output).read_text(encoding="utf-8") if os.path.exists(args.output) else ""
     with open(args.output, "w", encoding="utf-8") as fh:
         fh.write(render(rows, timing, machine, started))
+    if normalized:
+        splice_normalized(args.output, render_normalized(normalized, machine, started))
+    elif NORMALIZED_BEGIN in previous and NORMALIZED_END in previous:  # --only without those models: keep it
+        kept = previous.split(NORMALIZED_BEGIN, 1)[1].split(NORMALIZED_END, 1)[0]
+        splice_normalized(args.output, NORMALIZED_BEGIN + kept + NORMALIZED_END + "\n")
     return 0 if all(r["status"] == "ok" for r in rows) else 1
 
 

@@ -26,6 +26,7 @@ SECTIONS = (
     "Accuracy retention on digits",
     "Pruning engine: per-step overhead",
     "Pruning engine: accuracy at half the MACs on digits",
+    "Transformers: LayerNorm channels pruned",
 )
 
 

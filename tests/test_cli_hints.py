@@ -57,11 +57,20 @@ def _argparse_ids(tree: ast.AST) -> set[int]:
 
 
 def option_mentions(source: str, filename: str) -> Iterator[tuple[str, int, str]]:
-    """``(filename, line, --option)`` for each option named in a message of ``source``."""
+    """``(filename, line, --option)`` for each option named in a message of ``source``.
+
+    A string that is nothing but one option (``"--standalone"``) is a command-line token handed to a
+    program or an option's declaration, not prose telling the user what to type, and is skipped.
+    """
     tree = ast.parse(source, filename)
     skip = _docstring_ids(tree) | _argparse_ids(tree)
+    fstring_parts = {
+        id(part) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for part in node.values
+    }
     for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skip:
+        if not (isinstance(node, ast.Constant) and isinstance(node.value, str)) or id(node) in skip:
+            continue
+        if id(node) in fstring_parts or not OPTION.fullmatch(node.value):
             for option in OPTION.findall(node.value):
                 yield filename, node.lineno, option
 
@@ -70,9 +79,11 @@ def test_scanner_finds_options_in_messages_and_fstrings_but_not_docstrings() -> 
     source = '''
 def f(n):
     """Docstrings may mention Distiller's --exp-load-weights-from."""
+    subprocess.run(["torchrun", "--standalone", "-m", "prunecli"])
     raise ValueError(f"bad value {n}; pass --data-set {n} or --epochs")
+    warn(f"--lr {n} is high")
 '''
-    assert [m[2] for m in option_mentions(source, "x.py")] == ["--data-set", "--epochs"]
+    assert [m[2] for m in option_mentions(source, "x.py")] == ["--data-set", "--epochs", "--lr"]
     assert "--data-set" not in accepted_options(cli)
 
 

@@ -7,12 +7,13 @@ import math
 
 import pytest
 import torch
-from support.distributed import digits_args
+from support.distributed import RESNET20_SCHEDULE, digits_args
 from support.runs import RUN_SCHEDULE
 from torch import nn
 
 from prunecli.checkpoint import load_checkpoint
 from prunecli.compression.scheduler import CompressionScheduler
+from prunecli.errors import ConfigError
 from prunecli.training import run_training
 from prunecli.training.config import merge_config
 from prunecli.training.distributed import first_mismatch, shard_bounds, tensors_digest
@@ -123,6 +124,19 @@ def _assert_exact_masks(tmp_path, result):
         assert weight.shape[0] - zero_filters == filters // 2
         assert torch.count_nonzero(weight[mask == 0]) == 0
     assert ckpt["recipe"]["removed_channels"] > 0
+
+
+def test_fp16_refuses_gradient_ranking_whose_hooks_see_scaled_gradients(tmp_path):
+    schedule = tmp_path / "taylor.yaml"
+    schedule.write_text(RESNET20_SCHEDULE.replace("resnet20_cifar", "resnet_digits").replace("cifar10", "digits")
+                        .replace("layer3.0.conv1.weight", "layer2.0.conv1.weight"))  # fmt: skip
+    config = merge_config(
+        {"schedule": str(schedule), **digits_args(batch_size=16, epochs=1), "amp": "fp16",
+         "out_dir": str(tmp_path / "run")}
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match="amp bf16"):
+        run_training(config)
+    assert not (tmp_path / "run").exists()  # refused before the run directory is made
 
 
 def test_bf16_run_keeps_masks_exact_and_loss_finite(tmp_path):

@@ -55,3 +55,15 @@ def prune(model: nn.Module, example_input: torch.Tensor, ratio: float) -> nn.Mod
         warnings.simplefilter("ignore")
         p.step()
     return model
+
+
+def prune_vit(model: nn.Module, example_input: torch.Tensor, ratio: float) -> nn.Module:
+    """Torch-Pruning's recipe for torchvision ViTs: attention heads declared, ``hidden_dim`` set by hand
+    afterwards (its reshape uses that attribute), as Torch-Pruning's ViT example does."""
+    heads = {m: m.num_heads for m in model.modules() if isinstance(m, nn.MultiheadAttention)}
+    p = pruner(model, example_input, ratio, num_heads=heads)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p.step()
+    model.hidden_dim = model.conv_proj.out_channels
+    return model

@@ -51,6 +51,11 @@ def under_launcher() -> bool:
     return ENV_LOCAL_RANK in os.environ and ENV_WORLD in os.environ
 
 
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun job, or a process that torchrun did not start."""
+    return int(os.environ.get(ENV_RANK, "0") or 0) == 0
+
+
 def first_mismatch(digests: Sequence[str]) -> int | None:
     """The first rank whose digest differs from rank 0's, or ``None`` when all agree."""
     return next((rank for rank, digest in enumerate(digests) if digest != digests[0]), None)

@@ -28,7 +28,15 @@ from torch import nn
 from prunecli.errors import ConfigError, PruneCliError
 from prunecli.rundir import RunDir
 
-from .distributed import ENV_LAUNCH_INFO, ENV_WORLD, Replica, World, tensors_digest, under_launcher
+from .distributed import (
+    ENV_LAUNCH_INFO,
+    ENV_WORLD,
+    Replica,
+    World,
+    is_main_process,
+    tensors_digest,
+    under_launcher,
+)
 from .distributed_batchnorm import synchronise_batchnorm
 from .precision import Precision
 from .progress import Reporter
@@ -67,7 +75,7 @@ class SilentReporter(Reporter):
 
 
 def reporter_for_this_process(reporter: Reporter) -> Reporter:
-    if int(os.environ.get("RANK", "0") or 0) != 0:
+    if not is_main_process():
         return SilentReporter(reporter.console, quiet=True)
     return reporter
 
@@ -178,6 +186,7 @@ class Parallel:
 
     def replicate(self, model: nn.Module, scheduler: Any) -> Any:
         """The object the training loop calls; on several processes a DDP replica kept after thinning."""
+        self._refuse_scaled_gradient_ranking(scheduler)
         if not self.world.distributed:
             return model
         if self.sync_batchnorm:
@@ -187,6 +196,20 @@ class Parallel:
         if listeners is not None:
             listeners.append(self._after_thinning)
         return self.replica
+
+    def _refuse_scaled_gradient_ranking(self, scheduler: Any) -> None:
+        """fp16's scaled (and, on skipped steps, infinite) gradients would poison Taylor ranking sums."""
+        from prunecli.pruners.stats import GradientStats
+
+        if self.precision.scaler is None:
+            return
+        for key, policy in getattr(scheduler, "policy_order", []):
+            if isinstance(getattr(getattr(policy, "pruner", None), "stats", None), GradientStats):
+                raise ConfigError(
+                    f"--amp fp16 cannot drive the gradient-ranked pruner of policy '{key}': its hooks "
+                    "see the scaled gradients (infinite on the steps the scaler skips)",
+                    hint="use --amp bf16 (no gradient scaling) or train this schedule without --amp",
+                )
 
     def _after_thinning(self, recipe: Any) -> None:
         """Every process thinned its own copy: check the copies are equal, then rebuild DDP."""

@@ -169,6 +169,10 @@ def command(
         if used is not None:
             reporter.info(f"configuration: {used}")
         result = run_training(config, stop_after_epoch=stop_after_epoch, reporter=reporter)
+    from prunecli.training.distributed import is_main_process
+
+    if not is_main_process():  # under torchrun, rank 0 alone prints the result
+        return
     if as_json:
         click.echo(json.dumps(result.to_dict(), default=str))
     elif result.stopped_early:
