@@ -70,8 +70,8 @@ FAST: set[str] = {
 }
 
 #: examples whose full run takes minutes of CPU (ResNeXt-101, Mask R-CNN over 46-80 epochs):
-#: their outcome is recorded in docs/compatibility-runtime.json by scripts/runtime_sweep.py, and
-#: they run here only when PRUNECLI_HEAVY_EXAMPLES=1 (cheaper tests cover those models)
+#: their outcome and mask fingerprints are recorded by scripts/runtime_sweep.py, and they run
+#: here only when PRUNECLI_HEAVY_EXAMPLES=1 (cheaper tests cover those models)
 HEAVY: set[str] = {
     "agp-pruning/prune_resnext101_fine75.yaml",
     "object_detection_compression/maskrcnn.scheduler_agp.yaml",
@@ -152,8 +152,7 @@ def test_every_example_has_an_expectation(examples_dir: str) -> None:
     assert len(files) == 85
     assert set(SKIPPED) | FAST | PRUNED_APART | HEAVY <= files
     assert set(_runnable()) == files - set(SKIPPED)
-    # heavy examples are fingerprinted when their (opt-in) run has been recorded
-    assert set(_runnable()) - HEAVY <= set(_fingerprints()) <= set(_runnable())
+    assert set(_fingerprints()) == set(_runnable())
 
 
 @pytest.mark.parametrize("rel", sorted(SKIPPED))
@@ -168,10 +167,9 @@ def test_skipped_examples_say_why(examples_dir: str, rel: str) -> None:
 def test_example_runs_to_its_targets(examples_dir: str, rel: str) -> None:
     outcome, model = _sweep().run_schedule(Path(examples_dir) / rel, examples_dir)
     assert outcome.status == "ok", outcome.reason
-    recorded = _fingerprints().get(rel) if rel in HEAVY else _fingerprints()[rel]
-    if recorded is not None:
-        assert outcome.masks["final"] == recorded["final"], "final masks differ from the recorded ones"
-        assert outcome.masks["steps"] == recorded["steps"], "masks differ from the recorded ones during the run"
+    recorded = _fingerprints()[rel]
+    assert outcome.masks["final"] == recorded["final"], "final masks differ from the recorded ones"
+    assert outcome.masks["steps"] == recorded["steps"], "masks differ from the recorded ones during the run"
     raw = _raw(examples_dir, rel)
     assert outcome.epochs == max(_last_epoch(raw) + 1, 1)
     pruners = raw.get("pruners") or {}
