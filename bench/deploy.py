@@ -32,7 +32,6 @@ RATIO = 0.5
 ROUND_TO = 8
 DENSE, OURS, TP = "dense", "prunecli", "Torch-Pruning"
 MEDIAN_GOAL, WORST_GOAL = 0.85, 0.7
-FORMATS = ("onnx", "exported-program")
 
 Forward = Callable[[torch.Tensor], Any]
 
@@ -173,7 +172,7 @@ def _one_model(name: str, settings: Any, latency: Table, export: Table, section:
                 latency.add(name, runtime, *speedup_cells(stats[DENSE].median, tool, s.median, speedup, reduction))
                 if tool == OURS:
                     ours_values.append(speedup / reduction)
-        _export_rows(name, thinned[OURS], recipe, x1, export, tmp)
+        _export_rows(name, thinned[OURS], recipe, x1, export, tmp, settings.deploy_formats)
     widths = sorted({m.out_channels for m in thinned[OURS].modules() if isinstance(m, nn.Conv2d)})
     odd = [w for w in widths if w % ROUND_TO]
     section.notes.append(
@@ -184,7 +183,9 @@ def _one_model(name: str, settings: Any, latency: Table, export: Table, section:
     return ours_values
 
 
-def _export_rows(name: str, model: nn.Module, recipe: Any, x: torch.Tensor, table: Table, tmp: str) -> None:
+def _export_rows(
+    name: str, model: nn.Module, recipe: Any, x: torch.Tensor, table: Table, tmp: str, formats: tuple[str, ...]
+) -> None:
     from prunecli.checkpoint import build_checkpoint, save_checkpoint
     from prunecli.errors import PruneCliError
     from prunecli.export import export_model
@@ -192,7 +193,7 @@ def _export_rows(name: str, model: nn.Module, recipe: Any, x: torch.Tensor, tabl
     ckpt = os.path.join(tmp, "compact.pt")
     save_checkpoint(ckpt, build_checkpoint(state_dict=model.state_dict(), recipe=recipe))
     size = os.path.getsize(ckpt)
-    for fmt in FORMATS:
+    for fmt in formats:
         progress(f"deploy {name}: export {fmt}")
         path = os.path.join(tmp, f"model.{fmt}")
         start = time.perf_counter()

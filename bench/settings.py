@@ -34,6 +34,7 @@ class Settings:
     deploy_batch: int = 16
     deploy_rounds: int = 3
     deploy_budget_s: float = 0.5
+    deploy_formats: tuple[str, ...] = ("onnx", "exported-program")
     # 4. the application's own cost
     app_quickstart_epochs: int = 12  # the quickstart up to (not including) its thinning epoch
     app_epochs: int = 3
@@ -76,6 +77,7 @@ QUICK = Settings(
     deploy_models=("resnet20_cifar",),
     deploy_rounds=1,
     deploy_budget_s=0.05,
+    deploy_formats=("onnx",),
     app_quickstart_epochs=1,
     app_epochs=1,
     app_train_size=128,

@@ -130,7 +130,8 @@ class RuntimeOutcome:
         if self.status == STATUS_FAILED:
             return f"failed: {self.reason}"
         checked = [p for p in self.pruners if p.check != "record"]
-        side = f" at {self.input_shape[-2]}x{self.input_shape[-1]}" if self.input_shape else ""
+        images = self.input_shape is not None and len(self.input_shape) == 4
+        side = f" at {self.input_shape[-2]}x{self.input_shape[-1]}" if images else ""
         parts = [f"ok: {self.epochs} epochs{side}"]
         if checked:
             parts.append(f"{len(checked)}/{len(checked)} pruner targets met")
@@ -178,6 +179,59 @@ def model_available(name: str) -> bool:
     from prunecli.models import available_models
 
     return name in available_models()
+
+
+def _family(name: str) -> str | None:
+    from prunecli.models import ZOO
+
+    entry = ZOO.get(name)
+    return entry.family if entry is not None else None
+
+
+@dataclass
+class Workload:
+    """How a model that is not an image classifier is fed: one fixed batch and its objective."""
+
+    batch: Any
+    objective: Any  # prunecli.training.loop.Objective
+    lr: float = 0.01
+
+
+def _language_model() -> tuple[Any, tuple[int, ...], Workload]:
+    """Distiller's word language model on a tiny generated token-file corpus (2 columns, 35 steps)."""
+    import tempfile
+
+    from prunecli.data import load_dataset
+    from prunecli.data.text import write_markov_corpus
+    from prunecli.models import create_model
+    from prunecli.training.tasks import LanguageModelObjective
+
+    with tempfile.TemporaryDirectory() as folder:
+        bundle = load_dataset("text", write_markov_corpus(folder, sentences=(40, 5, 5)))
+    model, _ = create_model("word_language_model", dataset="text", num_classes=bundle.num_classes)
+    batch = next(iter(bundle.loaders(2)[0]))
+    return model, (1, 1), Workload(batch, LanguageModelObjective())
+
+
+def _detector(name: str) -> tuple[Any, tuple[int, ...], Workload]:
+    """A torchvision detector at 64x64 (few sampled boxes) on two fake images with boxes and masks."""
+    from prunecli.data import load_dataset
+    from prunecli.models import create_model
+    from prunecli.training.tasks import DetectionObjective
+
+    few = "box_batch_size_per_image=16&rpn_pre_nms_top_n_train=100&rpn_post_nms_top_n_train=50"
+    model, _ = create_model(f"{name}?min_size={SMALL_SIDE}&max_size={SMALL_SIDE}&{few}")
+    bundle = load_dataset("fake_detection", size=2, image_size=SMALL_SIDE, num_classes=91, val_fraction=0.0)
+    batch = next(iter(bundle.loaders(2)[0]))
+    # torchvision's detection reference scales 0.02 for 16 images linearly: 0.0025 for 2
+    return model, (1, 3, SMALL_SIDE, SMALL_SIDE), Workload(batch, DetectionObjective(), lr=0.0025)
+
+
+#: zoo families that are not image classifiers: model, example input shape and workload
+WORKLOADS: dict[str, Callable[[str], tuple[Any, tuple[int, ...], Workload]]] = {
+    "text": lambda name: _language_model(),
+    "detection": _detector,
+}
 
 
 def _family_dataset(name: str) -> str | None:
@@ -573,10 +627,16 @@ def _run(schedule: Any, model_name: str, outcome: RuntimeOutcome) -> Any:
 
     torch.manual_seed(0)
     random.seed(0)  # RandomLevelStructureParameterPruner draws its level from Python's generator
-    model, shape = build_model(model_name)
+    family = _family(model_name)
+    workload = None
+    if family in WORKLOADS:
+        model, shape, workload = WORKLOADS[family](model_name)
+    else:
+        model, shape = build_model(model_name)
     outcome.input_shape = shape
     schedule = resolve_names(schedule, {n: tuple(p.shape) for n, p in model.named_parameters()})
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    lr = workload.lr if workload is not None else 0.01
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
     example = torch.randn(shape)
     coupled = _coupled_apart(schedule, model, example) if thin_epochs_of(schedule) else set()
     scheduler = build_scheduler(schedule, model, optimizer, example_input=example, steps_per_epoch=1)
@@ -601,11 +661,18 @@ def _run(schedule: Any, model_name: str, outcome: RuntimeOutcome) -> Any:
         late = [t for t in tracks.values() if t.last_epoch == epoch and None in t.snapshot.values()]
         _snapshot(late, epoch, scheduler.masks)
         fingerprints.record(scheduler.masks)
-        logits = model(x)
-        y = torch.randint(0, logits.size(1), (2,))
-        loss = scheduler.before_backward_pass(epoch, 0, 1, F.cross_entropy(logits, y), optimizer)
+        if workload is None:
+            logits = model(x)
+            y = torch.randint(0, logits.size(1), (2,))
+            task_loss = F.cross_entropy(logits, y)
+        else:
+            workload.objective.begin(model)
+            task_loss = workload.objective.loss(model, workload.batch, torch.device("cpu"))[0]
+        loss = scheduler.before_backward_pass(epoch, 0, 1, task_loss, optimizer)
         optimizer.zero_grad()
         loss.backward()
+        if workload is not None:
+            workload.objective.after_backward(model)
         scheduler.before_parameter_optimization(epoch, 0, 1, optimizer)
         optimizer.step()
         scheduler.on_minibatch_end(epoch, 0, 1, optimizer)

@@ -2,6 +2,9 @@
 
 Usage: python scripts/thinning_coverage.py [--output docs/thinning-coverage.md] [--only NAME ...]
 
+With ``--only`` the other models' rows are kept from the existing output file, so a few models
+can be refreshed without rerunning every one (``--only none`` just re-renders the file). timm models are covered when timm is installed.
+
 Each model is built with random weights (no downloads); for every prunable channel group the
 same random half of the channels is zeroed in all its producers, then the model is thinned and
 its eval-mode output compared with the zeroed model's. Times are wall-clock on this machine.
@@ -54,7 +57,17 @@ TORCHVISION = [
     ("swin_t", 64),
     ("vit_b_16", 224),
 ]
+# timm models (built through the timm:NAME model source): small variants of popular families
+TIMM = [
+    ("resnet18", 64),
+    ("efficientnet_b0", 64),
+    ("convnext_atto", 64),
+    ("vit_tiny_patch16_224", 224),
+]
 TIMING_MODEL = ("resnet50", 224)
+SOURCES = ("zoo", "torchvision", "timm")
+#: zoo families that are image classifiers (the coverage feeds images and compares logits)
+CLASSIFIER_FAMILIES = ("digits", "mnist", "cifar", "imagenet")
 
 
 def _zoo() -> list[tuple[str, tuple[int, ...]]]:
@@ -63,15 +76,27 @@ def _zoo() -> list[tuple[str, tuple[int, ...]]]:
         from prunecli.models.spec import parse_spec
     except ImportError:
         return []
-    return [(n, default_input_shape(n)) for n in available_models() if parse_spec(n).kind == "zoo"]
+    from prunecli.models import ZOO
+
+    return [
+        (n, default_input_shape(n))
+        for n in available_models()
+        if parse_spec(n).kind == "zoo" and ZOO[n].family in CLASSIFIER_FAMILIES
+    ]
+
+
+def _has_timm() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("timm") is not None
 
 
 def _build(source: str, name: str):
     torch.manual_seed(0)
-    if source == "zoo":
+    if source in ("zoo", "timm"):
         from prunecli.models import create_model
 
-        return create_model(name)[0]
+        return create_model(name if source == "zoo" else f"timm:{name}")[0]
     import torchvision
 
     kwargs = {"init_weights": False} if name in ("googlenet", "inception_v3") else {}
@@ -196,6 +221,9 @@ def render(rows: list[dict], timing: dict | None, machine: str, started: str) ->
         "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|" + "---|" * len(EXPORT_FORMATS),
     ]
     for r in rows:
+        if "line" in r:  # kept from the previous output (--only)
+            lines.append(r["line"])
+            continue
         groups = f"{r['prunable_groups']}/{r['groups']}" if "groups" in r else ""
         exports = " | ".join(r.get("export", {}).get(h, "") for h in EXPORT_FORMATS)
         lines.append(
@@ -220,8 +248,38 @@ def render(rows: list[dict], timing: dict | None, machine: str, started: str) ->
         "shuffles, attention internals) are counted in the second number of *prunable groups*; "
         "`prunecli deps MODEL --all` lists each with its reason.",
         "",
+        "Rows with source *timm* are built through the `timm:NAME` model source (optional extra, "
+        "`pip install 'prunecli[timm]'`). timm's `efficientnet_*` normalise with a fused "
+        "BatchNorm+activation layer that calls `batch_norm` as a function, which the dependency graph "
+        "does not model, so the channels feeding it are kept: fewer prunable groups than torchvision's "
+        "`efficientnet_b0`, and the thinned model is still verified.",
+        "",
     ]
     return "\n".join(lines)
+
+
+def previous_rows(path: str) -> list[dict]:
+    """The table rows of an earlier output, as ``{model, source, status, line}``."""
+    if not os.path.exists(path):
+        return []
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) > 4 and cells[1] in SOURCES:
+                exports = dict(zip(EXPORT_FORMATS, cells[-len(EXPORT_FORMATS) :]))
+                rows.append(
+                    {"model": cells[0], "source": cells[1], "status": cells[3], "export": exports,
+                     "line": line.rstrip("\n")}
+                )  # fmt: skip
+    return rows
+
+
+def merge_rows(old: list[dict], new: list[dict], order: list[tuple[str, str]]) -> list[dict]:
+    """New rows replace old ones of the same model and source; the result follows ``order``."""
+    by_key = {(r["source"], r["model"]): r for r in old}
+    by_key.update({(r["source"], r["model"]): r for r in new})
+    return [by_key[k] for k in order if k in by_key]
 
 
 def normalized_row(name: str, side: int) -> dict:
@@ -323,13 +381,16 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     machine = _machine()
+    todo = (
+        [("zoo", n, s) for n, s in _zoo()]
+        + [("torchvision", n, (1, 3, side, side)) for n, side in TORCHVISION]
+        + [("timm", n, (1, 3, side, side)) for n, side in TIMM if _has_timm()]
+    )
+    order = [(source, name) for source, name, _ in todo]
     normalized = [normalized_row(n, side) for n, side in NORMALIZED if not args.only or n in args.only]
     if args.normalized_only:
         splice_normalized(args.output, render_normalized(normalized, machine, started))
         return 0
-    todo = [("zoo", n, s) for n, s in _zoo()] + [
-        ("torchvision", n, (1, 3, side, side)) for n, side in TORCHVISION
-    ]
     if args.only:
         todo = [t for t in todo if t[1] in args.only]
     rows = []
@@ -341,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
             flush=True,
         )
+    if args.only:
+        rows = merge_rows(previous_rows(args.output), rows, order)
     timing = time_reference()
     previous = Path(args.output).read_text(encoding="utf-8") if os.path.exists(args.output) else ""
     with open(args.output, "w", encoding="utf-8") as fh:

@@ -208,7 +208,11 @@ def test_every_schedule_weight_name_exists_in_its_model(examples_dir: str) -> No
     assert sum(checked.values()) > 200
 
 
-@pytest.mark.parametrize("name", sorted(ZOO))
+#: zoo families that are image classifiers (language and detection models have their own tests)
+CLASSIFIER_FAMILIES = {"digits", "mnist", "cifar", "imagenet"}
+
+
+@pytest.mark.parametrize("name", sorted(n for n, e in ZOO.items() if e.family in CLASSIFIER_FAMILIES))
 def test_every_zoo_model_runs_on_its_input_and_traces(name: str) -> None:
     with torch.device("meta"):
         model, spec = create_model(name)
@@ -324,3 +328,25 @@ def test_quantizer_override_module_names_exist_in_zoo_models(examples_dir: str) 
                     assert key in meta_modules(model), (rel, key)
                     checked += 1
     assert checked >= 10
+
+
+def test_resnext101_32x4d_is_torchvisions_resnext_under_distillers_names() -> None:
+    """Same output as the torchvision ResNet its layers come from; Distiller's paths and widths."""
+    from prunecli.models.imagenet.resnext import ResNeXtDistiller, torchvision_resnext101_32x4d
+
+    torch.manual_seed(0)
+    reference = torchvision_resnext101_32x4d(num_classes=10).eval()
+    model = ResNeXtDistiller(reference).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x), reference(x))
+    shapes = meta_shapes("resnext101_32x4d")
+    # 32 groups of width 4 in the first stage, 32 x 32 in the last; 44.18 M parameters in all
+    assert shapes["features.4.0.0.0.0.3.weight"] == (128, 4, 3, 3)
+    assert shapes["features.7.2.0.0.0.3.weight"] == (1024, 32, 3, 3)
+    assert shapes["features.4.0.0.1.0.weight"] == (256, 64, 1, 1)
+    assert "features.4.1.0.1.0.weight" not in shapes  # identity shortcut
+    assert shapes["last_linear.weight"] == (1000, 2048)
+    assert sum(torch.Size(s).numel() for s in shapes.values()) == 44_177_704
+    # the dense total of the sparsity table in agp-pruning/prune_resnext101_fine75.yaml
+    assert weight_count(shapes) == 44_038_848

@@ -35,13 +35,15 @@ def thin_checkpoint(
     *,
     masks: Mapping[str, torch.Tensor | None] | None = None,
     options: ThinOptions | None = None,
+    root: str = "",
 ) -> CompactCheckpoint:
     """Thin ``model`` (holding ``payload``'s weights) in place and return the compact payload.
 
     ``masks`` default to the payload's own (pass the live ones, on the model's device, from a run).
     The payload's ``recipe`` is the thinning already applied to ``model``; the result's recipe adds
     this one. Optimizer and compression-scheduler state hold dense shapes, so a compact file
-    drops them (training from it restarts them); every other key is kept.
+    drops them (training from it restarts them); every other key is kept. ``root``: see
+    :func:`prunecli.thinning.compact.thin_to_compact`.
     """
     stored = payload.get("masks") or {}
     compact = thin_to_compact(
@@ -50,6 +52,7 @@ def thin_checkpoint(
         masks=stored if masks is None else masks,
         previous=[payload.get("recipe")],
         options=options,
+        root=root,
     )
     result = dict(payload)
     result.update(

@@ -14,7 +14,7 @@ class DatasetInfo:
     name: str
     input_shape: tuple[int, int, int] | None  # (C, H, W); None when it depends on options
     num_classes: int | None  # None when it depends on the files found or on options
-    family: str  # which zoo family of models fits it: digits, mnist, cifar, imagenet
+    family: str  # which zoo family of models fits it: digits, mnist, cifar, imagenet, text, detection
 
 
 DATASET_INFO: dict[str, DatasetInfo] = {
@@ -25,6 +25,13 @@ DATASET_INFO: dict[str, DatasetInfo] = {
     "imagefolder": DatasetInfo("imagefolder", (3, 224, 224), None, "imagenet"),
     "imagenet": DatasetInfo("imagenet", (3, 224, 224), 1000, "imagenet"),
     "fake": DatasetInfo("fake", None, None, "imagenet"),
+    # token files: the vocabulary (the class count) is read from the files
+    "text": DatasetInfo("text", None, None, "text"),
+    "wikitext2": DatasetInfo("wikitext2", None, None, "text"),
+    "ptb": DatasetInfo("ptb", None, None, "text"),
+    # detection: the class count includes the background; the image side is an option
+    "fake_detection": DatasetInfo("fake_detection", None, None, "detection"),
+    "detection": DatasetInfo("detection", None, None, "detection"),
 }
 
 

@@ -24,8 +24,10 @@ from prunecli.data.bundle import (
     subset,
 )
 from prunecli.data.cifar_pickle import load_batch
+from prunecli.data.detection import load_detection, load_fake_detection
 from prunecli.data.idx import read_idx
 from prunecli.data.info import STATS
+from prunecli.data.text import load_text
 from prunecli.errors import DataError
 
 
@@ -57,10 +59,11 @@ def _finish(
     max_samples: int | None,
     classes: list[str] | None = None,
     info: dict | None = None,
+    bundle_type: type[DataBundle] = DataBundle,
 ) -> DataBundle:
     """Cut the validation split from the training data and apply the smoke-run size limit."""
     train_idx, val_idx = split_indices(len(train_aug), val_fraction, seed)
-    bundle = DataBundle(
+    bundle = bundle_type(
         name=name,
         train=limit(subset(train_aug, train_idx), max_samples),
         val=limit(subset(train_eval, val_idx), max_samples),
@@ -397,4 +400,11 @@ SOURCES: dict[str, Callable[..., DataBundle]] = {
     "imagefolder": load_imagefolder,
     "imagenet": load_imagefolder,
     "fake": load_fake,
+    # word-level token files (train/valid/test.txt); the names of the corpora in that format
+    "text": load_text,
+    "wikitext2": load_text,
+    "ptb": load_text,
+    # images with boxes, labels and masks, for torchvision's detection models
+    "fake_detection": load_fake_detection,
+    "detection": load_detection,
 }

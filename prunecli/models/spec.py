@@ -7,6 +7,8 @@ YAML scalars, so ``?num_classes=100&channel_multiplier=0.5`` gives an int and a 
   a name that is not in the zoo but is a torchvision classification model (``resnet18``,
   ``alexnet``, ``vgg16`` ...) resolves to torchvision, as it did in Distiller;
 * ``torchvision:NAME`` -- any torchvision classification model, always ``weights=None``;
+* ``timm:NAME`` -- any model of the optional ``timm`` package (``pip install 'prunecli[timm]'``),
+  always ``pretrained=False``;
 * ``package.module:factory`` -- an importable callable returning an ``nn.Module``;
 * ``path/to/file.py:Factory`` -- a callable defined in that file; only that file is executed.
 """
@@ -33,8 +35,9 @@ from prunecli.data.info import dataset_info
 from prunecli.errors import ModelError, SourceLocation
 from prunecli.models.zoo import FAMILY_INPUT, ZOO
 
-KINDS = ("zoo", "torchvision", "import", "file")
-SPEC_FORMS = "a zoo name, torchvision:NAME, package.module:factory or path/to/file.py:Factory"
+KINDS = ("zoo", "torchvision", "timm", "import", "file")
+SPEC_FORMS = "a zoo name, torchvision:NAME, timm:NAME, package.module:factory or path/to/file.py:Factory"
+TIMM_INSTALL = "pip install 'prunecli[timm]'"
 _FILE_RE = re.compile(r"^(?P<path>.+\.py):(?P<attr>[A-Za-z_]\w*)$")
 _IMPORT_RE = re.compile(r"^(?P<module>[A-Za-z_][\w.]*):(?P<attr>[A-Za-z_]\w*)$")
 _PLAIN = (str, int, float, bool, type(None))
@@ -89,6 +92,7 @@ class ModelSpec:
         base = {
             "zoo": self.name,
             "torchvision": f"torchvision:{self.name}",
+            "timm": f"timm:{self.name}",
             "import": self.name,
             "file": f"{self.path}:{self.name}",
         }[self.kind]
@@ -116,6 +120,8 @@ def parse_spec(spec: str) -> ModelSpec:
     kwargs = _parse_query(query, text) if query else {}
     if body.startswith("torchvision:"):
         return ModelSpec("torchvision", body.split(":", 1)[1], kwargs)
+    if body.startswith("timm:"):
+        return ModelSpec("timm", body.split(":", 1)[1], kwargs)
     if m := _FILE_RE.match(body):
         return ModelSpec("file", m["attr"], kwargs, path=m["path"])
     if m := _IMPORT_RE.match(body):
@@ -228,6 +234,52 @@ def _torchvision_factory(spec: ModelSpec) -> Callable[..., Any]:
     return build
 
 
+def _timm():
+    """The timm package, or a ModelError that says how to install it."""
+    try:
+        import timm
+    except ImportError:
+        raise ModelError(
+            "timm: models need the optional timm package, which is not installed",
+            hint=f"install it with {TIMM_INSTALL}, or use a torchvision:NAME or zoo model",
+        ) from None
+    return timm
+
+
+def _timm_factory(spec: ModelSpec) -> Callable[..., Any]:
+    timm = _timm()
+    if not timm.is_model(spec.name):
+        close = difflib.get_close_matches(spec.name, timm.list_models(), n=4, cutoff=0.6)
+        raise ModelError(
+            f"timm has no model {spec.name!r}",
+            hint=("did you mean " + ", ".join(f"timm:{c}" for c in close) + "?")
+            if close
+            else "list the names with python -c 'import timm; print(timm.list_models())'",
+        )
+    if spec.kwargs.get("pretrained") or spec.kwargs.get("pretrained_cfg_overlay"):
+        raise ModelError(
+            f"timm:{spec.name}: pretrained weights are never downloaded",
+            hint="drop pretrained=; to start from trained weights load a checkpoint instead",
+        )
+
+    def build(**kwargs: Any) -> nn.Module:
+        kwargs.pop("pretrained", None)
+        return timm.create_model(spec.name, pretrained=False, **kwargs)
+
+    build.__name__ = build.__qualname__ = spec.name
+    return build
+
+
+def timm_input_shape(name: str) -> tuple[int, int, int] | None:
+    """The (C, H, W) a timm model was configured for, from its default pretrained config."""
+    cfg = _timm().models.get_pretrained_cfg(name)
+    size = getattr(cfg, "input_size", None) if cfg is not None else None
+    if not size or len(size) != 3:
+        return None
+    channels, height, width = (int(d) for d in size)
+    return channels, height, width
+
+
 def _import_factory(spec: ModelSpec) -> Callable[..., Any]:
     module_name, _, attr = spec.name.partition(":")
     try:
@@ -310,6 +362,7 @@ def _get_attr(module: Any, attr: str, where: str) -> Callable[..., Any]:
 _FACTORY_FINDERS: dict[str, Callable[[ModelSpec], Callable[..., Any]]] = {
     "zoo": _zoo_factory,
     "torchvision": _torchvision_factory,
+    "timm": _timm_factory,
     "import": _import_factory,
     "file": _file_factory,
 }
@@ -414,7 +467,8 @@ def default_input_shape(spec_or_name: str | ModelSpec, dataset: str | None = Non
     """The (1, C, H, W) example input for tracing and MAC counting.
 
     The data set decides when it is known; otherwise the zoo family, torchvision's 224x224
-    (299 for inception_v3), or an ``input_shape`` attribute (C, H, W) on a user factory.
+    (299 for inception_v3), timm's default configuration of the model, or an ``input_shape``
+    attribute (C, H, W) on a user factory.
     """
     spec = spec_or_name if isinstance(spec_or_name, ModelSpec) else parse_spec(spec_or_name)
     dataset = dataset or spec.dataset
@@ -426,6 +480,11 @@ def default_input_shape(spec_or_name: str | ModelSpec, dataset: str | None = Non
     if spec.kind == "torchvision":
         side = 299 if spec.name == "inception_v3" else 224
         return (1, 3, side, side)
+    if spec.kind == "timm":
+        spec.factory()  # refuses unknown names before the config is looked up
+        shape = timm_input_shape(spec.name)
+        if shape is not None:
+            return (1, *shape)
     declared = getattr(spec.factory(), "input_shape", None)
     if declared is not None:
         return (1, *tuple(int(d) for d in declared))

@@ -12,18 +12,23 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from prunecli.models import digits
+from prunecli.models import detection, digits
 from prunecli.models.cifar import plain, preact_resnet, resnet, simplenet, vgg
-from prunecli.models.imagenet import alexnet_bn, mobilenet
+from prunecli.models.imagenet import alexnet_bn, mobilenet, resnext
 from prunecli.models.imagenet import preact_resnet as preact_imagenet
 from prunecli.models.mnist import simplenet as simplenet_mnist
+from prunecli.models.text import rnn
 
-# the input each family of models is built for, (C, H, W)
-FAMILY_INPUT: dict[str, tuple[int, int, int]] = {
+# the input each family of models is built for, without the batch dimension: (C, H, W) for
+# images; for language models one token step, so the example input (1, 1) counts MACs per token
+FAMILY_INPUT: dict[str, tuple[int, ...]] = {
     "digits": (1, 8, 8),
     "mnist": (1, 28, 28),
     "cifar": (3, 32, 32),
     "imagenet": (3, 224, 224),
+    "text": (1,),
+    # torchvision's detectors resize every image to 800 pixels on the short side by default
+    "detection": (3, 800, 800),
 }
 
 
@@ -56,4 +61,7 @@ ZOO: dict[str, ZooEntry] = {
     **_collect(mobilenet, "imagenet", ["mobilenet", "mobilenet_025", "mobilenet_050", "mobilenet_075"]),
     **_collect(alexnet_bn, "imagenet", ["alexnet_bn"]),
     **_collect(preact_imagenet, "imagenet", [f"preact_resnet{d}" for d in (18, 34, 50, 101, 152)]),
+    **_collect(resnext, "imagenet", ["resnext101_32x4d"]),
+    **_collect(rnn, "text", ["word_language_model"]),
+    **_collect(detection, "detection", ["maskrcnn_resnet50_fpn"]),
 }

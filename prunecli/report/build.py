@@ -82,8 +82,7 @@ def _input_shape(spec: Any, payload: dict[str, Any]) -> tuple[int, ...]:
     from prunecli.models import default_input_shape
 
     dataset = getattr(spec, "dataset", None) or (payload.get("model") or {}).get("dataset")
-    shape = default_input_shape(spec, dataset)
-    return tuple(shape[1:]) if len(shape) == 4 else tuple(shape)
+    return tuple(default_input_shape(spec, dataset)[1:])  # always (1, ...): drop the batch
 
 
 def _dense_baseline(payload: dict[str, Any], model_spec: str | None) -> tuple[nn.Module, Any]:
@@ -292,6 +291,10 @@ def assemble_report(inputs: ReportInputs, options: ReportOptions | None = None) 
             comp["top1"] = extras["current_top1"] / 100.0
             accuracy_source = "distiller:current_top1"
     dense["top1"], dense["top5"] = extras.get("baseline_top1"), extras.get("baseline_top5")
+    # language models: exp(mean cross-entropy per token), from the final test or the last epoch
+    last_row = _last_metrics(inputs.history, epoch) or {}
+    comp["perplexity"] = final_test.get("perplexity", last_row.get("perplexity"))
+    dense["perplexity"] = extras.get("baseline_perplexity")
 
     table = sparsity_table(inputs.model)
     spec = inputs.payload.get("model") or {}
@@ -313,6 +316,7 @@ def assemble_report(inputs: ReportInputs, options: ReportOptions | None = None) 
         },
         "top1": comp["top1"],
         "top5": comp["top5"],
+        "perplexity": comp["perplexity"],
         "sparsity": table.total_sparsity,
         "params_ratio": _ratio(comp["params"], dense["params"]),
         "nnz_params_ratio": _ratio(comp["nnz_params"], dense["params"]),

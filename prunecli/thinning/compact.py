@@ -84,17 +84,24 @@ def thin_to_compact(
     masks: Mapping[str, torch.Tensor | None] | None = None,
     previous: Iterable[RecipeLike | None] = (),
     options: ThinOptions | None = None,
+    root: str = "",
 ) -> CompactModel:
     """Thin ``model`` in place (masks applied first) and describe the result.
 
     ``previous``: recipes of thinning already applied to ``model`` since it was dense, oldest first.
-    ``masks`` is copied; the caller's mapping is not changed.
+    ``masks`` is copied; the caller's mapping is not changed. ``root``: thin only that sub-module
+    (``example_input`` is its input), for models that do not trace as a whole, such as a
+    detector whose backbone body does; names in masks and recipe stay the whole model's.
     """
     options = options or ThinOptions()
     sliced: dict[str, torch.Tensor | None] = {
         name: mask for name, mask in (masks or {}).items() if isinstance(mask, torch.Tensor)
     }
-    step = thin_model(model, example_input, masks=sliced, **options.thin_model_kwargs())
+    prefix = f"{root}." if root else ""
+    inner = {name[len(prefix) :]: mask for name, mask in sliced.items() if name.startswith(prefix)}
+    target = model.get_submodule(root) if root else model
+    step = thin_model(target, example_input, masks=inner, **options.thin_model_kwargs()).under(root)
+    sliced.update({prefix + name: mask for name, mask in inner.items()})  # sliced by thinning
     return CompactModel(
         model=model,
         recipe=compose_recipes(*previous, step),

@@ -74,6 +74,20 @@ class ThinningRecipe:
         warnings = [str(w) for w in data.get("warnings", []) if isinstance(w, str)]
         return cls(tensors, modules, int(data.get("removed_channels", 0)), checks, warnings)
 
+    def under(self, prefix: str) -> ThinningRecipe:
+        """The same recipe for a model holding the thinned one as sub-module ``prefix``."""
+        if not prefix:
+            return self
+
+        def full(name: str) -> str:
+            return f"{prefix}.{name}" if name else prefix
+
+        return ThinningRecipe(
+            {full(n): [(d, list(idx)) for d, idx in steps] for n, steps in self.tensors.items()},
+            {full(n): dict(attrs) for n, attrs in self.modules.items()},
+            self.removed_channels,
+        )
+
     def then(self, later: ThinningRecipe) -> ThinningRecipe:
         """One recipe equal to applying ``self`` and then ``later`` (thinning twice composes)."""
         tensors = {name: [(d, list(idx)) for d, idx in steps] for name, steps in self.tensors.items()}

@@ -25,7 +25,7 @@ from prunecli.rundir import CHECKPOINT, RunDir
 
 from . import distributed_run
 from .config import RunConfig
-from .loop import NoCompression, evaluate, steps_in_epoch, train_epoch
+from .loop import NoCompression, steps_in_epoch, train_epoch
 from .progress import Reporter
 from .schema import OPTIMIZERS
 from .seeding import epoch_seed, rng_state, seed_everything, set_deterministic, set_rng_state
@@ -38,6 +38,7 @@ from .setup import (
     model_stats,
     unreachable_policies,
 )
+from .tasks import task_for
 
 log = logging.getLogger("prunecli.run")
 
@@ -65,6 +66,24 @@ class RunResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "macs_reduction": self.macs_reduction}
+
+
+def _to_device(inputs: Any, device: torch.device) -> Any:
+    """A batch's inputs on the device: a tensor, or a tuple of them (detection images)."""
+    if isinstance(inputs, torch.Tensor):
+        return inputs.to(device)
+    return [_to_device(i, device) for i in inputs]
+
+
+def _tensors(output: Any) -> list[torch.Tensor]:
+    """Every tensor in a model output (a tensor, or tuples, lists and dicts of them), in order."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, dict):
+        return [t for v in output.values() for t in _tensors(v)]
+    if isinstance(output, list | tuple):
+        return [t for v in output for t in _tensors(v)]
+    return []
 
 
 def _state_bytes(model: nn.Module) -> int:
@@ -121,7 +140,9 @@ class _Run:
         # no validation split (val_fraction 0): validate on the test split, as Distiller does
         self.val_loader = val_loader if len(self.bundle.val) else self.test_loader
         self.steps_per_epoch = steps_in_epoch(self.train_loader, cfg.max_steps_per_epoch)
-        self.example_input = torch.zeros(1, *self.bundle.input_shape, device=self.device)
+        self.task = task_for(self.bundle)
+        self.objective = self.task.objective()
+        self.example_input = self.task.example_input(self.bundle, self.device)
         self.criterion = nn.CrossEntropyLoss()
 
     def _build_scheduler(self) -> Any:
@@ -345,7 +366,9 @@ class _Run:
             self.dir.mark_best()
 
     def _is_best(self, row: dict[str, Any]) -> bool:
-        key = [-row["nnz_params"], row["top1"], row["top5"], row["epoch"]]
+        # tasks without accuracy (detection) rank by validation loss instead
+        accuracy = [row["top1"], row["top5"]] if row["top1"] is not None else [-row["val_loss"], 0.0]
+        key = [-row["nnz_params"], *accuracy, row["epoch"]]
         best = self.extras["best"]
         if best is None or key > best["key"]:
             self.extras["best"] = {"key": key, "epoch": row["epoch"], "top1": row["top1"]}
@@ -362,8 +385,9 @@ class _Run:
             "top1": stats.top1,
             "top5": stats.top5,
             "loss": stats.loss,
+            **self.task.metrics(stats),
         }
-        log.info("test top-1 before pruning (start of epoch %d): %.4f", epoch, stats.top1)
+        log.info("test before pruning (start of epoch %d): %s", epoch, self.extras["pre_pruning"])
 
     def run_epoch(self, epoch: int) -> dict[str, Any]:
         began = time.perf_counter()
@@ -382,6 +406,7 @@ class _Run:
                 self.steps_per_epoch,
                 self.device,
                 on_step,
+                objective=self.objective,
                 **self.parallel.step_options(),
             )
         self.parallel.after_training(self.model)
@@ -401,18 +426,14 @@ class _Run:
             "nnz_params": stats["nnz_params"],
             "macs": stats["macs"],
             "effective_macs": stats["effective_macs"],
+            **self.task.metrics(val),
             "time_s": time.perf_counter() - began,
         }
 
     def _evaluate(self, loader: Any) -> Any:
         """Loss and accuracy over the whole set (each process evaluates its share, then the sums meet)."""
-        return evaluate(
-            self.model,
-            loader,
-            self.criterion,
-            self.device,
-            self.config.max_eval_batches,
-            **self.parallel.step_options(),
+        return self.task.evaluate(
+            self.model, loader, self.device, self.config.max_eval_batches, **self.parallel.step_options()
         )
 
     def train(self, stop_after_epoch: int | None) -> tuple[int, bool]:
@@ -467,7 +488,13 @@ class _Run:
     # ------------------------------------------------------------------ the end
     def finish(self, result: RunResult) -> None:
         test = self._evaluate(self.test_loader)
-        result.test = {"top1": test.top1, "top5": test.top5, "loss": test.loss, "samples": test.samples}
+        result.test = {
+            "top1": test.top1,
+            "top5": test.top5,
+            "loss": test.loss,
+            "samples": test.samples,
+            **self.task.metrics(test),
+        }
         log.info("test: %s", result.test)
         if not self.parallel.is_main:
             return
@@ -493,25 +520,34 @@ class _Run:
         payload = self.payload(self.metrics[-1]["epoch"] if self.metrics else -1, model=model, full=False)
         options = ThinOptions(prune_normalized=self._prunes_normalized())
         compact = thin_checkpoint(
-            payload, model, self.example_input, masks=self.scheduler.masks or {}, options=options
+            payload,
+            model,
+            self.example_input,
+            masks=self.scheduler.masks or {},
+            options=options,
+            root=self.task.thinning_root,
         )
         self._warn_all(compact.compact.step.warnings)
         payload = compact.payload
         pre = self.extras.get("pre_pruning") or {}
         payload["extras"].update(
-            baseline_top1=pre.get("top1"), baseline_top5=pre.get("top5"), test=result.test
+            baseline_top1=pre.get("top1"),
+            baseline_top5=pre.get("top5"),
+            baseline_perplexity=pre.get("perplexity"),
+            test=result.test,
         )
         path = self.dir.compact
         save_checkpoint(path, payload)
         # the user named this model (at the start, or with --model on resume): its code may run
         reloaded = load_model(path, model=self.trusted_model).to(self.device).eval()
-        batch = next(iter(self.test_loader))[0][:8].to(self.device)
+        batch = _to_device(next(iter(self.test_loader))[0][:8], self.device)
         with torch.no_grad():
-            expected, got = model(batch), reloaded(batch)
-        if not torch.allclose(expected, got, rtol=1e-4, atol=1e-5):
+            # a language model also returns its hidden state, a detector a list of dicts
+            pairs = list(zip(_tensors(model(batch)), _tensors(reloaded(batch))))
+        worst = max((float((a - b).abs().max()) for a, b in pairs if a.numel()), default=0.0)
+        if not all(a.shape == b.shape and torch.allclose(a, b, rtol=1e-4, atol=1e-5) for a, b in pairs):
             raise CheckpointError(
-                f"{path} does not reproduce the thinned model (max difference "
-                f"{float((expected - got).abs().max()):.3g})",
+                f"{path} does not reproduce the thinned model (max difference {worst:.3g})",
                 hint="this is a bug in thinning or checkpoint reloading; checkpoint.pt is intact",
             )
         result.compressed = {

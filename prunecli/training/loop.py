@@ -52,9 +52,36 @@ class TrainStats:
 @dataclass
 class EvalStats:
     loss: float
-    top1: float
-    top5: float
+    top1: float | None  # None for tasks without accuracy (detection)
+    top5: float | None
     samples: int
+
+
+class Objective:
+    """What one training step computes: classification's ``criterion(model(x), y)`` by default.
+
+    Tasks whose batches or models differ (a language model's hidden state, a detector's list
+    of targets) subclass it; :func:`train_epoch` keeps the hook order and divergence checks.
+    """
+
+    def __init__(self, criterion: nn.Module | None) -> None:
+        self.criterion = criterion
+
+    def begin(self, model: nn.Module) -> None:
+        """Called before the first batch of a pass."""
+
+    def loss(
+        self, model: nn.Module, batch: Any, device: torch.device, channels_last: bool = False
+    ) -> tuple[torch.Tensor, int]:
+        """(loss of the batch, how many samples it averages over); runs under the precision's autocast."""
+        if self.criterion is None:
+            raise NotImplementedError("an objective without a criterion must define loss()")
+        inputs, targets = batch
+        inputs, targets = _to_device(inputs, device, channels_last), targets.to(device)
+        return self.criterion(model(inputs).float(), targets), int(inputs.shape[0])
+
+    def after_backward(self, model: nn.Module) -> None:
+        """Called between ``backward`` and the pre-optimizer hook (gradient clipping goes here)."""
 
 
 class NoCompression:
@@ -117,6 +144,7 @@ def train_epoch(
     device: torch.device,
     on_step: StepCallback | None = None,
     *,
+    objective: Objective | None = None,
     precision: Precision | None = None,
     channels_last: bool = False,
     reduce: Reduce = _identity,
@@ -124,20 +152,21 @@ def train_epoch(
     """Train for ``steps_per_epoch`` minibatches; raise TrainingDiverged on non-finite loss or weights.
 
     ``model`` may be a DDP replica (see ``distributed.Replica``): its call averages gradients
-    over the processes. ``reduce`` sums the loss statistics over processes.
+    over the processes. ``reduce`` sums the loss statistics over processes. ``objective`` is
+    what a step computes (classification's ``criterion`` by default).
     """
     precision = precision or Precision(None, device)
+    objective = objective or Objective(criterion)
     model.train()
+    objective.begin(model)
     total_loss, samples, step = 0.0, 0, 0
-    for step, (inputs, targets) in enumerate(loader):
+    for step, batch in enumerate(loader):
         if step >= steps_per_epoch:
             break
-        inputs, targets = _to_device(inputs, device, channels_last), targets.to(device)
         scheduler.on_minibatch_begin(epoch, step, steps_per_epoch, optimizer)
         pause_point(f"train_step_rank{_RANK}")
         with precision.autocast():
-            output = model(inputs)
-            loss = criterion(output.float(), targets)
+            loss, size = objective.loss(model, batch, device, channels_last)
         loss = _overall_loss(
             scheduler.before_backward_pass(
                 epoch, step, steps_per_epoch, loss, optimizer=optimizer, return_loss_components=True
@@ -154,6 +183,7 @@ def train_epoch(
         optimizer.zero_grad()
         precision.backward(loss)
         precision.unscale(optimizer)
+        objective.after_backward(model)  # after unscaling, so clipping sees the true gradients
         scheduler.before_parameter_optimization(epoch, step, steps_per_epoch, optimizer)
         precision.step(optimizer)  # a step the fp16 scaler skips changes no weight
         # masks are re-applied whether or not the step happened
@@ -164,8 +194,8 @@ def train_epoch(
                 f"parameter '{bad}' became non-finite at epoch {epoch}, step {step}",
                 hint="lower the learning rate (--lr); checkpoint.pt still holds the last good epoch",
             )
-        total_loss += value * inputs.shape[0]
-        samples += inputs.shape[0]
+        total_loss += value * size
+        samples += size
         if on_step is not None:
             on_step(step, value)
     total_loss, total_samples = reduce([total_loss, float(samples)])

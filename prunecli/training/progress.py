@@ -19,6 +19,15 @@ def _int(value: int | None) -> str:
     return "-" if value is None else f"{value:,}"
 
 
+def _ppl(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _perplexity(row: dict[str, Any]) -> str:
+    """``ppl N  `` for a language model's row, nothing otherwise."""
+    return f"ppl {_ppl(row['perplexity'])}  " if "perplexity" in row else ""
+
+
 class Reporter:
     """Writes to a rich console; with ``quiet`` only warnings and the final summary appear."""
 
@@ -59,7 +68,7 @@ class Reporter:
     def epoch_line(self, row: dict[str, Any]) -> None:
         self.info(
             f"epoch {row['epoch']:>3}  train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
-            f"top1 {_pct(row['top1'])}  sparsity {_pct(row['sparsity'])}  "
+            f"top1 {_pct(row['top1'])}  {_perplexity(row)}sparsity {_pct(row['sparsity'])}  "
             f"params {_int(row['params'])}  MACs {_int(row['macs'])}  lr {row['lr']:.4g}  {row['time_s']:.1f}s"
         )
 
@@ -71,6 +80,8 @@ class Reporter:
         dense, comp = result.dense, result.compressed
         pre = result.pre_pruning or {}
         table.add_row("test top-1", _pct(pre.get("top1")), _pct(result.test.get("top1")))
+        if "perplexity" in result.test:
+            table.add_row("test perplexity", _ppl(pre.get("perplexity")), _ppl(result.test["perplexity"]))
         table.add_row("parameters", _int(dense.get("params")), _int(comp.get("params")))
         table.add_row("non-zero parameters", _int(dense.get("nnz_params")), _int(comp.get("nnz_params")))
         table.add_row("MACs", _int(dense.get("macs")), _int(comp.get("macs")))

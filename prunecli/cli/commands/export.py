@@ -29,7 +29,7 @@ FORMAT_NAMES = ("onnx", "torchscript", "exported-program")
     type=click.Path(dir_okay=False, path_type=Path),
     help="File to write (default: the checkpoint's name with .onnx / .ts / .pt2).",
 )
-@click.option("--opset", type=int, help="ONNX opset to write (default 17).")
+@click.option("--opset", type=int, help="ONNX opset to write (default 18).")
 @click.option("--dynamic-batch", is_flag=True, help="Let the batch dimension vary at run time.")
 @click.option(
     "--fold-bn", is_flag=True, help="Fold each BatchNorm into the convolution/linear layer feeding it."

@@ -1,0 +1,1 @@
+"""Language models with Distiller's module and parameter names."""
