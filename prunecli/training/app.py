@@ -181,6 +181,10 @@ class _Run:
             cfg.model, dataset=cfg.dataset, num_classes=self.bundle.num_classes, **cfg.model_args
         )
         self.parallel.place(self.model)
+        if self.schedule is not None:  # a misspelled weight name is reported before any forward pass
+            from prunecli.schedule.names import resolve_names
+
+            resolve_names(self.schedule, {n: tuple(p.shape) for n, p in self.model.named_parameters()})
         dense = {**model_stats(self.model, self.example_input), "checkpoint_bytes": _state_bytes(self.model)}
         start = self._starting_point()
         self.optimizer = build_optimizer(cfg, self.model)
