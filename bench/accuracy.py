@@ -174,15 +174,8 @@ def top1(model: nn.Module, loader) -> float:
     return correct / max(total, 1)
 
 
-def train_one(name: str, seed: int, plan: Plan, bundle) -> tuple[float, int]:
-    """Top-1 on the test split and the final model's (effective) MACs."""
-    from prunecli.report.compute import compute_summary
-
-    torch.manual_seed(seed)
-    model = models.build(MODEL, seed=seed)
-    x = torch.zeros(1, *bundle.input_shape)
-    method = METHODS[name](model, plan, x)
-    train_loader, _, test_loader = bundle.loaders(BATCH, 0, seed)
+def train_method(method: Method, plan: Plan, train_loader) -> None:
+    """The same epochs, learning rates and step budget for every method compared (prunecli and peers)."""
     if isinstance(method.step, ScheduledStep):
         method.step.steps_per_epoch = min(len(train_loader), plan.max_steps or len(train_loader))
     for epoch in range(plan.total):
@@ -195,6 +188,18 @@ def train_one(name: str, seed: int, plan: Plan, bundle) -> tuple[float, int]:
                 break
             method.step(inputs, targets)
         method.end_epoch(epoch)
+
+
+def train_one(name: str, seed: int, plan: Plan, bundle) -> tuple[float, int]:
+    """Top-1 on the test split and the final model's (effective) MACs."""
+    from prunecli.report.compute import compute_summary
+
+    torch.manual_seed(seed)
+    model = models.build(MODEL, seed=seed)
+    x = torch.zeros(1, *bundle.input_shape)
+    method = METHODS[name](model, plan, x)
+    train_loader, _, test_loader = bundle.loaders(BATCH, 0, seed)
+    train_method(method, plan, train_loader)
     method.finish()
     rows = compute_summary(method.model, x)
     macs = sum(r.effective_macs if method.masked_only else r.macs for r in rows)

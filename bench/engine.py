@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from bench import models, ours
-from bench.accuracy import Method, Plan, _plan, top1
+from bench.accuracy import Method, Plan, _plan, top1, train_method
 from bench.context import Context
 from bench.harness import CPU, alternate, timed
 from bench.peers import tp_side
@@ -249,18 +249,7 @@ def _train(build: Callable, seed: int, plan: Plan, bundle) -> tuple[float, int]:
     method = build(model, plan, x)
     train_loader, _, test_loader = bundle.loaders(BATCH, 0, seed)
     _batch = next(iter(train_loader))
-    if isinstance(method.step, ScheduledStep):
-        method.step.steps_per_epoch = min(len(train_loader), plan.max_steps or len(train_loader))
-    for epoch in range(plan.total):
-        method.begin_epoch(epoch)
-        for group in method.step.optimizer.param_groups:
-            group["lr"] = plan.lr(epoch)
-        method.model.train()
-        for index, (inputs, targets) in enumerate(train_loader):
-            if plan.max_steps is not None and index >= plan.max_steps:
-                break
-            method.step(inputs, targets)
-        method.end_epoch(epoch)
+    train_method(method, plan, train_loader)
     return top1(method.model, test_loader), total_macs(method.model, x)
 
 
