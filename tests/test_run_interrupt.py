@@ -14,8 +14,9 @@ from prunecli.checkpoint import load_checkpoint  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
+STEPS = 20  # training steps per epoch
 ARGS = ["--model", "resnet_digits", "--set", "model_args={width: 8}", "--epochs", "6", "-b", "16",
-        "--max-steps-per-epoch", "20", "--max-eval-batches", "2", "--device", "cpu", "--auto-dependency",
+        "--max-steps-per-epoch", str(STEPS), "--max-eval-batches", "2", "--device", "cpu", "--auto-dependency",
         "--quiet", "--threads", "1"]  # fmt: skip
 
 
@@ -35,15 +36,19 @@ def test_sigint_then_resume_equals_uninterrupted(tmp_path):
     whole = prunecli("run", str(schedule), *ARGS, "--out-dir", str(tmp_path / "whole"))
     assert whole.wait(timeout=300) == 0, whole.stderr.read()
 
+    # The run pauses at a fixed training step (the test hook of prunecli.checkpoint.testhooks) and
+    # says so through a file, so Ctrl-C always lands mid-epoch 2 however slow the machine is.
     run_dir = tmp_path / "part"
-    part = prunecli("run", str(schedule), *ARGS, "--out-dir", str(run_dir))
-    metrics = run_dir / "metrics.jsonl"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and part.poll() is None:
-        if metrics.exists() and len(metrics.read_text().splitlines()) >= 2:
-            break
+    paused = tmp_path / "paused"
+    hook = {
+        "PRUNECLI_TEST_PAUSE_AT": f"train_step_rank0:{2 * STEPS + 5}",
+        "PRUNECLI_TEST_PAUSE_SIGNAL": str(paused),
+        "PRUNECLI_TEST_PAUSE_SECONDS": "600",
+    }
+    part = prunecli("run", str(schedule), *ARGS, "--out-dir", str(run_dir), env={**os.environ, **hook})
+    while not paused.exists():
+        assert part.poll() is None, f"the run ended before its pause point: {part.stderr.read()}"
         time.sleep(0.05)
-    assert part.poll() is None, "the run finished before it could be interrupted"
     part.send_signal(signal.SIGINT)
     _, err = part.communicate(timeout=120)
     assert part.returncode == 130, err
