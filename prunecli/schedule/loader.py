@@ -14,6 +14,7 @@ from . import semantics
 from .catalog import QUANTIZERS_UNSUPPORTED, SPARSITY, catalog, classes_in, lookup
 from .checks import schema_problems, suggest
 from .classify import classify
+from .dialects import detect_dialect
 from .model import POLICY_KINDS, SECTIONS, Component, Policy, Schedule
 from .native import NATIVE_CLASS, is_native
 from .yamlio import load_yaml
@@ -98,6 +99,9 @@ def load_schedule(
 def build_schedule(
     data: dict[str, Any], locate: Callable[..., SourceLocation], *, path: str, text: str
 ) -> Schedule:
+    dialect = detect_dialect(data)
+    if dialect is not None:
+        return dialect.compile(data, locate, path, text)
     kind = classify(data)
     if kind is not None:
         raise NotAScheduleError(

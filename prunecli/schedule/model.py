@@ -73,6 +73,10 @@ class Schedule:
     locate: Callable[..., SourceLocation] | None = field(default=None, repr=False, compare=False)
     #: accepted but suspicious input (a key given twice, whose last value is used), with positions
     warnings: list[Problem] = field(default_factory=list, compare=False)
+    #: the language the file was written in ("distiller", or a name from ``schedule.dialects``)
+    dialect: str = "distiller"
+    #: a dialect's own training section (data, transforms, criterion, optimizer), when it has one
+    training: dict[str, Any] | None = field(default=None, compare=False)
 
     def where(self, path: tuple[Any, ...], *, key: bool = False) -> SourceLocation | None:
         """Source position of a YAML path, or None for schedules built in code."""

@@ -1,0 +1,53 @@
+"""Schedule languages other than Distiller's, each compiled into the same :class:`Schedule`.
+
+A dialect recognises its documents (``detect``) and compiles one into a :class:`Schedule` whose
+components are the engine's native pruner entries (:mod:`prunecli.schedule.native`), so nothing is
+re-implemented per dialect: the runtime, ``plan``, ``validate``, thinning and reports see one form.
+A dialect that carries its own training section (Intel LPOT's ``train:``) returns it in
+``Schedule.training`` for the run application to honour.
+
+Distiller's language is the default: a document no registered dialect claims is read as Distiller's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from prunecli.errors import SourceLocation
+from prunecli.schedule.model import Schedule
+
+#: the name of the language a document is read as when no dialect claims it
+DEFAULT_DIALECT = "distiller"
+
+#: compile(document, locate, path, text) -> Schedule; raises ScheduleError with file:line:column
+Compiler = Callable[[Any, Callable[..., SourceLocation], str, str], Schedule]
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """One schedule language: how to recognise it and how to compile it."""
+
+    name: str  # "lpot", "inc", "nni", ... (what `prunecli validate` prints and `convert --to` takes)
+    title: str  # "Intel LPOT pruning YAML", for messages and docs
+    detect: Callable[[Any], bool]  # the parsed document -> "this is mine"
+    compile: Compiler
+
+
+DIALECTS: dict[str, Dialect] = {}
+
+
+def register_dialect(dialect: Dialect) -> Dialect:
+    if dialect.name in DIALECTS or dialect.name == DEFAULT_DIALECT:
+        raise ValueError(f"dialect {dialect.name!r} is already registered")
+    DIALECTS[dialect.name] = dialect
+    return dialect
+
+
+def detect_dialect(document: Any) -> Dialect | None:
+    """The registered dialect that claims ``document``, or None for Distiller's language."""
+    for dialect in DIALECTS.values():
+        if dialect.detect(document):
+            return dialect
+    return None
