@@ -30,6 +30,8 @@ LOG = "run.log"
 CONFIG = "config.yaml"
 SCHEDULE = "schedule.yaml"
 REPORT = "report.json"
+#: per-layer latencies measured once for a latency budget (see prunecli.iterative.latency_table)
+LATENCY_TABLE = "latency_table.json"
 
 #: The checkpoints a run directory may hold, most useful to a report first: the compact
 #: (thinned, final) model, the last full checkpoint, then the best one.
@@ -107,6 +109,11 @@ class RunDir:
     @property
     def report(self) -> Path:
         return self.path / REPORT
+
+    @property
+    def latency_table(self) -> Path:
+        """Measured per-layer latencies, reused by every later search step and by ``--resume``."""
+        return self.path / LATENCY_TABLE
 
     def present_checkpoints(self) -> list[Path]:
         """The checkpoints that exist, in :data:`CHECKPOINTS` order."""

@@ -1,0 +1,136 @@
+"""AutoCompress (Liu et al. 2020; NNI's ``AutoCompressPruner``): simulated annealing chooses the
+per-tensor levels of a round, ADMM prunes to them.
+
+The budget is reached in ``rounds`` steps, as NNI's lottery-ticket-shaped schedule does: round
+``r`` of ``R`` aims at ``dense * (budget / dense) ** (r / R)`` (for a ratio budget ``b`` that is
+``b ** (r / R)``, i.e. sparsity ``1 - (1 - s) ** (r / R)``). Within a round, annealing probes
+(unfine-tuned, scored by the evaluator) search allocations for the round's target that never undo
+an earlier round (each tensor's level is at least what it already reached). The round's best
+allocation is then pruned with the engine's ADMM (``extra["pruner"] == "admm"``, penalty ``rho``)
+and fine-tuned; its reached levels are the next round's floor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from prunecli.iterative.cost import CostModel
+from prunecli.iterative.generators.annealing import Annealer
+from prunecli.iterative.generators.search import SearchGenerator
+from prunecli.iterative.task import SearchSpace, Task, TaskResult
+
+
+class AutoCompress(SearchGenerator):
+    name = "autocompress"
+
+    def __init__(
+        self,
+        rounds: int = 3,
+        start_temperature: float = 100.0,
+        stop_temperature: float = 20.0,
+        cool_down_rate: float = 0.9,
+        perturbation_magnitude: float = 0.35,
+        rho: float = 1e-4,
+        *,
+        seed: int = 0,
+        cost: CostModel | None = None,
+    ) -> None:
+        if rounds < 1:
+            raise ValueError(f"autocompress needs rounds >= 1, got {rounds}")
+        super().__init__(seed=seed, cost=cost)
+        self.rounds = int(rounds)
+        self.rho = float(rho)
+        self.annealer = Annealer(start_temperature, stop_temperature, cool_down_rate, perturbation_magnitude)
+        self.round = 1
+        self.floor: dict[str, float] = {}
+        self.finished = False
+
+    def round_target(self, round_index: int) -> float:
+        """The round's cost target: geometric steps from the dense value to the budget."""
+        assert self.cost is not None
+        dense = self.cost.dense
+        return dense * (self.target / dense) ** (round_index / self.rounds)
+
+    def _sizes(self) -> dict[str, float]:
+        assert self.space is not None
+        return dict(self.space.shares)
+
+    def _probe(self, levels: Mapping[str, float]) -> Task:
+        return self.make_task(
+            levels,
+            note=f"AutoCompress round {self.round}/{self.rounds} SA T={self.annealer.temperature:.4g}",
+            finetune=False,
+            extra={"role": "probe", "round": self.round},
+        )
+
+    def _first_probe(self) -> list[Task]:
+        assert self.space is not None and self.cost is not None
+        self.annealer.reset()
+        levels = self.annealer.first(
+            self.names,
+            self._sizes(),
+            self.cost,
+            self.round_target(self.round),
+            self.space.max_level,
+            self.rng,
+            self.floor,
+        )
+        return [self._probe(levels)]
+
+    def initial_tasks(self, space: SearchSpace) -> Sequence[Task]:
+        self.start(space)
+        self.floor = {n: 0.0 for n in self.names}
+        return self._first_probe()
+
+    def next_tasks(self, result: TaskResult) -> Sequence[Task]:
+        assert self.space is not None and self.cost is not None
+        if self.finished:
+            return []
+        role = result.task.extra.get("role")
+        if role == "admm":
+            self.floor = {
+                n: max(self.floor.get(n, 0.0), float(result.levels.get(n, lvl)))
+                for n, lvl in result.task.levels.items()
+            }
+            if self.round >= self.rounds:
+                self.finished = True
+                return []
+            self.round += 1
+            return self._first_probe()
+        if self.annealer.observe(result.score, self.rng):
+            levels = self.annealer.perturb(
+                self.names,
+                self._sizes(),
+                self.cost,
+                self.round_target(self.round),
+                self.space.max_level,
+                self.rng,
+                self.floor,
+            )
+            return [self._probe(levels)]
+        assert self.annealer.best is not None
+        return [
+            self.make_task(
+                self.annealer.best,
+                note=f"AutoCompress round {self.round}/{self.rounds}: ADMM to the SA best, fine-tuned",
+                finetune=True,
+                extra={"role": "admm", "round": self.round, "pruner": "admm", "rho": self.rho},
+            )
+        ]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **self.base_state(),
+            "annealer": self.annealer.state_dict(),
+            "round": self.round,
+            "floor": dict(self.floor),
+            "finished": self.finished,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.load_base_state(state)
+        self.annealer.load_state_dict(state["annealer"])
+        self.round = int(state["round"])
+        self.floor = dict(state["floor"])
+        self.finished = bool(state["finished"])
