@@ -185,7 +185,7 @@ def test_amc_clips_actions_so_every_episode_meets_a_layer_cost_budget(seed):
     searched = {n: s for n, s in cost.shares(["a.weight", "b.weight", "c.weight"]).items()}
     search_space = space(0.3)
     search_space.shares = searched
-    gen = AMC(episodes=5, warmup=2, hidden=16, seed=seed, cost=cost, layers=layers)
+    gen = AMC(episodes=5, warmup=2, hidden=16, seed=seed).bind(cost=cost, layers=layers)
     tasks = drive(gen, search_space)
     assert len(tasks) == 6
     for task in tasks:

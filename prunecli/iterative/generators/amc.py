@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from prunecli.errors import ConfigError
-from prunecli.iterative.cost import CostModel, LayerInfo, level_for_target
+from prunecli.iterative.cost import LayerInfo, level_for_target
 from prunecli.iterative.generators.search import SearchGenerator
 from prunecli.iterative.task import SearchSpace, Task, TaskResult
 
@@ -227,13 +227,13 @@ class AMC(SearchGenerator):
         updates_per_episode: int = 0,
         final_finetune: bool = True,
         layers_to_search: Sequence[str] | None = None,
+        network: str | None = None,
+        arch: str | None = None,
         seed: int = 0,
-        cost: CostModel | None = None,
-        layers: Sequence[LayerInfo] | None = None,
     ) -> None:
         if episodes < 1 or warmup < 0:
             raise ValueError(f"amc needs episodes >= 1 and warmup >= 0, got {episodes} and {warmup}")
-        super().__init__(seed=seed, cost=cost, layers=layers)
+        super().__init__(seed=seed)
         self.episodes, self.warmup = int(episodes), int(warmup)
         self.hidden = int(hidden)
         self.noise, self.noise_decay, self.moving_alpha = (
@@ -243,7 +243,12 @@ class AMC(SearchGenerator):
         )
         self.updates_per_episode = int(updates_per_episode)
         self.final_finetune = final_finetune
+        if network is not None and arch is None:
+            raise ValueError("amc: 'network' (a Distiller AMC network list) needs 'arch', the entry to read")
+        if network is not None and layers_to_search is not None:
+            raise ValueError("amc: give either 'network' + 'arch' or 'layers_to_search', not both")
         self.layers_to_search = list(layers_to_search) if layers_to_search is not None else None
+        self.network, self.arch = network, arch
         self.agent: DDPG | None = None
         self.episode = 0
         self.baseline: float | None = None
@@ -349,6 +354,13 @@ class AMC(SearchGenerator):
     # ------------------------------------------------------------------ generator protocol
     def initial_tasks(self, space: SearchSpace) -> Sequence[Task]:
         self.start(space)
+        if self.network is not None and self.arch is not None:
+            self.layers_to_search = load_network_list(self.network, self.arch)
+        if self.layers_to_search is not None and not self.order:
+            raise ValueError(
+                f"amc: none of the layers to search ({', '.join(self.layers_to_search)}) is pruned by this "
+                f"run (it prunes {', '.join(self.names)})"
+            )
         self._statics = self._static_features()
         state_dim = len(self._statics[0]) + 3
         self.agent = DDPG(state_dim, hidden=self.hidden, seed=self.seed)

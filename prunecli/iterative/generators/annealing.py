@@ -171,9 +171,8 @@ class SimulatedAnnealing(SearchGenerator):
         final_finetune: bool = True,
         sort_by_size: bool = True,
         seed: int = 0,
-        cost: CostModel | None = None,
     ) -> None:
-        super().__init__(seed=seed, cost=cost)
+        super().__init__(seed=seed)
         self.annealer = Annealer(
             start_temperature, stop_temperature, cool_down_rate, perturbation_magnitude, sort_by_size
         )

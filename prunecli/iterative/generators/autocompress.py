@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from prunecli.iterative.cost import CostModel
 from prunecli.iterative.generators.annealing import Annealer
 from prunecli.iterative.generators.search import SearchGenerator
 from prunecli.iterative.task import SearchSpace, Task, TaskResult
@@ -34,11 +33,10 @@ class AutoCompress(SearchGenerator):
         rho: float = 1e-4,
         *,
         seed: int = 0,
-        cost: CostModel | None = None,
     ) -> None:
         if rounds < 1:
             raise ValueError(f"autocompress needs rounds >= 1, got {rounds}")
-        super().__init__(seed=seed, cost=cost)
+        super().__init__(seed=seed)
         self.rounds = int(rounds)
         self.rho = float(rho)
         self.annealer = Annealer(start_temperature, stop_temperature, cool_down_rate, perturbation_magnitude)

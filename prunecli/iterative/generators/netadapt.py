@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from prunecli.iterative.cost import CostModel, level_for_target
+from prunecli.iterative.cost import level_for_target
 from prunecli.iterative.generators.search import SearchGenerator
 from prunecli.iterative.task import SearchSpace, Task, TaskResult
 
@@ -28,11 +28,10 @@ class NetAdapt(SearchGenerator):
         *,
         final_finetune: bool = True,
         seed: int = 0,
-        cost: CostModel | None = None,
     ) -> None:
         if not 0 < step < 1:
             raise ValueError(f"netadapt step must lie in (0, 1), got {step}")
-        super().__init__(seed=seed, cost=cost)
+        super().__init__(seed=seed)
         self.step = float(step)
         self.short_term_epochs = int(short_term_epochs)
         self.final_finetune = final_finetune

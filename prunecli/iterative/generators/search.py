@@ -46,12 +46,16 @@ class SearchGenerator(TaskGenerator):
         self.space: SearchSpace | None = None
         self.next_index = 0
 
-    def bind(self, cost: CostModel | None = None, layers: Sequence[LayerInfo] | None = None) -> None:
-        """Give the generator the model's facts: how to predict a budget, and the layers' shapes."""
+    def bind(
+        self, cost: CostModel | None = None, layers: Sequence[LayerInfo] | None = None
+    ) -> SearchGenerator:
+        """Give the generator the model's facts: how to predict a budget, and the layers' shapes
+        (the scheduler calls it before the first task and again before resuming)."""
         if cost is not None:
             self.cost = cost
         if layers is not None:
             self.layers = list(layers)
+        return self
 
     # --------------------------------------------------------------------------- helpers
     def start(self, space: SearchSpace) -> None:
