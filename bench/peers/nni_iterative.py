@@ -77,7 +77,9 @@ def main() -> int:
     config = [{"op_types": ["Conv2d"], "sparse_ratio": args.ratio}]
     with contextlib.redirect_stdout(io.StringIO()):
         groups = auto_set_denpendency_group_ids(model, config, x)
-        optimizer = nni.trace(torch.optim.SGD)(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=1e-4)
+        optimizer = nni.trace(torch.optim.SGD)(
+            model.parameters(), lr=args.lr, momentum=0.9, weight_decay=1e-4
+        )
         evaluator = TorchEvaluator(training_func, optimizer, training_step)
         times = max(1, args.prune_epochs)
         interval = max(1, args.prune_epochs * len(train_loader) // times)
@@ -95,11 +97,22 @@ def main() -> int:
         for inputs, targets in test_loader:
             correct += int((model(inputs).argmax(1) == targets).sum())
             total += len(targets)
-    print(json.dumps({"nni": nni.__version__, "top1": correct / total, "macs": total_macs(model, x), "seconds": seconds}))
+    print(
+        json.dumps(
+            {
+                "nni": nni.__version__,
+                "top1": correct / total,
+                "macs": total_macs(model, x),
+                "seconds": seconds,
+            }
+        )
+    )
     return 0
 
 
-def run(state: Path, ratio: float, epochs: int, prune_epochs: int, seed: int, *, timeout: float = 900) -> dict:
+def run(
+    state: Path, ratio: float, epochs: int, prune_epochs: int, seed: int, *, timeout: float = 900
+) -> dict:
     """The calling side: one NNI AGP run in NNI's interpreter; raises with NNI's last error line."""
     from bench.peers import nni_side
 
