@@ -11,6 +11,12 @@ Everything a program needs to use prunecli as a library, without the command lin
 ``export_compact``        a thinned copy of a model being trained under a live scheduler
 ``thin``                  ``prunecli thin``: a checkpoint file in, a compact checkpoint file out
 ``load_model``            a ready-to-use model from any prunecli checkpoint (compact ones included)
+``PruningScheduler``      iterative pruning (NNI's shape): generator proposes, loop prunes, thins,
+                          fine-tunes, evaluates; ``compress()``, ``get_best_result()``
+``LevelPruner``           the pruner a ``PruningScheduler`` drives: an engine target and metric
+``build_generator``       a task generator by name (``agp``, ``linear``, ``lottery_ticket``, ...)
+``TaskGenerator``         the two-method base class of user-written generators (with ``Task``,
+                          ``TaskResult``, ``SearchSpace``, ``Budget``)
 ========================  ====================================================================
 
 ``prunecli`` re-exports exactly these names (``from prunecli import thin``). The command-line
@@ -33,6 +39,16 @@ from prunecli.checkpoint import load_model, save_checkpoint
 from prunecli.checkpoint.compact import default_compact_path, thin_checkpoint
 from prunecli.checkpoint.model import example_input_shape, resolve
 from prunecli.compression import CompressionScheduler, build_compression
+from prunecli.iterative import (
+    Budget,
+    LevelPruner,
+    PruningScheduler,
+    SearchSpace,
+    Task,
+    TaskGenerator,
+    TaskResult,
+    build_generator,
+)
 from prunecli.schedule import Schedule, load_schedule
 from prunecli.thinning.compact import CompactModel, ThinOptions, thin_to_compact
 from prunecli.thinning.recipe import ThinningRecipe
@@ -40,14 +56,22 @@ from prunecli.validation import CheckResult, ModelInfo
 from prunecli.validation import check_file as check_schedule
 
 __all__ = [
+    "Budget",
     "CheckResult",
     "CompactModel",
     "CompressionScheduler",
+    "LevelPruner",
     "ModelInfo",
+    "PruningScheduler",
     "Schedule",
+    "SearchSpace",
+    "Task",
+    "TaskGenerator",
+    "TaskResult",
     "ThinOptions",
     "ThinSummary",
     "build_compression",
+    "build_generator",
     "check_schedule",
     "export_compact",
     "load_model",

@@ -22,7 +22,7 @@ from prunecli.iterative.generators.annealing import SimulatedAnnealing
 from prunecli.iterative.generators.autocompress import AutoCompress
 from prunecli.iterative.generators.netadapt import NetAdapt
 from prunecli.iterative.generators.search import rng_from_state
-from tests.support.iterative import SHARES, drive, quadratic_score, result_for, space
+from tests.support.search import SHARES, drive, quadratic_score, result_for, space
 
 AMC_DIR = Path(__file__).resolve().parents[2] / "shared" / "distiller-examples" / "auto_compression" / "amc"
 

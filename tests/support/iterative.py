@@ -1,43 +1,63 @@
-"""Driving a task generator with synthetic results: no model, a score computed from the levels."""
+"""A two-convolution model with hand-countable MACs and a scripted generator for the iterative tests."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Sequence
+from typing import Any
 
-from prunecli.iterative.task import Budget, Measurements, SearchSpace, Task, TaskGenerator, TaskResult
+import torch
+from torch import nn
 
-#: four tensors with unequal shares of the budgeted quantity (sums to 1)
-SHARES: dict[str, float] = {"a.weight": 0.1, "b.weight": 0.3, "c.weight": 0.4, "d.weight": 0.2}
-
-
-def space(value: float = 0.25, metric: str = "macs", max_level: float = 0.9) -> SearchSpace:
-    return SearchSpace(
-        shares=dict(SHARES), budget=Budget(metric, value), dense=Measurements(), max_level=max_level
-    )
+from prunecli.iterative.task import Budget, SearchSpace, Task, TaskGenerator, TaskResult
 
 
-def quadratic_score(levels: Mapping[str, float]) -> float:
-    """Higher for gentler allocations; the same for any caller (an evaluator stand-in)."""
-    return 1.0 - sum(v * v for v in levels.values()) / max(len(levels), 1)
+class TwoConv(nn.Module):
+    """conv 1->10 and conv 10->10 (3x3, padding 1) on 8x8 inputs, global pooling, linear 10->10.
+
+    MACs per sample: 64*10*1*9 = 5,760 + 64*10*10*9 = 57,600 + 10*10 = 100 -> 63,460.
+    """
+
+    def __init__(self, width: int = 10) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, width, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.fc = nn.Linear(width, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = torch.relu(self.bn2(self.conv2(x)))
+        return self.fc(x.mean(dim=(2, 3)))
 
 
-def result_for(task: Task, score: float) -> TaskResult:
-    return TaskResult(
-        task=task, score=score, measured=Measurements(), levels=dict(task.levels), meets_budget=True
-    )
+EXAMPLE = torch.zeros(1, 1, 8, 8)
 
 
-def drive(
-    generator: TaskGenerator,
-    search_space: SearchSpace,
-    score: Callable[[Mapping[str, float]], float] = quadratic_score,
-    limit: int = 500,
-) -> list[Task]:
-    """Run the generator's queue to its end (or ``limit`` tasks); every task it produced, in order."""
-    queue = list(generator.initial_tasks(search_space))
-    done: list[Task] = []
-    while queue and len(done) < limit:
-        task = queue.pop(0)
-        done.append(task)
-        queue.extend(generator.next_tasks(result_for(task, score(task.levels))))
-    return done
+class ScriptedGoals(TaskGenerator):
+    """A user-written generator: one task per listed goal (the budget's metric), in order, each
+    pruning the dense model afresh."""
+
+    name = "scripted"
+
+    def __init__(self, goals: Sequence[float] = (0.5,)) -> None:
+        self.goals = list(goals)
+        self.metric = "weights"
+
+    def _task(self, i: int) -> Task:
+        return Task(index=i, levels={}, goal=Budget(self.metric, self.goals[i]), start_from="dense")
+
+    def initial_tasks(self, space: SearchSpace) -> Sequence[Task]:
+        if space.budget is not None:
+            self.metric = space.budget.metric
+        return [self._task(0)]
+
+    def next_tasks(self, result: TaskResult) -> Sequence[Task]:
+        i = result.task.index + 1
+        return [self._task(i)] if i < len(self.goals) else []
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric}
+
+    def load_state_dict(self, state: Any) -> None:
+        self.metric = state.get("metric", self.metric)
