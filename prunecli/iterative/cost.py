@@ -101,14 +101,24 @@ class LayerInfo:
 
     def kept_out(self, levels: Mapping[str, float]) -> float:
         """Fraction of output channels kept."""
-        return 1.0 - float(levels.get(self.weight, 0.0))
+        return kept_fraction(float(levels.get(self.weight, 0.0)), self.out_channels)
 
     def kept_in(self, levels: Mapping[str, float]) -> float:
         """Fraction of input channels kept: a channel lives while any producer keeps it, so the
         producer keeping the most decides (a lower bound on what thinning keeps)."""
         if not self.producers:
             return 1.0
-        return max(1.0 - float(levels.get(p, 0.0)) for p in self.producers)
+        channels = max(1, self.in_channels // max(self.in_block, 1))
+        return max(kept_fraction(float(levels.get(p, 0.0)), channels) for p in self.producers)
+
+
+def kept_fraction(level: float, channels: int) -> float:
+    """What a level leaves of ``channels`` once whole channels go: ``floor(level * channels)`` are
+    removed (the pruner's rounding), at least one stays."""
+    if channels <= 0:
+        return 1.0 - level
+    removed = min(int(level * channels + 1e-9), channels - 1)
+    return (channels - removed) / channels
 
 
 def describe_layers(model: Any, example_input: Any, names: Iterable[str] | None = None) -> list[LayerInfo]:
@@ -285,3 +295,49 @@ def budget_target(space: SearchSpace, cost: CostModel) -> float:
     if space.budget is None:
         return cost.dense
     return float(space.budget.value)
+
+
+def cost_model_for(
+    model: Any,
+    example_input: Any,
+    space: SearchSpace,
+    *,
+    structured: bool,
+    latency: Any = None,
+    table_path: Any = None,
+) -> tuple[CostModel, list[LayerInfo]]:
+    """The cost model a search generator should allocate against for ``space``'s budget.
+
+    Structured pruning (whole filters or channels, thinned away) of MACs or parameters: a
+    :class:`LayerCost` (a layer also loses the inputs its producers drop). Unstructured pruning, or
+    a weights budget: the space's linear shares, exact there. A latency budget: the measured
+    per-layer table, cached at ``table_path`` (``latency`` holds the measuring conditions:
+    ``device``, ``batch_size``, ``threads``); it needs structured pruning, since masked weights
+    take as long as dense ones.
+    """
+    layers = describe_layers(model, example_input)
+    metric = space.budget.metric if space.budget is not None else "macs"
+    if metric == "latency_ms":
+        if not structured:
+            raise ValueError(
+                "a latency budget needs a target that removes whole filters or channels "
+                "(filters, channels, coupled): masked weights run as long as dense ones"
+            )
+        from pathlib import Path
+
+        from prunecli.iterative.latency_table import LatencyCost, load_or_measure
+
+        table = load_or_measure(
+            Path(table_path) if table_path is not None else None,
+            layers,
+            space.shares,
+            model,
+            tuple(example_input.shape[1:]),
+            device=getattr(latency, "device", "cpu"),
+            batch_size=getattr(latency, "batch_size", 1),
+            threads=getattr(latency, "threads", None),
+        )
+        return LatencyCost(table, layers), layers
+    if structured and metric in ("macs", "params"):
+        return LayerCost(layers, metric), layers
+    return ShareCost(space.shares, metric), layers

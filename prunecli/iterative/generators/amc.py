@@ -32,6 +32,7 @@ from torch import nn
 
 from prunecli.errors import ConfigError
 from prunecli.iterative.cost import LayerInfo, level_for_target
+from prunecli.iterative.generators import GENERATORS
 from prunecli.iterative.generators.search import SearchGenerator
 from prunecli.iterative.task import SearchSpace, Task, TaskResult
 
@@ -212,6 +213,7 @@ class DDPG:
 
 
 # ---------------------------------------------------------------------------------- the generator
+@GENERATORS.register("amc")
 class AMC(SearchGenerator):
     name = "amc"
 

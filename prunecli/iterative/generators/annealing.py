@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from prunecli.iterative.cost import CostModel, scale_to_budget
+from prunecli.iterative.generators import GENERATORS
 from prunecli.iterative.generators.search import SearchGenerator
 from prunecli.iterative.task import SearchSpace, Task, TaskResult
 
@@ -150,6 +151,7 @@ class Annealer:
         self.history = [list(h) for h in state["history"]]
 
 
+@GENERATORS.register("simulated_annealing")
 class SimulatedAnnealing(SearchGenerator):
     """NNI's SimulatedAnnealing pruner as a task generator.
 

@@ -6,8 +6,9 @@ The budget is reached in ``rounds`` steps, as NNI's lottery-ticket-shaped schedu
 ``b ** (r / R)``, i.e. sparsity ``1 - (1 - s) ** (r / R)``). Within a round, annealing probes
 (unfine-tuned, scored by the evaluator) search allocations for the round's target that never undo
 an earlier round (each tensor's level is at least what it already reached). The round's best
-allocation is then pruned with the engine's ADMM (``extra["pruner"] == "admm"``, penalty ``rho``)
-and fine-tuned; its reached levels are the next round's floor.
+allocation is then reached with ADMM (``extra["pruner"] == "admm"``: ``admm_iterations`` rounds of
+the fine-tuner with the penalty ``rho``, see :mod:`prunecli.iterative.admm`), pruned and
+fine-tuned; its reached levels are the next round's floor.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from prunecli.iterative.generators import GENERATORS
 from prunecli.iterative.generators.annealing import Annealer
 from prunecli.iterative.generators.search import SearchGenerator
 from prunecli.iterative.task import SearchSpace, Task, TaskResult
 
 
+@GENERATORS.register("autocompress")
 class AutoCompress(SearchGenerator):
     name = "autocompress"
 
@@ -31,6 +34,7 @@ class AutoCompress(SearchGenerator):
         cool_down_rate: float = 0.9,
         perturbation_magnitude: float = 0.35,
         rho: float = 1e-4,
+        admm_iterations: int = 2,
         *,
         seed: int = 0,
     ) -> None:
@@ -39,6 +43,7 @@ class AutoCompress(SearchGenerator):
         super().__init__(seed=seed)
         self.rounds = int(rounds)
         self.rho = float(rho)
+        self.admm_iterations = int(admm_iterations)
         self.annealer = Annealer(start_temperature, stop_temperature, cool_down_rate, perturbation_magnitude)
         self.round = 1
         self.floor: dict[str, float] = {}
@@ -113,7 +118,13 @@ class AutoCompress(SearchGenerator):
                 self.annealer.best,
                 note=f"AutoCompress round {self.round}/{self.rounds}: ADMM to the SA best, fine-tuned",
                 finetune=True,
-                extra={"role": "admm", "round": self.round, "pruner": "admm", "rho": self.rho},
+                extra={
+                    "role": "admm",
+                    "round": self.round,
+                    "pruner": "admm",
+                    "rho": self.rho,
+                    "admm_iterations": self.admm_iterations,
+                },
             )
         ]
 

@@ -14,10 +14,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from prunecli.iterative.cost import level_for_target
+from prunecli.iterative.generators import GENERATORS
 from prunecli.iterative.generators.search import SearchGenerator
 from prunecli.iterative.task import SearchSpace, Task, TaskResult
 
 
+@GENERATORS.register("netadapt")
 class NetAdapt(SearchGenerator):
     name = "netadapt"
 
