@@ -192,6 +192,7 @@ class PruningScheduler:
         self.dense_counts = pruner.bind(self.dense.model, example_input)
         self.dense_measured = self._measure(self.dense.model)
         self.space = self._space(where)
+        self.cost_model: Any = None
         self._bind_search(latency_table, where)
         self.results: list[TaskResult] = []
         self.pending: collections.deque[Task] = collections.deque()
@@ -257,6 +258,7 @@ class PruningScheduler:
                     location=where.get("budget"),
                     hint=f"ask for latency_ms <= {smallest:.4g} or more, or raise max_sparsity_per_layer",
                 )
+        self.cost_model = cost
         bind(cost=cost, layers=layers)
 
     def _measure(self, model: nn.Module) -> Measurements:
@@ -339,6 +341,8 @@ class PruningScheduler:
             meets_budget=self.budget.met_by(measured) if self.budget is not None else True,
             metrics={"iteration": number, "thinned": thinned, "time_s": time.perf_counter() - began},
         )
+        if self.cost_model is not None:
+            result.metrics.update(prediction_check(self.cost_model, result))
         return result, Snapshot(model, masks, recipe)
 
     def _admm(self, model: nn.Module, task: Task) -> None:
@@ -424,6 +428,20 @@ class PruningScheduler:
     def _save_state(self) -> None:
         if self.store is not None:
             self.store.save_state(self.state_dict())
+
+
+def prediction_check(cost: Any, result: TaskResult) -> dict[str, float]:
+    """The search's predicted cost of the levels reached beside the measured one (and their
+    relative error), so a latency table's accuracy is visible for every result."""
+    predicted = float(cost.predict(result.levels))
+    out = {f"predicted_{cost.metric}": predicted}
+    try:
+        measured = result.measured.value(cost.metric)
+    except (ValueError, AttributeError):
+        return out
+    if measured:
+        out[f"{cost.metric}_prediction_error"] = (predicted - measured) / measured
+    return out
 
 
 def _score(result: TaskResult) -> float:
