@@ -19,6 +19,7 @@ from bench import (
     distributed,
     engine,
     hooks,
+    iterative,
     latency,
     normalized,
     thinning,
@@ -44,6 +45,7 @@ BENCHMARKS: dict[str, Callable[[Context], Section]] = {
     "gpu": distributed.run_gpu,
     "normalized": normalized.run,
     "vit_accuracy": vit_accuracy.run,
+    "iterative": iterative.run,
 }
 
 DEFAULT_OUTPUT = Path("docs/benchmarks.md")

@@ -37,6 +37,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--macs-only", action="store_true", help="one-shot prune + speed-up, no training")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     logging.disable(logging.CRITICAL)
@@ -83,11 +84,18 @@ def main() -> int:
         evaluator = TorchEvaluator(training_func, optimizer, training_step)
         times = max(1, args.prune_epochs)
         interval = max(1, args.prune_epochs * len(train_loader) // times)
-        pruner = AGPPruner(L1NormPruner(model, groups), interval, times, evaluator=evaluator)
-        _, masks = pruner.compress(max_steps=None, max_epochs=times)
+        if args.macs_only:
+            pruner = L1NormPruner(model, groups)
+            _, masks = pruner.compress()
+        else:
+            pruner = AGPPruner(L1NormPruner(model, groups), interval, times, evaluator=evaluator)
+            _, masks = pruner.compress(max_steps=None, max_epochs=times)
         pruner.unwrap_model()
         model.eval()
         ModelSpeedup(model, x, masks, graph_module=torch.fx.symbolic_trace(model)).speedup_model()
+    if args.macs_only:
+        print(json.dumps({"nni": nni.__version__, "macs": total_macs(model, x)}))
+        return 0
     tune = torch.optim.SGD(model.parameters(), lr=0.3 * args.lr, momentum=0.9, weight_decay=1e-4)
     training_func(model, tune, training_step, max_epochs=args.epochs - times)
     seconds = time.perf_counter() - began
@@ -111,14 +119,21 @@ def main() -> int:
 
 
 def run(
-    state: Path, ratio: float, epochs: int, prune_epochs: int, seed: int, *, timeout: float = 900
+    state: Path,
+    ratio: float,
+    epochs: int,
+    prune_epochs: int,
+    seed: int,
+    *,
+    macs_only: bool = False,
+    timeout: float = 900,
 ) -> dict:
     """The calling side: one NNI AGP run in NNI's interpreter; raises with NNI's last error line."""
     from bench.peers import nni_side
 
     repo = nni_side.REPO_ROOT
     cmd = [str(nni_side.python()), "-m", "bench.peers.nni_iterative", str(state), str(ratio), str(epochs)]
-    cmd += [str(prune_epochs), "--seed", str(seed)]
+    cmd += [str(prune_epochs), "--seed", str(seed)] + (["--macs-only"] if macs_only else [])
     env = dict(os.environ, PYTHONPATH=str(repo))
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=repo)

@@ -220,6 +220,27 @@ class LayerCost(CostModel):
         return {n: self._amount(by_name[n]) / self.total for n in names if n in by_name}
 
 
+class UnitCost(CostModel):
+    """Another cost model seen through the pruner's units: tensors pruned together (a coupled
+    channel group) all take the highest level asked of any of them, as the pruner does."""
+
+    def __init__(self, inner: CostModel, units: Iterable[Iterable[str]]) -> None:
+        self.inner = inner
+        self.metric = inner.metric
+        self.units = [list(u) for u in units if len(list(u)) > 1]
+
+    def effective(self, levels: Mapping[str, float]) -> dict[str, float]:
+        out = dict(levels)
+        for unit in self.units:
+            asked = [float(levels[t]) for t in unit if t in levels]
+            if asked:
+                out.update(dict.fromkeys(unit, max(asked)))
+        return out
+
+    def predict(self, levels):
+        return self.inner.predict(self.effective(levels))
+
+
 def clip_levels(
     levels: Mapping[str, float], max_level: float, floor: Mapping[str, float] | None = None
 ) -> dict[str, float]:
@@ -305,6 +326,7 @@ def cost_model_for(
     structured: bool,
     latency: Any = None,
     table_path: Any = None,
+    units: Iterable[Iterable[str]] = (),
 ) -> tuple[CostModel, list[LayerInfo]]:
     """The cost model a search generator should allocate against for ``space``'s budget.
 
@@ -313,8 +335,16 @@ def cost_model_for(
     a weights budget: the space's linear shares, exact there. A latency budget: the measured
     per-layer table, cached at ``table_path`` (``latency`` holds the measuring conditions:
     ``device``, ``batch_size``, ``threads``); it needs structured pruning, since masked weights
-    take as long as dense ones.
+    take as long as dense ones. ``units``: tensors the pruner prunes together (see :class:`UnitCost`).
     """
+    cost, layers = _cost_model(model, example_input, space, structured, latency, table_path)
+    units = [list(u) for u in units]
+    return (UnitCost(cost, units) if any(len(u) > 1 for u in units) else cost), layers
+
+
+def _cost_model(
+    model: Any, example_input: Any, space: SearchSpace, structured: bool, latency: Any, table_path: Any
+) -> tuple[CostModel, list[LayerInfo]]:
     layers = describe_layers(model, example_input)
     metric = space.budget.metric if space.budget is not None else "macs"
     if metric == "latency_ms":

@@ -243,6 +243,7 @@ class PruningScheduler:
                 structured=self.pruner.can_thin(self.dense.model),
                 latency=self.latency,
                 table_path=table_path,
+                units=[unit.tensors for unit in self.pruner.engine(self.dense.model).units],
             )
         except ValueError as exc:
             raise ConfigError(
