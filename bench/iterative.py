@@ -44,10 +44,25 @@ class Plan:
     epochs: int  # after pretraining, for every method
     seeds: tuple[int, ...]
     latency_batch: int
+    #: generator options replacing the defaults (quick runs shorten every search)
+    options: dict[str, dict] = field(default_factory=dict)
+    #: find NNI's ratio for the budget by bisection (a fixed 0.6 otherwise)
+    calibrate_nni: bool = True
 
 
 FULL_PLAN = Plan(pretrain=4, epochs=4, seeds=(0, 1, 2), latency_batch=64)
-QUICK_PLAN = Plan(pretrain=1, epochs=1, seeds=(0,), latency_batch=8)
+QUICK_PLAN = Plan(
+    pretrain=1,
+    epochs=1,
+    seeds=(0,),
+    latency_batch=8,
+    options={
+        "simulated_annealing": {"stop_temperature": 60},
+        "amc": {"episodes": 3, "warmup": 1, "hidden": 16},
+        "netadapt": {"step": 0.4},
+    },
+    calibrate_nni=False,
+)
 
 
 @dataclass
@@ -104,6 +119,7 @@ def _run_ours(
         generator = build_generator("agp", {"iterations": 1})  # one task: the budget, every layer alike
     else:
         kind, options = SEARCHES[name]
+        options = {**options, **plan.options.get(kind, {})}
         generator = build_generator(kind, {**options, "seed": seed} if kind != "netadapt" else options)
     began = time.perf_counter()
     scheduler = _scheduler(copy.deepcopy(dense), generator, bundle, seed, plan.epochs, f"macs <= {BUDGET}")
@@ -197,7 +213,9 @@ def run(context: Context) -> Section:
                         outcome.error = NOT_INSTALLED
                         continue
                     if level is None:
-                        level, left = nni_ratio(dense, dense_macs)
+                        level, left = (
+                            nni_ratio(dense, dense_macs) if plan.calibrate_nni else (0.6, float("nan"))
+                        )
                         section.notes.append(
                             f"NNI's sparse_ratio {level:.4f} was found by bisection on NNI's own one-shot prune + "
                             f"speed-up (it leaves {left:.3f} of the MACs); a ratio is a per-group filter fraction."
@@ -314,7 +332,8 @@ def _latency(section: Section, plan: Plan, bundle) -> None:
             dense_ms = LatencyCost(lookup, layers).dense
             budget = round(0.6 * dense_ms, 4)
             scheduler = _scheduler(
-                dense, build_generator("simulated_annealing", {"seed": seed}), bundle, seed, plan.epochs,
+                dense, build_generator("simulated_annealing", {"seed": seed, **plan.options.get("simulated_annealing", {})}),
+                bundle, seed, plan.epochs,
                 f"latency_ms <= {budget}", latency=options, latency_table=path,
             )  # fmt: skip
             scheduler.compress()

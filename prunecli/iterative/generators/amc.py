@@ -53,7 +53,7 @@ def load_network_list(path: str | Path, arch: str, parameter_names: Sequence[str
         raise ConfigError(
             "not an AMC network list: no 'network' mapping of architecture -> module names",
             location=locate(()),
-            hint="pass a file such as auto_compression/amc/auto_compression_channels.yaml to --amc-network",
+            hint="give the amc generator network: FILE with a file such as auto_compression/amc/auto_compression_channels.yaml",
         )
     if arch not in network:
         raise ConfigError(
