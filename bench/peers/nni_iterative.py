@@ -16,8 +16,6 @@ import contextlib
 import io
 import json
 import logging
-import os
-import subprocess
 import sys
 import time
 import warnings
@@ -131,18 +129,9 @@ def run(
     """The calling side: one NNI AGP run in NNI's interpreter; raises with NNI's last error line."""
     from bench.peers import nni_side
 
-    repo = nni_side.REPO_ROOT
     cmd = [str(nni_side.python()), "-m", "bench.peers.nni_iterative", str(state), str(ratio), str(epochs)]
     cmd += [str(prune_epochs), "--seed", str(seed)] + (["--macs-only"] if macs_only else [])
-    env = dict(os.environ, PYTHONPATH=str(repo))
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=repo)
-    except subprocess.TimeoutExpired as exc:
-        raise RuntimeError(f"NNI did not finish within {timeout:.0f} s") from exc
-    if done.returncode != 0:
-        lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
-        raise RuntimeError(lines[-1] if lines else f"exit status {done.returncode}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return nni_side.call(cmd, timeout)
 
 
 if __name__ == "__main__":

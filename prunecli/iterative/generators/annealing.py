@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,22 @@ def metropolis_accepts(
     if candidate > current:
         return True
     return bool(rng.uniform(0.0, 1.0) < math.exp(-abs(candidate - current) / temperature))
+
+
+@dataclass
+class Frame:
+    """Where proposals must land: the tensors, their sizes (for NNI's ordering), the cost model,
+    the target cost, the per-tensor cap and (AutoCompress) the levels already reached."""
+
+    names: Sequence[str]
+    sizes: Mapping[str, float]
+    cost: CostModel
+    target: float
+    max_level: float
+    floor: Mapping[str, float] | None = None
+
+    def fit(self, raw: Mapping[str, float]) -> dict[str, float]:
+        return scale_to_budget(raw, self.cost, self.target, self.max_level, self.floor)
 
 
 class Annealer:
@@ -79,37 +96,19 @@ class Annealer:
         order = sorted(names, key=lambda n: (sizes.get(n, 0.0), n))
         return dict(zip(order, sorted(float(v) for v in raw)))
 
-    def first(
-        self,
-        names: Sequence[str],
-        sizes: Mapping[str, float],
-        cost: CostModel,
-        target: float,
-        max_level: float,
-        rng: np.random.Generator,
-        floor: Mapping[str, float] | None = None,
-    ) -> dict[str, float]:
-        """A random allocation meeting ``target`` (NNI draws from ``[0.05, 1)``)."""
-        raw = rng.uniform(0.05, 1.0, len(names))
-        self.pending = scale_to_budget(self._arrange(raw, names, sizes), cost, target, max_level, floor)
+    def first(self, frame: Frame, rng: np.random.Generator) -> dict[str, float]:
+        """A random allocation meeting the frame's target (NNI draws from ``[0.05, 1)``)."""
+        raw = rng.uniform(0.05, 1.0, len(frame.names))
+        self.pending = frame.fit(self._arrange(raw, frame.names, frame.sizes))
         return self.pending
 
-    def perturb(
-        self,
-        names: Sequence[str],
-        sizes: Mapping[str, float],
-        cost: CostModel,
-        target: float,
-        max_level: float,
-        rng: np.random.Generator,
-        floor: Mapping[str, float] | None = None,
-    ) -> dict[str, float]:
+    def perturb(self, frame: Frame, rng: np.random.Generator) -> dict[str, float]:
         """The current allocation moved by a uniform step shrinking with the temperature."""
         assert self.current is not None
         magnitude = self.temperature / self.start_temperature * self.perturbation_magnitude
-        step = rng.uniform(-magnitude, magnitude, len(names))
-        moved = [max(0.0, self.current[n] + float(d)) for n, d in zip(names, step)]
-        self.pending = scale_to_budget(self._arrange(moved, names, sizes), cost, target, max_level, floor)
+        step = rng.uniform(-magnitude, magnitude, len(frame.names))
+        moved = [max(0.0, self.current[n] + float(d)) for n, d in zip(frame.names, step)]
+        self.pending = frame.fit(self._arrange(moved, frame.names, frame.sizes))
         return self.pending
 
     # ------------------------------------------------------------------ judging
@@ -182,17 +181,13 @@ class SimulatedAnnealing(SearchGenerator):
         self.final_finetune = final_finetune
         self.finished = False
 
-    def _sizes(self) -> dict[str, float]:
-        assert self.space is not None
-        return dict(self.space.shares)
+    def frame(self) -> Frame:
+        assert self.space is not None and self.cost is not None
+        return Frame(self.names, dict(self.space.shares), self.cost, self.target, self.space.max_level)
 
     def initial_tasks(self, space: SearchSpace) -> Sequence[Task]:
         self.start(space)
-        assert self.cost is not None
-        levels = self.annealer.first(
-            self.names, self._sizes(), self.cost, self.target, space.max_level, self.rng
-        )
-        return [self._probe(levels)]
+        return [self._probe(self.annealer.first(self.frame(), self.rng))]
 
     def _probe(self, levels: Mapping[str, float]) -> Task:
         return self.make_task(
@@ -209,10 +204,7 @@ class SimulatedAnnealing(SearchGenerator):
             return []
         going_on = self.annealer.observe(result.score, self.rng)
         if going_on:
-            levels = self.annealer.perturb(
-                self.names, self._sizes(), self.cost, self.target, self.space.max_level, self.rng
-            )
-            return [self._probe(levels)]
+            return [self._probe(self.annealer.perturb(self.frame(), self.rng))]
         self.finished = not self.final_finetune
         if not self.final_finetune:
             return []

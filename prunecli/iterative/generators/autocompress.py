@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from prunecli.iterative.generators import GENERATORS
-from prunecli.iterative.generators.annealing import Annealer
+from prunecli.iterative.generators.annealing import Annealer, Frame
 from prunecli.iterative.generators.search import SearchGenerator
 from prunecli.iterative.task import SearchSpace, Task, TaskResult
 
@@ -55,9 +55,17 @@ class AutoCompress(SearchGenerator):
         dense = self.cost.dense
         return dense * (self.target / dense) ** (round_index / self.rounds)
 
-    def _sizes(self) -> dict[str, float]:
-        assert self.space is not None
-        return dict(self.space.shares)
+    def frame(self) -> Frame:
+        """This round's target, never below what earlier rounds reached."""
+        assert self.space is not None and self.cost is not None
+        return Frame(
+            self.names,
+            dict(self.space.shares),
+            self.cost,
+            self.round_target(self.round),
+            self.space.max_level,
+            self.floor,
+        )
 
     def _probe(self, levels: Mapping[str, float]) -> Task:
         return self.make_task(
@@ -70,16 +78,7 @@ class AutoCompress(SearchGenerator):
     def _first_probe(self) -> list[Task]:
         assert self.space is not None and self.cost is not None
         self.annealer.reset()
-        levels = self.annealer.first(
-            self.names,
-            self._sizes(),
-            self.cost,
-            self.round_target(self.round),
-            self.space.max_level,
-            self.rng,
-            self.floor,
-        )
-        return [self._probe(levels)]
+        return [self._probe(self.annealer.first(self.frame(), self.rng))]
 
     def initial_tasks(self, space: SearchSpace) -> Sequence[Task]:
         self.start(space)
@@ -102,16 +101,7 @@ class AutoCompress(SearchGenerator):
             self.round += 1
             return self._first_probe()
         if self.annealer.observe(result.score, self.rng):
-            levels = self.annealer.perturb(
-                self.names,
-                self._sizes(),
-                self.cost,
-                self.round_target(self.round),
-                self.space.max_level,
-                self.rng,
-                self.floor,
-            )
-            return [self._probe(levels)]
+            return [self._probe(self.annealer.perturb(self.frame(), self.rng))]
         assert self.annealer.best is not None
         return [
             self.make_task(
