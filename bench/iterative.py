@@ -299,8 +299,9 @@ def _allocation_targets(section: Section, outcomes: dict[str, Outcome]) -> None:
 
 
 def _latency(section: Section, plan: Plan, bundle) -> None:
-    """Simulated annealing to 60 % of the dense model's latency as the table predicts it; the final
-    model then timed end to end, alternating with the dense model so machine load cancels out."""
+    """Simulated annealing to 60 % of the dense model's latency as the table predicts it (or half-way
+    to the smallest reachable, if higher); the final model then timed end to end, alternating with
+    the dense model so machine load cancels out."""
     from bench.harness import alternate
     from prunecli import build_generator
     from prunecli.iterative.cost import describe_layers
@@ -329,8 +330,11 @@ def _latency(section: Section, plan: Plan, bundle) -> None:
             lookup = load_or_measure(
                 path, layers, pruner.weights or [], dense, shape, batch_size=plan.latency_batch, threads=1
             )
-            dense_ms = LatencyCost(lookup, layers).dense
-            budget = round(0.6 * dense_ms, 4)
+            cost = LatencyCost(lookup, layers)
+            dense_ms = cost.dense
+            smallest = cost.predict(dict.fromkeys(pruner.weights or [], 0.9))
+            # 60 % of dense, or half-way to the smallest reachable when that is above it
+            budget = round(max(0.6 * dense_ms, (dense_ms + smallest) / 2), 4)
             scheduler = _scheduler(
                 dense, build_generator("simulated_annealing", {"seed": seed, **plan.options.get("simulated_annealing", {})}),
                 bundle, seed, plan.epochs,

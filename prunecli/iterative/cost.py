@@ -85,6 +85,8 @@ class LayerInfo:
     producers: list[str] = field(default_factory=list)
     #: input features per producer channel (a linear layer after a flatten reads H*W per channel)
     in_block: int = 1
+    #: a BatchNorm normalises this layer's outputs (timed with it: its cost shrinks with the layer)
+    norm: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -144,7 +146,13 @@ def describe_layers(model: Any, example_input: Any, names: Iterable[str] | None 
         module = modules[row.name]
         producers: list[str] = []
         block = 1
+        norm = False
         if graph is not None:
+            outputs = graph.group_of(weight, 0)
+            norm = outputs is not None and any(
+                isinstance(modules.get(m.tensor.rpartition(".")[0]), nn.modules.batchnorm._BatchNorm)
+                for m in outputs.producers()
+            )
             group = graph.group_of(weight, 1)
             if group is not None:
                 for member in group.producers():
@@ -186,6 +194,7 @@ def describe_layers(model: Any, example_input: Any, names: Iterable[str] | None 
             params=float(row.weights_volume),
             producers=sorted(set(producers)),
             in_block=int(block),
+            norm=bool(norm),
         )
         if wanted is None or weight in wanted:
             layers.append(info)

@@ -2,10 +2,11 @@
 
 Measuring every proposal of a search end to end would cost more than the search itself, and
 timing noise would drown the differences between neighbouring allocations. Instead each searched
-convolution / linear layer is rebuilt alone at a grid of kept-channel counts (the fractions in
+convolution / linear layer is rebuilt alone (a convolution with the BatchNorm that normalises its
+outputs, which shrinks with it) at a grid of kept-channel counts (the fractions in
 :data:`GRID` of its input and output channels) and timed with
 :func:`prunecli.report.latency.measure_latency`, on the run's device, batch size and threads.
-Everything outside those layers (activations, pooling, normalisation) is one ``rest`` entry:
+Everything outside those layers (activations, pooling, additions) is one ``rest`` entry:
 the dense model's end-to-end latency minus the sum of its layers' entries.
 
 A pruned model's predicted latency is the sum of its layers' entries, each looked up at the grid
@@ -52,7 +53,8 @@ def layer_key(layer: LayerInfo, cin: int, cout: int) -> str:
         return f"linear in={cin} out={cout}"
     kernel = "x".join(str(k) for k in layer.kernel_size) or str(layer.kernel)
     hw = "x".join(str(s) for s in layer.ifm_hw)
-    return f"conv k={kernel} s={layer.stride} g={layer.groups} hw={hw} in={cin} out={cout}"
+    kind = "conv+bn" if layer.norm else "conv"
+    return f"{kind} k={kernel} s={layer.stride} g={layer.groups} hw={hw} in={cin} out={cout}"
 
 
 def proxy_layer(layer: LayerInfo, cin: int, cout: int) -> tuple[nn.Module, tuple[int, ...]]:
@@ -65,6 +67,8 @@ def proxy_layer(layer: LayerInfo, cin: int, cout: int) -> tuple[nn.Module, tuple
     if layer.groups > 1 and layer.groups == layer.in_channels:  # depthwise stays depthwise
         groups, cout = cin, cin
     conv = nn.Conv2d(cin, cout, kernel, stride=layer.stride, padding=padding, groups=groups, bias=False)
+    if layer.norm:  # its BatchNorm shrinks with it: timed together
+        return nn.Sequential(conv, nn.BatchNorm2d(cout)), (cin, *layer.ifm_hw)
     return conv, (cin, *layer.ifm_hw)
 
 
