@@ -51,3 +51,7 @@ def detect_dialect(document: Any) -> Dialect | None:
         if dialect.detect(document):
             return dialect
     return None
+
+
+# the built-in dialects register themselves on import
+from prunecli.schedule.dialects import iterative as _iterative  # noqa: E402,F401
