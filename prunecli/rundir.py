@@ -187,7 +187,7 @@ class RunDir:
             if path.is_file():
                 rows.append(json.loads(path.read_text(encoding="utf-8")))
         return {
-            "budget": (state.get("spec") or {}).get("budget"),
+            "budget": scheduler.get("budget", (state.get("spec") or {}).get("budget")),
             "best": scheduler.get("best"),
             "dense": state.get("dense") or {},
             "iterations": rows,

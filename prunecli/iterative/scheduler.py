@@ -340,6 +340,7 @@ class PruningScheduler:
             "generator": self.generator.state_dict(),
             "best": self.best[0] if self.best is not None else None,
             "started": self.started,
+            "budget": str(self.budget) if self.budget is not None else None,
         }
 
     def load_state_dict(self, state: Mapping[str, Any], load_snapshot: Callable[[int], Snapshot]) -> None:
