@@ -37,7 +37,9 @@ def scores(values):
     return evaluate, calls
 
 
-def search(run_dir: RunDir, *, evaluator, kill_after: int | None = None, resume: bool = False, generator=None):
+def search(
+    run_dir: RunDir, *, evaluator, kill_after: int | None = None, resume: bool = False, generator=None
+):
     torch.manual_seed(0)
     model = TwoConv()
 

@@ -160,7 +160,9 @@ def plot_pareto(report: dict[str, Any]) -> bytes:
     an iterative run: the Pareto front joined, the budget as a vertical line, the best ringed."""
     table = report.get("iterative") or {}
     cost = table.get("cost", "macs")
-    rows = [r for r in table.get("iterations") or [] if r.get(cost) is not None and r.get("score") is not None]
+    rows = [
+        r for r in table.get("iterations") or [] if r.get(cost) is not None and r.get("score") is not None
+    ]
     fig = _figure(7, 4.2)
     ax = fig.add_subplot()
     label = "latency (ms)" if cost == "latency_ms" else "MACs (ratio to dense)"

@@ -107,10 +107,13 @@ _DIRECT = (
     "(overrides the schedule's budget; see docs/iterative.md).",
 )
 @click.option(
-    "--iterations", type=int, help="Iterative schedules: how many pruning iterations (overrides the schedule)."
+    "--iterations",
+    type=int,
+    help="Iterative schedules: how many pruning iterations (overrides the schedule).",
 )
 @click.option(
-    "--generator", help="Iterative schedules: the task generator (agp, linear, lottery_ticket, ... or module:Class)."
+    "--generator",
+    help="Iterative schedules: the task generator (agp, linear, lottery_ticket, ... or module:Class).",
 )
 @click.option("--set", "set_pairs", multiple=True, metavar="KEY=VALUE", help="Override any config field.")
 @click.option("-q", "--quiet", is_flag=True, default=None, help="No progress bars or per-epoch lines.")
