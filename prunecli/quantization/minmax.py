@@ -110,5 +110,9 @@ def minmax_plan(
         )
     for name in adds:
         if f"{name}:out" in ranges.low:
-            plan.add(LayerQuant(name, METHOD, "ASYMMETRIC_UNSIGNED", output=ranges.get(f"{name}:out", activation_bits)))
+            plan.add(
+                LayerQuant(
+                    name, METHOD, "ASYMMETRIC_UNSIGNED", output=ranges.get(f"{name}:out", activation_bits)
+                )
+            )
     return plan

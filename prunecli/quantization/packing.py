@@ -44,7 +44,9 @@ class PackedCodes:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PackedCodes:
-        return cls(data["data"], tuple(int(s) for s in data["shape"]), int(data["bits"]), bool(data["signed"]))
+        return cls(
+            data["data"], tuple(int(s) for s in data["shape"]), int(data["bits"]), bool(data["signed"])
+        )
 
 
 def pack(codes: torch.Tensor, bits: int, signed: bool) -> PackedCodes:
