@@ -25,6 +25,7 @@ The model's outputs are always float.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import operator
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -270,21 +271,25 @@ def single_relu_user(node: fx.Node, modules: Mapping[str, nn.Module]) -> fx.Node
     return user if _is_relu(user, modules) and user.args[:1] == (node,) else None
 
 
-@dataclass
-class Int8Model:
-    """The executable int8 model and what became of each planned layer."""
+class Int8Model(nn.Module):
+    """The executable int8 model (float in, float out) and what became of each planned layer.
 
-    module: fx.GraphModule
-    folded: list[FoldedPair]
-    #: layer name -> stored integer weight codes (int8, or two per byte at 4 bits or fewer)
-    codes: dict[str, PackedCodes]
-    kernels: list[str] = field(default_factory=list)
-    simulated: list[str] = field(default_factory=list)
-    float_layers: list[str] = field(default_factory=list)
+    ``forward`` runs under the x86 quantized engine the weights were packed for.
+    """
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        with quantized_engine(), torch.no_grad():
-            return self.module(x)
+    def __init__(self, graph_module: fx.GraphModule, folded: list[FoldedPair], codes: dict[str, PackedCodes]):
+        super().__init__()
+        self.graph_module = graph_module
+        self.folded = list(folded)
+        #: layer name -> stored integer weight codes (int8, or two per byte at 4 bits or fewer)
+        self.codes = codes
+        self.kernels: list[str] = []
+        self.simulated: list[str] = []
+        self.float_layers: list[str] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with quantized_engine():
+            return self.graph_module(x)
 
 
 class _Rewriter:
@@ -301,8 +306,10 @@ class _Rewriter:
         self.qparams: dict[fx.Node, ActQuant] = {}  # new node -> its int8 range (absent: float)
         self.dequantized: dict[fx.Node, fx.Node] = {}
         self.aliases: dict[fx.Node, fx.Node] = {}  # a fused ReLU -> the node that absorbed it
-        self.result = Int8Model(module=None, folded=[], codes={})  # type: ignore[arg-type]
-        self._count = 0
+        self.stored: dict[str, PackedCodes] = {}
+        self.kernels: list[str] = []
+        self.simulated: list[str] = []
+        self.float_layers: list[str] = []
 
     # ---- value helpers
     def _float(self, new: fx.Node) -> fx.Node:
@@ -328,19 +335,20 @@ class _Rewriter:
         convert = lambda n: self._float(self._lookup(n))  # noqa: E731
         return fx.node.map_arg(node.args, convert), fx.node.map_arg(node.kwargs, convert)
 
-    def _module_name(self, prefix: str) -> str:
-        self._count += 1
-        return f"_int8_{prefix}_{self._count}"
-
     # ---- node kinds
-    def run(self) -> Int8Model:
+    def run(self, pairs: list[FoldedPair]) -> Int8Model:
         for node in self.old.nodes:
             if node in self.aliases:
                 continue
             self.env[node] = self._convert(node)
         self.graph.lint()
-        self.result.module = fx.GraphModule(self.root, self.graph)
-        return self.result
+        result = Int8Model(fx.GraphModule(self.root, self.graph), pairs, self.stored)
+        result.kernels, result.simulated, result.float_layers = (
+            self.kernels,
+            self.simulated,
+            self.float_layers,
+        )
+        return result.eval()
 
     def _convert(self, node: fx.Node) -> fx.Node:
         if node.op == "placeholder":
@@ -382,13 +390,13 @@ class _Rewriter:
     def _layer(self, node: fx.Node, layer: nn.Module, lq: LayerQuant) -> fx.Node:
         name = str(node.target)
         if lq.weight is None:
-            self.result.float_layers.append(name)
+            self.float_layers.append(name)
             args, kwargs = self._float_args(node)
             return self.graph.call_module(name, args, kwargs)
         codes = self.codes.get(name)
         if codes is None:
             codes = weight_codes(layer.weight, lq.weight)
-        self.result.codes[name] = pack(codes, lq.weight.bits, lq.weight.signed)
+        self.stored[name] = pack(codes, lq.weight.bits, lq.weight.signed)
         weight = dequantize_codes(codes, lq.weight)
         if _kernel_ready(layer, lq):
             return self._kernel(node, layer, lq, codes)
@@ -401,7 +409,7 @@ class _Rewriter:
             ActQuant.of(lq.output) if lq.output is not None else None,
         )
         self.root.set_submodule(name, fq)
-        self.result.simulated.append(name)
+        self.simulated.append(name)
         args, kwargs = self._float_args(node)
         return self.graph.call_module(name, args, kwargs)
 
@@ -420,7 +428,7 @@ class _Rewriter:
         self.qparams[new] = out
         if relu is not None:
             self.aliases[relu] = node
-        self.result.kernels.append(name)
+        self.kernels.append(name)
         return new
 
     def _add(self, node: fx.Node, lq: LayerQuant) -> fx.Node | None:
@@ -434,7 +442,7 @@ class _Rewriter:
         self.qparams[new] = out
         if relu is not None:
             self.aliases[relu] = node
-        self.result.kernels.append(str(node.target))
+        self.kernels.append(str(node.target))
         return new
 
 
@@ -466,10 +474,7 @@ def convert_folded(
     _check_plan(folded, plan)
     with quantized_engine():
         graph = trace_without_identities(folded)
-        result = _Rewriter(folded, graph, plan, codes or {}).run()
-    result.folded = list(pairs)
-    result.module.eval()
-    return result
+        return _Rewriter(folded, graph, plan, codes or {}).run(pairs)
 
 
 def convert_to_int8(model: nn.Module, plan: QuantPlan, example_input: torch.Tensor) -> Int8Model:
@@ -496,3 +501,23 @@ def refold(model: nn.Module, pairs: list[FoldedPair]) -> nn.Module:
 def unpacked_codes(stored: Mapping[str, PackedCodes]) -> dict[str, torch.Tensor]:
     """Layer name -> int32 codes of stored weights."""
     return {name: unpack(codes) for name, codes in stored.items()}
+
+
+def thin_plan(plan: QuantPlan, steps: Mapping[str, list[tuple[int, list[int]]]]) -> QuantPlan:
+    """The plan of a model thinned after it was made: per-channel weight ranges keep the kept channels.
+
+    ``steps``: a thinning recipe's ``tensors`` (tensor name -> [(dim, kept indices), ...]).
+    Per-tensor ranges need no change; activation ranges are per tensor.
+    """
+    thinned = QuantPlan()
+    for name, layer in plan.layers.items():
+        weight = layer.weight
+        if weight is not None and weight.axis is not None and weight.scale.dim() == 1:
+            scale, zero = weight.scale, weight.zero_point
+            for dim, kept in steps.get(f"{name}.weight", []):
+                if dim == weight.axis:
+                    index = torch.tensor(kept, dtype=torch.long)
+                    scale, zero = scale[index], zero[index]
+            weight = TensorQuant(weight.bits, weight.signed, scale, zero, weight.axis)
+        thinned.add(dataclasses.replace(layer, weight=weight))
+    return thinned
