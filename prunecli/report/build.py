@@ -275,20 +275,12 @@ def assemble_report(inputs: ReportInputs, options: ReportOptions | None = None) 
         comp["file_bytes"] = os.path.getsize(inputs.checkpoint_path)
 
     if options.latency:
-        from prunecli.report.latency import measure_latency
-
-        # an int8 checkpoint's compressed model is its int8 model
-        compressed = inputs.int8 if inputs.int8 is not None else inputs.model
-        for side, model in ((dense, inputs.dense), (comp, compressed)):
-            side["latency_ms"] = measure_latency(
-                model,
-                inputs.input_shape,
-                batch_size=options.batch_size,
-                runs=options.latency_runs,
-                warmup=options.latency_warmup,
-                threads=options.threads,
-                device=options.device,
-            ).median_ms
+        dense["latency_ms"] = _median_ms(inputs.dense, inputs, options, options.device)
+        # an int8 checkpoint's compressed model is its int8 model, which runs on CPU kernels
+        if inputs.int8 is not None:
+            comp["latency_ms"] = _median_ms(inputs.int8, inputs, options, "cpu")
+        else:
+            comp["latency_ms"] = _median_ms(inputs.model, inputs, options, options.device)
 
     deployed = _deployment_latency(inputs, options)
 
@@ -372,18 +364,10 @@ def _quantization(
     final_test: dict[str, Any],
 ) -> dict[str, Any] | None:
     """The quantization section (None without a plan); see :mod:`prunecli.report.quantization`."""
-    from prunecli.report.latency import measure_latency
 
     def latency(model: nn.Module) -> float:
-        return measure_latency(
-            model,
-            inputs.input_shape,
-            batch_size=options.batch_size,
-            runs=options.latency_runs,
-            warmup=options.latency_warmup,
-            threads=options.threads,
-            device="cpu",  # the int8 kernels are CPU kernels; the float side runs there too
-        ).median_ms
+        # the int8 kernels are CPU kernels; the float side runs there too
+        return _median_ms(model, inputs, options, "cpu")
 
     stored = inputs.int8 is not None
     # the float accuracy: the compressed float model's own, or (int8 file) the run's recorded test
@@ -398,6 +382,21 @@ def _quantization(
         evaluate=(lambda model: _evaluate_on(model, options)) if options.evaluate else None,
         fp32_top1=fp32_top1,
     )
+
+
+def _median_ms(model: nn.Module, inputs: ReportInputs, options: ReportOptions, device: str) -> float:
+    """Median latency of ``model`` with the report's batch, runs, warm-up and threads."""
+    from prunecli.report.latency import measure_latency
+
+    return measure_latency(
+        model,
+        inputs.input_shape,
+        batch_size=options.batch_size,
+        runs=options.latency_runs,
+        warmup=options.latency_warmup,
+        threads=options.threads,
+        device=device,
+    ).median_ms
 
 
 def _deployment_latency(inputs: ReportInputs, options: ReportOptions) -> list[dict[str, Any]] | None:
