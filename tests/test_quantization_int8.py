@@ -10,6 +10,7 @@ import dataclasses
 
 import pytest
 import torch
+from support.quantization import fake, reference_digits, with_statistics
 from torch import nn
 
 from prunecli.checkpoint import build_checkpoint, load_model, save_checkpoint
@@ -22,7 +23,6 @@ from prunecli.quantization.minmax import minmax_plan
 from prunecli.quantization.packing import pack, unpack
 from prunecli.quantization.spec import QuantPlan, TensorQuant
 from prunecli.quantization.stored import PLAN_KEY, model_bytes, stored_plan
-from tests.support.quantization import fake, reference_digits, with_statistics
 
 
 def _digits(seed: int = 0):

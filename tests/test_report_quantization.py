@@ -13,6 +13,7 @@ import jsonschema
 import pytest
 import torch
 from click.testing import CliRunner
+from support.quantization import with_statistics
 
 from prunecli.checkpoint import build_checkpoint, load_checkpoint, load_model, save_checkpoint
 from prunecli.cli.main import cli
@@ -25,7 +26,6 @@ from prunecli.report.build import ReportOptions, build_report
 from prunecli.report.gates import enforce_gates, evaluate_gates
 from prunecli.report.html import to_html
 from prunecli.report.render import to_json, to_markdown
-from tests.support.quantization import with_statistics
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "docs" / "report-schema.json").read_text())
 
