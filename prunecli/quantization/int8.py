@@ -11,9 +11,10 @@ What each node of the traced (BatchNorm-folded) model becomes:
 * a conv / linear layer whose plan has 8-bit weights and 8-bit input and output activations:
   the quantized module (int8 weights, float bias), fused with a ReLU that is its only consumer;
   its input is quantized at the plan's input scale where it arrives as float (or at another scale);
-* a conv / linear layer with fewer bits (or without activation ranges): a
-  :class:`FakeQuantLayer` -- the float layer holding the dequantized weights, its input and output
-  fake-quantized; it computes what the low-bit model computes, in float;
+* a conv / linear layer with fewer bits (or without activation ranges), or any other planned layer
+  with a weight (no int8 kernel for it): a :class:`FakeQuantLayer` -- the float layer holding the
+  dequantized weights, its input and output fake-quantized; it computes what the low-bit model
+  computes, in float;
 * a residual addition (:class:`~prunecli.models.modules.EltwiseAdd`) listed in the plan with an
   output range, both inputs already int8: ``quantized::add`` (``add_relu`` when a ReLU follows);
 * ReLU, pooling, flatten / view, identity and dropout on an int8 tensor: kept, still int8;
@@ -195,6 +196,10 @@ KERNELS: dict[type[nn.Module], KernelKind] = {
 }
 
 
+def _has_weight(module: nn.Module) -> bool:
+    return isinstance(getattr(module, "weight", None), torch.Tensor)
+
+
 def _kernel_ready(layer: nn.Module, lq: LayerQuant) -> bool:
     """8-bit weights and 8-bit input/output ranges on a layer type the kernels cover."""
     kind = type(layer)
@@ -360,7 +365,7 @@ class _Rewriter:
             return self.graph.get_attr(node.target)
         module = self.modules.get(str(node.target)) if node.op == "call_module" else None
         name = str(node.target)
-        if module is not None and name in self.plan.layers and type(module) in KERNELS:
+        if module is not None and name in self.plan.layers and _has_weight(module):
             return self._layer(node, module, self.plan.layers[name])
         if self._is_add(node, module) and name in self.plan.layers:
             added = self._add(node, self.plan.layers[name])
