@@ -186,3 +186,25 @@ def test_stored_plan_reads_back(digits):
     payload = build_checkpoint(state_dict={}, extras={PLAN_KEY: plan.to_dict()})
     again = stored_plan(payload)
     assert again is not None and sorted(again.layers) == sorted(plan.layers)
+
+
+def test_a_planned_layer_without_an_int8_kernel_runs_through_fake_quant():
+    from prunecli.quantization.minmax import activation_range
+    from prunecli.quantization.spec import LayerQuant
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.ConvTranspose2d(2, 3, 2), nn.ReLU()).eval()
+    weight = TensorQuant(8, True, torch.tensor(0.01), torch.tensor(0))
+    plan = QuantPlan()
+    plan.add(
+        LayerQuant("0", "test", weight=weight, input=activation_range(-3, 3), output=activation_range(-2, 2))
+    )
+    x = torch.randn(4, 2, 5, 5)
+    int8 = convert_to_int8(model, plan, x[:1])
+    assert int8.simulated == ["0"] and int8.kernels == []
+    layer = plan.layers["0"]
+    w = fake(model[0].weight.detach(), weight)
+    y = torch.nn.functional.conv_transpose2d(fake(x, layer.input), w, model[0].bias.detach().double())
+    expected = torch.relu(fake(y, layer.output))
+    with torch.no_grad():
+        torch.testing.assert_close(int8(x).double(), expected, rtol=0, atol=1e-6)

@@ -148,7 +148,7 @@ def quantization_cells(report: dict[str, Any]) -> list[list[str]]:
     if not q:
         return []
     size_ratio = "-" if q["int8_size_ratio"] is None else f"{q['int8_size_ratio']:.4f} of dense"
-    speed = "-" if q["int8_speedup"] is None else f"{q['int8_speedup']:.2f}x faster"
+    speed = "-" if q["int8_speedup"] is None else f"{q['int8_speedup']:.2f}x speed-up"
     delta = "-" if q["int8_top1_delta"] is None else f"{100 * q['int8_top1_delta']:+.2f} points"
     layers = f"{q['int8_layers']} on int8 kernels, {q['simulated_layers']} fake-quant"
     return [
