@@ -355,7 +355,13 @@ class _Run:
             schedule_text=self.schedule.text if self.schedule is not None else None,
             metrics=list(self.metrics),
             rng=rng_state() if full else None,
-            extras={**self.extras, "config": config, **self.parallel.checkpoint_extras()},
+            extras={
+                **self.extras,
+                "config": config,
+                # one sample's shape as trained (an image folder's crop size is the run's choice)
+                "input_shape": list(self.bundle.input_shape),
+                **self.parallel.checkpoint_extras(),
+            },
         )
 
     def save(self, epoch: int, *, improved: bool) -> None:
