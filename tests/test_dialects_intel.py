@@ -280,3 +280,41 @@ def test_global_allocation_takes_the_minimum_of_every_layer_first() -> None:
     # 10 of 20 go: 2 forced from each, the other 6 are the lowest scores left (all in 'weak')
     assert keeps[0].tolist() == [0, 0] + [1] * 8
     assert keeps[1].tolist() == [0] * 8 + [1, 1]
+
+
+def test_the_documented_inc_example_selects_layers_and_inherits_keys() -> None:
+    """docs/dialects.md's example: 4x1 blocks on layer1-3 convolutions but layer1.0.conv1, 2:4 on fc."""
+    from prunecli.models import create_model
+
+    schedule = load_schedule(Path(__file__).parent / "data" / "dialects" / "inc_example.yaml")
+    model, _ = create_model("resnet20_cifar", dataset="cifar10")
+    shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
+    convs, fc = resolve_names(schedule, shapes).components["pruners"].values()
+    expected = [n for n in shapes if n.endswith("conv1.weight") or n.endswith("conv2.weight")]
+    assert convs.args["weights"] == [
+        n for n in expected if n.startswith("layer") and n != "layer1.0.conv1.weight"
+    ]
+    assert convs.args["target"] == {"kind": "block", "shape": [4, 1]} and convs.args["sparsity"] == 0.8
+    assert convs.args["schedule"] == {
+        "kind": "exponential",
+        "every_steps": 50,
+        "start_step": 1,
+        "end_step": 1000,
+    }
+    assert convs.args["allocation"]["kind"] == "global" and convs.args["metric"] == "taylor"
+    assert fc.args["weights"] == ["fc.weight"] and fc.args["target"] == {"kind": "n:m", "n": 2, "m": 4}
+    assert fc.args["allocation"] == "uniform" and "sparsity" not in fc.args
+
+
+def test_inc_yaml_form_with_pruner_tags() -> None:
+    text = (
+        "pruning:\n  approach:\n    weight_compression_v2:\n      pruning_type: magnitude\n"
+        "      target_sparsity: 0.4\n      pattern: 1x1\n      pruners:\n        - !Pruner\n"
+        "            op_names: ['^fc$']\n        - !Pruner\n            op_names: ['conv']\n"
+        "            target_sparsity: 0.2\n"
+    )
+    schedule = load_schedule("inc.yaml", text=text)
+    assert schedule.dialect == "inc"
+    first, second = schedule.components["pruners"].values()
+    assert (first.args["weights"], first.args["sparsity"]) == (["ops:^fc$"], 0.4)
+    assert (second.args["weights"], second.args["sparsity"]) == (["ops:conv"], 0.2)

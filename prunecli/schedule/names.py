@@ -93,8 +93,7 @@ class _Matcher:
         layers = self.modules()
         found = [w for m, w in layers.items() if rx.search(m) or rx.search(normalise(m))]
         if not found:
-            literal = re.sub(r"[\\^$.*+?()\[\]{}|]+", ".", pattern).strip(".")
-            close = difflib.get_close_matches(literal, list(layers), n=3, cutoff=0.4)
+            close = closest_layers(pattern, list(layers))
             problems.add(
                 f"{owner}: '{pattern}' matches no Linear or convolution layer of the model",
                 loc,
@@ -154,6 +153,20 @@ class _Matcher:
             else "run 'prunecli validate --model ... --json' to list names",
         )
         return []
+
+
+def closest_layers(pattern: str, layers: list[str], n: int = 3) -> list[str]:
+    """The layers nearest an unmatched module pattern: those holding most of its words, then by
+    similarity of spelling (``layer1.conv`` -> ``layer1.0.conv1``)."""
+    words = re.findall(r"[A-Za-z0-9_]+", pattern)
+    literal = ".".join(words)
+
+    def rank(layer: str) -> tuple[int, float]:
+        held = sum(1 for w in words if w in layer)
+        return held, difflib.SequenceMatcher(None, literal, layer).ratio()
+
+    ranked = sorted(layers, key=rank, reverse=True)
+    return [layer for layer in ranked[:n] if rank(layer)[0] > 0 or rank(layer)[1] >= 0.4]
 
 
 def _owner(comp: Component) -> str:

@@ -324,7 +324,8 @@ def _entry(
         )
         return
     sparsity = config["target_sparsity"]
-    if fixed is not None and "target_sparsity" in config["_where"] and abs(sparsity - fixed) > 1e-9:
+    written = config["_where"].get("target_sparsity")
+    if fixed is not None and written is not None and written[:-1] == path and abs(sparsity - fixed) > 1e-9:
         reader.add(
             f"target_sparsity {sparsity} differs from the {fixed:g} that pattern {config['pattern']} fixes",
             config["_where"]["target_sparsity"],
