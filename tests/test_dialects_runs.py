@@ -113,3 +113,14 @@ def test_a_neural_compressor_config_runs_and_thins(tmp_path: Path) -> None:
     assert torch.count_nonzero(payload["state_dict"]["layer2.0.conv1.weight"]) > 0
     report = json.loads((out / "report.json").read_text())
     assert report["macs_ratio"] < 1.0  # thinning removed the filters and the channels they fed
+
+
+def test_a_step_counting_config_needs_the_number_of_epochs(tmp_path: Path) -> None:
+    config = tmp_path / "inc.yaml"
+    config.write_text("pruning_type: magnitude\npattern: 1x1\nstart_step: 0\nend_step: 500\n")
+    result = CliRunner().invoke(
+        cli, ["run", str(config), "--model", "resnet20_cifar", "--dataset", "fake", "-o", str(tmp_path / "r")]
+    )
+    assert result.exit_code == 2, result.output
+    assert "pass --epochs N" in " ".join(result.output.split())
+    assert not (tmp_path / "r").exists()

@@ -127,6 +127,7 @@ class _Run:
                 "schedule's thinning extension (arch:, dataset:)",
             )
         self.schedule = load_schedule(cfg.schedule, strict=cfg.strict) if cfg.schedule else None
+        self._epochs()  # a schedule counting steps needs --epochs: refused before any data is read
         self.parallel = distributed_run.Parallel.join(cfg, resolve_device(cfg.device), self.reporter)
         self.device = self.parallel.device
         if cfg.threads:
@@ -164,6 +165,12 @@ class _Run:
     def _epochs(self) -> int:
         if self.config.epochs:
             return self.config.epochs
+        if self.schedule is not None and self.schedule.counts_steps():
+            raise ConfigError(
+                f"{self.config.schedule}: its pruning events are training steps, which do not tell how many "
+                "epochs to train",
+                hint="pass --epochs N (or set 'epochs:' in the config file)",
+            )
         last = self.schedule.last_epoch() if self.schedule is not None else -1
         return max(last + 1, 1)
 
