@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from support.hooks import batches, scheduler_masks
 from torch import nn
 
 from prunecli.api import Pruning, WeightPruningConfig, prepare_compression
 from prunecli.compat.lpot import common
-from prunecli.compression import build_compression
 from prunecli.errors import ConfigError, ScheduleError
 from prunecli.schedule import load_schedule
 
@@ -63,10 +63,7 @@ class Net(nn.Module):
 
 
 def _data() -> list[tuple[torch.Tensor, torch.Tensor]]:
-    g = torch.Generator().manual_seed(1)
-    return [
-        (torch.randn(4, 3, 4, 4, generator=g), torch.randint(0, 4, (4,), generator=g)) for _ in range(STEPS)
-    ]
+    return batches(STEPS)
 
 
 def _model() -> Net:
@@ -76,25 +73,9 @@ def _model() -> Net:
 
 def _reference(schedule) -> list[dict[str, torch.Tensor]]:
     """The scheduler's own hooks, as prunecli run calls them."""
-    model, data = _model(), _data()
+    model = _model()
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    sched = build_compression(schedule, model, opt, steps_per_epoch=STEPS)
-    out = []
-    for epoch in range(EPOCHS):
-        sched.on_epoch_begin(epoch, opt)
-        for step, (x, y) in enumerate(data):
-            sched.on_minibatch_begin(epoch, step, STEPS, opt)
-            loss = sched.before_backward_pass(
-                epoch, step, STEPS, nn.functional.cross_entropy(model(x), y), opt
-            )
-            opt.zero_grad()
-            loss.backward()
-            sched.before_parameter_optimization(epoch, step, STEPS, opt)
-            opt.step()
-            sched.on_minibatch_end(epoch, step, STEPS, opt)
-            out.append({n: m.clone() for n, m in sched.masks.items() if m is not None})
-        sched.on_epoch_end(epoch, opt)
-    return out
+    return scheduler_masks(schedule, model, _data(), EPOCHS, opt)
 
 
 def _same(a: list[dict[str, torch.Tensor]], b: list[dict[str, torch.Tensor]]) -> None:

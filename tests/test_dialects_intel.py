@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from support.hooks import batches, scheduler_masks
 from torch import nn
 
 from prunecli.compression import build_compression
@@ -38,27 +39,11 @@ class Net(nn.Module):
         return self.fc2(torch.relu(self.fc(x)))
 
 
-def _drive(
-    schedule, model: nn.Module, epochs: int, steps: int, seed: int = 0
-) -> list[dict[str, torch.Tensor]]:
+def _drive(schedule, model: nn.Module, epochs: int, steps: int) -> list[dict[str, torch.Tensor]]:
     """Train with the scheduler's hooks; the masks after every step."""
-    torch.manual_seed(seed)
+    torch.manual_seed(0)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    sched = build_compression(schedule, model, opt, steps_per_epoch=steps)
-    seen = []
-    for epoch in range(epochs):
-        sched.on_epoch_begin(epoch, opt)
-        for step in range(steps):
-            sched.on_minibatch_begin(epoch, step, steps, opt)
-            loss = model(torch.randn(2, 3, 4, 4)).square().mean()
-            opt.zero_grad()
-            loss.backward()
-            sched.before_parameter_optimization(epoch, step, steps, opt)
-            opt.step()
-            sched.on_minibatch_end(epoch, step, steps, opt)
-            seen.append({n: m.clone() for n, m in sched.masks.items() if m is not None})
-        sched.on_epoch_end(epoch, opt)
-    return seen
+    return scheduler_masks(schedule, model, batches(steps, shape=(2, 3, 4, 4)), epochs, opt)
 
 
 # ------------------------------------------------------------------------------------------ LPOT

@@ -64,12 +64,26 @@ class Reader:
         allowed = list(allowed)
         for key in body:
             if key not in allowed:
-                self.add(
-                    f"unknown key {key!r} in {what}{suggest(str(key), allowed)}",
-                    (*path, key),
-                    f"{what} takes: " + ", ".join(allowed),
-                    key=True,
-                )
+                self.unknown(f"key {key!r} in {what}", key, allowed, (*path, key), f"{what} takes", key=True)
+
+    def unknown(
+        self, what: str, word: Any, known: Iterable[str], path: Path, listed: str, *, key: bool = False
+    ) -> None:
+        """'unknown <what> (did you mean X?)', with every known name in the hint."""
+        known = list(known)
+        self.add(
+            f"unknown {what}{suggest(str(word), known)}", path, f"{listed}: " + ", ".join(known), key=key
+        )
+
+    def in_order(
+        self, low: tuple[str, float, Path], high: tuple[str, float], relation: str, hint: str
+    ) -> bool:
+        """``low <= high``, else a problem at the low value's key: '<low> <v> is <relation> <high> <w>'."""
+        (low_key, low_value, where), (high_key, high_value) = low, high
+        if low_value <= high_value:
+            return True
+        self.add(f"{low_key} {low_value} is {relation} {high_key} {high_value}", where, hint)
+        return False
 
     def fraction(self, body: Mapping[str, Any], key: str, path: Path, default: float | None) -> float | None:
         """A sparsity in [0, 1)."""

@@ -309,12 +309,12 @@ def _entry(
         return
     target, fixed = found
     start, end, every = config["start_step"], config["end_step"], config["pruning_frequency"]
-    if start > end:
-        reader.add(
-            f"start_step {start} is after end_step {end}",
-            _where(config, "start_step", path),
-            "pruning runs on steps start_step..end_step: start_step <= end_step",
-        )
+    if not reader.in_order(
+        ("start_step", start, _where(config, "start_step", path)),
+        ("end_step", end),
+        "after",
+        "pruning runs on steps start_step..end_step: start_step <= end_step",
+    ):
         return
     if metric == "taylor" and start == 0:
         reader.add(
@@ -333,12 +333,12 @@ def _entry(
         )
         return
     low, high = config["min_sparsity_ratio_per_op"], config["max_sparsity_ratio_per_op"]
-    if low > high:
-        reader.add(
-            f"min_sparsity_ratio_per_op {low} is above max_sparsity_ratio_per_op {high}",
-            _where(config, "min_sparsity_ratio_per_op", path),
-            "lower the minimum",
-        )
+    if not reader.in_order(
+        ("min_sparsity_ratio_per_op", low, _where(config, "min_sparsity_ratio_per_op", path)),
+        ("max_sparsity_ratio_per_op", high),
+        "above",
+        "lower the minimum",
+    ):
         return
     if config["pruning_scope"] == "global":
         allocation: Any = {

@@ -18,7 +18,6 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from prunecli.schedule.checks import suggest
 from prunecli.schedule.model import Schedule
 from prunecli.schedule.names import ALL_PRUNABLE
 
@@ -209,10 +208,12 @@ def _pruner(
     reader.keys(entry, path, PRUNER_KEYS, "a !Pruner entry")
     prune_type = entry.get("prune_type", "basic_magnitude")
     if prune_type not in PRUNE_TYPES:
-        reader.add(
-            f"unknown prune_type {prune_type!r}{suggest(str(prune_type), PRUNE_TYPES)}",
+        reader.unknown(
+            f"prune_type {prune_type!r}",
+            prune_type,
+            PRUNE_TYPES,
             (*path, "prune_type"),
-            "prune_type is one of: " + ", ".join(PRUNE_TYPES),
+            "prune_type is one of",
         )
         return
     method = entry.get("method", "per_tensor")
@@ -234,19 +235,18 @@ def _pruner(
         return
     assert initial is not None and target is not None and start is not None and end is not None
     assert freq is not None and names is not None and params is not None
-    if initial > target:
-        reader.add(
-            f"initial_sparsity {initial} is above target_sparsity {target}",
-            (*path, "initial_sparsity") if "initial_sparsity" in entry else path,
-            "the ramp goes up: initial_sparsity <= target_sparsity",
-        )
-        return
-    if start > end:
-        reader.add(
-            f"start_epoch {start} is after end_epoch {end}",
-            (*path, "start_epoch") if "start_epoch" in entry else path,
-            "pruning runs on epochs start_epoch..end_epoch: start_epoch <= end_epoch",
-        )
+    where = {k: (*path, k) if k in entry else path for k in ("initial_sparsity", "start_epoch")}
+    if not reader.in_order(
+        ("initial_sparsity", initial, where["initial_sparsity"]),
+        ("target_sparsity", target),
+        "above",
+        "the ramp goes up: initial_sparsity <= target_sparsity",
+    ) or not reader.in_order(
+        ("start_epoch", start, where["start_epoch"]),
+        ("end_epoch", end),
+        "after",
+        "pruning runs on epochs start_epoch..end_epoch: start_epoch <= end_epoch",
+    ):
         return
     name = f"lpot_{index}"
     axes = dict(AXES[prune_type])
@@ -364,12 +364,7 @@ def _single(
         return None
     name, args = next(iter(body.items()))
     if name not in known:
-        reader.add(
-            f"unknown {what} {name!r}{suggest(str(name), list(known))}",
-            (*path, name),
-            f"{what} is one of: " + ", ".join(known),
-            key=True,
-        )
+        reader.unknown(f"{what} {name!r}", name, known, (*path, name), f"{what} is one of", key=True)
         return None
     args = reader.mapping(args, (*path, name), f"{what} {name}", "indent its arguments under it")
     return None if args is None else (str(name), args)
@@ -495,12 +490,7 @@ def _transforms(reader: Reader, body: Any, path: Path) -> list[list[Any]] | None
     out: list[list[Any]] = []
     for name, args in transforms.items():
         if name not in TRANSFORMS:
-            reader.add(
-                f"unknown transform {name!r}{suggest(str(name), TRANSFORMS)}",
-                (*path, name),
-                "transforms: " + ", ".join(TRANSFORMS),
-                key=True,
-            )
+            reader.unknown(f"transform {name!r}", name, TRANSFORMS, (*path, name), "transforms", key=True)
             return None
         args = reader.mapping(args, (*path, name), f"transform {name}", "indent its arguments under it")
         if args is None:
