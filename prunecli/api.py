@@ -11,6 +11,9 @@ Everything a program needs to use prunecli as a library, without the command lin
 ``export_compact``        a thinned copy of a model being trained under a live scheduler
 ``thin``                  ``prunecli thin``: a checkpoint file in, a compact checkpoint file out
 ``load_model``            a ready-to-use model from any prunecli checkpoint (compact ones included)
+``Pruning``               Intel LPOT's pruning object and hooks, on prunecli's scheduler
+``WeightPruningConfig``   Neural Compressor 2.x's pruning config (compiled into a schedule)
+``prepare_compression``   Neural Compressor 2.x's callbacks for a user's training loop
 ========================  ====================================================================
 
 ``prunecli`` re-exports exactly these names (``from prunecli import thin``). The command-line
@@ -32,6 +35,8 @@ from torch import nn
 from prunecli.checkpoint import load_model, save_checkpoint
 from prunecli.checkpoint.compact import default_compact_path, thin_checkpoint
 from prunecli.checkpoint.model import example_input_shape, resolve
+from prunecli.compat.inc import WeightPruningConfig, prepare_compression
+from prunecli.compat.lpot import Pruning
 from prunecli.compression import CompressionScheduler, build_compression
 from prunecli.errors import CheckpointError, SourceLocation
 from prunecli.schedule import Schedule, load_schedule
@@ -45,14 +50,17 @@ __all__ = [
     "CompactModel",
     "CompressionScheduler",
     "ModelInfo",
+    "Pruning",
     "Schedule",
     "ThinOptions",
     "ThinSummary",
+    "WeightPruningConfig",
     "build_compression",
     "check_schedule",
     "export_compact",
     "load_model",
     "load_schedule",
+    "prepare_compression",
     "thin",
 ]
 

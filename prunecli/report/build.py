@@ -76,8 +76,9 @@ def _pick_run_checkpoint(run_dir: RunDir) -> Path:
 
 
 def _input_shape(spec: Any, payload: dict[str, Any]) -> tuple[int, ...]:
-    """One sample's shape: from the spec when it records it, else the model zoo's default."""
-    for holder in (spec, payload.get("model") or {}):
+    """One sample's shape: as the run trained it or the spec records it, else the model zoo's default."""
+    extras = payload.get("extras")
+    for holder in (extras if isinstance(extras, dict) else {}, spec, payload.get("model") or {}):
         shape = (
             holder.get("input_shape") if isinstance(holder, dict) else getattr(holder, "input_shape", None)
         )

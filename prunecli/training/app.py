@@ -127,6 +127,7 @@ class _Run:
                 "schedule's thinning extension (arch:, dataset:)",
             )
         self.schedule = load_schedule(cfg.schedule, strict=cfg.strict) if cfg.schedule else None
+        self._epochs()  # a schedule counting steps needs --epochs: refused before any data is read
         self.parallel = distributed_run.Parallel.join(cfg, resolve_device(cfg.device), self.reporter)
         self.device = self.parallel.device
         if cfg.threads:
@@ -164,6 +165,12 @@ class _Run:
     def _epochs(self) -> int:
         if self.config.epochs:
             return self.config.epochs
+        if self.schedule is not None and self.schedule.counts_steps():
+            raise ConfigError(
+                f"{self.config.schedule}: its pruning events are training steps, which do not tell how many "
+                "epochs to train",
+                hint="pass --epochs N (or set 'epochs:' in the config file)",
+            )
         last = self.schedule.last_epoch() if self.schedule is not None else -1
         return max(last + 1, 1)
 
@@ -355,7 +362,13 @@ class _Run:
             schedule_text=self.schedule.text if self.schedule is not None else None,
             metrics=list(self.metrics),
             rng=rng_state() if full else None,
-            extras={**self.extras, "config": config, **self.parallel.checkpoint_extras()},
+            extras={
+                **self.extras,
+                "config": config,
+                # one sample's shape as trained (an image folder's crop size is the run's choice)
+                "input_shape": list(self.bundle.input_shape),
+                **self.parallel.checkpoint_extras(),
+            },
         )
 
     def save(self, epoch: int, *, improved: bool) -> None:
