@@ -567,11 +567,48 @@ class _Run:
                 f"{path} does not reproduce the thinned model (max difference {worst:.3g})",
                 hint="this is a bug in thinning or checkpoint reloading; checkpoint.pt is intact",
             )
+        stats = model_stats(reloaded, self.example_input)
+        state_bytes = _state_bytes(reloaded)
+        self._write_int8(payload, compact.compact.step, path, batch)
         result.compressed = {
-            **model_stats(reloaded, self.example_input),
-            "checkpoint_bytes": _state_bytes(reloaded),
+            **stats,
+            "checkpoint_bytes": state_bytes,
             "file_bytes": path.stat().st_size,
         }
+
+    def _write_int8(self, payload: dict[str, Any], step: Any, path: Path, batch: torch.Tensor) -> None:
+        """Replace ``compact.pt`` by its int8 conversion when the run carries a quantization plan.
+
+        The int8 kernels run on the CPU; the written file is reloaded and must give exactly the
+        converted model's outputs.
+        """
+        from prunecli.checkpoint import load_model, save_checkpoint
+        from prunecli.checkpoint.compact import quantize_checkpoint
+        from prunecli.quantization.int8 import thin_plan
+        from prunecli.quantization.stored import stored_plan
+
+        plan = stored_plan(payload)
+        if plan is None or not self.config.int8:
+            return
+        model = load_model(path, model=self.trusted_model).cpu().eval()
+        example = self.example_input.detach().cpu()
+        converted = quantize_checkpoint(payload, model, example, thin_plan(plan, step.tensors))
+        save_checkpoint(path, converted.payload)
+        reloaded = load_model(path, model=self.trusted_model)
+        batch = batch.detach().cpu()
+        with torch.no_grad():
+            same = torch.equal(converted.model(batch), reloaded(batch))
+        if not same:
+            raise CheckpointError(
+                f"{path} does not reproduce the int8 model it was converted to",
+                hint="this is a bug in int8 conversion or reloading; checkpoint.pt is intact "
+                "(convert it with `prunecli thin`, or skip the conversion with --set int8=false)",
+            )
+        log.info(
+            "int8: %d layers on int8 kernels, %d simulated",
+            len(converted.model.kernels),
+            len(converted.model.simulated),
+        )
 
     def _write_report(self, result: RunResult) -> None:
         from prunecli.report.build import ReportOptions, build_report
