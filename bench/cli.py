@@ -22,6 +22,7 @@ from bench import (
     iterative,
     latency,
     normalized,
+    quantization,
     thinning,
     vit_accuracy,
 )
@@ -45,6 +46,7 @@ BENCHMARKS: dict[str, Callable[[Context], Section]] = {
     "gpu": distributed.run_gpu,
     "normalized": normalized.run,
     "vit_accuracy": vit_accuracy.run,
+    "quantization": quantization.run,
     "iterative": iterative.run,
 }
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         CompressionScheduler,
         LevelPruner,
         ModelInfo,
+        Pruning,
         PruningScheduler,
         Schedule,
         SearchSpace,
@@ -26,12 +27,14 @@ if TYPE_CHECKING:
         TaskResult,
         ThinOptions,
         ThinSummary,
+        WeightPruningConfig,
         build_compression,
         build_generator,
         check_schedule,
         export_compact,
         load_model,
         load_schedule,
+        prepare_compression,
         thin,
     )
 
@@ -47,6 +50,7 @@ __all__ = [
     "CompressionScheduler",
     "LevelPruner",
     "ModelInfo",
+    "Pruning",
     "PruningScheduler",
     "Schedule",
     "SearchSpace",
@@ -55,6 +59,7 @@ __all__ = [
     "TaskResult",
     "ThinOptions",
     "ThinSummary",
+    "WeightPruningConfig",
     "__version__",
     "build_compression",
     "build_generator",
@@ -62,6 +67,7 @@ __all__ = [
     "export_compact",
     "load_model",
     "load_schedule",
+    "prepare_compression",
     "thin",
 ]
 

@@ -203,18 +203,7 @@ class PruningScheduler:
     # ------------------------------------------------------------------ set-up
     def _space(self, where: Mapping[str, SourceLocation]) -> SearchSpace:
         budget = self.budget
-        reachable = None
-        if budget is not None and budget.is_ratio:
-            reachable = self.pruner.reachable(self.dense.model, budget.metric, self.max_level)
-            if budget.value < reachable - 1e-9:
-                raise BudgetUnreachable(
-                    f"budget {budget} cannot be met: with every prunable layer at "
-                    f"max_sparsity_per_layer {self.max_level:g} the model keeps {reachable:.4f} of its "
-                    f"dense {budget.metric}",
-                    location=where.get("budget"),
-                    hint=f"ask for {budget.metric} <= {reachable:.4f} or more, or raise "
-                    "max_sparsity_per_layer (at most just under 1)",
-                )
+        reachable = check_budget(self.pruner, self.dense.model, budget, self.max_level, where)
         shares_metric = budget.metric if budget is not None and budget.is_ratio else "macs"
         return SearchSpace(
             shares=self.pruner.shares(self.dense.model, shares_metric),
@@ -410,6 +399,7 @@ class PruningScheduler:
             "generator": self.generator.state_dict(),
             "best": self.best[0] if self.best is not None else None,
             "started": self.started,
+            "budget": str(self.budget) if self.budget is not None else None,
         }
 
     def load_state_dict(self, state: Mapping[str, Any], load_snapshot: Callable[[int], Snapshot]) -> None:
@@ -429,6 +419,33 @@ class PruningScheduler:
     def _save_state(self) -> None:
         if self.store is not None:
             self.store.save_state(self.state_dict())
+
+
+def check_budget(
+    pruner: LevelPruner,
+    model: nn.Module,
+    budget: Budget | None,
+    max_level: float,
+    where: Mapping[str, SourceLocation] | None = None,
+) -> float | None:
+    """The smallest value of a ratio budget's metric any allocation reaches (None for latency);
+    :class:`BudgetUnreachable` when the budget lies below it. ``pruner`` must be bound to ``model``.
+
+    Structure alone decides it (every prunable unit at ``max_level``), so it is checked on the
+    model before any training.
+    """
+    if budget is None or not budget.is_ratio:
+        return None
+    reachable = pruner.reachable(model, budget.metric, max_level)
+    if budget.value < reachable - 1e-9:
+        raise BudgetUnreachable(
+            f"budget {budget} cannot be met: with every prunable layer at max_sparsity_per_layer "
+            f"{max_level:g} the model keeps {reachable:.4f} of its dense {budget.metric}",
+            location=(where or {}).get("budget"),
+            hint=f"ask for {budget.metric} <= {reachable:.4f} or more, or raise max_sparsity_per_layer "
+            "(at most just under 1)",
+        )
+    return reachable
 
 
 def prediction_check(cost: Any, result: TaskResult) -> dict[str, float]:
