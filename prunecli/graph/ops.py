@@ -39,6 +39,8 @@ class Ctx:
             return self.env.get(arg.name)
         if isinstance(arg, (tuple, list)):
             return type(arg)(self.value(a) for a in arg)
+        if isinstance(arg, dict):  # a model returning a dict of outputs (FPN, segmentation models)
+            return {key: self.value(a) for key, a in arg.items()}
         return arg
 
     def arg(self, index: int, name: str, default: Any = None) -> Any:
@@ -631,22 +633,43 @@ def module_linear(ctx: Ctx, name: str, m: nn.Module) -> Any:
 
 
 def module_batchnorm(ctx: Ctx, name: str, m: nn.Module) -> Any:
+    names = {
+        attr: f"{name}.{attr}"
+        for attr in ("weight", "bias", "running_mean", "running_var")
+        if getattr(m, attr, None) is not None
+    }
+    return _batch_norm(ctx, ctx.tensor(), names, name, name)
+
+
+def f_batch_norm(ctx: Ctx) -> Any:
+    """``F.batch_norm`` called by a module's own forward (timm's ``BatchNormAct2d``, which is a
+    ``BatchNorm2d`` followed by an activation): the same per-channel affine map as the module."""
+    names = {
+        attr: name
+        for index, attr in enumerate(("running_mean", "running_var", "weight", "bias"), start=1)
+        if (name := _param_name(ctx, ctx.arg(index, attr))) is not None
+    }
+    owner = next(iter(names.values()), "").rpartition(".")[0]
+    module = _module_or_none(ctx.root, owner) if names else None
+    return _batch_norm(ctx, ctx.tensor(), names, ctx.node.name, owner if module is not None else None)
+
+
+def _batch_norm(ctx: Ctx, x: TInfo | None, names: dict[str, str], where: str, owner: str | None) -> Any:
+    """Channel ``c`` in, channel ``c`` out; ``names`` are the per-channel tensors (weight, bias,
+    running statistics), ``owner`` the module whose ``num_features`` follows them."""
     flow = ctx.flow
-    x = ctx.tensor()
     if x is None or not x.tracked:
         return untracked(ctx.shape)
     if x.tdims != (1,):
-        flow.block(x.ids, f"batch norm '{name}' sees tracked channels off dim 1")
+        flow.block(x.ids, f"batch norm '{where}' sees tracked channels off dim 1")
         return untracked(ctx.shape)
-    flow.module_kinds[name] = "batchnorm"
+    if owner is not None:
+        flow.module_kinds[owner] = "batchnorm"
     in_ids = x.ids.reshape(-1)
     out = flow.fresh((len(in_ids),))
     flow.union(in_ids, out)
-    names = {}
-    for attr in ("weight", "bias", "running_mean", "running_var"):
-        if getattr(m, attr, None) is not None:
-            names[attr] = f"{name}.{attr}"
-            flow.record(names[attr], 0, "out", out, name)
+    for tensor in names.values():
+        flow.record(tensor, 0, "out", out, owner)
     flow.rules.append(
         NormRule(in_ids, out, names.get("weight"), names.get("bias"), names.get("running_mean"))
     )
@@ -1020,6 +1043,7 @@ FUNCTION_HANDLERS: dict[Any, Callable[[Ctx], Any]] = {
     F.softmax: softmax,
     torch.softmax: softmax,
     F.layer_norm: f_layer_norm,
+    F.batch_norm: f_batch_norm,
     F.pad: pad,
     torch.roll: roll,
     torch.squeeze: squeeze_like,
