@@ -14,6 +14,12 @@ Everything a program needs to use prunecli as a library, without the command lin
 ``Pruning``               Intel LPOT's pruning object and hooks, on prunecli's scheduler
 ``WeightPruningConfig``   Neural Compressor 2.x's pruning config (compiled into a schedule)
 ``prepare_compression``   Neural Compressor 2.x's callbacks for a user's training loop
+``PruningScheduler``      iterative pruning (NNI's shape): generator proposes, loop prunes, thins,
+                          fine-tunes, evaluates; ``compress()``, ``get_best_result()``
+``LevelPruner``           the pruner a ``PruningScheduler`` drives: an engine target and metric
+``build_generator``       a task generator by name (``agp``, ``linear``, ``lottery_ticket``, ...)
+``TaskGenerator``         the two-method base class of user-written generators (with ``Task``,
+                          ``TaskResult``, ``SearchSpace``, ``Budget``)
 ========================  ====================================================================
 
 ``prunecli`` re-exports exactly these names (``from prunecli import thin``). The command-line
@@ -39,6 +45,16 @@ from prunecli.compat.inc import WeightPruningConfig, prepare_compression
 from prunecli.compat.lpot import Pruning
 from prunecli.compression import CompressionScheduler, build_compression
 from prunecli.errors import CheckpointError, SourceLocation
+from prunecli.iterative import (
+    Budget,
+    LevelPruner,
+    PruningScheduler,
+    SearchSpace,
+    Task,
+    TaskGenerator,
+    TaskResult,
+    build_generator,
+)
 from prunecli.schedule import Schedule, load_schedule
 from prunecli.thinning.compact import CompactModel, ThinOptions, thin_to_compact
 from prunecli.thinning.recipe import ThinningRecipe
@@ -46,16 +62,24 @@ from prunecli.validation import CheckResult, ModelInfo
 from prunecli.validation import check_file as check_schedule
 
 __all__ = [
+    "Budget",
     "CheckResult",
     "CompactModel",
     "CompressionScheduler",
+    "LevelPruner",
     "ModelInfo",
     "Pruning",
+    "PruningScheduler",
     "Schedule",
+    "SearchSpace",
+    "Task",
+    "TaskGenerator",
+    "TaskResult",
     "ThinOptions",
     "ThinSummary",
     "WeightPruningConfig",
     "build_compression",
+    "build_generator",
     "check_schedule",
     "export_compact",
     "load_model",

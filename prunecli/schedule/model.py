@@ -77,6 +77,9 @@ class Schedule:
     dialect: str = "distiller"
     #: a dialect's own training section (data, transforms, criterion, optimizer), when it has one
     training: dict[str, Any] | None = field(default=None, compare=False)
+    #: the checked ``iterative:`` section (a ``prunecli.iterative.spec.IterativeSpec``) of an
+    #: iterative schedule: ``prunecli run`` then runs the iterative loop instead of epochs
+    iterative: Any = field(default=None, compare=False)
 
     def where(self, path: tuple[Any, ...], *, key: bool = False) -> SourceLocation | None:
         """Source position of a YAML path, or None for schedules built in code."""
