@@ -118,10 +118,7 @@ class Global(Allocation):
     kind = "global"
 
     def __init__(
-        self,
-        normalize: str = "mean",
-        max_sparsity_per_layer: float = 1.0,
-        min_sparsity_per_layer: float = 0.0,
+        self, normalize: str = "mean", max_sparsity_per_layer: float = 1.0, min_sparsity_per_layer: float = 0.0
     ) -> None:
         if normalize not in SCALES:
             raise ValueError(f"normalize must be one of {sorted(SCALES)}, got {normalize!r}")

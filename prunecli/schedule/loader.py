@@ -82,9 +82,7 @@ def load_schedule(
     duplicates = "error" if strict else "last-wins"
     if text is None:
         data, locate = load_yaml(
-            Path(name),
-            source_name=name,
-            error_type=ScheduleError,
+            Path(name), source_name=name, error_type=ScheduleError,
             what="schedule",
             duplicates=duplicates,
             mapping_tags=SCHEDULE_MAPPING_TAGS,
@@ -93,9 +91,7 @@ def load_schedule(
             raw = fh.read()
     else:
         data, locate = load_yaml(
-            text,
-            source_name=name,
-            error_type=ScheduleError,
+            text, source_name=name, error_type=ScheduleError,
             what="schedule",
             duplicates=duplicates,
             mapping_tags=SCHEDULE_MAPPING_TAGS,

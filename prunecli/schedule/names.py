@@ -193,9 +193,7 @@ def _resolve_list(
             except re.error as exc:
                 p.add(f"{owner}: invalid regular expression {pattern!r}: {exc}", where((*base, i)), "fix it")
                 continue
-            excluded.update(
-                w for mod, w in m.modules().items() if rx.search(mod) or rx.search(normalise(mod))
-            )
+            excluded.update(w for mod, w in m.modules().items() if rx.search(mod) or rx.search(normalise(mod)))
     for i, name in enumerate(names):
         loc = where((*base, i))
         if isinstance(name, str) and name.startswith(OPS_EXCLUDE_PREFIX):
