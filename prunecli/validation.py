@@ -165,7 +165,7 @@ def check_file(
     one the schedule's thinning extension names (``dataset:``), as ``prunecli run`` does.
     """
     from prunecli.schedule import NotAScheduleError, load_schedule
-    from prunecli.schedule.names import resolve_names
+    from prunecli.schedule.names import module_classes, resolve_names
 
     result = CheckResult(path)
     try:
@@ -185,7 +185,9 @@ def check_file(
                 else _model_for(model, need_module=dependencies or native, dataset=dataset)
             )
             result.model = info
-            result.schedule = resolve_names(schedule, info.shapes)
+            modules = module_classes(info.module) if info.module is not None else None
+            result.schedule = resolve_names(schedule, info.shapes, modules)
+            result.warnings.extend(w for w in result.schedule.warnings if w not in result.warnings)
             if native and info.module is not None:
                 from prunecli.compression.build import check_native_pruners
 

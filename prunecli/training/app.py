@@ -182,9 +182,10 @@ class _Run:
         )
         self.parallel.place(self.model)
         if self.schedule is not None:  # a misspelled weight name is reported before any forward pass
-            from prunecli.schedule.names import resolve_names
+            from prunecli.schedule.names import module_classes, resolve_names
 
-            resolve_names(self.schedule, {n: tuple(p.shape) for n, p in self.model.named_parameters()})
+            shapes = {n: tuple(p.shape) for n, p in self.model.named_parameters()}
+            resolve_names(self.schedule, shapes, module_classes(self.model))
         dense = {**model_stats(self.model, self.example_input), "checkpoint_bytes": _state_bytes(self.model)}
         start = self._starting_point()
         self.optimizer = build_optimizer(cfg, self.model)

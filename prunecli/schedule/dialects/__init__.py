@@ -33,6 +33,9 @@ class Dialect:
     title: str  # "Intel LPOT pruning YAML", for messages and docs
     detect: Callable[[Any], bool]  # the parsed document -> "this is mine"
     compile: Compiler
+    #: keyword options ``compile`` accepts besides the document (e.g. NNI's ``pruner``, which a
+    #: config_list may leave to the command line); the loader refuses an option no dialect takes
+    options: tuple[str, ...] = ()
 
 
 DIALECTS: dict[str, Dialect] = {}
@@ -51,3 +54,11 @@ def detect_dialect(document: Any) -> Dialect | None:
         if dialect.detect(document):
             return dialect
     return None
+
+
+def _register_builtin() -> None:
+    """The dialects shipped with prunecli register themselves on import."""
+    from prunecli.schedule.dialects import nni  # noqa: F401
+
+
+_register_builtin()
