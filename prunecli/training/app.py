@@ -126,7 +126,9 @@ class _Run:
                 hint="pass --model/--dataset, set them in the config file, or name them in the "
                 "schedule's thinning extension (arch:, dataset:)",
             )
-        self.schedule = load_schedule(cfg.schedule, strict=cfg.strict) if cfg.schedule else None
+        self.schedule = (
+            load_schedule(cfg.schedule, strict=cfg.strict, pruner=cfg.pruner) if cfg.schedule else None
+        )
         self.parallel = distributed_run.Parallel.join(cfg, resolve_device(cfg.device), self.reporter)
         self.device = self.parallel.device
         if cfg.threads:

@@ -48,6 +48,11 @@ def register_dialect(dialect: Dialect) -> Dialect:
     return dialect
 
 
+def dialect_title(name: str) -> str:
+    """How messages name a language ("Distiller schedule", "NNI config_list", ...)."""
+    return DIALECTS[name].title if name in DIALECTS else "Distiller schedule"
+
+
 def detect_dialect(document: Any) -> Dialect | None:
     """The registered dialect that claims ``document``, or None for Distiller's language."""
     for dialect in DIALECTS.values():
