@@ -11,6 +11,7 @@ Everything a program needs to use prunecli as a library, without the command lin
 ``export_compact``        a thinned copy of a model being trained under a live scheduler
 ``thin``                  ``prunecli thin``: a checkpoint file in, a compact checkpoint file out
 ``load_model``            a ready-to-use model from any prunecli checkpoint (compact ones included)
+``convert_schedule``      ``prunecli convert``: a schedule file in another schedule language, with what it cannot say
 ========================  ====================================================================
 
 ``prunecli`` re-exports exactly these names (``from prunecli import thin``). The command-line
@@ -34,6 +35,7 @@ from prunecli.checkpoint.compact import default_compact_path, thin_checkpoint
 from prunecli.checkpoint.model import example_input_shape, resolve
 from prunecli.compression import CompressionScheduler, build_compression
 from prunecli.schedule import Schedule, load_schedule
+from prunecli.schedule.convert import Conversion
 from prunecli.thinning.compact import CompactModel, ThinOptions, thin_to_compact
 from prunecli.thinning.recipe import ThinningRecipe
 from prunecli.validation import CheckResult, ModelInfo
@@ -43,12 +45,14 @@ __all__ = [
     "CheckResult",
     "CompactModel",
     "CompressionScheduler",
+    "Conversion",
     "ModelInfo",
     "Schedule",
     "ThinOptions",
     "ThinSummary",
     "build_compression",
     "check_schedule",
+    "convert_schedule",
     "export_compact",
     "load_model",
     "load_schedule",
@@ -168,3 +172,29 @@ def thin(
 
 def _param_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def convert_schedule(
+    source: str | os.PathLike[str],
+    to: str,
+    *,
+    model: str | None = None,
+    pruner: str | None = None,
+    dataset: str | None = None,
+) -> Conversion:
+    """``prunecli convert``: the schedule file ``source`` written in language ``to``.
+
+    ``to`` is ``distiller``, ``native`` or ``nni`` (docs/dialects.md). ``model`` resolves names
+    first (needed for an NNI config_list, which selects modules; it also expands ``re:`` patterns
+    for NNI's module names); ``pruner`` names the NNI pruner of a config_list that names none.
+    What the target cannot express is listed in :attr:`Conversion.lost`, never dropped silently.
+    """
+    from prunecli.schedule.convert import convert_schedule as convert
+    from prunecli.schedule.names import module_classes, resolve_names
+    from prunecli.validation import load_model_info
+
+    schedule = load_schedule(source, pruner=pruner)
+    if model is not None:
+        info = load_model_info(model, meta=True, dataset=dataset)
+        schedule = resolve_names(schedule, info.shapes, module_classes(info.module))
+    return convert(schedule, to)
