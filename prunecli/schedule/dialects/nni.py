@@ -204,10 +204,10 @@ class _Compiler:
         quantization = [k for k in item if k in QUANTIZATION_KEYS]
         if quantization:
             self.problems.add(
-                f"{where}: {quantization[0]} makes this a quantization config; this file format is read for pruning",
+                f"{where}: {quantization[0]} makes this a quantization config; prunecli reads NNI "
+                "config_lists for pruning only",
                 self.locate((*path, quantization[0]), key=True),
-                "quantize with a Distiller schedule's quantizers (see docs/quantization.md) and keep only "
-                "pruning entries here",
+                "remove the quantization entries (prunecli's quantizers are described in docs/quantization.md)",
             )
             return None
         selector = self._selector(index, where, item, path)
