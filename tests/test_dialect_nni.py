@@ -15,38 +15,20 @@ import torch
 from click.testing import CliRunner
 
 from prunecli.cli.main import cli
-from prunecli.compression import build_compression
 from prunecli.errors import ScheduleError
 from prunecli.schedule import load_schedule
 from prunecli.schedule.dialects.nni_select import Selector
 from prunecli.schedule.names import module_classes, resolve_names
-from tests.support.nni import CASES, MASKS, mask_digest, oracle_model, pruned_rows
+from tests.support.nni import CASES, MASKS, mask_summary, oracle_model, prunecli_masks
 
 ORACLE_CASES = json.loads(CASES.read_text())
 ORACLE_MASKS = json.loads(MASKS.read_text())["cases"]
 
 
-def _masks(schedule_text: str, name: str, pruner: str | None = None) -> dict[str, torch.Tensor]:
-    """The masks prunecli sets at the first pruning epoch on the oracle weights."""
-    model = oracle_model()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    schedule = load_schedule(name, text=schedule_text, pruner=pruner)
-    scheduler = build_compression(schedule, model, optimizer, example_input=torch.randn(1, 3, 8, 8))
-    scheduler.on_epoch_begin(0, optimizer)
-    return {n: m.clone() for n, m in scheduler.masks.items() if m is not None and not bool(m.all())}
-
-
-def _summary(masks: dict[str, torch.Tensor]) -> dict[str, dict]:
-    return {
-        n: {"digest": mask_digest(m), "zeros": int((m == 0).sum()), "pruned_rows": pruned_rows(m)}
-        for n, m in masks.items()
-    }
-
-
 @pytest.mark.parametrize("case", sorted(ORACLE_CASES))
 def test_masks_equal_nni_own(case: str) -> None:
     spec = ORACLE_CASES[case]
-    got = _summary(_masks(json.dumps(spec["config_list"]), f"{case}.json", pruner=spec["pruner"]))
+    got = mask_summary(prunecli_masks(json.dumps(spec["config_list"]), f"{case}.json", pruner=spec["pruner"]))
     assert got == ORACLE_MASKS[case]
 
 
@@ -91,8 +73,8 @@ policies:
 @pytest.mark.parametrize("case", sorted(NATIVE_EQUIVALENTS))
 def test_masks_equal_the_native_schedule(case: str) -> None:
     spec = ORACLE_CASES[case]
-    nni = _masks(json.dumps(spec["config_list"]), f"{case}.json", pruner=spec["pruner"])
-    native = _masks(NATIVE_EQUIVALENTS[case], f"{case}.yaml")
+    nni = prunecli_masks(json.dumps(spec["config_list"]), f"{case}.json", pruner=spec["pruner"])
+    native = prunecli_masks(NATIVE_EQUIVALENTS[case], f"{case}.yaml")
     assert nni.keys() == native.keys() and nni
     for name in nni:
         assert torch.equal(nni[name], native[name]), name

@@ -56,3 +56,24 @@ def pruned_rows(mask: torch.Tensor) -> list[int]:
     """The output channels (dimension 0) a mask zeroes entirely."""
     flat = (mask != 0).reshape(mask.shape[0], -1)
     return [i for i in range(mask.shape[0]) if not bool(flat[i].any())]
+
+
+def prunecli_masks(schedule_text: str, name: str, pruner: str | None = None) -> dict[str, torch.Tensor]:
+    """The masks prunecli sets at the first pruning epoch on the oracle weights (all-ones left out)."""
+    from prunecli.compression import build_compression
+    from prunecli.schedule import load_schedule
+
+    model = oracle_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    schedule = load_schedule(name, text=schedule_text, pruner=pruner)
+    scheduler = build_compression(schedule, model, optimizer, example_input=torch.randn(1, 3, 8, 8))
+    scheduler.on_epoch_begin(0, optimizer)
+    return {n: m.clone() for n, m in scheduler.masks.items() if m is not None and not bool(m.all())}
+
+
+def mask_summary(masks: dict[str, torch.Tensor]) -> dict[str, dict]:
+    """What masks.json records per weight: digest, zero count, removed output channels."""
+    return {
+        n: {"digest": mask_digest(m), "zeros": int((m == 0).sum()), "pruned_rows": pruned_rows(m)}
+        for n, m in masks.items()
+    }
