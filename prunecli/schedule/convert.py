@@ -27,6 +27,7 @@ import yaml
 
 from prunecli.errors import Problem, ScheduleError
 
+from .checks import suggest
 from .model import SECTIONS, Component, Policy, Schedule
 from .names import normalise
 from .native import NATIVE_CLASS, PRESETS, resolved_axes
@@ -387,7 +388,10 @@ def convert_schedule(schedule: Schedule, to: str) -> Conversion:
     names resolved against a model first (:func:`prunecli.schedule.names.resolve_names`).
     """
     if to not in WRITERS:
-        raise ScheduleError(f"unknown target language {to!r}", hint="convert --to " + "|".join(WRITERS))
+        raise ScheduleError(
+            f"unknown target language {to!r}{suggest(to, WRITERS)}",
+            hint="write --to " + ", --to ".join(WRITERS),
+        )
     if schedule.bind is not None:
         raise ScheduleError(
             f"{schedule.path}: an NNI config_list selects modules, so converting it needs the model",

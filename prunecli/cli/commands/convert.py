@@ -9,13 +9,16 @@ import click
 from rich.markup import escape
 
 from prunecli.cli.console import err_console
-from prunecli.schedule.convert import WRITERS
 
 
 @click.command("convert")
 @click.argument("schedule", type=click.Path(dir_okay=False))
 @click.option(
-    "--to", "target", type=click.Choice(sorted(WRITERS)), required=True, help="The language to write."
+    "--to",
+    "target",
+    metavar="LANGUAGE",
+    required=True,
+    help="The language to write: distiller, native or nni.",
 )
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False), help="Write the result here (default: print it)."

@@ -45,9 +45,9 @@ Locate = Callable[..., SourceLocation]
 
 
 def detect(document: Any) -> bool:
-    """A list of mappings, or a mapping with ``config_list:``."""
+    """A list with a mapping of NNI keys in it, or a mapping with ``config_list:``."""
     if isinstance(document, list):
-        return any(isinstance(item, dict) for item in document)
+        return any(isinstance(item, dict) and any(k in KNOWN_KEYS for k in item) for item in document)
     return isinstance(document, dict) and "config_list" in document
 
 
