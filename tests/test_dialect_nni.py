@@ -141,6 +141,7 @@ config_list:
     assert pruners["total_sparsity_1"].args["allocation"] == {
         "kind": "global",
         "normalize": "none",
+        "rounding": "down",
         "max_sparsity_per_layer": 0.8,
     }
     assert pruners["entry_2"].args["sparsity"] == 0.6  # NNI clamps into [min, max]
@@ -188,3 +189,19 @@ def test_validate_names_the_dialect(tmp_path) -> None:
         json.loads(runner.invoke(cli, ["validate", str(distiller), "--json"]).output)["dialect"]
         == "distiller"
     )
+
+
+def test_global_rounding_down_removes_nni_count() -> None:
+    """int(level * weights) elements go with ``rounding: down``; at least level with the default."""
+    from prunecli.engine.allocation import Budget, Candidate, Global
+
+    scores = [torch.arange(7.0), torch.arange(6.0) + 0.5]  # 13 unit-cost groups
+    cands = [Candidate(None, s, torch.ones_like(s), True) for s in scores]  # type: ignore[arg-type]
+    budget = Budget(level=0.5, final=0.5, total=13.0)  # 6.5 weights
+    removed = {
+        r: sum(int((k == 0).sum()) for k in Global("none", rounding=r).allocate(cands, budget))
+        for r in ("up", "down")
+    }
+    assert removed == {"up": 7, "down": 6}
+    with pytest.raises(ValueError, match="rounding"):
+        Global(rounding="nearest")

@@ -110,21 +110,30 @@ class Global(Allocation):
 
     ``normalize`` makes scores of differently sized tensors comparable (``none``, ``mean``,
     ``max``, ``sum``, ``l2`` of each unit's scores); ``max_sparsity_per_layer`` caps the fraction
-    taken from one unit, and at least one group of every unit always stays.
+    taken from one unit, and at least one group of every unit always stays. ``rounding``: ``up``
+    removes groups until at least ``level`` of the weights is gone; ``down`` removes as many as fit
+    in ``floor(level * weights)`` (NNI's count for a global group).
     """
 
     kind = "global"
 
-    def __init__(self, normalize: str = "mean", max_sparsity_per_layer: float = 1.0) -> None:
+    def __init__(
+        self, normalize: str = "mean", max_sparsity_per_layer: float = 1.0, rounding: str = "up"
+    ) -> None:
         if normalize not in SCALES:
             raise ValueError(f"normalize must be one of {sorted(SCALES)}, got {normalize!r}")
         if not 0 < max_sparsity_per_layer <= 1:
             raise ValueError(f"max_sparsity_per_layer must be in (0, 1], got {max_sparsity_per_layer}")
+        if rounding not in ("up", "down"):
+            raise ValueError(f"rounding must be 'up' or 'down', got {rounding!r}")
         self.normalize = normalize
         self.cap = float(max_sparsity_per_layer)
+        self.down = rounding == "down"
 
     def allocate(self, candidates, budget):
         wanted = budget.level * budget.total
+        if self.down:
+            wanted = math.floor(wanted)
         scores = [normalise(c.scores.float(), self.normalize) for c in candidates]
         limits = [min(math.floor(self.cap * s.numel()), s.numel() - 1) for s in scores]
         orders = [torch.argsort(s, stable=True) for s in scores]
@@ -151,7 +160,8 @@ class Global(Allocation):
             order = torch.argsort(all_scores, stable=True)
             cum = torch.cumsum(torch.cat(pool_costs)[order].double(), 0)
             need = wanted - spent
-            count = int(torch.searchsorted(cum, torch.tensor([need], dtype=torch.float64)).item()) + 1
+            at = torch.searchsorted(cum, torch.tensor([need], dtype=torch.float64), right=self.down)
+            count = int(at.item()) + (0 if self.down else 1)  # down: the groups that fit; up: one more
             count = min(count, order.numel())
             owners = torch.cat(pool_owner)[order[:count]]
             grew = False

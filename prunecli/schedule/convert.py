@@ -368,6 +368,14 @@ def _nni_entry(name: str, comp: Component, conv: Conversion) -> dict[str, Any] |
     allocation = resolved_axes(args).get("allocation", {})
     if allocation.get("kind") == "global":
         entry["global_group_id"] = name
+        if allocation.get("normalize", "mean") != "none" or allocation.get("rounding", "up") != "down":
+            conv.notes.append(
+                Problem(
+                    f"pruners.{name}: NNI ranks a global group's raw scores and removes int(ratio x weights); "
+                    "this entry normalises or rounds differently",
+                    comp.location,
+                )
+            )
         if "max_sparsity_per_layer" in allocation:
             entry["max_sparse_ratio"] = allocation["max_sparsity_per_layer"]
     return entry

@@ -476,7 +476,8 @@ class _Compiler:
         assert s.ratio is not None
         args: dict[str, Any] = {"preset": pruner}
         if s.group is not None:
-            allocation: dict[str, Any] = {"kind": "global", "normalize": "none"}
+            # NNI ranks raw scores and removes int(ratio * weights) of the group
+            allocation: dict[str, Any] = {"kind": "global", "normalize": "none", "rounding": "down"}
             if s.max_ratio is not None:
                 allocation["max_sparsity_per_layer"] = s.max_ratio
             args["allocation"] = allocation

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -75,23 +74,6 @@ def weight_of(module: str) -> str:
     return f"{module}.weight" if module else "weight"
 
 
-def _with_weights(
-    args: Mapping[str, Any], weights: Sequence[str], shapes: Mapping[str, tuple[int, ...]]
-) -> dict[str, Any]:
-    """A native entry's args for these weights.
-
-    A global group removes ``int(sparse_ratio * elements)`` weights in NNI; the engine removes
-    groups until ``level * elements`` is reached, so the level is set half an element below
-    NNI's count, which makes the engine stop exactly there.
-    """
-    out = {**args, "weights": list(weights)}
-    if (args.get("allocation") or {}).get("kind") == "global":
-        total = sum(math.prod(shapes[w]) for w in weights)
-        count = int(float(args["sparsity"]) * total)
-        out["sparsity"] = (count - 0.5) / total if count else 0.0
-    return out
-
-
 @dataclass
 class Binding:
     """Fills the compiled schedule's ``weights`` for one model (``Schedule.bind``)."""
@@ -147,7 +129,7 @@ class Binding:
             assert entry.component is not None
             weights.setdefault(entry.component, []).append(weight_of(name))
         problems.raise_if_any(ScheduleError, f"{schedule.path}: the config_list does not fit the model")
-        return self._bound(schedule, weights, shapes, warnings)
+        return self._bound(schedule, weights, warnings)
 
     def _excluded(self, modules: Mapping[str, str], problems: ProblemCollector) -> set[str]:
         out: set[str] = set()
@@ -199,14 +181,9 @@ class Binding:
                     )
 
     @staticmethod
-    def _bound(
-        schedule: Schedule,
-        weights: Mapping[str, Sequence[str]],
-        shapes: Mapping[str, tuple[int, ...]],
-        warnings: list[Problem],
-    ) -> Schedule:
+    def _bound(schedule: Schedule, weights: Mapping[str, Sequence[str]], warnings: list[Problem]) -> Schedule:
         pruners = {
-            name: dataclasses.replace(comp, args=_with_weights(comp.args, weights[name], shapes))
+            name: dataclasses.replace(comp, args={**comp.args, "weights": list(weights[name])})
             for name, comp in schedule.components.get("pruners", {}).items()
             if weights.get(name)
         }
