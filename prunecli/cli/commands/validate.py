@@ -29,6 +29,10 @@ def _print_ok(result: CheckResult) -> None:
             f"; every name matches model {escape(result.model.spec)} ({len(result.model.shapes)} parameters)"
         )
     console.print(text, highlight=False)
+    if result.model is None and result.schedule.bind is not None:
+        console.print(
+            "which modules it prunes depends on the model: add --model to check its names", highlight=False
+        )
     for w in result.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(w.render())}", highlight=False)
 
