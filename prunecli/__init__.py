@@ -17,15 +17,18 @@ if TYPE_CHECKING:
         CompressionScheduler,
         Conversion,
         ModelInfo,
+        Pruning,
         Schedule,
         ThinOptions,
         ThinSummary,
+        WeightPruningConfig,
         build_compression,
         check_schedule,
         convert_schedule,
         export_compact,
         load_model,
         load_schedule,
+        prepare_compression,
         thin,
     )
 
@@ -40,9 +43,11 @@ __all__ = [
     "CompressionScheduler",
     "Conversion",
     "ModelInfo",
+    "Pruning",
     "Schedule",
     "ThinOptions",
     "ThinSummary",
+    "WeightPruningConfig",
     "__version__",
     "build_compression",
     "check_schedule",
@@ -50,6 +55,7 @@ __all__ = [
     "export_compact",
     "load_model",
     "load_schedule",
+    "prepare_compression",
     "thin",
 ]
 

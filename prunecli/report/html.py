@@ -12,13 +12,15 @@ from typing import Any
 from prunecli.report.plots import REPORT_PLOTS
 from prunecli.report.render import (
     COMPUTE_COLUMNS,
+    QUANTIZATION_HEADERS,
     compute_cells,
     headline_cells,
     history_columns,
+    quantization_cells,
     ratio_cells,
     sparsity_cells,
+    sparsity_columns,
 )
-from prunecli.report.sparsity import COLUMNS
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px; color: #222; max-width: 1180px; }
@@ -88,8 +90,13 @@ def to_html(report: dict[str, Any]) -> str:
         '<h2>Plots</h2><div class="plots">',
         *(_img(title, fn(report)) for title, fn in REPORT_PLOTS.items()),
         "</div>",
+        *(
+            ["<h2>Quantization</h2>", _table(QUANTIZATION_HEADERS, quantization_cells(report))]
+            if report.get("quantization")
+            else []
+        ),
         "<h2>Weights sparsity</h2>",
-        _table(list(COLUMNS), sparsity_cells(report), total_last=True),
+        _table(sparsity_columns(report), sparsity_cells(report), total_last=True),
         "<h2>Compute</h2>",
         _table([h for h, _ in COMPUTE_COLUMNS], compute_cells(report)),
     ]

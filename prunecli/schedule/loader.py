@@ -17,7 +17,7 @@ from .classify import classify
 from .dialects import detect_dialect
 from .model import POLICY_KINDS, SECTIONS, Component, Policy, Schedule
 from .native import NATIVE_CLASS, is_native
-from .yamlio import kind_of, load_yaml
+from .yamlio import SCHEDULE_MAPPING_TAGS, kind_of, load_yaml
 
 TOP_LEVEL_KEYS = ("version", *SECTIONS, "policies")
 RANGE_KEYS = ("starting_epoch", "ending_epoch", "frequency")
@@ -92,6 +92,7 @@ def load_schedule(
             error_type=ScheduleError,
             what="schedule",
             duplicates=duplicates,
+            mapping_tags=SCHEDULE_MAPPING_TAGS,
             require_mapping=False,
         )
         with open(name, encoding="utf-8-sig", errors="replace") as fh:
@@ -103,6 +104,7 @@ def load_schedule(
             error_type=ScheduleError,
             what="schedule",
             duplicates=duplicates,
+            mapping_tags=SCHEDULE_MAPPING_TAGS,
             require_mapping=False,
         )
         raw = text
@@ -144,6 +146,13 @@ def build_schedule(
             hint="a schedule starts with top-level keys such as 'version: 1', 'pruners:' and 'policies:' "
             "(or is an NNI config_list: a list of '- op_types: [...]' entries)",
         )
+    return build_distiller_schedule(data, locate, path=path, text=text)
+
+
+def build_distiller_schedule(
+    data: dict[str, Any], locate: Callable[..., SourceLocation], *, path: str, text: str
+) -> Schedule:
+    """A document in Distiller's language (dialects compile theirs into one and call this)."""
     kind = classify(data)
     if kind is not None:
         raise NotAScheduleError(

@@ -89,6 +89,16 @@ class Schedule:
     def component(self, kind: str, instance: str) -> Component:
         return self.components[POLICY_KINDS[kind]][instance]
 
+    def counts_steps(self) -> bool:
+        """Whether some pruner's events are training steps, so its policy's epochs are only a bound
+        and the run's length must be given (``--epochs``)."""
+        from .native import NATIVE_CLASS, counts_steps
+
+        return any(
+            c.class_name == NATIVE_CLASS and counts_steps(c.args)
+            for c in self.components.get("pruners", {}).values()
+        )
+
     def last_epoch(self) -> int:
         """The last epoch on which any non-LR policy fires (-1 when none does)."""
         epochs = [e for p in self.policies if not p.is_lr for e in p.epochs]

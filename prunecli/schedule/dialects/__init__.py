@@ -61,9 +61,7 @@ def detect_dialect(document: Any) -> Dialect | None:
     return None
 
 
-def _register_builtin() -> None:
-    """The dialects shipped with prunecli register themselves on import."""
-    from prunecli.schedule.dialects import nni  # noqa: F401
-
-
-_register_builtin()
+# the dialects shipped with prunecli register themselves on import
+from . import inc as _inc  # noqa: E402,F401  (after the registry they use)
+from . import lpot as _lpot  # noqa: E402,F401
+from . import nni as _nni  # noqa: E402,F401

@@ -358,8 +358,8 @@ class _Compiler:
                 s.group = f"group_{gid}"
         if s.group is not None and s.min_ratio is not None:
             self.problems.add(
-                f"{where}: min_sparse_ratio in a global group is not supported (the engine's global allocation "
-                "caps layers from above only)",
+                f"{where}: min_sparse_ratio in a global group is not supported (NNI uses it only when the group's "
+                "whole count falls below the sum of the minimums, a rule the engine does not have)",
                 self.locate((*path, "min_sparse_ratio"), key=True),
                 "remove min_sparse_ratio, or drop the global group",
             )
