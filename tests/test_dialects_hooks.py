@@ -187,3 +187,42 @@ def test_weight_pruning_config_is_checked_like_a_file() -> None:
     with pytest.raises(ScheduleError) as info:
         WeightPruningConfig(pruning_type="magnitude", patern="4x1")
     assert "did you mean pattern" in str(info.value.problems[0].message)
+
+
+DISTILLER_LEVELS = """
+version: 1
+pruners:
+  levels:
+    class: SparsityLevelParameterPruner
+    levels: {fc.weight: 0.6, conv.weight: 0.3}
+policies:
+  - pruner: {instance_name: levels}
+    epochs: [START]
+"""
+
+
+@pytest.mark.parametrize("start", [0, 1])
+def test_one_shot_lpot_and_inc_masks_equal_distillers_level_pruner(start: int) -> None:
+    """A one-shot magnitude level per tensor is Distiller's SparsityLevelParameterPruner, mask for mask."""
+    distiller = load_schedule("levels.yaml", text=DISTILLER_LEVELS.replace("START", str(start)))
+    lpot = load_schedule(
+        "lpot.yaml",
+        text=(
+            f"pruning:\n  approach:\n    weight_compression:\n      start_epoch: {start}\n      end_epoch: {start}\n"
+            "      pruners:\n        - !Pruner {names: [fc.weight], target_sparsity: 0.6}\n"
+            "        - !Pruner {names: [conv.weight], target_sparsity: 0.3}\n"
+        ),
+    )
+    step = start * STEPS
+    inc = load_schedule(
+        "inc.yaml",
+        text=(
+            f"pruning_type: magnitude\npattern: 1x1\npruning_scope: local\nstart_step: {step}\nend_step: {step}\n"
+            "pruning_configs:\n  - {op_names: ['^fc$'], target_sparsity: 0.6}\n"
+            "  - {op_names: ['^conv$'], target_sparsity: 0.3}\n"
+        ),
+    )
+    reference = _reference(distiller)
+    assert 1 - float(reference[-1]["fc.weight"].mean()) == pytest.approx(int(0.6 * 2048) / 2048)
+    _same(_reference(lpot), reference)
+    _same(_reference(inc), reference)
