@@ -15,6 +15,12 @@ Everything a program needs to use prunecli as a library, without the command lin
 ``WeightPruningConfig``   Neural Compressor 2.x's pruning config (compiled into a schedule)
 ``prepare_compression``   Neural Compressor 2.x's callbacks for a user's training loop
 ``convert_schedule``      ``prunecli convert``: a schedule file in another schedule language, with what it cannot say
+``PruningScheduler``      iterative pruning (NNI's shape): generator proposes, loop prunes, thins,
+                          fine-tunes, evaluates; ``compress()``, ``get_best_result()``
+``LevelPruner``           the pruner a ``PruningScheduler`` drives: an engine target and metric
+``build_generator``       a task generator by name (``agp``, ``linear``, ``lottery_ticket``, ...)
+``TaskGenerator``         the two-method base class of user-written generators (with ``Task``,
+                          ``TaskResult``, ``SearchSpace``, ``Budget``)
 ========================  ====================================================================
 
 ``prunecli`` re-exports exactly these names (``from prunecli import thin``). The command-line
@@ -40,6 +46,16 @@ from prunecli.compat.inc import WeightPruningConfig, prepare_compression
 from prunecli.compat.lpot import Pruning
 from prunecli.compression import CompressionScheduler, build_compression
 from prunecli.errors import CheckpointError, SourceLocation
+from prunecli.iterative import (
+    Budget,
+    LevelPruner,
+    PruningScheduler,
+    SearchSpace,
+    Task,
+    TaskGenerator,
+    TaskResult,
+    build_generator,
+)
 from prunecli.schedule import Schedule, load_schedule
 from prunecli.schedule.convert import Conversion
 from prunecli.thinning.compact import CompactModel, ThinOptions, thin_to_compact
@@ -48,17 +64,25 @@ from prunecli.validation import CheckResult, ModelInfo
 from prunecli.validation import check_file as check_schedule
 
 __all__ = [
+    "Budget",
     "CheckResult",
     "CompactModel",
     "CompressionScheduler",
     "Conversion",
+    "LevelPruner",
     "ModelInfo",
     "Pruning",
+    "PruningScheduler",
     "Schedule",
+    "SearchSpace",
+    "Task",
+    "TaskGenerator",
+    "TaskResult",
     "ThinOptions",
     "ThinSummary",
     "WeightPruningConfig",
     "build_compression",
+    "build_generator",
     "check_schedule",
     "convert_schedule",
     "export_compact",

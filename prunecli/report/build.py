@@ -56,6 +56,8 @@ class ReportInputs:
     history: list[dict[str, Any]] = field(default_factory=list)
     schedule_text: str | None = None
     dataset: str | None = None
+    #: an iterative run's iteration table (:meth:`prunecli.rundir.RunDir.read_iterations`)
+    iterative: dict[str, Any] | None = None
     #: the int8 model an int8 checkpoint stores (``model`` is then its float twin: BatchNorm
     #: folded, dequantized weights, for the tables)
     int8: nn.Module | None = None
@@ -140,10 +142,12 @@ def load_inputs(
 
     history = list(payload.get("metrics") or [])
     schedule_text = payload.get("schedule_text")
+    iterative = None
     if run_dir is not None:
         if run_dir.metrics.is_file():
             history = run_dir.read_metrics()
         schedule_text = schedule_text or run_dir.read_schedule_text()
+        iterative = run_dir.read_iterations()
     if not isinstance(payload.get("model"), dict):
         payload = {**payload, "model": spec.to_dict()}
     return ReportInputs(
@@ -157,6 +161,7 @@ def load_inputs(
         history=history,
         schedule_text=schedule_text,
         dataset=spec.dataset,
+        iterative=iterative,
         int8=int8,
     )
 
@@ -353,6 +358,7 @@ def assemble_report(inputs: ReportInputs, options: ReportOptions | None = None) 
         "schedule": {"text": inputs.schedule_text, "agp": _agp_curves(inputs.schedule_text)},
         "thinning": _thinning(inputs.payload),
         "channel_rounding": rounding_rows(inputs.schedule_text, inputs.model, inputs.dense),
+        "iterative": _iterative(inputs.iterative),
         "quantization": quantization,
     }
 
@@ -426,6 +432,21 @@ def _thinning(payload: dict[str, Any]) -> dict[str, Any] | None:
         return None
     checks = [c for c in recipe.get("checks", []) if isinstance(c, dict)]
     return {"removed_channels": int(recipe.get("removed_channels", 0)), "checks": checks}
+
+
+def _iterative(table: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The iteration table of an iterative run, with each row's place on the Pareto front."""
+    if table is None:
+        return None
+    from prunecli.report.pareto import pareto_front
+
+    metric = "latency_ms" if str(table.get("budget") or "").startswith("latency_ms") else "macs"
+    rows = [dict(row) for row in table["iterations"]]
+    front = set(pareto_front([(row.get(metric), row.get("score")) for row in rows]))
+    for index, row in enumerate(rows):
+        row["pareto"] = index in front
+        row["best"] = row.get("iteration") == table.get("best")
+    return {**table, "cost": metric, "iterations": rows}
 
 
 def _version() -> str:

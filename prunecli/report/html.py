@@ -9,13 +9,16 @@ import base64
 import html
 from typing import Any
 
-from prunecli.report.plots import REPORT_PLOTS
+from prunecli.report.plots import REPORT_PLOTS, plot_pareto
 from prunecli.report.render import (
     COMPUTE_COLUMNS,
+    ITERATION_HEADERS,
     QUANTIZATION_HEADERS,
     compute_cells,
     headline_cells,
     history_columns,
+    iteration_cells,
+    iteration_title,
     quantization_cells,
     ratio_cells,
     sparsity_cells,
@@ -87,6 +90,15 @@ def to_html(report: dict[str, Any]) -> str:
         "</div><div><h2>Ratios</h2>",
         _table(["Field", "Value", "Meaning"], ratio_cells(report)),
         "</div></div>",
+        *(
+            [
+                f"<h2>{html.escape(iteration_title(report))}</h2>",
+                _table(ITERATION_HEADERS, iteration_cells(report)),
+                _img("Accuracy vs cost of every iteration (Pareto front)", plot_pareto(report)),
+            ]
+            if report.get("iterative")
+            else []
+        ),
         '<h2>Plots</h2><div class="plots">',
         *(_img(title, fn(report)) for title, fn in REPORT_PLOTS.items()),
         "</div>",

@@ -180,6 +180,45 @@ def compute_cells(
     return out
 
 
+ITERATION_HEADERS = ["#", "Goal", "Top-1", "Weights", "Params", "MACs", "Latency", "Budget", "Pareto"]
+
+
+def iteration_cells(report: dict[str, Any]) -> list[list[str]]:
+    """One row per iteration of an iterative run (empty for other sources); ratios to dense."""
+    table = report.get("iterative") or {}
+    rows = []
+    for row in table.get("iterations") or []:
+        budget = "meets" if row["meets_budget"] else "over"
+        rows.append(
+            [
+                str(row["iteration"]),
+                _goal(row.get("goal")) or str(row.get("note") or "-"),
+                _pct(row.get("score")),
+                f"{row['weights']:.3f}",
+                f"{row['params']:.3f}",
+                f"{row['macs']:.3f}",
+                _ms(row.get("latency_ms")),
+                f"{budget}, best" if row.get("best") else budget,
+                "yes" if row.get("pareto") else "",
+            ]
+        )
+    return rows
+
+
+def _goal(goal: str | None) -> str | None:
+    """``macs <= 0.566406`` as ``macs <= 0.5664``."""
+    metric, _, bound = (goal or "").partition("<=")
+    try:
+        return f"{metric.strip()} <= {float(bound):.4f}"
+    except ValueError:
+        return goal
+
+
+def iteration_title(report: dict[str, Any]) -> str:
+    table = report.get("iterative") or {}
+    return f"Iterations (budget {table.get('budget') or 'none'}; ratios to the dense model)"
+
+
 def history_columns(report: dict[str, Any]) -> list[str]:
     keys: list[str] = []
     for h in report.get("history") or []:
@@ -255,6 +294,8 @@ def print_terminal(report: dict[str, Any], console: Console, *, full: bool = Tru
         console.print(_rich_table("Latency as deployed (CPU)", LATENCY_HEADERS, latency_cells(report), 2))
     if not full:
         return
+    if report.get("iterative"):
+        console.print(_rich_table(iteration_title(report), ITERATION_HEADERS, iteration_cells(report)))
     if report.get("quantization"):
         console.print(_rich_table("Quantization", QUANTIZATION_HEADERS, quantization_cells(report)))
     if console.width >= FULL_TABLE_WIDTH:
@@ -304,6 +345,11 @@ def to_markdown(report: dict[str, Any]) -> str:
         _md_table(["Field", "Value", "Meaning"], ratio_cells(report)),
         "## Latency as deployed (CPU)",
         _md_table(LATENCY_HEADERS, latency_cells(report)) if report.get("latency_table") else "not measured",
+        *(
+            [f"## {iteration_title(report)}", _md_table(ITERATION_HEADERS, iteration_cells(report))]
+            if report.get("iterative")
+            else []
+        ),
         *(
             ["## Quantization", _md_table(QUANTIZATION_HEADERS, quantization_cells(report))]
             if report.get("quantization")

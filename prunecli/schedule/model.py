@@ -81,6 +81,9 @@ class Schedule:
     #: returns the schedule with its ``weights`` filled in for one model (parameter shapes, and each
     #: module's class name by module name); ``names.resolve_names`` calls it
     bind: Callable[..., Schedule] | None = field(default=None, repr=False, compare=False)
+    #: the checked ``iterative:`` section (a ``prunecli.iterative.spec.IterativeSpec``) of an
+    #: iterative schedule: ``prunecli run`` then runs the iterative loop instead of epochs
+    iterative: Any = field(default=None, compare=False)
 
     def where(self, path: tuple[Any, ...], *, key: bool = False) -> SourceLocation | None:
         """Source position of a YAML path, or None for schedules built in code."""

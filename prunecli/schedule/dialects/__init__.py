@@ -63,5 +63,6 @@ def detect_dialect(document: Any) -> Dialect | None:
 
 # the dialects shipped with prunecli register themselves on import
 from . import inc as _inc  # noqa: E402,F401  (after the registry they use)
+from . import iterative as _iterative  # noqa: E402,F401
 from . import lpot as _lpot  # noqa: E402,F401
 from . import nni as _nni  # noqa: E402,F401
