@@ -38,6 +38,7 @@ _DIRECT = (
     "narrow_heads",
     "round_to",
     "strict",
+    "pruner",
 )
 
 
@@ -107,6 +108,11 @@ _DIRECT = (
 )
 @click.option(
     "--strict", is_flag=True, default=None, help="Refuse a schedule with a key given twice (default: warn)."
+)
+@click.option(
+    "--pruner",
+    metavar="NAME",
+    help="The NNI pruner (L1NormPruner, FPGMPruner, ...) of an NNI config_list schedule that names none.",
 )
 @click.option(
     "--budget",
