@@ -38,6 +38,7 @@ def build_compression(
     steps_per_epoch: int | None = None,
     round_to: int = 1,
     prune_normalized: bool = False,
+    narrow_heads: bool = False,
 ) -> CompressionScheduler:
     """The compression scheduler of ``schedule`` (a loaded one, or a YAML path) for ``model``.
 
@@ -46,13 +47,13 @@ def build_compression(
     those of :func:`prunecli.compression.build.build_scheduler`.
     """
     from prunecli.schedule import load_schedule
-    from prunecli.schedule.names import resolve_names
+    from prunecli.schedule.names import module_classes, resolve_names
 
     if not isinstance(schedule, Schedule):
         schedule = load_schedule(schedule)
     shapes = {name: tuple(p.shape) for name, p in model.named_parameters()}
     return build_scheduler(
-        resolve_names(schedule, shapes),
+        resolve_names(schedule, shapes, module_classes(model)),
         model,
         optimizer,
         example_input=example_input,
@@ -60,6 +61,7 @@ def build_compression(
         dependency_graph=dependency_graph,
         steps_per_epoch=steps_per_epoch,
         prune_normalized=prune_normalized,
+        narrow_heads=narrow_heads,
         round_to=round_to,
     )
 

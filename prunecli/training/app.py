@@ -126,7 +126,9 @@ class _Run:
                 hint="pass --model/--dataset, set them in the config file, or name them in the "
                 "schedule's thinning extension (arch:, dataset:)",
             )
-        self.schedule = load_schedule(cfg.schedule, strict=cfg.strict) if cfg.schedule else None
+        self.schedule = (
+            load_schedule(cfg.schedule, strict=cfg.strict, pruner=cfg.pruner) if cfg.schedule else None
+        )
         self._epochs()  # a schedule counting steps needs --epochs: refused before any data is read
         self.parallel = distributed_run.Parallel.join(cfg, resolve_device(cfg.device), self.reporter)
         self.device = self.parallel.device
@@ -160,6 +162,7 @@ class _Run:
             round_to=self.config.round_to,
             steps_per_epoch=self.steps_per_epoch,
             prune_normalized=self.config.prune_normalized,
+            narrow_heads=self.config.narrow_heads,
         )
 
     def _epochs(self) -> int:
@@ -189,9 +192,10 @@ class _Run:
         )
         self.parallel.place(self.model)
         if self.schedule is not None:  # a misspelled weight name is reported before any forward pass
-            from prunecli.schedule.names import resolve_names
+            from prunecli.schedule.names import module_classes, resolve_names
 
-            resolve_names(self.schedule, {n: tuple(p.shape) for n, p in self.model.named_parameters()})
+            shapes = {n: tuple(p.shape) for n, p in self.model.named_parameters()}
+            resolve_names(self.schedule, shapes, module_classes(self.model))
         dense = {**model_stats(self.model, self.example_input), "checkpoint_bytes": _state_bytes(self.model)}
         start = self._starting_point()
         self.optimizer = build_optimizer(cfg, self.model)
@@ -535,7 +539,7 @@ class _Run:
         self._collect_recipes()
         model = copy.deepcopy(self.model).eval()
         payload = self.payload(self.metrics[-1]["epoch"] if self.metrics else -1, model=model, full=False)
-        options = ThinOptions(prune_normalized=self._prunes_normalized())
+        options = ThinOptions(prune_normalized=self._prunes_normalized(), narrow_heads=self.config.narrow_heads)
         compact = thin_checkpoint(
             payload,
             model,

@@ -60,6 +60,7 @@ class RunConfig:
     name: str | None = None
     auto_dependency: bool = False
     prune_normalized: bool = False
+    narrow_heads: bool = False
     round_to: int = 1
     compact: bool = True
     int8: bool = True
@@ -69,6 +70,7 @@ class RunConfig:
     deterministic: bool = False
     quiet: bool = False
     strict: bool = False
+    pruner: str | None = None  # the NNI pruner of an NNI config_list that names none
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

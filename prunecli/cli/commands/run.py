@@ -35,8 +35,10 @@ _DIRECT = (
     "channels_last",
     "sync_batchnorm",
     "prune_normalized",
+    "narrow_heads",
     "round_to",
     "strict",
+    "pruner",
 )
 
 
@@ -93,12 +95,24 @@ _DIRECT = (
     "(ViT/ConvNeXt embedding width); the compact model then deviates slightly and the deviation is reported.",
 )
 @click.option(
+    "--narrow-heads",
+    is_flag=True,
+    default=None,
+    help="With --prune-normalized: narrow every attention head alike (head_dim shrinks, the number of heads "
+    "stays) instead of removing whole heads.",
+)
+@click.option(
     "--round-to",
     type=click.IntRange(min=1),
     help="With --auto-dependency: round every kept channel count up to a multiple of N (e.g. 8).",
 )
 @click.option(
     "--strict", is_flag=True, default=None, help="Refuse a schedule with a key given twice (default: warn)."
+)
+@click.option(
+    "--pruner",
+    metavar="NAME",
+    help="The NNI pruner (L1NormPruner, FPGMPruner, ...) of an NNI config_list schedule that names none.",
 )
 @click.option(
     "--budget",
