@@ -22,7 +22,7 @@ from prunecli.compression.policies import (
     ThinningPolicy,
 )
 from prunecli.compression.scheduler import CompressionScheduler
-from prunecli.errors import GraphError, ProblemCollector, ScheduleError, SourceLocation
+from prunecli.errors import GraphError, ProblemCollector, ScheduleError
 from prunecli.lr import LR_SCHEDULERS
 from prunecli.pruners import PRUNERS, RankedStructurePruner
 from prunecli.pruners.agp import AgpMixin, agp_span
@@ -273,20 +273,42 @@ def _make_policy(
         return LRPolicy(instance, policy.instance)
     if policy.kind == "extension":
         return instance
+    if policy.kind == "quantizer":
+        from prunecli.quantization.policy import QuantizationPolicy
+
+        return QuantizationPolicy(instance)
     return None
 
 
-def _quantizer_error(schedule: Schedule) -> ScheduleError | None:
-    comps = list(schedule.components.get("quantizers", {}).values())
-    pols = [p for p in schedule.policies if p.kind == "quantizer"]
-    if not comps and not pols:
+def _build_quantizer(
+    comp: Component, schedule: Schedule, model: nn.Module, optimizer: Any, problems: ProblemCollector
+) -> Any | None:
+    """A quantizer from the catalog's arguments; a QuantizerError lands on the argument it is about."""
+    from prunecli.quantization.quantizers import QUANTIZERS, QuantizerError
+
+    cls = QUANTIZERS.get(comp.class_name)
+    if cls is None:
+        problems.add(
+            f"unknown quantizer class {comp.class_name!r}",
+            comp.location,
+            f"use one of: {', '.join(sorted(QUANTIZERS))}",
+        )
         return None
-    location: SourceLocation | None = comps[0].location if comps else pols[0].location
-    return ScheduleError(
-        "quantizers are not supported yet",
-        location=location,
-        hint="remove the quantizers section and quantizer policies from the schedule",
-    )
+    accepted, required = catalog_args(comp.class_name)
+    if not _check_args(comp, accepted, required, problems):
+        return None
+    try:
+        return cls(name=comp.instance, model=model, optimizer=optimizer, **comp.args)
+    except QuantizerError as exc:
+        location = comp.arg_locations.get(exc.key[0], comp.location) if exc.key else comp.location
+        if len(exc.key) > 1 and schedule.locate is not None:
+            location = schedule.locate((*comp.yaml_path, *exc.key), key=True)
+        problems.add(f"{comp.class_name} ({comp.instance}): {exc.message}", location, exc.hint)
+    except (TypeError, ValueError) as exc:
+        problems.add(
+            f"{comp.class_name} ({comp.instance}): {exc}", comp.location, "fix this quantizer's arguments"
+        )
+    return None
 
 
 def build_scheduler(
@@ -313,9 +335,6 @@ def build_scheduler(
         raise ScheduleError(
             f"round_to must be an integer >= 1, got {round_to!r}", hint="pass --round-to 1 (off) or more"
         )
-    error = _quantizer_error(schedule)
-    if error is not None:
-        raise error
     problems = ProblemCollector()
     param_names = {name for name, _ in model.named_parameters()}
     built: dict[str, dict[str, Any]] = {}
@@ -333,6 +352,10 @@ def build_scheduler(
         built.setdefault("extensions", {})[instance] = _build_extension(comp, example_input, problems)
     for instance, comp in schedule.components.get("lr_schedulers", {}).items():
         built.setdefault("lr_schedulers", {})[instance] = _build_lr_scheduler(comp, optimizer, problems)
+    for instance, comp in schedule.components.get("quantizers", {}).items():
+        built.setdefault("quantizers", {})[instance] = _build_quantizer(
+            comp, schedule, model, optimizer, problems
+        )
 
     pruners = [p for p in built.get("pruners", {}).values() if p is not None]
     if auto_dependency or prune_normalized or any(getattr(p, "prune_normalized", False) for p in pruners):
@@ -352,6 +375,11 @@ def build_scheduler(
                     extension.prune_normalized = True
 
     scheduler = CompressionScheduler(model)
+    quantizer = next((q for q in built.get("quantizers", {}).values() if q is not None), None)
+    if quantizer is not None:
+        from prunecli.quantization.policy import QuantizationStage
+
+        scheduler.quantization = QuantizationStage(quantizer, scheduler.maskset, optimizer)
     ordered = [p for p in schedule.policies if not p.is_lr] + [p for p in schedule.policies if p.is_lr]
     for policy in ordered:
         section = {
@@ -359,6 +387,7 @@ def build_scheduler(
             "regularizer": "regularizers",
             "extension": "extensions",
             "lr_scheduler": "lr_schedulers",
+            "quantizer": "quantizers",
         }[policy.kind]
         if policy.instance not in schedule.components.get(section, {}):
             _policy_problem(
@@ -390,4 +419,6 @@ def build_scheduler(
         pruner = getattr(policy, "pruner", None)
         if pruner is not None:
             pruner.attach(model)
+    if scheduler.quantization is not None and not scheduler.quantization.post_training:
+        scheduler.quantization.prepare()  # as Distiller's QuantizationPolicy: once, when scheduled
     return scheduler
