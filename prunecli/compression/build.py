@@ -350,12 +350,21 @@ def build_scheduler(
         )
     for instance, comp in schedule.components.get("extensions", {}).items():
         built.setdefault("extensions", {})[instance] = _build_extension(comp, example_input, problems)
-    for instance, comp in schedule.components.get("lr_schedulers", {}).items():
-        built.setdefault("lr_schedulers", {})[instance] = _build_lr_scheduler(comp, optimizer, problems)
+    scheduler = CompressionScheduler(model)
     for instance, comp in schedule.components.get("quantizers", {}).items():
         built.setdefault("quantizers", {})[instance] = _build_quantizer(
             comp, schedule, model, optimizer, problems
         )
+    quantizer = next((q for q in built.get("quantizers", {}).values() if q is not None), None)
+    if quantizer is not None:
+        from prunecli.quantization.policy import QuantizationStage
+
+        scheduler.quantization = QuantizationStage(quantizer, scheduler.maskset, optimizer)
+        if not quantizer.post_training:
+            # as Distiller: prepared once, before the LR schedulers see the optimizer's groups
+            scheduler.quantization.prepare()
+    for instance, comp in schedule.components.get("lr_schedulers", {}).items():
+        built.setdefault("lr_schedulers", {})[instance] = _build_lr_scheduler(comp, optimizer, problems)
 
     pruners = [p for p in built.get("pruners", {}).values() if p is not None]
     if auto_dependency or prune_normalized or any(getattr(p, "prune_normalized", False) for p in pruners):
@@ -374,12 +383,6 @@ def build_scheduler(
                 if isinstance(extension, ThinningPolicy):
                     extension.prune_normalized = True
 
-    scheduler = CompressionScheduler(model)
-    quantizer = next((q for q in built.get("quantizers", {}).values() if q is not None), None)
-    if quantizer is not None:
-        from prunecli.quantization.policy import QuantizationStage
-
-        scheduler.quantization = QuantizationStage(quantizer, scheduler.maskset, optimizer)
     ordered = [p for p in schedule.policies if not p.is_lr] + [p for p in schedule.policies if p.is_lr]
     for policy in ordered:
         section = {
@@ -414,11 +417,11 @@ def build_scheduler(
                 frequency=policy.frequency,
                 key=key,
             )
+    if problems.problems and quantizer is not None:
+        quantizer.detach()  # leave the caller's model as it was
     problems.raise_if_any(ScheduleError, "the schedule cannot be applied to this model")
     for _, policy in scheduler.policy_order:
         pruner = getattr(policy, "pruner", None)
         if pruner is not None:
             pruner.attach(model)
-    if scheduler.quantization is not None and not scheduler.quantization.post_training:
-        scheduler.quantization.prepare()  # as Distiller's QuantizationPolicy: once, when scheduled
     return scheduler

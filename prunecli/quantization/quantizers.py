@@ -118,7 +118,7 @@ class Quantizer:
                     + (f"; closest module names: {', '.join(close)}" if close else ""),
                     key=("overrides", pattern),
                     hint="overrides are regular expressions matched against whole module names "
-                    "(model.named_modules(), e.g. 'layer1\\..*conv.*'); list them with 'prunecli summary MODEL'",
+                    "(model.named_modules()), e.g. 'layer1\\..*conv.*'",
                 )
             unknown = sorted(set(entry) - set(BIT_KEYS) - set(self.OVERRIDE_KEYS))
             if unknown:
@@ -199,6 +199,13 @@ class Quantizer:
         for layer in self.layers:
             plan.add(self.layer_plan(layer))
         return plan
+
+    def detach(self) -> None:
+        """Remove the hooks and leave the weights as trained (a build that failed)."""
+        for layer in self.layers:
+            layer.remove()
+        self.layers = []
+        self.prepared = False
 
     def finalize(self) -> QuantPlan:
         """The plan; then the effective float weights replace the trained ones and the hooks go."""

@@ -491,7 +491,13 @@ class _Run:
 
     # ------------------------------------------------------------------ the end
     def finish(self, result: RunResult) -> None:
+        stage = getattr(self.scheduler, "quantization", None)
+        if stage is not None:
+            stage.apply_post_training()
         test = self._evaluate(self.test_loader)
+        if stage is not None:
+            # the model keeps its effective float weights; the plan travels in the checkpoint
+            self.extras["quantization"] = stage.finalize().to_dict()
         result.test = {
             "top1": test.top1,
             "top5": test.top5,
