@@ -39,6 +39,9 @@ DEFAULT_JSON = REPO_ROOT / "docs" / "compatibility-runtime.json"
 #: Target model of each example, by pattern on its path (first match wins). A thinning
 #: extension's ``arch`` argument, where present, takes precedence. Names follow INDEX.md.
 MODEL_PATTERNS: tuple[tuple[str, str], ...] = (
+    # the post-training examples name Distiller's ResNet modules (relu1, relu2, add) in overrides
+    # and statistics: Distiller builds its ImageNet ResNets with them, torchvision's do not have them
+    (r"^quantization/post_train_quant/resnet18", "prunecli.models.imagenet.distiller_resnet:resnet18"),
     (r"preact_resnet20_cifar|preact_resnet_cifar", "preact_resnet20_cifar"),
     (r"preact_resnet18", "preact_resnet18"),
     (r"resnet20|^ssl/ssl_|^gss/", "resnet20_cifar"),
@@ -186,6 +189,14 @@ def target_model(relpath: str, schedule: Any = None) -> str | None:
 def model_available(name: str) -> bool:
     from prunecli.models import available_models
 
+    if ":" in name:  # a module:factory spec
+        import importlib
+
+        module, _, factory = name.partition(":")
+        try:
+            return hasattr(importlib.import_module(module), factory)
+        except ImportError:
+            return False
     return name in available_models()
 
 
@@ -248,6 +259,8 @@ def _family_dataset(name: str) -> str | None:
     entry = ZOO.get(name)
     if entry is not None and entry.family == "cifar":
         return "cifar10"
+    if ".imagenet." in name:  # a module:factory spec of an ImageNet model
+        return "imagenet"
     return None
 
 

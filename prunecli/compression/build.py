@@ -111,6 +111,15 @@ def check_native_pruners(schedule: Schedule, model: nn.Module, example_input: An
     problems.raise_if_any(ScheduleError, "the schedule cannot be applied to this model")
 
 
+def check_quantizers(schedule: Schedule, model: nn.Module) -> None:
+    """Build the schedule's quantizer for ``model`` without attaching it; ScheduleError lists what
+    cannot work (override patterns matching no module, a statistics file for another model)."""
+    problems = ProblemCollector()
+    for comp in schedule.components.get("quantizers", {}).values():
+        _build_quantizer(comp, schedule, model, None, problems)
+    problems.raise_if_any(ScheduleError, "the schedule cannot be applied to this model")
+
+
 def _build_component(
     comp: Component,
     registry: Mapping[str, type],

@@ -401,9 +401,13 @@ class PostTrainLinearQuantizer(Quantizer):
             model_activation_stats = read_stats(model_activation_stats)
         self.stats: Mapping[str, Any] = model_activation_stats or {}
         if self.stats:
-            from .stats import check_stats_cover
+            from .stats import check_stats_cover, check_stats_shapes
 
-            check_stats_cover(self.stats, self._stats_needed(), source=str(getattr(self.stats, "source", "")))
+            source = str(getattr(self.stats, "source", ""))
+            needed = self._stats_needed()
+            check_stats_cover(self.stats, needed, source=source)
+            modules = {self._name_to_match(n): m for n, m in self.model.named_modules()}
+            check_stats_shapes(self.stats, {n: modules[n] for n in needed}, source=source)
 
     def _stats_needed(self) -> list[str]:
         """Layers whose activations this quantizer rounds from statistics."""

@@ -162,6 +162,37 @@ def read_stats(path: str | os.PathLike[str]) -> ActivationStats:
     return out
 
 
+def _recorded_channels(record: Mapping[str, Any], linear: bool) -> int | None:
+    """The channel count in a record's ``shape`` ("(256, 64, 112, 112)"): dim 1, or the last for Linear."""
+    text = str(record.get("shape", "")).strip("()[] ")
+    try:
+        dims = [int(d) for d in text.split(",") if d.strip()]
+    except ValueError:
+        return None
+    if len(dims) < 2:
+        return None
+    return dims[-1] if linear else dims[1]
+
+
+def check_stats_shapes(stats: Mapping[str, Any], layers: Mapping[str, nn.Module], *, source: str = "") -> None:
+    """A layer's recorded output channels equal its own (a file for a wider model has the same names)."""
+    for name, module in layers.items():
+        record = (stats.get(name) or {}).get("output")
+        if not isinstance(record, Mapping):
+            continue
+        linear = isinstance(module, nn.Linear)
+        ours = getattr(module, "out_features" if linear else "out_channels", None)
+        recorded = _recorded_channels(record, linear)
+        if ours is not None and recorded is not None and ours != recorded:
+            raise QuantizerError(
+                f"the statistics file {source} is for another model: its {name} output has {recorded} "
+                f"channels, this model's has {ours}",
+                key=("model_activation_stats",),
+                hint="collect statistics for this model with "
+                "'prunecli collect-stats MODEL --dataset NAME --out stats.yaml'",
+            )
+
+
 def check_stats_cover(stats: Mapping[str, Any], needed: Iterable[str], *, source: str = "") -> None:
     """Every layer that needs statistics has them; else the file is for another model (closest names)."""
     names = list(stats)
