@@ -242,8 +242,8 @@ class Stem(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 4, 3)
-        self.fc = nn.Linear(4, 2)
+        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
+        self.fc = nn.Linear(512, 1000)
 
 
 def test_ptq_from_a_stats_file_uses_its_ranges(examples_dir: str) -> None:

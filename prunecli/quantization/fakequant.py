@@ -156,7 +156,7 @@ class RangeLinearActivation(TensorFakeQuant):
 def dorefa_normalise(w: torch.Tensor) -> torch.Tensor:
     """DoReFa's weight transform before rounding: ``tanh(w) / (2 max|tanh(w)|) + 1/2`` in [0, 1]."""
     t = torch.tanh(w)
-    return t / (2 * t.abs().max().clamp_min(1e-12)) + 0.5
+    return torch.add(t * (0.5 / t.detach().abs().max().clamp_min(1e-12)), 0.5)
 
 
 class _BinarizeSTE(torch.autograd.Function):

@@ -83,8 +83,9 @@ class LinearQuantizeSTE(torch.autograd.Function):
     def forward(
         ctx: Any, x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, qmin: int, qmax: int
     ) -> torch.Tensor:
-        q = torch.clamp(torch.round(scale * x - zero_point), qmin, qmax)
-        return (q + zero_point) / scale
+        # one buffer, rounded in place: these run on every weight in every forward pass
+        out = torch.mul(x, scale).sub_(zero_point).round_().clamp_(qmin, qmax)
+        return out.add_(zero_point).div_(scale)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None, None]:
