@@ -71,7 +71,7 @@ def test_constructor_takes_exactly_the_catalog_arguments(name: str) -> None:
 
 
 def test_quantizer_registry_and_constructors_follow_the_catalog() -> None:
-    from prunecli.quantization.quantizers import QUANTIZERS
+    from prunecli.quantization.registry import QUANTIZERS
 
     assert _supported("quantizers") == set(QUANTIZERS)
     for name, cls in QUANTIZERS.items():

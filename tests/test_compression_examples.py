@@ -138,7 +138,7 @@ def test_every_example_component_fits_its_constructor(examples_dir):
     from prunecli.errors import ScheduleError
     from prunecli.lr import LR_SCHEDULERS
     from prunecli.pruners import PRUNERS
-    from prunecli.quantization.quantizers import QUANTIZERS
+    from prunecli.quantization.registry import QUANTIZERS
     from prunecli.regularizers import REGULARIZERS
     from prunecli.schedule import load_schedule
 

@@ -305,3 +305,58 @@ def test_missing_stats_file_is_refused(tmp_path: Path) -> None:
         "quantizers:\n  q:\n    class: PostTrainLinearQuantizer\n    model_activation_stats: nowhere.yaml\n",
     )
     assert "s.yaml:4:29" in str(err) and "not found" in str(err)
+
+
+# ---------------------------------------------------------------- NNI presets
+
+
+def test_nni_naive_rounds_weights_by_max_over_127() -> None:
+    from prunecli.quantization.nni import quantize
+
+    model = Tiny()
+    w = model.conv.weight.detach().clone()
+    q = quantize(model, [{"quant_types": ["weight"], "quant_bits": 8, "op_types": ["Conv2d"]}], "Naive")
+    step = float(w.abs().max()) / 127
+    expect = np.round(w.numpy() / step) * step
+    assert q.layers[0].quantized_weight().detach().numpy() == pytest.approx(expect, abs=1e-7)
+    assert [layer.name for layer in q.layers] == ["conv"]  # Linear not selected
+
+
+def test_nni_config_list_last_entry_wins_and_exclude() -> None:
+    from prunecli.quantization.nni import quantize
+
+    config = [
+        {"quant_types": ["weight", "output"], "quant_bits": {"weight": 4, "output": 8}, "op_types": ["default"]},
+        {"quant_types": ["weight"], "quant_bits": 2, "op_names": ["fc"]},
+        {"exclude": True, "op_names": ["conv"]},
+    ]
+    q = quantize(Tiny(), config, "QAT")
+    plan = q.export()
+    assert set(plan.layers) == {"fc"}
+    assert plan.layers["fc"].weight.bits == 2 and plan.layers["fc"].output is None
+
+
+def test_nni_bnn_signs_weights_and_outputs() -> None:
+    from prunecli.quantization.nni import quantize
+
+    model = Tiny()
+    quantize(model, [{"quant_types": ["weight", "output"], "quant_bits": 1, "op_names": ["conv"]}], "BNN")
+    out = model.conv(torch.randn(2, 1, 4, 4))
+    assert set(out.unique().tolist()) <= {-1.0, 1.0}
+
+
+def test_nni_entry_naming_a_missing_module_is_located(tmp_path: Path) -> None:
+    text = (
+        "quantizers:\n  q:\n    class: NNIQuantizer\n    method: LSQ\n    config_list:\n"
+        "      - quant_types: [weight]\n        quant_bits: 4\n        op_names: [conv, fc2]\n"
+        "policies:\n  - quantizer:\n      instance_name: q\n    starting_epoch: 0\n    ending_epoch: 2\n    frequency: 1\n"
+    )
+    err = str(_schedule_error(tmp_path, text))
+    assert "s.yaml:8:26" in err and "'fc2'" in err and "closest: fc" in err
+
+
+def test_nni_method_that_cannot_round_outputs_is_refused() -> None:
+    from prunecli.quantization.nni import quantize
+
+    with pytest.raises(QuantizerError, match="DoReFa quantizer does not round output"):
+        quantize(Tiny(), [{"quant_types": ["output"], "quant_bits": 4, "op_types": ["ReLU"]}], "DoReFa")

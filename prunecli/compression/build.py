@@ -293,7 +293,8 @@ def _build_quantizer(
     comp: Component, schedule: Schedule, model: nn.Module, optimizer: Any, problems: ProblemCollector
 ) -> Any | None:
     """A quantizer from the catalog's arguments; a QuantizerError lands on the argument it is about."""
-    from prunecli.quantization.quantizers import QUANTIZERS, QuantizerError
+    from prunecli.quantization.quantizers import QuantizerError
+    from prunecli.quantization.registry import QUANTIZERS
 
     cls = QUANTIZERS.get(comp.class_name)
     if cls is None:
@@ -311,7 +312,7 @@ def _build_quantizer(
     except QuantizerError as exc:
         location = comp.arg_locations.get(exc.key[0], comp.location) if exc.key else comp.location
         if len(exc.key) > 1 and schedule.locate is not None:
-            location = schedule.locate((*comp.yaml_path, *exc.key), key=True)
+            location = schedule.locate((*comp.yaml_path, *exc.key), key=not isinstance(exc.key[-1], int))
         problems.add(f"{comp.class_name} ({comp.instance}): {exc.message}", location, exc.hint)
     except (TypeError, ValueError) as exc:
         problems.add(

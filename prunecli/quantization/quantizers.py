@@ -500,16 +500,4 @@ class PostTrainLinearQuantizer(Quantizer):
         return super().finalize()
 
 
-#: class name -> class, the runtime registry; the catalog declares the same names and arguments
-QUANTIZERS: dict[str, type[Quantizer]] = {
-    cls.__name__: cls
-    for cls in (
-        PostTrainLinearQuantizer,
-        QuantAwareTrainRangeLinearQuantizer,
-        DorefaQuantizer,
-        PACTQuantizer,
-        WRPNQuantizer,
-    )
-}
-
-__all__ = ["QUANTIZERS", "QBits", "Quantizer", "QuantizerError", "ASYMMETRIC_UNSIGNED", "is_signed"]
+__all__ = ["QBits", "Quantizer", "QuantizerError", "ASYMMETRIC_UNSIGNED", "is_signed"]

@@ -431,6 +431,45 @@ STATS_PATH: dict[str, Any] = {
 STATS_ARG = "model_activation_stats"
 
 
+NNI_METHODS = ("Naive", "QAT", "DoReFa", "BNN", "LSQ")
+NNI_METHOD: dict[str, Any] = {"enum": list(NNI_METHODS), "x-expected": "one of " + ", ".join(NNI_METHODS)}
+_NNI_TYPES: dict[str, Any] = {
+    "type": "array",
+    "items": {"enum": ["weight", "input", "output"]},
+    "minItems": 1,
+    "x-expected": "a list of weight, input, output",
+}
+_NNI_BITS_ONE: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": 32}
+_NAMES: dict[str, Any] = {"type": "array", "items": {"type": "string"}, "x-expected": "a list of names"}
+NNI_CONFIG_LIST: dict[str, Any] = {
+    "type": "array",
+    "minItems": 1,
+    "items": {
+        "type": "object",
+        "properties": {
+            "quant_types": _NNI_TYPES,
+            "quant_bits": {
+                "anyOf": [
+                    _NNI_BITS_ONE,
+                    {
+                        "type": "object",
+                        "properties": {t: _NNI_BITS_ONE for t in ("weight", "input", "output")},
+                        "additionalProperties": False,
+                    },
+                ],
+                "x-expected": "a bit width in 1..32, or {weight: N, input: N, output: N}",
+            },
+            "op_types": _NAMES,
+            "op_names": _NAMES,
+            "exclude": BOOL,
+        },
+        "additionalProperties": False,
+        "x-expected": "an entry with quant_types, quant_bits, op_types and/or op_names (exclude)",
+    },
+    "x-expected": "a list of NNI config entries",
+}
+
+
 def _quantizers() -> list[ClassSpec]:
     base = {"bits_activations": BITS, "bits_weights": BITS, "bits_bias": BITS, "overrides": _overrides()}
     relu_family = obj({}, base)
@@ -506,6 +545,12 @@ def _quantizers() -> list[ClassSpec]:
             ),
         ),
         ClassSpec("WRPNQuantizer", "quantizers", relu_family),
+        ClassSpec(
+            "NNIQuantizer",
+            "quantizers",
+            obj({"method": NNI_METHOD, "config_list": NNI_CONFIG_LIST}),
+            notes=("prunecli's: NNI's quantizers (Naive, QAT, DoReFa, BNN, LSQ) configured by a config_list",),
+        ),
     ]
 
 
