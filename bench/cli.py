@@ -21,6 +21,7 @@ from bench import (
     hooks,
     latency,
     normalized,
+    quantization,
     thinning,
     vit_accuracy,
 )
@@ -38,6 +39,7 @@ BENCHMARKS: dict[str, Callable[[Context], Section]] = {
     "deploy": deploy.run,
     "app": app_cost.run,
     "accuracy": accuracy.run,
+    "qat": quantization.run,
     "engine-overhead": engine.run_overhead,
     "engine-accuracy": engine.run_accuracy,
     "scaling": distributed.run_scaling,
