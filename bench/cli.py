@@ -21,6 +21,7 @@ from bench import (
     hooks,
     latency,
     normalized,
+    qat,
     quantization,
     thinning,
     vit_accuracy,
@@ -39,13 +40,14 @@ BENCHMARKS: dict[str, Callable[[Context], Section]] = {
     "deploy": deploy.run,
     "app": app_cost.run,
     "accuracy": accuracy.run,
-    "qat": quantization.run,
     "engine-overhead": engine.run_overhead,
     "engine-accuracy": engine.run_accuracy,
     "scaling": distributed.run_scaling,
     "gpu": distributed.run_gpu,
     "normalized": normalized.run,
     "vit_accuracy": vit_accuracy.run,
+    "quantization": quantization.run,
+    "qat": qat.run,
 }
 
 DEFAULT_OUTPUT = Path("docs/benchmarks.md")

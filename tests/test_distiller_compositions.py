@@ -1,0 +1,122 @@
+"""Distiller's per-tensor pruners (element levels, thresholds, surgery, Baidu ramps, structure
+thresholds) run as engine compositions; their masks must stay bit-identical to the hand-written
+classes they replaced.
+
+The oracle is ``tests/data/distiller_tensorwise_masks.json``: sha256 digests of every mask after
+every training step of the cases below, recorded with the hand-written classes (run this file as a
+script to print them). The Distiller examples' fingerprints cover the same classes on real
+schedules; these cases also cover the classes no example uses (SparsityLevel, Magnitude,
+StructureParameterPruner) and options the examples leave alone (policy ``levels``, growing
+splicing sensitivity, every threshold group type and criterion).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from support.compression import TinyCNN
+
+from prunecli.compression import build_scheduler
+from prunecli.schedule import load_schedule
+
+DATA = Path(__file__).parent / "data" / "distiller_tensorwise_masks.json"
+EPOCHS, STEPS = 6, 3
+
+#: name -> (pruner entry, policy timing[, policy arguments])
+CASES: dict[str, tuple[str, ...]] = {
+    "level": (
+        "class: SparsityLevelParameterPruner\n    levels: {conv1.weight: 0.3, '*': 0.6}",
+        "epochs: [0, 2]",
+    ),
+    "level_policy_levels": (
+        "class: SparsityLevelParameterPruner\n    levels: {conv1.weight: 0.3}",
+        "epochs: [0, 3]", "levels: {fc.weight: 0.5, conv2.weight: 0.25}",
+    ),
+    "agp": (
+        "class: AutomatedGradualPruner\n    initial_sparsity: 0.05\n    final_sparsity: 0.7\n"
+        "    weights: [conv1.weight, conv2.weight, fc.weight]",
+        "starting_epoch: 0\n    ending_epoch: 6\n    frequency: 1",
+    ),
+    "magnitude": (
+        "class: MagnitudeParameterPruner\n    thresholds: {'*': 0.05, fc.weight: 0.1}",
+        "epochs: [0, 3]",
+    ),
+    "sensitivity": (
+        "class: SensitivityPruner\n    sensitivities: {conv2.weight: 0.7, '*': 0.4}",
+        "starting_epoch: 0\n    ending_epoch: 6\n    frequency: 2",
+    ),
+    "splicing": (
+        "class: SplicingPruner\n    sensitivities: {conv2.weight: 0.3, '*': 0.2}\n    low_thresh_mult: 0.9\n"
+        "    hi_thresh_mult: 1.1\n    sensitivity_multiplier: 0.5",
+        "starting_epoch: 0\n    ending_epoch: 6\n    frequency: 1",
+        "mini_batch_pruning_frequency: 1",
+    ),
+    "baidu": (
+        "class: BaiduRNNPruner\n    q: 0.2\n    ramp_epoch_offset: 2\n    ramp_slope_mult: 2\n"
+        "    weights: [conv2.weight, fc.weight]",
+        "starting_epoch: 0\n    ending_epoch: 6\n    frequency: 1",
+    ),
+    "structure_max": (
+        "class: StructureParameterPruner\n    threshold_criteria: Max\n    reg_regims:\n"
+        "      conv1.weight: [0.3, Filters]\n      conv2.weight: [0.15, Channels]\n      fc.weight: [0.2, Rows]",
+        "epochs: [0, 2, 4]",
+    ),
+    "structure_mean_abs": (
+        "class: StructureParameterPruner\n    threshold_criteria: Mean_Abs\n    reg_regims:\n"
+        "      conv1.weight: [0.09, 3D]\n      conv2.weight: [0.05, 2D]\n      fc.weight: [0.12, Cols]",
+        "epochs: [0, 2, 4]",
+    ),
+}
+
+
+def _digest(masks: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(masks):
+        mask = masks[name].detach().contiguous().cpu()
+        h.update(f"{name}:{mask.dtype}:{tuple(mask.shape)}:".encode())
+        h.update(mask.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def mask_digests(case: str) -> list[str]:
+    """The masks' digest after every step's ``on_minibatch_begin`` of a short seeded run, then
+    the number of masked weights at the end."""
+    entry, policy, *args = CASES[case]
+    pruner = "{instance_name: p" + (f", args: {{{args[0]}}}" if args else "") + "}"
+    text = f"version: 1\npruners:\n  p:\n    {entry}\npolicies:\n  - pruner: {pruner}\n    {policy}\n"
+    torch.manual_seed(0)
+    model = TinyCNN()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.2)
+    scheduler = build_scheduler(load_schedule("p.yaml", text=text), model, optimizer)
+    digests = []
+    for epoch in range(EPOCHS):
+        scheduler.on_epoch_begin(epoch, optimizer)
+        for step in range(STEPS):
+            scheduler.on_minibatch_begin(epoch, step, STEPS, optimizer)
+            digests.append(_digest({n: m for n, m in scheduler.masks.items() if m is not None}))
+            loss = F.cross_entropy(model(torch.randn(4, 3, 6, 6)), torch.tensor([0, 1, 2, 3]))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.on_minibatch_end(epoch, step, STEPS, optimizer)
+        scheduler.on_epoch_end(epoch, optimizer)
+    zeros = sum(int((m == 0).sum()) for m in scheduler.masks.values() if m is not None)
+    return [*digests, f"zeros={zeros}"]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_masks_are_those_of_the_hand_written_classes(case: str) -> None:
+    recorded = json.loads(DATA.read_text(encoding="utf-8"))[case]
+    digests = mask_digests(case)
+    assert int(recorded[-1].split("=")[1]) > 0  # the case prunes something
+    assert digests == recorded
+
+
+if __name__ == "__main__":
+    json.dump({case: mask_digests(case) for case in sorted(CASES)}, sys.stdout, indent=1)
