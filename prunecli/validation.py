@@ -118,6 +118,7 @@ class CheckResult:
     schedule: Schedule | None = None  # names resolved when a model was given
     model: ModelInfo | None = None
     classification: str | None = None  # what the file is, when it is Distiller YAML but not a schedule
+    dialect: str | None = None  # the language the file is read as ("distiller", "nni", ...), when readable
     error: PruneCliError | None = None
     warnings: list[Problem] = field(default_factory=list)
 
@@ -135,6 +136,7 @@ class CheckResult:
         doc: dict[str, Any] = {
             "file": self.path,
             "valid": self.valid,
+            "dialect": self.schedule.dialect if self.schedule is not None else self.dialect,
             "classification": self.classification,
             "model": self.model.spec if self.model else None,
             "error": self.error.message if self.error else None,
@@ -153,8 +155,11 @@ def check_file(
     dependencies: bool = True,
     strict: bool = False,
     dataset: str | None = None,
+    pruner: str | None = None,
 ) -> CheckResult:
     """Load, validate and (with a model) name-check one schedule; never raises for bad input.
+
+    ``pruner``: the NNI pruner of an NNI config_list that names none (``--pruner``).
 
     With ``strict`` a key given twice in the YAML is an error; otherwise it is a warning.
 
@@ -165,11 +170,11 @@ def check_file(
     one the schedule's thinning extension names (``dataset:``), as ``prunecli run`` does.
     """
     from prunecli.schedule import NotAScheduleError, load_schedule
-    from prunecli.schedule.names import resolve_names
+    from prunecli.schedule.names import module_classes, resolve_names
 
     result = CheckResult(path)
     try:
-        schedule = load_schedule(path, strict=strict)
+        schedule = load_schedule(path, strict=strict, pruner=pruner)
         result.schedule = schedule
         result.warnings.extend(schedule.warnings)
         if model is not None:
@@ -185,7 +190,9 @@ def check_file(
                 else _model_for(model, need_module=dependencies or native, dataset=dataset)
             )
             result.model = info
-            result.schedule = resolve_names(schedule, info.shapes)
+            modules = module_classes(info.module) if info.module is not None else None
+            result.schedule = resolve_names(schedule, info.shapes, modules)
+            result.warnings.extend(w for w in result.schedule.warnings if w not in result.warnings)
             if native and info.module is not None:
                 from prunecli.compression.build import check_native_pruners, check_quantizers
 
@@ -202,4 +209,20 @@ def check_file(
         result.error = exc
     except PruneCliError as exc:
         result.error = exc
+    result.dialect = result.schedule.dialect if result.schedule is not None else _dialect_of(path)
     return result
+
+
+def _dialect_of(path: str) -> str | None:
+    """The language a file that failed to load is read as (None when it is not even YAML)."""
+    from pathlib import Path
+
+    from prunecli.schedule.dialects import DEFAULT_DIALECT, detect_dialect
+    from prunecli.schedule.yamlio import load_yaml
+
+    try:
+        data, _ = load_yaml(Path(path), source_name=path, require_mapping=False, duplicates="last-wins")
+    except PruneCliError:
+        return None
+    dialect = detect_dialect(data)
+    return dialect.name if dialect is not None else DEFAULT_DIALECT

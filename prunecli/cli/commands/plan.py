@@ -91,6 +91,11 @@ def _rounding(schedule: Any, shapes: dict[str, tuple[int, ...]], epoch_plans: li
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.option("--strict", is_flag=True, help="Refuse a schedule with a key given twice (default: warn).")
 @click.option(
+    "--pruner",
+    metavar="NAME",
+    help="The NNI pruner (L1NormPruner, FPGMPruner, ...) of an NNI config_list that names none.",
+)
+@click.option(
     "--plot",
     "plot_file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -104,6 +109,7 @@ def command(
     epochs: int | None,
     as_json: bool,
     strict: bool,
+    pruner: str | None,
     plot_file: Path | None,
 ) -> None:
     """Show, epoch by epoch, the policies of SCHEDULE in the order Distiller runs them.
@@ -113,7 +119,7 @@ def command(
     """
     from prunecli.schedule.timeline import plan
 
-    result = check_file(schedule, model_spec, dependencies=False, strict=strict)
+    result = check_file(schedule, model_spec, dependencies=False, strict=strict, pruner=pruner)
     if result.error is not None:
         if as_json:
             doc = {"file": schedule, "valid": False, "error": result.error.message}
