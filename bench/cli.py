@@ -22,6 +22,7 @@ from bench import (
     iterative,
     latency,
     normalized,
+    qat,
     quantization,
     thinning,
     vit_accuracy,
@@ -47,6 +48,7 @@ BENCHMARKS: dict[str, Callable[[Context], Section]] = {
     "normalized": normalized.run,
     "vit_accuracy": vit_accuracy.run,
     "quantization": quantization.run,
+    "qat": qat.run,
     "iterative": iterative.run,
 }
 
