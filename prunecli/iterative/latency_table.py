@@ -5,7 +5,8 @@ timing noise would drown the differences between neighbouring allocations. Inste
 convolution / linear layer is rebuilt alone (a convolution with the BatchNorm that normalises its
 outputs, which shrinks with it) at a grid of kept-channel counts (the fractions in
 :data:`GRID` of its input and output channels) and timed with
-:func:`prunecli.report.latency.measure_latency`, on the run's device, batch size and threads.
+:func:`prunecli.report.latency.measure_latency` (the fastest of 10 runs), on the run's device,
+batch size and threads.
 Everything outside those layers (activations, pooling, additions) is one ``rest`` entry:
 the dense model's end-to-end latency minus the sum of its layers' entries.
 
