@@ -21,6 +21,7 @@ from bench import (
     hooks,
     latency,
     normalized,
+    quantization,
     thinning,
     vit_accuracy,
 )
@@ -44,6 +45,7 @@ BENCHMARKS: dict[str, Callable[[Context], Section]] = {
     "gpu": distributed.run_gpu,
     "normalized": normalized.run,
     "vit_accuracy": vit_accuracy.run,
+    "quantization": quantization.run,
 }
 
 DEFAULT_OUTPUT = Path("docs/benchmarks.md")

@@ -53,6 +53,12 @@ class Settings:
         ("torchvision:swin_t", 224),
     )
 
+    # 7. quantization: post-training int8, pruned + int8, NNI's QAT
+    quant_rounds: int = 15
+    quant_batch: int = 16
+    quant_calib_batches: int = 8
+    quant_nni_epochs: int = 1
+
     def describe(self) -> str:
         items = ", ".join(f"{k}={v}" for k, v in asdict(self).items())
         return f"`{items}`"
@@ -88,4 +94,6 @@ QUICK = Settings(
     acc_finetune_epochs=1,
     acc_max_steps=4,
     norm_models=(("torchvision:convnext_tiny", 32),),
+    quant_rounds=2,
+    quant_calib_batches=2,
 )

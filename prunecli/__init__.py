@@ -12,18 +12,29 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from prunecli.api import (
+        Budget,
         CheckResult,
         CompactModel,
         CompressionScheduler,
+        LevelPruner,
         ModelInfo,
+        Pruning,
+        PruningScheduler,
         Schedule,
+        SearchSpace,
+        Task,
+        TaskGenerator,
+        TaskResult,
         ThinOptions,
         ThinSummary,
+        WeightPruningConfig,
         build_compression,
+        build_generator,
         check_schedule,
         export_compact,
         load_model,
         load_schedule,
+        prepare_compression,
         thin,
     )
 
@@ -33,19 +44,30 @@ except metadata.PackageNotFoundError:  # run from a source tree that was never i
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "Budget",
     "CheckResult",
     "CompactModel",
     "CompressionScheduler",
+    "LevelPruner",
     "ModelInfo",
+    "Pruning",
+    "PruningScheduler",
     "Schedule",
+    "SearchSpace",
+    "Task",
+    "TaskGenerator",
+    "TaskResult",
     "ThinOptions",
     "ThinSummary",
+    "WeightPruningConfig",
     "__version__",
     "build_compression",
+    "build_generator",
     "check_schedule",
     "export_compact",
     "load_model",
     "load_schedule",
+    "prepare_compression",
     "thin",
 ]
 

@@ -11,6 +11,15 @@ Everything a program needs to use prunecli as a library, without the command lin
 ``export_compact``        a thinned copy of a model being trained under a live scheduler
 ``thin``                  ``prunecli thin``: a checkpoint file in, a compact checkpoint file out
 ``load_model``            a ready-to-use model from any prunecli checkpoint (compact ones included)
+``Pruning``               Intel LPOT's pruning object and hooks, on prunecli's scheduler
+``WeightPruningConfig``   Neural Compressor 2.x's pruning config (compiled into a schedule)
+``prepare_compression``   Neural Compressor 2.x's callbacks for a user's training loop
+``PruningScheduler``      iterative pruning (NNI's shape): generator proposes, loop prunes, thins,
+                          fine-tunes, evaluates; ``compress()``, ``get_best_result()``
+``LevelPruner``           the pruner a ``PruningScheduler`` drives: an engine target and metric
+``build_generator``       a task generator by name (``agp``, ``linear``, ``lottery_ticket``, ...)
+``TaskGenerator``         the two-method base class of user-written generators (with ``Task``,
+                          ``TaskResult``, ``SearchSpace``, ``Budget``)
 ========================  ====================================================================
 
 ``prunecli`` re-exports exactly these names (``from prunecli import thin``). The command-line
@@ -32,7 +41,20 @@ from torch import nn
 from prunecli.checkpoint import load_model, save_checkpoint
 from prunecli.checkpoint.compact import default_compact_path, thin_checkpoint
 from prunecli.checkpoint.model import example_input_shape, resolve
+from prunecli.compat.inc import WeightPruningConfig, prepare_compression
+from prunecli.compat.lpot import Pruning
 from prunecli.compression import CompressionScheduler, build_compression
+from prunecli.errors import CheckpointError, SourceLocation
+from prunecli.iterative import (
+    Budget,
+    LevelPruner,
+    PruningScheduler,
+    SearchSpace,
+    Task,
+    TaskGenerator,
+    TaskResult,
+    build_generator,
+)
 from prunecli.schedule import Schedule, load_schedule
 from prunecli.thinning.compact import CompactModel, ThinOptions, thin_to_compact
 from prunecli.thinning.recipe import ThinningRecipe
@@ -40,18 +62,29 @@ from prunecli.validation import CheckResult, ModelInfo
 from prunecli.validation import check_file as check_schedule
 
 __all__ = [
+    "Budget",
     "CheckResult",
     "CompactModel",
     "CompressionScheduler",
+    "LevelPruner",
     "ModelInfo",
+    "Pruning",
+    "PruningScheduler",
     "Schedule",
+    "SearchSpace",
+    "Task",
+    "TaskGenerator",
+    "TaskResult",
     "ThinOptions",
     "ThinSummary",
+    "WeightPruningConfig",
     "build_compression",
+    "build_generator",
     "check_schedule",
     "export_compact",
     "load_model",
     "load_schedule",
+    "prepare_compression",
     "thin",
 ]
 
@@ -97,6 +130,8 @@ class ThinSummary:
     seconds: float
     verification: dict[str, Any] | None = None  # the last entry of the recipe's ``checks``
     warnings: list[str] = field(default_factory=list)  # e.g. a tensor whose every filter was pruned
+    #: the int8 conversion when the checkpoint carried a quantization plan (None: not converted)
+    int8: dict[str, Any] | None = None
 
     @property
     def verified(self) -> bool:
@@ -118,6 +153,7 @@ class ThinSummary:
             "verification": self.verification,
             "seconds": round(self.seconds, 3),
             "warnings": list(self.warnings),
+            "int8": self.int8,
         }
 
 
@@ -128,12 +164,15 @@ def thin(
     model: str | None = None,
     input_shape: tuple[int, ...] | None = None,
     options: ThinOptions | None = None,
+    int8: bool = True,
 ) -> ThinSummary:
     """Thin the model of ``checkpoint`` and save it as a compact checkpoint (``NAME.compact.pt``).
 
     ``model`` names the architecture when the checkpoint does not (and allows a model defined by
     your code to be built); ``input_shape`` is the example batch's shape for tracing (default: the
-    model's own). The compact file keeps every key but the optimizer and scheduler state.
+    model's own). The compact file keeps every key but the optimizer and scheduler state. When the
+    checkpoint carries a quantization plan (and ``int8`` is true) the thinned model is then
+    converted to int8 and the compact file is an int8 checkpoint (see docs/quantization.md).
     """
     from prunecli.report.compute import total_macs
 
@@ -148,8 +187,9 @@ def thin(
     result = thin_checkpoint(data, net, example, options=options)
     seconds = time.perf_counter() - began
     target = Path(output) if output is not None else default_compact_path(source)
-    save_checkpoint(target, result.payload)
     step = result.compact.step
+    payload, converted = _maybe_int8(result.payload, data, net, example, step, source, int8)
+    save_checkpoint(target, payload)
     return ThinSummary(
         input=str(source),
         output=str(target),
@@ -163,7 +203,43 @@ def thin(
         seconds=seconds,
         verification=step.checks[-1] if step.checks else None,
         warnings=list(step.warnings),
+        int8=converted,
     )
+
+
+def _maybe_int8(
+    payload: dict[str, Any],
+    source_payload: dict[str, Any],
+    net: nn.Module,
+    example: torch.Tensor,
+    step: ThinningRecipe,
+    source: Path,
+    enabled: bool,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The int8 payload when the checkpoint carries a plan (sliced to the thinning), else ``payload``."""
+    from prunecli.checkpoint.compact import quantize_checkpoint
+    from prunecli.quantization.int8 import thin_plan
+    from prunecli.quantization.stored import int8_record, model_bytes, stored_plan
+
+    if int8_record(source_payload) is not None:
+        raise CheckpointError(
+            f"{source} is already an int8 checkpoint; its model cannot be thinned again",
+            location=SourceLocation(str(source)),
+            hint="thin the float checkpoint the int8 one was made from",
+        )
+    plan = stored_plan(source_payload)
+    if plan is None or not enabled:
+        return payload, None
+    converted = quantize_checkpoint(payload, net, example, thin_plan(plan, step.tensors))
+    model = converted.model
+    summary = {
+        "kernels": len(model.kernels),
+        "simulated": len(model.simulated),
+        "float": len(model.float_layers),
+        "bytes_fp32": model_bytes(payload),
+        "bytes_int8": model_bytes(converted.payload),
+    }
+    return converted.payload, summary
 
 
 def _param_count(model: nn.Module) -> int:

@@ -6,6 +6,13 @@ its files in their hints; all of them go through :class:`RunDir`, so the file na
 
     RUN_DIR/checkpoint.pt  best.pt  compact.pt  metrics.jsonl  run.log
             config.yaml (resolved)  schedule.yaml (copy)  report.json
+
+An iterative run (a schedule with an ``iterative:`` section) keeps instead::
+
+    RUN_DIR/iterative.json (the loop's state: spec, results, pending tasks, generator state)
+            initial.pt  rewind.pt  dense.pt (weights at creation, at the rewind point, after pretraining)
+            iterations/NN/compact.pt  iterations/NN/metrics.json   (one folder per finished iteration)
+            best.pt (the best iteration meeting the budget)  report.json  report.html  run.log
 """
 
 from __future__ import annotations
@@ -30,6 +37,14 @@ LOG = "run.log"
 CONFIG = "config.yaml"
 SCHEDULE = "schedule.yaml"
 REPORT = "report.json"
+REPORT_HTML = "report.html"
+ITERATIVE_STATE = "iterative.json"
+ITERATIONS = "iterations"
+ITERATION_CHECKPOINT = "compact.pt"
+ITERATION_METRICS = "metrics.json"
+INITIAL = "initial.pt"
+REWIND = "rewind.pt"
+DENSE = "dense.pt"
 
 #: The checkpoints a run directory may hold, most useful to a report first: the compact
 #: (thinned, final) model, the last full checkpoint, then the best one.
@@ -108,6 +123,76 @@ class RunDir:
     def report(self) -> Path:
         return self.path / REPORT
 
+    @property
+    def report_html(self) -> Path:
+        return self.path / REPORT_HTML
+
+    # ------------------------------------------------------------------ iterative runs
+    @property
+    def iterative_state(self) -> Path:
+        """The iterative loop's state, replaced atomically after every finished iteration."""
+        return self.path / ITERATIVE_STATE
+
+    @property
+    def initial_weights(self) -> Path:
+        """The dense model's weights at creation (the lottery ticket's reset point)."""
+        return self.path / INITIAL
+
+    @property
+    def rewind_weights(self) -> Path:
+        """The dense model's weights after ``rewind_epoch`` epochs (the late-rewind reset point)."""
+        return self.path / REWIND
+
+    @property
+    def dense_model(self) -> Path:
+        """The dense model the iterations start from (after pretraining)."""
+        return self.path / DENSE
+
+    def iteration(self, number: int) -> Path:
+        """The folder of iteration ``number`` (``iterations/00``, ``iterations/01``, ...)."""
+        return self.path / ITERATIONS / f"{number:02d}"
+
+    def iteration_checkpoint(self, number: int) -> Path:
+        return self.iteration(number) / ITERATION_CHECKPOINT
+
+    def iteration_metrics(self, number: int) -> Path:
+        return self.iteration(number) / ITERATION_METRICS
+
+    def is_iterative(self) -> bool:
+        return self.iterative_state.is_file()
+
+    def read_iterative_state(self) -> dict[str, Any]:
+        """The loop's state ({} when absent); a broken file is a located error."""
+        if not self.iterative_state.is_file():
+            return {}
+        try:
+            return json.loads(self.iterative_state.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise PruneCliError(
+                f"iterative state is not valid JSON: {exc.msg}",
+                location=SourceLocation(str(self.iterative_state), exc.lineno, exc.colno),
+                hint="the file is written atomically; restore it from a backup or start a new run",
+            ) from exc
+
+    def read_iterations(self) -> dict[str, Any] | None:
+        """An iterative run's table for reports: budget, best iteration, dense figures and one row
+        per finished iteration (each ``iterations/NN/metrics.json``); None for other runs."""
+        state = self.read_iterative_state()
+        if not state:
+            return None
+        scheduler = state.get("scheduler") or {}
+        rows = []
+        for number in range(len(scheduler.get("results") or [])):
+            path = self.iteration_metrics(number)
+            if path.is_file():
+                rows.append(json.loads(path.read_text(encoding="utf-8")))
+        return {
+            "budget": scheduler.get("budget", (state.get("spec") or {}).get("budget")),
+            "best": scheduler.get("best"),
+            "dense": state.get("dense") or {},
+            "iterations": rows,
+        }
+
     def present_checkpoints(self) -> list[Path]:
         """The checkpoints that exist, in :data:`CHECKPOINTS` order."""
         return [self.path / name for name in CHECKPOINTS if (self.path / name).is_file()]
@@ -144,18 +229,21 @@ class RunDir:
         except OSError as exc:
             raise os_error_to_checkpoint_error(exc, self.metrics, had_previous=True) from exc
 
-    def mark_best(self) -> None:
-        """Make ``best.pt`` hold ``checkpoint.pt``'s bytes atomically; a hard link costs no I/O.
+    def mark_best(self, source: Path | None = None) -> None:
+        """Make ``best.pt`` hold ``source``'s bytes (default ``checkpoint.pt``) atomically; a hard
+        link costs no I/O.
 
-        ``checkpoint.pt`` is always replaced by rename, so a linked ``best.pt`` keeps the old contents.
+        ``source`` is never rewritten in place (``checkpoint.pt`` is replaced by rename, an
+        iteration's checkpoint is written once), so a linked ``best.pt`` keeps its contents.
         """
+        source = source or self.checkpoint
         tmp = self.best.with_name(f".{BEST}.tmp")
         if tmp.exists():
             tmp.unlink()
         try:
-            os.link(self.checkpoint, tmp)
+            os.link(source, tmp)
         except OSError:
-            shutil.copyfile(self.checkpoint, tmp)
+            shutil.copyfile(source, tmp)
         os.replace(tmp, self.best)
 
     # ------------------------------------------------------------------ reading

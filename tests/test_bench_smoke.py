@@ -27,6 +27,7 @@ SECTIONS = (
     "Pruning engine: per-step overhead",
     "Pruning engine: accuracy at half the MACs on digits",
     "Transformers: LayerNorm channels pruned",
+    "Quantization: post-training int8 and pruned + int8",
 )
 
 

@@ -173,7 +173,9 @@ def test_example_runs_to_its_targets(examples_dir: str, rel: str) -> None:
     recorded = _fingerprints()[rel]
     if recorded.get("version") == outcome.masks["version"]:  # recorded with this digest format
         assert outcome.masks["final"] == recorded["final"], "final masks differ from the recorded ones"
-        assert outcome.masks["steps"] == recorded["steps"], "masks differ from the recorded ones during the run"
+        assert outcome.masks["steps"] == recorded["steps"], (
+            "masks differ from the recorded ones during the run"
+        )
     raw = _raw(examples_dir, rel)
     assert outcome.epochs == max(_last_epoch(raw) + 1, 1)
     pruners = raw.get("pruners") or {}

@@ -93,6 +93,7 @@ def _distiller_rows(path: Path) -> list[tuple[str, tuple[int, ...], int]]:
 
 def test_resnet20_dense_names_shapes_match_distiller_table(examples_dir):
     import prunecli.models as models
+
     model, _ = models.create_model("resnet20_cifar", dataset="cifar10")
     expected = _distiller_rows(Path(examples_dir) / "network_surgery" / "resnet20.network_surgery.yaml")
     assert len(expected) == 22

@@ -1,7 +1,8 @@
 """A compact checkpoint: a checkpoint whose model is thinned, for ``prunecli run`` and ``prunecli thin``.
 
 Both go through :func:`thin_checkpoint`, so a compact file has one meaning (see
-:mod:`prunecli.thinning.compact` for the rules on recipes and masks).
+:mod:`prunecli.thinning.compact` for the rules on recipes and masks); when the checkpoint carries a
+quantization plan, both then convert it with :func:`quantize_checkpoint`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from prunecli.export.fold import fold_batchnorm
+from prunecli.quantization.int8 import Int8Model, convert_folded
+from prunecli.quantization.spec import QuantPlan
+from prunecli.quantization.stored import INT8_KEY, PLAN_KEY, Int8Record
 from prunecli.thinning.compact import CompactModel, ThinOptions, thin_to_compact
 
 from .plain import own_storage, stored_state_dict
@@ -70,3 +75,40 @@ def default_compact_path(path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     stem = path.name[: -len(".pt")] if path.name.endswith(".pt") else path.name
     return path.with_name(f"{stem}.compact.pt")
+
+
+@dataclass
+class Int8Checkpoint:
+    """An int8 checkpoint's payload and the int8 model it stores."""
+
+    payload: dict[str, Any]
+    model: Int8Model
+
+
+def quantize_checkpoint(
+    payload: Mapping[str, Any], model: nn.Module, example_input: Any, plan: QuantPlan
+) -> Int8Checkpoint:
+    """Convert ``model`` (holding ``payload``'s float weights) to int8 with ``plan``; the int8 payload.
+
+    BatchNorm is folded first; the payload's ``state_dict`` becomes the folded model's float
+    tensors without the quantized weights, which are stored as integer codes in
+    ``extras["int8"]`` (:class:`prunecli.quantization.stored.Int8Record`). Masks describe the float
+    weights before folding, so they are dropped (zeros stay zero codes); so are optimizer and
+    scheduler state. ``model`` itself is not changed.
+    """
+    folded = fold_batchnorm(model, example_input)
+    float_state = stored_state_dict(folded.model)
+    int8 = convert_folded(folded.model, plan, folded.pairs)
+    record = Int8Record(plan, folded.pairs, int8.codes)
+    quantized = {f"{name}.weight" for name in int8.codes}
+    result = dict(payload)
+    extras = {k: v for k, v in (payload.get("extras") or {}).items() if k != PLAN_KEY}
+    extras[INT8_KEY] = record.to_dict()
+    result.update(
+        state_dict={k: v for k, v in float_state.items() if k not in quantized},
+        masks={},
+        optimizer=None,
+        scheduler=None,
+        extras=extras,
+    )
+    return Int8Checkpoint(result, int8)

@@ -187,6 +187,7 @@ def resolve(path: str | os.PathLike[str], *, model: str | None = None) -> tuple[
     written_for = _stored_label(checkpoint)
     net, spec = _build(checkpoint, model, path)
     _apply_recipe(net, checkpoint, path)
+    _prepare_int8(net, checkpoint, path)
     if spec is not None and checkpoint["model"] is None:
         checkpoint["model"] = spec.to_dict()
     checkpoint["state_dict"] = fill_batchnorm_counters(net, checkpoint["state_dict"])
@@ -196,13 +197,59 @@ def resolve(path: str | os.PathLike[str], *, model: str | None = None) -> tuple[
     return net, checkpoint
 
 
+def _int8_record(checkpoint: dict[str, Any], path: str) -> Any:
+    from prunecli.quantization.stored import int8_record
+
+    try:
+        return int8_record(checkpoint)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(
+            f"the checkpoint's int8 model (extras['int8']) is damaged ({type(exc).__name__}: {exc})",
+            location=SourceLocation(path),
+            hint="re-create it with `prunecli thin` from the float checkpoint",
+        ) from None
+
+
+def _prepare_int8(net: nn.Module, checkpoint: dict[str, Any], path: str) -> None:
+    """An int8 checkpoint: fold the BatchNorms as before saving, and put the dequantized weights back.
+
+    The model then holds exactly the float values the int8 kernels multiply by, so ``resolve``
+    still returns a float model (for reports and MAC counts) and :func:`load_model` converts it.
+    """
+    record = _int8_record(checkpoint, path)
+    if record is None:
+        return
+    from prunecli.quantization.int8 import dequantize_codes, refold
+    from prunecli.quantization.packing import unpack
+
+    refold(net, record.folded)
+    weights = {}
+    for name, codes in record.codes.items():
+        layer = record.plan.layers.get(name)
+        if layer is None or layer.weight is None:
+            raise CheckpointError(
+                f"the checkpoint's int8 model stores weights of {name} but its plan does not quantize them",
+                location=SourceLocation(path),
+                hint="re-create it with `prunecli thin` from the float checkpoint",
+            )
+        weights[f"{name}.weight"] = dequantize_codes(unpack(codes), layer.weight)
+    checkpoint["state_dict"] = {**checkpoint["state_dict"], **weights}
+
+
 def load_model(path: str | os.PathLike[str], *, model: str | None = None) -> nn.Module:
     """Rebuild the model stored in a checkpoint (re-thinned), with its weights, in eval mode.
 
     ``model`` is the ``--model`` spec string: it overrides the stored description and is required
-    for weights-only files and for models defined by user code.
+    for weights-only files and for models defined by user code. An int8 checkpoint gives back its
+    int8 model (:class:`prunecli.quantization.int8.Int8Model`), built from the stored codes.
     """
-    return resolve(path, model=model)[0].eval()
+    net, checkpoint = resolve(path, model=model)
+    record = _int8_record(checkpoint, str(path))
+    if record is None:
+        return net.eval()
+    from prunecli.quantization.int8 import convert_folded, unpacked_codes
+
+    return convert_folded(net.eval(), record.plan, record.folded, codes=unpacked_codes(record.codes))
 
 
 def import_checkpoint(

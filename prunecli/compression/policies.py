@@ -129,6 +129,8 @@ class PruningPolicy(ScheduledPolicy):
 
     def on_epoch_begin(self, model, maskset, meta) -> None:
         self.is_last_epoch = meta["current_epoch"] == meta["ending_epoch"] - 1
+        if meta.get("steps_per_epoch"):  # the step about to run, not the last one of the epoch before
+            meta["global_step"] = meta["current_epoch"] * meta["steps_per_epoch"]
         if self.levels is not None:
             self.pruner.levels = dict(self.levels)
         meta["model"] = model
@@ -212,6 +214,8 @@ class RegularizationPolicy(ScheduledPolicy):
 
     def on_epoch_begin(self, model, maskset, meta) -> None:
         self.is_last_epoch = meta["current_epoch"] == meta["ending_epoch"] - 1
+        if meta.get("steps_per_epoch"):  # the step about to run, not the last one of the epoch before
+            meta["global_step"] = meta["current_epoch"] * meta["steps_per_epoch"]
 
     def before_backward_pass(self, model, epoch, step, steps_per_epoch, loss, maskset, optimizer=None):
         reg_loss = torch.zeros((), dtype=torch.float, device=loss.device)

@@ -304,6 +304,10 @@ def _image_folder(path: str, transform) -> Dataset:
         raise DataError(f"no usable images in {path}: {exc}", hint=IMAGEFOLDER_HOW) from None
 
 
+def _has_class_folders(root: str) -> bool:
+    return any(os.path.isdir(os.path.join(root, entry)) for entry in os.listdir(root))
+
+
 def load_imagefolder(
     data_dir=None,
     *,
@@ -312,7 +316,15 @@ def load_imagefolder(
     image_size: int = 224,
     max_samples=None,
     augment: bool = True,
+    transforms: list | None = None,
 ) -> DataBundle:
+    """ImageNet's layout (``DIR/train``, ``DIR/val``), or one folder of class folders.
+
+    A folder of class folders (what Intel LPOT's ``ImageFolder: {root: ...}`` names) is the
+    training set; its held-out validation split is the test set too. ``transforms`` is a training
+    pipeline as plain data (``[[name, {args}], ...]``, :func:`prunecli.data.transforms.from_spec`);
+    evaluation uses its deterministic form.
+    """
     from prunecli.data import transforms as T
 
     root = require_dir(data_dir, "imagefolder", "train/ and val/ folders of class folders", IMAGEFOLDER_HOW)
@@ -320,16 +332,33 @@ def load_imagefolder(
     test_dir = next(
         (os.path.join(root, v) for v in VAL_FOLDERS if os.path.isdir(os.path.join(root, v))), None
     )
+    classes_only = not os.path.isdir(train_dir) and test_dir is None and _has_class_folders(root)
+    if classes_only:
+        train_dir = test_dir = root
     if not os.path.isdir(train_dir) or test_dir is None:
         raise DataError(
             f"{root} needs both a train/ and a val/ folder",
-            hint=IMAGEFOLDER_HOW,
+            hint=IMAGEFOLDER_HOW + ", or pass a folder of class folders",
         )
-    eval_tf = T.imagenet_eval(image_size)
-    train_tf = T.imagenet_train(image_size) if augment else eval_tf
+    if transforms is not None:
+        try:
+            train_tf, eval_tf = T.from_spec(transforms), T.from_spec(T.eval_spec(transforms))
+        except (ValueError, KeyError) as exc:
+            raise DataError(
+                f"imagefolder transforms: {exc}", hint="see docs/dialects.md for the transforms"
+            ) from None
+        if not augment:
+            train_tf = eval_tf
+        image_size = T.spec_size(transforms) or image_size
+    else:
+        eval_tf = T.imagenet_eval(image_size)
+        train_tf = T.imagenet_train(image_size) if augment else eval_tf
     train_aug = _image_folder(train_dir, train_tf)
     test = _image_folder(test_dir, eval_tf)
-    if test.classes != train_aug.classes:
+    if classes_only:
+        _, held_out = split_indices(len(train_aug), val_fraction, seed)
+        test = subset(test, held_out) if held_out else test
+    elif test.classes != train_aug.classes:
         extra = sorted(set(test.classes) ^ set(train_aug.classes))
         raise DataError(
             f"{test_dir} and {train_dir} have different class folders: {', '.join(extra[:5])}",

@@ -114,25 +114,35 @@ class Global(Allocation):
 
     ``normalize`` makes scores of differently sized tensors comparable (``none``, ``mean``,
     ``max``, ``sum``, ``l2`` of each unit's scores); ``max_sparsity_per_layer`` caps the fraction
-    taken from one unit, and at least one group of every unit always stays.
+    taken from one unit, and at least one group of every unit always stays;
+    ``min_sparsity_per_layer`` takes that fraction of every unit's lowest groups first (never
+    more than the level asks for now), and the ranking spends the rest of the budget.
     """
 
     kind = "global"
 
-    def __init__(self, normalize: str = "mean", max_sparsity_per_layer: float = 1.0) -> None:
+    def __init__(
+        self, normalize: str = "mean", max_sparsity_per_layer: float = 1.0, min_sparsity_per_layer: float = 0.0
+    ) -> None:
         if normalize not in SCALES:
             raise ValueError(f"normalize must be one of {sorted(SCALES)}, got {normalize!r}")
         if not 0 < max_sparsity_per_layer <= 1:
             raise ValueError(f"max_sparsity_per_layer must be in (0, 1], got {max_sparsity_per_layer}")
+        if not 0 <= min_sparsity_per_layer <= max_sparsity_per_layer:
+            raise ValueError(
+                f"min_sparsity_per_layer must be in [0, max_sparsity_per_layer], got {min_sparsity_per_layer}"
+            )
         self.normalize = normalize
         self.cap = float(max_sparsity_per_layer)
+        self.floor = float(min_sparsity_per_layer)
 
     def allocate(self, candidates, budget):
         wanted = budget.level * budget.total
         scores = [normalise(c.scores.float(), self.normalize) for c in candidates]
         limits = [min(math.floor(self.cap * s.numel()), s.numel() - 1) for s in scores]
         orders = [torch.argsort(s, stable=True) for s in scores]
-        taken = [0] * len(candidates)
+        floor = min(self.floor, budget.level)
+        taken = [min(math.floor(floor * s.numel()), limit) for s, limit in zip(scores, limits)]
         saturated: set[int] = set()
         # Greedy by score with per-unit caps: take the globally lowest groups; a unit reaching
         # its cap is frozen and the rest of the budget goes to the others.

@@ -72,7 +72,8 @@ class EnginePruner(Pruner):
         self.weights = list(weights)
         self.example_input = example_input
         self.admm = admm
-        self.every_steps = schedule.every_steps
+        # a step window decides its own events (Schedule.fires), so the policy asks every step
+        self.every_steps = 1 if schedule.windowed else schedule.every_steps
         self.units: list[Unit] = []
         self._masks: dict[str, torch.Tensor] = {}
         self._resolve(model)
@@ -162,6 +163,8 @@ class EnginePruner(Pruner):
     def prepare_masks(self, params: Mapping[str, torch.Tensor], meta: dict) -> None:
         """Compute every owned tensor's mask for this pruning event."""
         self._masks = {}
+        if not self.schedule.fires(meta):
+            return
         progress = self.schedule.progress(meta)
         if self.admm is not None and progress < 1.0:
             self._admm_step(params)

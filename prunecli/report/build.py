@@ -18,6 +18,7 @@ from torch import nn
 
 from prunecli.errors import CheckpointError, PruneCliError, SourceLocation
 from prunecli.report.compute import LayerCompute, compute_summary
+from prunecli.report.quantization import bits_by_tensor, quantization_section
 from prunecli.report.rounding import rounding_rows
 from prunecli.report.sparsity import sparsity_table
 from prunecli.rundir import CHECKPOINTS, RunDir
@@ -55,6 +56,11 @@ class ReportInputs:
     history: list[dict[str, Any]] = field(default_factory=list)
     schedule_text: str | None = None
     dataset: str | None = None
+    #: an iterative run's iteration table (:meth:`prunecli.rundir.RunDir.read_iterations`)
+    iterative: dict[str, Any] | None = None
+    #: the int8 model an int8 checkpoint stores (``model`` is then its float twin: BatchNorm
+    #: folded, dequantized weights, for the tables)
+    int8: nn.Module | None = None
 
 
 # --------------------------------------------------------------------------- loading
@@ -72,8 +78,9 @@ def _pick_run_checkpoint(run_dir: RunDir) -> Path:
 
 
 def _input_shape(spec: Any, payload: dict[str, Any]) -> tuple[int, ...]:
-    """One sample's shape: from the spec when it records it, else the model zoo's default."""
-    for holder in (spec, payload.get("model") or {}):
+    """One sample's shape: as the run trained it or the spec records it, else the model zoo's default."""
+    extras = payload.get("extras")
+    for holder in (extras if isinstance(extras, dict) else {}, spec, payload.get("model") or {}):
         shape = (
             holder.get("input_shape") if isinstance(holder, dict) else getattr(holder, "input_shape", None)
         )
@@ -113,6 +120,8 @@ def load_inputs(
 ) -> ReportInputs:
     """Read a checkpoint file or a run directory through :mod:`prunecli.checkpoint`."""
     from prunecli.checkpoint import load_checkpoint, load_model
+    from prunecli.checkpoint.model import resolve
+    from prunecli.quantization.int8 import Int8Model
 
     path = Path(source)
     if not path.exists():
@@ -126,14 +135,19 @@ def load_inputs(
         raise CheckpointError(f"checkpoint {ckpt} not found", hint="check the --checkpoint name")
     payload = load_checkpoint(ckpt)
     model = load_model(ckpt, model=model_spec)  # refuses user code unless --model names it
+    int8 = None
+    if isinstance(model, Int8Model):
+        int8, model = model, resolve(ckpt, model=model_spec)[0].eval()
     dense, spec = _dense_baseline(payload, model_spec)
 
     history = list(payload.get("metrics") or [])
     schedule_text = payload.get("schedule_text")
+    iterative = None
     if run_dir is not None:
         if run_dir.metrics.is_file():
             history = run_dir.read_metrics()
         schedule_text = schedule_text or run_dir.read_schedule_text()
+        iterative = run_dir.read_iterations()
     if not isinstance(payload.get("model"), dict):
         payload = {**payload, "model": spec.to_dict()}
     return ReportInputs(
@@ -147,6 +161,8 @@ def load_inputs(
         history=history,
         schedule_text=schedule_text,
         dataset=spec.dataset,
+        iterative=iterative,
+        int8=int8,
     )
 
 
@@ -157,6 +173,15 @@ def _state_dict_bytes(model: nn.Module) -> int:
     """Serialized size of the weights alone, so dense and compressed compare like for like."""
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
+    return buf.tell()
+
+
+def _int8_serialized_bytes(payload: dict[str, Any]) -> int:
+    """Serialized size of an int8 checkpoint's model: its float tensors and the int8 record."""
+    from prunecli.quantization.stored import INT8_KEY
+
+    buf = io.BytesIO()
+    torch.save({"state_dict": payload["state_dict"], INT8_KEY: payload["extras"][INT8_KEY]}, buf)
     return buf.tell()
 
 
@@ -250,22 +275,18 @@ def assemble_report(inputs: ReportInputs, options: ReportOptions | None = None) 
     comp_layers = compute_summary(inputs.model, x)
     dense_layers = compute_summary(inputs.dense, x)
     dense, comp = _side(inputs.dense, dense_layers), _side(inputs.model, comp_layers)
+    if inputs.int8 is not None:
+        comp["state_dict_bytes"] = _int8_serialized_bytes(inputs.payload)
     if inputs.checkpoint_path and os.path.isfile(inputs.checkpoint_path):
         comp["file_bytes"] = os.path.getsize(inputs.checkpoint_path)
 
     if options.latency:
-        from prunecli.report.latency import measure_latency
-
-        for side, model in ((dense, inputs.dense), (comp, inputs.model)):
-            side["latency_ms"] = measure_latency(
-                model,
-                inputs.input_shape,
-                batch_size=options.batch_size,
-                runs=options.latency_runs,
-                warmup=options.latency_warmup,
-                threads=options.threads,
-                device=options.device,
-            ).median_ms
+        dense["latency_ms"] = _median_ms(inputs.dense, inputs, options, options.device)
+        # an int8 checkpoint's compressed model is its int8 model, which runs on CPU kernels
+        if inputs.int8 is not None:
+            comp["latency_ms"] = _median_ms(inputs.int8, inputs, options, "cpu")
+        else:
+            comp["latency_ms"] = _median_ms(inputs.model, inputs, options, options.device)
 
     deployed = _deployment_latency(inputs, options)
 
@@ -274,7 +295,8 @@ def assemble_report(inputs: ReportInputs, options: ReportOptions | None = None) 
     accuracy_source = None
     final_test = extras.get("test") if isinstance(extras.get("test"), dict) else {}
     if options.evaluate:
-        result = _evaluate_on(inputs.model, options)
+        # an int8 checkpoint's model is the int8 one
+        result = _evaluate_on(inputs.int8 if inputs.int8 is not None else inputs.model, options)
         comp.update(top1=result["top1"], top5=result["top5"], loss=result["loss"])
         accuracy_source = f"evaluate:{options.evaluate}"
     elif final_test.get("top1") is not None:
@@ -296,7 +318,8 @@ def assemble_report(inputs: ReportInputs, options: ReportOptions | None = None) 
     comp["perplexity"] = final_test.get("perplexity", last_row.get("perplexity"))
     dense["perplexity"] = extras.get("baseline_perplexity")
 
-    table = sparsity_table(inputs.model)
+    quantization = _quantization(inputs, options, x, comp, final_test)
+    table = sparsity_table(inputs.model, bits=bits_by_tensor(quantization))
     spec = inputs.payload.get("model") or {}
     return {
         "schema_version": SCHEMA_VERSION,
@@ -335,7 +358,52 @@ def assemble_report(inputs: ReportInputs, options: ReportOptions | None = None) 
         "schedule": {"text": inputs.schedule_text, "agp": _agp_curves(inputs.schedule_text)},
         "thinning": _thinning(inputs.payload),
         "channel_rounding": rounding_rows(inputs.schedule_text, inputs.model, inputs.dense),
+        "iterative": _iterative(inputs.iterative),
+        "quantization": quantization,
     }
+
+
+def _quantization(
+    inputs: ReportInputs,
+    options: ReportOptions,
+    example: torch.Tensor,
+    comp: dict[str, Any],
+    final_test: dict[str, Any],
+) -> dict[str, Any] | None:
+    """The quantization section (None without a plan); see :mod:`prunecli.report.quantization`."""
+
+    def latency(model: nn.Module) -> float:
+        # the int8 kernels are CPU kernels; the float side runs there too
+        return _median_ms(model, inputs, options, "cpu")
+
+    stored = inputs.int8 is not None
+    # the float accuracy: the compressed float model's own, or (int8 file) the run's recorded test
+    fp32_top1 = final_test.get("top1") if stored else comp.get("top1")
+    return quantization_section(
+        payload=inputs.payload,
+        model=inputs.model,
+        dense=inputs.dense,
+        int8=inputs.int8,  # type: ignore[arg-type]
+        example=example,
+        latency=latency if options.latency else None,
+        evaluate=(lambda model: _evaluate_on(model, options)) if options.evaluate else None,
+        fp32_top1=fp32_top1,
+    )
+
+
+def _median_ms(model: nn.Module, inputs: ReportInputs, options: ReportOptions, device: str) -> float:
+    """Median latency of ``model`` with the report's batch, runs, warm-up and threads."""
+    from prunecli.report.latency import measure_latency
+
+    return measure_latency(
+        model,
+        inputs.input_shape,
+        batch_size=options.batch_size,
+        runs=options.latency_runs,
+        warmup=options.latency_warmup,
+        threads=options.threads,
+        device=device,
+    ).median_ms
 
 
 def _deployment_latency(inputs: ReportInputs, options: ReportOptions) -> list[dict[str, Any]] | None:
@@ -364,6 +432,21 @@ def _thinning(payload: dict[str, Any]) -> dict[str, Any] | None:
         return None
     checks = [c for c in recipe.get("checks", []) if isinstance(c, dict)]
     return {"removed_channels": int(recipe.get("removed_channels", 0)), "checks": checks}
+
+
+def _iterative(table: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The iteration table of an iterative run, with each row's place on the Pareto front."""
+    if table is None:
+        return None
+    from prunecli.report.pareto import pareto_front
+
+    metric = "latency_ms" if str(table.get("budget") or "").startswith("latency_ms") else "macs"
+    rows = [dict(row) for row in table["iterations"]]
+    front = set(pareto_front([(row.get(metric), row.get("score")) for row in rows]))
+    for index, row in enumerate(rows):
+        row["pareto"] = index in front
+        row["best"] = row.get("iteration") == table.get("best")
+    return {**table, "cost": metric, "iterations": rows}
 
 
 def _version() -> str:

@@ -9,16 +9,21 @@ import base64
 import html
 from typing import Any
 
-from prunecli.report.plots import REPORT_PLOTS
+from prunecli.report.plots import REPORT_PLOTS, plot_pareto
 from prunecli.report.render import (
     COMPUTE_COLUMNS,
+    ITERATION_HEADERS,
+    QUANTIZATION_HEADERS,
     compute_cells,
     headline_cells,
     history_columns,
+    iteration_cells,
+    iteration_title,
+    quantization_cells,
     ratio_cells,
     sparsity_cells,
+    sparsity_columns,
 )
-from prunecli.report.sparsity import COLUMNS
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px; color: #222; max-width: 1180px; }
@@ -85,11 +90,25 @@ def to_html(report: dict[str, Any]) -> str:
         "</div><div><h2>Ratios</h2>",
         _table(["Field", "Value", "Meaning"], ratio_cells(report)),
         "</div></div>",
+        *(
+            [
+                f"<h2>{html.escape(iteration_title(report))}</h2>",
+                _table(ITERATION_HEADERS, iteration_cells(report)),
+                _img("Accuracy vs cost of every iteration (Pareto front)", plot_pareto(report)),
+            ]
+            if report.get("iterative")
+            else []
+        ),
         '<h2>Plots</h2><div class="plots">',
         *(_img(title, fn(report)) for title, fn in REPORT_PLOTS.items()),
         "</div>",
+        *(
+            ["<h2>Quantization</h2>", _table(QUANTIZATION_HEADERS, quantization_cells(report))]
+            if report.get("quantization")
+            else []
+        ),
         "<h2>Weights sparsity</h2>",
-        _table(list(COLUMNS), sparsity_cells(report), total_last=True),
+        _table(sparsity_columns(report), sparsity_cells(report), total_last=True),
         "<h2>Compute</h2>",
         _table([h for h, _ in COMPUTE_COLUMNS], compute_cells(report)),
     ]

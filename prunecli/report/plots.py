@@ -155,6 +155,45 @@ def plot_macs(report: dict[str, Any]) -> bytes:
     return _png(fig)
 
 
+def plot_pareto(report: dict[str, Any]) -> bytes:
+    """Score against cost (MACs ratio, or latency under a latency budget) for every iteration of
+    an iterative run: the Pareto front joined, the budget as a vertical line, the best ringed."""
+    table = report.get("iterative") or {}
+    cost = table.get("cost", "macs")
+    rows = [
+        r for r in table.get("iterations") or [] if r.get(cost) is not None and r.get("score") is not None
+    ]
+    fig = _figure(7, 4.2)
+    ax = fig.add_subplot()
+    label = "latency (ms)" if cost == "latency_ms" else "MACs (ratio to dense)"
+    ax.set_title(f"Top-1 vs {label.split(' (')[0]} per iteration")
+    if not rows:
+        _no_data(ax, "no iteration with a score")
+        return _png(fig)
+    xs, ys = [r[cost] for r in rows], [100 * r["score"] for r in rows]
+    colours = ["#4878a8" if r["meets_budget"] else "#c0504d" for r in rows]
+    ax.scatter(xs, ys, c=colours, zorder=3)
+    for r, x, y in zip(rows, xs, ys):
+        ax.annotate(str(r["iteration"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    front = sorted((r[cost], 100 * r["score"]) for r in rows if r.get("pareto"))
+    if front:
+        ax.plot([p[0] for p in front], [p[1] for p in front], "--", color="#6aa56a", label="Pareto front")
+    best = [(r[cost], 100 * r["score"]) for r in rows if r.get("best")]
+    if best:
+        ax.scatter(*zip(*best), s=180, facecolors="none", edgecolors="#222", label="best", zorder=4)
+    dense = table.get("dense") or {}
+    if cost == "macs" and dense.get("val_top1") is not None:
+        ax.scatter([1.0], [100 * dense["val_top1"]], marker="s", color="#999", label="dense", zorder=3)
+    budget = str(table.get("budget") or "")
+    metric, _, bound = budget.partition("<=")
+    if bound and metric.strip() == cost:
+        ax.axvline(float(bound), color="#999", linestyle=":", label=f"budget {budget}")
+    ax.set_xlabel(label)
+    ax.set_ylabel("top-1 (%), validation split")
+    ax.legend(fontsize=8, loc="best")
+    return _png(fig)
+
+
 #: title -> plot function; the HTML report embeds them in this order.
 REPORT_PLOTS: dict[str, Callable[[dict[str, Any]], bytes]] = {
     "Per-layer weight reduction": plot_sparsity_bars,

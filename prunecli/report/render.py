@@ -114,16 +114,50 @@ def _cell(v: Any) -> str:
     return "-" if v is None else str(v)
 
 
+def sparsity_columns(report: dict[str, Any]) -> list[str]:
+    """Distiller's columns, and a Bits column when the model is quantized."""
+    return [*COLUMNS, "Bits"] if report.get("quantization") else list(COLUMNS)
+
+
 def sparsity_cells(report: dict[str, Any]) -> list[list[str]]:
-    """Rows in Distiller's column order, the total row last."""
+    """Rows in Distiller's column order (then Bits when quantized), the total row last."""
     from prunecli.report.sparsity import SparsityRow
 
     table = report["sparsity_table"]
-    out = [[_cell(v) for v in SparsityRow(**r).cells()] for r in table["rows"]]
+    bits = bool(report.get("quantization"))
+    out = []
+    for r in table["rows"]:
+        row = SparsityRow(**r)
+        out.append([_cell(v) for v in row.cells()] + ([str(row.bits or "fp32")] if bits else []))
     t = table["total"]
     out.append([TOTAL_NAME, "-", _cell(t["nnz_dense"]), _cell(t["nnz_sparse"]), *["0.00000"] * 5,
-                _cell(float(t["fine_pct"])), *["0.00000"] * 3])  # fmt: skip
+                _cell(float(t["fine_pct"])), *["0.00000"] * 3] + (["-"] if bits else []))  # fmt: skip
     return out
+
+
+QUANTIZATION_HEADERS = ["Metric", "Dense fp32", "Compressed fp32", "Compressed int8", "int8 vs fp32"]
+
+
+def _top1(v: Any) -> str:
+    return "-" if v is None else f"{100 * v:.2f}%"
+
+
+def quantization_cells(report: dict[str, Any]) -> list[list[str]]:
+    """Size, latency and top-1 of the dense, compressed-float and int8 models (empty: not quantized)."""
+    q = report.get("quantization")
+    if not q:
+        return []
+    size_ratio = "-" if q["int8_size_ratio"] is None else f"{q['int8_size_ratio']:.4f} of dense"
+    speed = "-" if q["int8_speedup"] is None else f"{q['int8_speedup']:.2f}x speed-up"
+    delta = "-" if q["int8_top1_delta"] is None else f"{100 * q['int8_top1_delta']:+.2f} points"
+    layers = f"{q['int8_layers']} on int8 kernels, {q['simulated_layers']} fake-quant"
+    return [
+        ["Model size (tensor bytes)", _bytes(q["fp32_bytes"]), _bytes(q["pruned_bytes"]), _bytes(q["int8_bytes"]),
+         size_ratio],
+        ["Latency (median, BatchNorm folded)", "-", _ms(q["fp32_latency_ms"]), _ms(q["int8_latency_ms"]), speed],
+        ["Top-1", "-", _top1(q["fp32_top1"]), _top1(q["int8_top1"]), delta],
+        ["Layers", "-", "-", layers, "-"],
+    ]  # fmt: skip
 
 
 #: the compute columns that fit a terminal
@@ -146,6 +180,45 @@ def compute_cells(
     return out
 
 
+ITERATION_HEADERS = ["#", "Goal", "Top-1", "Weights", "Params", "MACs", "Latency", "Budget", "Pareto"]
+
+
+def iteration_cells(report: dict[str, Any]) -> list[list[str]]:
+    """One row per iteration of an iterative run (empty for other sources); ratios to dense."""
+    table = report.get("iterative") or {}
+    rows = []
+    for row in table.get("iterations") or []:
+        budget = "meets" if row["meets_budget"] else "over"
+        rows.append(
+            [
+                str(row["iteration"]),
+                _goal(row.get("goal")) or str(row.get("note") or "-"),
+                _pct(row.get("score")),
+                f"{row['weights']:.3f}",
+                f"{row['params']:.3f}",
+                f"{row['macs']:.3f}",
+                _ms(row.get("latency_ms")),
+                f"{budget}, best" if row.get("best") else budget,
+                "yes" if row.get("pareto") else "",
+            ]
+        )
+    return rows
+
+
+def _goal(goal: str | None) -> str | None:
+    """``macs <= 0.566406`` as ``macs <= 0.5664``."""
+    metric, _, bound = (goal or "").partition("<=")
+    try:
+        return f"{metric.strip()} <= {float(bound):.4f}"
+    except ValueError:
+        return goal
+
+
+def iteration_title(report: dict[str, Any]) -> str:
+    table = report.get("iterative") or {}
+    return f"Iterations (budget {table.get('budget') or 'none'}; ratios to the dense model)"
+
+
 def history_columns(report: dict[str, Any]) -> list[str]:
     keys: list[str] = []
     for h in report.get("history") or []:
@@ -161,14 +234,16 @@ def _short_cell(v: Any) -> str:
 
 def _narrow_sparsity(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Distiller's table cut to the columns that matter most, percentages to 2 decimals."""
-    idx = [COLUMNS.index(c) for c in NARROW_SPARSITY]
+    headers = [*NARROW_SPARSITY, *(["Bits"] if report.get("quantization") else [])]
+    columns = sparsity_columns(report)
+    idx = [columns.index(c) for c in headers]
     rows = []
     for cells in sparsity_cells(report):
         picked = [cells[i] for i in idx]
-        row = [f"{float(c):.2f}" if h.endswith("(%)") else c for h, c in zip(NARROW_SPARSITY, picked)]
+        row = [f"{float(c):.2f}" if h.endswith("(%)") else c for h, c in zip(headers, picked)]
         row[1] = row[1].strip("()").replace(", ", "x")  # (16, 3, 3, 3) -> 16x3x3x3
         rows.append(row)
-    return list(NARROW_SPARSITY), rows
+    return headers, rows
 
 
 # --------------------------------------------------------------------------- JSON
@@ -219,8 +294,14 @@ def print_terminal(report: dict[str, Any], console: Console, *, full: bool = Tru
         console.print(_rich_table("Latency as deployed (CPU)", LATENCY_HEADERS, latency_cells(report), 2))
     if not full:
         return
+    if report.get("iterative"):
+        console.print(_rich_table(iteration_title(report), ITERATION_HEADERS, iteration_cells(report)))
+    if report.get("quantization"):
+        console.print(_rich_table("Quantization", QUANTIZATION_HEADERS, quantization_cells(report)))
     if console.width >= FULL_TABLE_WIDTH:
-        console.print(_rich_table("Weights sparsity", list(COLUMNS), sparsity_cells(report), numeric_from=2))
+        console.print(
+            _rich_table("Weights sparsity", sparsity_columns(report), sparsity_cells(report), numeric_from=2)
+        )
     else:
         headers, rows = _narrow_sparsity(report)
         headers = [h.replace(" (sparse)", "").replace(" (%)", " %") for h in headers]
@@ -264,8 +345,18 @@ def to_markdown(report: dict[str, Any]) -> str:
         _md_table(["Field", "Value", "Meaning"], ratio_cells(report)),
         "## Latency as deployed (CPU)",
         _md_table(LATENCY_HEADERS, latency_cells(report)) if report.get("latency_table") else "not measured",
+        *(
+            [f"## {iteration_title(report)}", _md_table(ITERATION_HEADERS, iteration_cells(report))]
+            if report.get("iterative")
+            else []
+        ),
+        *(
+            ["## Quantization", _md_table(QUANTIZATION_HEADERS, quantization_cells(report))]
+            if report.get("quantization")
+            else []
+        ),
         "## Weights sparsity",
-        _md_table(list(COLUMNS), sparsity_cells(report)),
+        _md_table(sparsity_columns(report), sparsity_cells(report)),
         "## Compute",
         _md_table([h for h, _ in COMPUTE_COLUMNS], compute_cells(report)),
     ]

@@ -91,6 +91,8 @@ class SparsityRow:
     std: float
     mean: float
     abs_mean: float
+    #: weight bits when the model is quantized (None: float); not one of Distiller's columns
+    bits: int | None = None
 
     def cells(self) -> list:
         """Values in :data:`COLUMNS` order (shape rendered like Distiller's ``(16, 3, 3, 3)``)."""
@@ -168,11 +170,19 @@ def sparsity_row(name: str, t: torch.Tensor) -> SparsityRow:
 
 
 def sparsity_table(
-    source: nn.Module | Mapping[str, torch.Tensor], dims: tuple[int, ...] = (2, 4)
+    source: nn.Module | Mapping[str, torch.Tensor],
+    dims: tuple[int, ...] = (2, 4),
+    *,
+    bits: Mapping[str, int] | None = None,
 ) -> SparsityTable:
-    """Tabulate every state-dict tensor of rank 2 or 4 whose name contains 'weight' or 'bias'."""
+    """Tabulate every state-dict tensor of rank 2 or 4 whose name contains 'weight' or 'bias'.
+
+    ``bits``: tensor name -> quantized bits, recorded in each row's ``bits`` (float tensors: None).
+    """
     state = source.state_dict() if isinstance(source, nn.Module) else source
     rows = [sparsity_row(n, t) for n, t in state.items() if _included(n, t, dims)]
+    for row in rows:
+        row.bits = (bits or {}).get(row.name)
     dense = sum(r.nnz_dense for r in rows)
     sparse = sum(r.nnz_sparse for r in rows)
     fine = (1.0 - sparse / dense) * 100 if dense else 0.0

@@ -17,7 +17,7 @@ from .classify import classify
 from .dialects import detect_dialect
 from .model import POLICY_KINDS, SECTIONS, Component, Policy, Schedule
 from .native import NATIVE_CLASS, is_native
-from .yamlio import load_yaml
+from .yamlio import SCHEDULE_MAPPING_TAGS, load_yaml
 
 TOP_LEVEL_KEYS = ("version", *SECTIONS, "policies")
 RANGE_KEYS = ("starting_epoch", "ending_epoch", "frequency")
@@ -82,13 +82,19 @@ def load_schedule(
     duplicates = "error" if strict else "last-wins"
     if text is None:
         data, locate = load_yaml(
-            Path(name), source_name=name, error_type=ScheduleError, what="schedule", duplicates=duplicates
+            Path(name), source_name=name, error_type=ScheduleError,
+            what="schedule",
+            duplicates=duplicates,
+            mapping_tags=SCHEDULE_MAPPING_TAGS,
         )
         with open(name, encoding="utf-8-sig", errors="replace") as fh:
             raw = fh.read()
     else:
         data, locate = load_yaml(
-            text, source_name=name, error_type=ScheduleError, what="schedule", duplicates=duplicates
+            text, source_name=name, error_type=ScheduleError,
+            what="schedule",
+            duplicates=duplicates,
+            mapping_tags=SCHEDULE_MAPPING_TAGS,
         )
         raw = text
     schedule = build_schedule(data, locate, path=name, text=raw)
@@ -102,6 +108,13 @@ def build_schedule(
     dialect = detect_dialect(data)
     if dialect is not None:
         return dialect.compile(data, locate, path, text)
+    return build_distiller_schedule(data, locate, path=path, text=text)
+
+
+def build_distiller_schedule(
+    data: dict[str, Any], locate: Callable[..., SourceLocation], *, path: str, text: str
+) -> Schedule:
+    """A document in Distiller's language (dialects compile theirs into one and call this)."""
     kind = classify(data)
     if kind is not None:
         raise NotAScheduleError(

@@ -77,6 +77,9 @@ class Schedule:
     dialect: str = "distiller"
     #: a dialect's own training section (data, transforms, criterion, optimizer), when it has one
     training: dict[str, Any] | None = field(default=None, compare=False)
+    #: the checked ``iterative:`` section (a ``prunecli.iterative.spec.IterativeSpec``) of an
+    #: iterative schedule: ``prunecli run`` then runs the iterative loop instead of epochs
+    iterative: Any = field(default=None, compare=False)
 
     def where(self, path: tuple[Any, ...], *, key: bool = False) -> SourceLocation | None:
         """Source position of a YAML path, or None for schedules built in code."""
@@ -84,6 +87,16 @@ class Schedule:
 
     def component(self, kind: str, instance: str) -> Component:
         return self.components[POLICY_KINDS[kind]][instance]
+
+    def counts_steps(self) -> bool:
+        """Whether some pruner's events are training steps, so its policy's epochs are only a bound
+        and the run's length must be given (``--epochs``)."""
+        from .native import NATIVE_CLASS, counts_steps
+
+        return any(
+            c.class_name == NATIVE_CLASS and counts_steps(c.args)
+            for c in self.components.get("pruners", {}).values()
+        )
 
     def last_epoch(self) -> int:
         """The last epoch on which any non-LR policy fires (-1 when none does)."""

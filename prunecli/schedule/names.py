@@ -3,8 +3,11 @@
 Distiller compares names exactly, so a schedule written for a DataParallel model
 (``module.conv1.weight``, or ``features.module.0.weight`` for AlexNet/VGG) silently prunes
 nothing on an unwrapped one. Here every name is rewritten to the model's real name, with two
-extensions: ``re:<regex>`` (full match) and ``__ALL_PRUNABLE__`` (every weight the entry's
-``group_type`` can prune: see :func:`all_prunable`).
+extensions: ``re:<regex>`` (full match), ``__ALL_PRUNABLE__`` (every weight the entry's
+``group_type`` can prune: see :func:`all_prunable`) and module selections written by the other
+schedule languages: ``ops:<regex>`` is the weight of every layer (2-D, 3-D or 4-D ``.weight``:
+Linear and convolutions) whose *module* name the regex finds (``re.search``, Neural Compressor's
+``op_names``), and ``ops-not:<regex>`` removes such layers from the list's selection.
 Unmatched names, group types that do not fit a tensor's rank, and Leader groups with
 unequal structure counts are reported with the entry's position in the file.
 """
@@ -26,6 +29,8 @@ from .vocabulary import GROUP_TYPES, structure_dims
 
 ALL_PRUNABLE = "__ALL_PRUNABLE__"
 REGEX_PREFIX = "re:"
+OPS_PREFIX = "ops:"
+OPS_EXCLUDE_PREFIX = "ops-not:"
 WILDCARD = "*"
 
 _MODULE_SEGMENT = re.compile(r"(^|\.)module\.")
@@ -67,6 +72,36 @@ class _Matcher:
         self.by_normal: dict[str, str] = {}
         for n in self.names:
             self.by_normal.setdefault(normalise(n), n)
+
+    def modules(self) -> dict[str, str]:
+        """Layer (module) name -> its weight, for every 2-D/3-D/4-D ``.weight`` parameter."""
+        return {
+            n[: -len(".weight")]: n
+            for n, s in self.shapes.items()
+            if n.endswith(".weight") and len(s) in (2, 3, 4)
+        }
+
+    def select_ops(
+        self, pattern: str, loc: SourceLocation | None, problems: ProblemCollector, owner: str
+    ) -> list[str]:
+        """The weights of the layers whose module name ``pattern`` finds (an unmatched one: closest)."""
+        try:
+            rx = re.compile(pattern)
+        except re.error as exc:
+            problems.add(f"{owner}: invalid regular expression {pattern!r}: {exc}", loc, "fix the pattern")
+            return []
+        layers = self.modules()
+        found = [w for m, w in layers.items() if rx.search(m) or rx.search(normalise(m))]
+        if not found:
+            close = closest_layers(pattern, list(layers))
+            problems.add(
+                f"{owner}: '{pattern}' matches no Linear or convolution layer of the model",
+                loc,
+                ("closest layers: " + ", ".join(close))
+                if close
+                else "run 'prunecli validate --model ... --json' to list names",
+            )
+        return found
 
     def closest(self, name: str) -> list[str]:
         normal = normalise(name)
@@ -120,6 +155,20 @@ class _Matcher:
         return []
 
 
+def closest_layers(pattern: str, layers: list[str], n: int = 3) -> list[str]:
+    """The layers nearest an unmatched module pattern: those holding most of its words, then by
+    similarity of spelling (``layer1.conv`` -> ``layer1.0.conv1``)."""
+    words = re.findall(r"[A-Za-z0-9_]+", pattern)
+    literal = ".".join(words)
+
+    def rank(layer: str) -> tuple[int, float]:
+        held = sum(1 for w in words if w in layer)
+        return held, difflib.SequenceMatcher(None, literal, layer).ratio()
+
+    ranked = sorted(layers, key=rank, reverse=True)
+    return [layer for layer in ranked[:n] if rank(layer)[0] > 0 or rank(layer)[1] >= 0.4]
+
+
 def _owner(comp: Component) -> str:
     return f"{comp.section}.{comp.instance} ({comp.class_name})"
 
@@ -134,8 +183,26 @@ def _resolve_list(
     group_type: str | None = None,
 ) -> list[str]:
     out: list[str] = []
+    problems_before = len(p.problems)
+    excluded: set[str] = set()
+    for i, name in enumerate(names):
+        if isinstance(name, str) and name.startswith(OPS_EXCLUDE_PREFIX):
+            pattern = name[len(OPS_EXCLUDE_PREFIX) :]
+            try:
+                rx = re.compile(pattern)
+            except re.error as exc:
+                p.add(f"{owner}: invalid regular expression {pattern!r}: {exc}", where((*base, i)), "fix it")
+                continue
+            excluded.update(w for mod, w in m.modules().items() if rx.search(mod) or rx.search(normalise(mod)))
     for i, name in enumerate(names):
         loc = where((*base, i))
+        if isinstance(name, str) and name.startswith(OPS_EXCLUDE_PREFIX):
+            continue
+        if isinstance(name, str) and name.startswith(OPS_PREFIX):
+            for real in m.select_ops(name[len(OPS_PREFIX) :], loc, p, owner):
+                if real not in out and real not in excluded:
+                    out.append(real)
+            continue
         if name == WILDCARD:
             p.add(
                 f"{owner}: '*' is not a parameter name in a weights list",
@@ -144,8 +211,14 @@ def _resolve_list(
             )
             continue
         for real in m.resolve(name, loc, p, owner, group_type):
-            if real not in out:
+            if real not in out and real not in excluded:
                 out.append(real)
+    if excluded and not out and len(p.problems) == problems_before:
+        p.add(
+            f"{owner}: every selected layer is excluded",
+            where(base),
+            "exclude fewer layers (excluded_op_names), or select others",
+        )
     return out
 
 

@@ -210,3 +210,10 @@ def final_fraction(args: Mapping[str, Any]) -> float | None:
     if target.get("kind") == "n:m" and isinstance(target.get("n"), int) and isinstance(target.get("m"), int):
         return 1 - target["n"] / target["m"] if target["m"] else None
     return None
+
+
+def counts_steps(args: Mapping[str, Any]) -> bool:
+    """Whether the entry's events are absolute training steps (``schedule: {start_step, ...}``),
+    which the epochs of its policy only bound (Neural Compressor's configs compile to these)."""
+    schedule = args.get("schedule")
+    return isinstance(schedule, Mapping) and schedule.get("start_step") is not None

@@ -107,6 +107,11 @@ def _native_target(args: dict[str, Any], policy: Policy, epoch: int) -> tuple[fl
     if final is None:
         return None, None
     schedule = build_schedule(axes["schedule"])
+    if schedule.windowed:  # events are training steps: the epoch alone cannot place them
+        return None, (
+            f"{schedule.kind} to {final:g} on steps {schedule.start_step}..{schedule.end_step}"
+            f" (every {max(schedule.every_steps, 1)})"
+        )
     meta = {
         "starting_epoch": policy.starting_epoch,
         "ending_epoch": policy.ending_epoch,
@@ -127,7 +132,10 @@ def _weights(schedule: Schedule, policy: Policy) -> list[str]:
 
 
 def default_epochs(schedule: Schedule) -> int:
-    """Enough epochs to see every non-LR policy fire (every policy when there are only LR ones)."""
+    """Enough epochs to see every non-LR policy fire (every policy when there are only LR ones);
+    one when the events are training steps (their policies' epochs are only a bound)."""
+    if schedule.counts_steps():
+        return 1
     last = schedule.last_epoch()
     if last < 0:
         last = max((e for p in schedule.policies for e in p.epochs), default=-1)

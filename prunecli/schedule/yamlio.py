@@ -29,6 +29,10 @@ Path = tuple[Any, ...]
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+#: Application tags a schedule may put on a mapping: Intel LPOT and Neural Compressor write each
+#: pruner entry as ``- !Pruner {...}``. Such a mapping is read as plain data (a :class:`TaggedMap`);
+#: nothing is ever constructed from a tag, and any other tag is refused.
+SCHEDULE_MAPPING_TAGS = ("!Pruner",)
 #: Guard against alias bombs ("billion laughs"): more built nodes than this is refused.
 MAX_NODES = 2_000_000
 #: What to do with a key that appears twice in one mapping: refuse the file, or keep the last
@@ -42,6 +46,12 @@ class StrictSafeLoader(yaml.SafeLoader):
     ``!!python/...`` and application tags are refused by ``SafeLoader`` already; this subclass
     exists so callers share one loader type and nobody registers constructors on the global one.
     """
+
+
+class TaggedMap(dict):
+    """A mapping that carried an accepted application tag (e.g. ``!Pruner``); plain data otherwise."""
+
+    tag: str = ""
 
 
 class Locator:
@@ -91,9 +101,15 @@ class _Builder:
     """Turns a composed node tree into plain dicts/lists/scalars, recording positions."""
 
     def __init__(
-        self, loader: StrictSafeLoader, locator: Locator, source: str | None, duplicates: str = "error"
+        self,
+        loader: StrictSafeLoader,
+        locator: Locator,
+        source: str | None,
+        duplicates: str = "error",
+        mapping_tags: tuple[str, ...] = (),
     ) -> None:
         self.duplicates = duplicates
+        self.mapping_tags = tuple(mapping_tags)
         self.loader = loader
         self.locator = locator
         self.source = source
@@ -128,20 +144,27 @@ class _Builder:
                 Problem(
                     f"unsupported YAML tag {node.tag!r}",
                     _location(self.source, node.start_mark),
-                    "remove the tag: only plain YAML strings, numbers, booleans and null are accepted",
+                    "remove the tag: only plain YAML strings, numbers, booleans and null are accepted"
+                    + self._tags_hint("mappings"),
                 )
             )
             return None
         return self.loader.construct_object(node, deep=True)
 
+    def _tags_hint(self, where: str) -> str:
+        if not self.mapping_tags:
+            return ""
+        return f" ({', '.join(self.mapping_tags)} is accepted on {where} only)"
+
     def _check_tag(self, node: yaml.Node, expected: str, what: str) -> bool:
-        if node.tag == expected:
+        if node.tag == expected or (expected == _MAP_TAG and node.tag in self.mapping_tags):
             return True
         self.problems.append(
             Problem(
                 f"unsupported YAML tag {node.tag!r} on a {what}",
                 _location(self.source, node.start_mark),
-                "remove the tag: only plain YAML mappings, lists and scalars are accepted",
+                "remove the tag: only plain YAML mappings, lists and scalars are accepted"
+                + self._tags_hint("pruner entries (mappings)"),
             )
         )
         return False
@@ -189,6 +212,9 @@ class _Builder:
                 # an explicit key overriding a merged one is what merging is for, not a duplicate.
                 self.loader.flatten_mapping(node)
             result: dict[Any, Any] = {}
+            if node.tag != _MAP_TAG:
+                result = TaggedMap()
+                result.tag = node.tag
             first_seen: dict[Any, yaml.Node] = {}
             for key_node, value_node in node.value:
                 if not isinstance(key_node, yaml.ScalarNode):
@@ -264,6 +290,7 @@ def load_yaml(
     require_mapping: bool = True,
     what: str = "YAML file",
     duplicates: str = "error",
+    mapping_tags: tuple[str, ...] = (),
 ) -> tuple[Any, Locator]:
     """Load one YAML document safely; return ``(data, locate)``.
 
@@ -273,6 +300,7 @@ def load_yaml(
     with file:line:column on syntax errors, duplicate keys (both lines named; with
     ``duplicates="last-wins"`` they become ``locate.warnings`` instead), unsupported tags,
     an empty document, several documents, or (with ``require_mapping``) a non-mapping top level.
+    ``mapping_tags`` lists application tags accepted on mappings (read as :class:`TaggedMap`).
     """
     if duplicates not in DUPLICATE_POLICIES:
         raise ValueError(f"duplicates must be one of {DUPLICATE_POLICIES}, not {duplicates!r}")
@@ -304,7 +332,7 @@ def load_yaml(
                 location=SourceLocation(source, 1, 1),
                 hint=f"write the {what} content, or pass another file",
             )
-        builder = _Builder(loader, locator, source, duplicates)
+        builder = _Builder(loader, locator, source, duplicates, mapping_tags)
         data = builder.build(node, ())
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

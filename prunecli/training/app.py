@@ -127,6 +127,7 @@ class _Run:
                 "schedule's thinning extension (arch:, dataset:)",
             )
         self.schedule = load_schedule(cfg.schedule, strict=cfg.strict) if cfg.schedule else None
+        self._epochs()  # a schedule counting steps needs --epochs: refused before any data is read
         self.parallel = distributed_run.Parallel.join(cfg, resolve_device(cfg.device), self.reporter)
         self.device = self.parallel.device
         if cfg.threads:
@@ -164,6 +165,12 @@ class _Run:
     def _epochs(self) -> int:
         if self.config.epochs:
             return self.config.epochs
+        if self.schedule is not None and self.schedule.counts_steps():
+            raise ConfigError(
+                f"{self.config.schedule}: its pruning events are training steps, which do not tell how many "
+                "epochs to train",
+                hint="pass --epochs N (or set 'epochs:' in the config file)",
+            )
         last = self.schedule.last_epoch() if self.schedule is not None else -1
         return max(last + 1, 1)
 
@@ -355,7 +362,13 @@ class _Run:
             schedule_text=self.schedule.text if self.schedule is not None else None,
             metrics=list(self.metrics),
             rng=rng_state() if full else None,
-            extras={**self.extras, "config": config, **self.parallel.checkpoint_extras()},
+            extras={
+                **self.extras,
+                "config": config,
+                # one sample's shape as trained (an image folder's crop size is the run's choice)
+                "input_shape": list(self.bundle.input_shape),
+                **self.parallel.checkpoint_extras(),
+            },
         )
 
     def save(self, epoch: int, *, improved: bool) -> None:
@@ -554,11 +567,48 @@ class _Run:
                 f"{path} does not reproduce the thinned model (max difference {worst:.3g})",
                 hint="this is a bug in thinning or checkpoint reloading; checkpoint.pt is intact",
             )
+        stats = model_stats(reloaded, self.example_input)
+        state_bytes = _state_bytes(reloaded)
+        self._write_int8(payload, compact.compact.step, path, batch)
         result.compressed = {
-            **model_stats(reloaded, self.example_input),
-            "checkpoint_bytes": _state_bytes(reloaded),
+            **stats,
+            "checkpoint_bytes": state_bytes,
             "file_bytes": path.stat().st_size,
         }
+
+    def _write_int8(self, payload: dict[str, Any], step: Any, path: Path, batch: torch.Tensor) -> None:
+        """Replace ``compact.pt`` by its int8 conversion when the run carries a quantization plan.
+
+        The int8 kernels run on the CPU; the written file is reloaded and must give exactly the
+        converted model's outputs.
+        """
+        from prunecli.checkpoint import load_model, save_checkpoint
+        from prunecli.checkpoint.compact import quantize_checkpoint
+        from prunecli.quantization.int8 import thin_plan
+        from prunecli.quantization.stored import stored_plan
+
+        plan = stored_plan(payload)
+        if plan is None or not self.config.int8:
+            return
+        model = load_model(path, model=self.trusted_model).cpu().eval()
+        example = self.example_input.detach().cpu()
+        converted = quantize_checkpoint(payload, model, example, thin_plan(plan, step.tensors))
+        save_checkpoint(path, converted.payload)
+        reloaded = load_model(path, model=self.trusted_model)
+        batch = batch.detach().cpu()
+        with torch.no_grad():
+            same = torch.equal(converted.model(batch), reloaded(batch))
+        if not same:
+            raise CheckpointError(
+                f"{path} does not reproduce the int8 model it was converted to",
+                hint="this is a bug in int8 conversion or reloading; checkpoint.pt is intact "
+                "(convert it with `prunecli thin`, or skip the conversion with --set int8=false)",
+            )
+        log.info(
+            "int8: %d layers on int8 kernels, %d simulated",
+            len(converted.model.kernels),
+            len(converted.model.simulated),
+        )
 
     def _write_report(self, result: RunResult) -> None:
         from prunecli.report.build import ReportOptions, build_report

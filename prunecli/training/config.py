@@ -62,6 +62,7 @@ class RunConfig:
     prune_normalized: bool = False
     round_to: int = 1
     compact: bool = True
+    int8: bool = True
     amp: str | None = None
     channels_last: bool = False
     sync_batchnorm: bool = False

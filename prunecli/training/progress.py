@@ -72,6 +72,16 @@ class Reporter:
             f"params {_int(row['params'])}  MACs {_int(row['macs'])}  lr {row['lr']:.4g}  {row['time_s']:.1f}s"
         )
 
+    def iteration_line(self, row: dict[str, Any], *, best: bool = False) -> None:
+        """One finished iteration of an iterative run (a row of ``prunecli.iterative.store.iteration_row``)."""
+        latency = f"latency {row['latency_ms']:.2f}ms  " if row.get("latency_ms") is not None else ""
+        meets = "meets budget" if row["meets_budget"] else "over budget"
+        self.info(
+            f"iteration {row['iteration']:>2}  {row.get('note') or ''}  top1 {_pct(row['score'])}  "
+            f"weights {row['weights']:.3f}  params {row['params']:.3f}  MACs {row['macs']:.3f}  "
+            f"{latency}{meets}{'  (best)' if best else ''}  {row.get('time_s', 0.0):.1f}s"
+        )
+
     def summary(self, result: Any) -> None:
         table = Table(title=f"run summary ({result.run_dir})", show_header=True)
         table.add_column("")

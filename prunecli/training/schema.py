@@ -78,6 +78,10 @@ CONFIG_SCHEMA: dict[str, Any] = {
             "description": "with auto_dependency: kept channel counts rounded up to a multiple of this",
         },
         "compact": {"type": "boolean", "description": "thin the final model into compact.pt"},
+        "int8": {
+            "type": "boolean",
+            "description": "when the run carries a quantization plan, compact.pt holds the int8 model",
+        },
         "amp": {
             "enum": [None, "bf16", "fp16"],
             "description": "mixed precision: autocast to bf16, or fp16 with a gradient scaler (default: off)",

@@ -158,8 +158,10 @@ def unreachable_policies(schedule: Any, epochs: int) -> list[str]:
 
 
 def schedule_hints(schedule: Any) -> dict[str, Any]:
-    """``arch``/``dataset`` named by a thinning extension, as Distiller's schedules do."""
-    hints: dict[str, Any] = {}
+    """Run settings a schedule carries: a dialect's own training section (Intel LPOT's ``train:``,
+    compiled into run settings by the dialect), or ``arch``/``dataset`` named by a thinning
+    extension, as Distiller's schedules do. The config file and the command line override them."""
+    hints: dict[str, Any] = dict(getattr(schedule, "training", None) or {})
     for component in schedule.components.get("extensions", {}).values():
         if component.class_name not in THINNING_CLASSES:
             continue

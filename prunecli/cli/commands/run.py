@@ -100,6 +100,21 @@ _DIRECT = (
 @click.option(
     "--strict", is_flag=True, default=None, help="Refuse a schedule with a key given twice (default: warn)."
 )
+@click.option(
+    "--budget",
+    metavar="'METRIC <= VALUE'",
+    help="Iterative schedules: what the final model may cost, e.g. 'macs <= 0.4' or 'latency_ms <= 3.0' "
+    "(overrides the schedule's budget; see docs/iterative.md).",
+)
+@click.option(
+    "--iterations",
+    type=int,
+    help="Iterative schedules: how many pruning iterations (overrides the schedule).",
+)
+@click.option(
+    "--generator",
+    help="Iterative schedules: the task generator (agp, linear, lottery_ticket, ... or module:Class).",
+)
 @click.option("--set", "set_pairs", multiple=True, metavar="KEY=VALUE", help="Override any config field.")
 @click.option("-q", "--quiet", is_flag=True, default=None, help="No progress bars or per-epoch lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run result as one JSON document.")
@@ -115,6 +130,9 @@ def command(
     as_json: bool,
     stop_after_epoch: int | None,
     nproc_per_node: int | None,
+    budget: str | None,
+    iterations: int | None,
+    generator: str | None,
     **options,
 ) -> None:
     """Train a classifier under SCHEDULE (a Distiller YAML), then thin and report it.
@@ -144,6 +162,29 @@ def command(
     if resume and Path(resume).is_file():  # Distiller's --resume-from: a new run from a checkpoint file
         overrides["resume_from"] = resume
         resume = None
+    iterative = {"budget": budget, "iterations": iterations, "generator": generator}
+    if resume or any(v is not None for v in iterative.values()) or _is_iterative(schedule):
+        from prunecli.iterative.app import is_iterative_run, run_iterative
+
+        if resume and is_iterative_run(resume) or not resume:
+            if resume:
+                if schedule or config_file or any(v is not None for v in iterative.values()):
+                    raise ConfigError(
+                        "--resume takes its schedule, budget and configuration from the run directory",
+                        hint="drop the SCHEDULE argument, --config, --budget, --iterations and --generator",
+                    )
+                given = {k: v for k, v in overrides.items() if v is not None}
+                reporter = Reporter(out, quiet=bool(given.get("quiet")))
+                outcome = run_iterative(resume=resume, resume_overrides=given, reporter=reporter)
+            else:
+                config, used = resolve_run_config(schedule, config_file, overrides)
+                reporter = Reporter(out, quiet=config.quiet)
+                if used is not None:
+                    reporter.info(f"configuration: {used}")
+                outcome = run_iterative(config, overrides=iterative, reporter=reporter)
+            if as_json:
+                click.echo(json.dumps(outcome.to_dict(), default=str))
+            return
     if resume:
         if schedule or config_file:
             raise ConfigError(
@@ -182,3 +223,16 @@ def command(
             highlight=False,
             soft_wrap=True,
         )
+
+
+def _is_iterative(schedule: str | None) -> bool:
+    """Whether SCHEDULE has an ``iterative:`` section (read as plain YAML: errors come later, located)."""
+    if not schedule or not Path(schedule).is_file():
+        return False
+    import yaml
+
+    try:
+        document = yaml.safe_load(Path(schedule).read_text(encoding="utf-8", errors="replace"))
+    except yaml.YAMLError:
+        return False
+    return isinstance(document, dict) and "iterative" in document

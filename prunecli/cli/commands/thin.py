@@ -54,6 +54,11 @@ from .deps import parse_input_shape
     help="Also remove zero channels that LayerNorm/GroupNorm normalise (approximate: the deviation is reported).",
 )
 @click.option("--no-verify", is_flag=True, help="Skip the output comparison (not recommended).")
+@click.option(
+    "--no-int8",
+    is_flag=True,
+    help="Keep the compact model in float even when the checkpoint carries a quantization plan.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def command(
     checkpoint: Path,
@@ -65,12 +70,14 @@ def command(
     round_to: int,
     prune_normalized: bool,
     no_verify: bool,
+    no_int8: bool,
     as_json: bool,
 ) -> None:
     """Thin CHECKPOINT: apply its masks, remove zero structures, verify, save a compact checkpoint.
 
     Masks that are all ones after thinning are not written (they carry no information); masks with
-    zeros left in them are kept, sliced to the new shapes.
+    zeros left in them are kept, sliced to the new shapes. A checkpoint carrying a quantization
+    plan is then converted to int8 (docs/quantization.md), unless --no-int8.
     """
     from prunecli.api import ThinOptions, thin
 
@@ -78,7 +85,12 @@ def command(
         mode=mode, rule=rule, verify=not no_verify, round_to=round_to, prune_normalized=prune_normalized
     )  # type: ignore[arg-type]
     summary = thin(
-        checkpoint, output, model=model_spec, input_shape=parse_input_shape(input_shape), options=options
+        checkpoint,
+        output,
+        model=model_spec,
+        input_shape=parse_input_shape(input_shape),
+        options=options,
+        int8=not no_int8,
     )
     for warning in summary.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
@@ -94,4 +106,10 @@ def command(
     )
     if summary.verification:
         console.print(f"Check: {summary.verification['summary']}")
+    if summary.int8:
+        q = summary.int8
+        console.print(
+            f"int8: {q['kernels']} layers on int8 kernels, {q['simulated']} simulated below 8 bits; "
+            f"model {q['bytes_fp32']:,} -> {q['bytes_int8']:,} bytes"
+        )
     console.print(f"Wrote {summary.output}")

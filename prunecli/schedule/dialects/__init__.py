@@ -51,3 +51,9 @@ def detect_dialect(document: Any) -> Dialect | None:
         if dialect.detect(document):
             return dialect
     return None
+
+
+# the dialects shipped with prunecli register themselves on import
+from . import inc as _inc  # noqa: E402,F401  (after the registry they use)
+from . import iterative as _iterative  # noqa: E402,F401
+from . import lpot as _lpot  # noqa: E402,F401

@@ -1,0 +1,210 @@
+"""Int8 conversion of a model and its QuantPlan: values, outputs, packing, checkpoints, sizes.
+
+Oracles: the plan's own formula applied by hand (tests/support/quantization.py), the float model,
+bytes counted by hand, and bit patterns written out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from support.quantization import fake, reference_digits, with_statistics
+from torch import nn
+
+from prunecli.checkpoint import build_checkpoint, load_model, save_checkpoint
+from prunecli.checkpoint.compact import quantize_checkpoint
+from prunecli.errors import PruneCliError
+from prunecli.export.fold import fold_batchnorm
+from prunecli.models import create_model
+from prunecli.quantization.int8 import Int8Model, convert_to_int8, thin_plan
+from prunecli.quantization.minmax import minmax_plan
+from prunecli.quantization.packing import pack, unpack
+from prunecli.quantization.spec import QuantPlan, TensorQuant
+from prunecli.quantization.stored import PLAN_KEY, model_bytes, stored_plan
+
+
+def _digits(seed: int = 0):
+    torch.manual_seed(seed)
+    model, spec = create_model("resnet_digits", dataset="digits")
+    return with_statistics(model, seed), spec
+
+
+def _batches(n: int = 3, seed: int = 1) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randn(16, 1, 8, 8, generator=gen) for _ in range(n)]
+
+
+def _with_bits(plan: QuantPlan, names: list[str], bits: int) -> QuantPlan:
+    """The plan with ``names``' weights and activations re-ranged to ``bits`` (same min/max)."""
+    out = QuantPlan()
+    for name, layer in plan.layers.items():
+        if name in names:
+            w = layer.weight
+            top = 2 ** (bits - 1) - 1
+            scale = w.scale * (2 ** (w.bits - 1) - 1) / top
+            layer = dataclasses.replace(layer, weight=TensorQuant(bits, True, scale, w.zero_point, w.axis))
+        out.add(layer)
+    return out
+
+
+@pytest.fixture(scope="module")
+def digits():
+    model, spec = _digits()
+    batches = _batches()
+    plan = minmax_plan(model, batches, batches[0][:1])
+    return model, spec, plan, batches
+
+
+def test_weights_dequantize_to_the_plans_values_exactly(digits):
+    model, _, plan, batches = digits
+    folded = fold_batchnorm(model, batches[0][:1]).model
+    int8 = convert_to_int8(model, plan, batches[0][:1])
+    assert len(int8.kernels) == 7 + 2  # 6 convolutions, 1 linear layer, 2 residual additions
+    modules = dict(int8.graph_module.named_modules())
+    for name, layer in plan.layers.items():
+        if layer.weight is None:
+            continue
+        expected = fake(folded.get_submodule(name).weight.detach(), layer.weight).to(torch.float32)
+        got = modules[name].weight().dequantize()
+        assert torch.equal(got, expected), name
+
+
+def test_outputs_match_the_hand_made_fake_quant_reference(digits):
+    model, _, plan, batches = digits
+    folded = fold_batchnorm(model, batches[0][:1]).model
+    int8 = convert_to_int8(model, plan, batches[0][:1])
+    x = batches[1]
+    with torch.no_grad():
+        got = int8(x).to(torch.float64)
+        ref = reference_digits(folded, plan, x)
+        dense = model(x).to(torch.float64)
+    step = float(plan.layers["fc"].output.scale)
+    # the same grid: kernels may differ by one code where accumulation rounds differently
+    assert (got - ref).abs().max() <= step + 1e-9
+    assert (got - ref).abs().mean() < 0.1 * step
+    # and quantization really happened: the float model differs by more than that
+    assert (dense - ref).abs().max() > step
+
+
+def test_four_bit_layers_run_through_fake_quant_and_match_the_reference(digits):
+    model, _, plan, batches = digits
+    low = _with_bits(plan, ["layer1.0.conv1", "layer2.0.conv1"], 4)
+    folded = fold_batchnorm(model, batches[0][:1]).model
+    int8 = convert_to_int8(model, low, batches[0][:1])
+    assert sorted(int8.simulated) == ["layer1.0.conv1", "layer2.0.conv1"]
+    assert int8.codes["layer1.0.conv1"].packed
+    with torch.no_grad():
+        got = int8(batches[2]).to(torch.float64)
+        ref = reference_digits(folded, low, batches[2])
+    assert (got - ref).abs().max() <= 2 * float(plan.layers["fc"].output.scale) + 1e-9
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3, 4, 5, 8])
+@pytest.mark.parametrize("signed", [True, False])
+def test_pack_unpack_round_trip(bits: int, signed: bool):
+    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    if bits == 1 and signed:
+        lo, hi = -1, 0
+    codes = torch.randint(lo, hi + 1, (3, 5, 7), generator=torch.Generator().manual_seed(bits))
+    stored = pack(codes, bits, signed)
+    assert torch.equal(unpack(stored), codes.to(torch.int32))
+    assert stored.nbytes == ((105 + 1) // 2 if bits <= 4 else 105)
+
+
+def test_four_bit_codes_are_two_per_byte_low_nibble_first():
+    stored = pack(torch.tensor([-8, 7, 0]), 4, True)
+    # offsets from qmin -8: 0, 15, 8 -> bytes 0xF0 and 0x08 (the odd one padded with 0)
+    assert stored.data.tolist() == [0xF0, 0x08]
+    with pytest.raises(ValueError):
+        pack(torch.tensor([8]), 4, True)
+
+
+def test_checkpoint_reloads_with_weights_only_and_identical_outputs(digits, tmp_path):
+    model, spec, plan, batches = digits
+    low = _with_bits(plan, ["layer2.0.conv2"], 4)
+    payload = build_checkpoint(state_dict=model.state_dict(), model=spec)
+    converted = quantize_checkpoint(payload, model, batches[0][:1], low)
+    path = tmp_path / "int8.pt"
+    save_checkpoint(path, converted.payload)
+    raw = torch.load(path, weights_only=True)
+    assert "layer1.0.conv1.weight" not in raw["state_dict"]
+    assert raw["extras"]["int8"]["codes"]["layer1.0.conv1"]["data"].dtype == torch.int8
+    assert raw["extras"]["int8"]["codes"]["layer2.0.conv2"]["data"].dtype == torch.uint8
+    reloaded = load_model(path)
+    assert isinstance(reloaded, Int8Model)
+    with torch.no_grad():
+        for x in batches:
+            assert torch.equal(reloaded(x), converted.model(x))
+
+
+def test_model_bytes_equal_a_hand_count(tmp_path):
+    torch.manual_seed(0)
+    model = with_statistics(
+        nn.Sequential(
+            nn.Conv2d(1, 4, 3, bias=False),
+            nn.BatchNorm2d(4),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(4 * 6 * 6, 10),
+        )
+    )
+    x = torch.randn(8, 1, 8, 8)
+    plan = minmax_plan(model, [x], x[:1])
+    low = _with_bits(plan, ["0"], 4)
+    payload = build_checkpoint(state_dict=model.state_dict())
+    fp32 = 4 * (36 + 4 * 4 + 1440 + 10) + 8  # conv, BN (4 tensors), linear; num_batches_tracked int64
+    assert model_bytes(payload) == fp32
+    converted = quantize_checkpoint(payload, model, x[:1], low)
+    floats = 4 * (4 + 10)  # folded conv bias, linear bias
+    codes = (36 + 1) // 2 + 1440  # 36 four-bit codes two per byte; 1440 int8 codes
+    ranges = (4 * 4 + 4 * 4) + (10 * 4 + 10 * 4) + 2 * 2 * (4 + 4)  # per-channel + 4 activation ranges
+    assert model_bytes(converted.payload) == floats + codes + ranges
+
+
+def test_pruned_then_int8_slices_per_channel_ranges(digits):
+    model, _, plan, batches = digits
+    kept = [0, 2, 5]
+    thinned = thin_plan(plan, {"conv1.weight": [(0, kept)], "layer1.0.conv1.weight": [(1, kept)]})
+    assert torch.equal(thinned.layers["conv1"].weight.scale, plan.layers["conv1"].weight.scale[kept])
+    assert torch.equal(
+        thinned.layers["layer1.0.conv1"].weight.scale, plan.layers["layer1.0.conv1"].weight.scale
+    )
+
+
+def test_a_plan_for_another_model_is_refused(digits):
+    model, _, plan, batches = digits
+    bad = QuantPlan()
+    bad.add(dataclasses.replace(plan.layers["fc"], name="classifier"))
+    with pytest.raises(PruneCliError, match="classifier"):
+        convert_to_int8(model, bad, batches[0][:1])
+
+
+def test_stored_plan_reads_back(digits):
+    *_, plan, _ = digits
+    payload = build_checkpoint(state_dict={}, extras={PLAN_KEY: plan.to_dict()})
+    again = stored_plan(payload)
+    assert again is not None and sorted(again.layers) == sorted(plan.layers)
+
+
+def test_a_planned_layer_without_an_int8_kernel_runs_through_fake_quant():
+    from prunecli.quantization.minmax import activation_range
+    from prunecli.quantization.spec import LayerQuant
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.ConvTranspose2d(2, 3, 2), nn.ReLU()).eval()
+    weight = TensorQuant(8, True, torch.tensor(0.01), torch.tensor(0))
+    plan = QuantPlan()
+    plan.add(
+        LayerQuant("0", "test", weight=weight, input=activation_range(-3, 3), output=activation_range(-2, 2))
+    )
+    x = torch.randn(4, 2, 5, 5)
+    int8 = convert_to_int8(model, plan, x[:1])
+    assert int8.simulated == ["0"] and int8.kernels == []
+    layer = plan.layers["0"]
+    w = fake(model[0].weight.detach(), weight)
+    y = torch.nn.functional.conv_transpose2d(fake(x, layer.input), w, model[0].bias.detach().double())
+    expected = torch.relu(fake(y, layer.output))
+    with torch.no_grad():
+        torch.testing.assert_close(int8(x).double(), expected, rtol=0, atol=1e-6)
