@@ -14,6 +14,7 @@ Everything a program needs to use prunecli as a library, without the command lin
 ``Pruning``               Intel LPOT's pruning object and hooks, on prunecli's scheduler
 ``WeightPruningConfig``   Neural Compressor 2.x's pruning config (compiled into a schedule)
 ``prepare_compression``   Neural Compressor 2.x's callbacks for a user's training loop
+``convert_schedule``      ``prunecli convert``: a schedule file in another schedule language, with what it cannot say
 ``PruningScheduler``      iterative pruning (NNI's shape): generator proposes, loop prunes, thins,
                           fine-tunes, evaluates; ``compress()``, ``get_best_result()``
 ``LevelPruner``           the pruner a ``PruningScheduler`` drives: an engine target and metric
@@ -56,6 +57,7 @@ from prunecli.iterative import (
     build_generator,
 )
 from prunecli.schedule import Schedule, load_schedule
+from prunecli.schedule.convert import Conversion
 from prunecli.thinning.compact import CompactModel, ThinOptions, thin_to_compact
 from prunecli.thinning.recipe import ThinningRecipe
 from prunecli.validation import CheckResult, ModelInfo
@@ -66,6 +68,7 @@ __all__ = [
     "CheckResult",
     "CompactModel",
     "CompressionScheduler",
+    "Conversion",
     "LevelPruner",
     "ModelInfo",
     "Pruning",
@@ -81,6 +84,7 @@ __all__ = [
     "build_compression",
     "build_generator",
     "check_schedule",
+    "convert_schedule",
     "export_compact",
     "load_model",
     "load_schedule",
@@ -244,3 +248,29 @@ def _maybe_int8(
 
 def _param_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def convert_schedule(
+    source: str | os.PathLike[str],
+    to: str,
+    *,
+    model: str | None = None,
+    pruner: str | None = None,
+    dataset: str | None = None,
+) -> Conversion:
+    """``prunecli convert``: the schedule file ``source`` written in language ``to``.
+
+    ``to`` is ``distiller``, ``native`` or ``nni`` (docs/dialects.md). ``model`` resolves names
+    first (needed for an NNI config_list, which selects modules; it also expands ``re:`` patterns
+    for NNI's module names); ``pruner`` names the NNI pruner of a config_list that names none.
+    What the target cannot express is listed in :attr:`Conversion.lost`, never dropped silently.
+    """
+    from prunecli.schedule.convert import convert_schedule as convert
+    from prunecli.schedule.names import module_classes, resolve_names
+    from prunecli.validation import load_model_info
+
+    schedule = load_schedule(source, pruner=pruner)
+    if model is not None:
+        info = load_model_info(model, meta=True, dataset=dataset)
+        schedule = resolve_names(schedule, info.shapes, module_classes(info.module))
+    return convert(schedule, to)

@@ -118,8 +118,11 @@ class CheckResult:
     schedule: Schedule | None = None  # names resolved when a model was given
     model: ModelInfo | None = None
     classification: str | None = None  # what the file is, when it is Distiller YAML but not a schedule
+    dialect: str | None = None  # the language the file is read as ("distiller", "nni", ...), when readable
     error: PruneCliError | None = None
     warnings: list[Problem] = field(default_factory=list)
+    #: an iterative schedule checked on a model: the smallest value its budget's metric can reach
+    reachable: float | None = None
 
     @property
     def valid(self) -> bool:
@@ -135,6 +138,7 @@ class CheckResult:
         doc: dict[str, Any] = {
             "file": self.path,
             "valid": self.valid,
+            "dialect": self.schedule.dialect if self.schedule is not None else self.dialect,
             "classification": self.classification,
             "model": self.model.spec if self.model else None,
             "error": self.error.message if self.error else None,
@@ -143,6 +147,8 @@ class CheckResult:
         }
         if self.schedule is not None and self.valid:
             doc["summary"] = schedule_summary(self.schedule)
+        if self.reachable is not None:
+            doc["reachable"] = self.reachable
         return doc
 
 
@@ -153,8 +159,11 @@ def check_file(
     dependencies: bool = True,
     strict: bool = False,
     dataset: str | None = None,
+    pruner: str | None = None,
 ) -> CheckResult:
     """Load, validate and (with a model) name-check one schedule; never raises for bad input.
+
+    ``pruner``: the NNI pruner of an NNI config_list that names none (``--pruner``).
 
     With ``strict`` a key given twice in the YAML is an error; otherwise it is a warning.
 
@@ -165,15 +174,15 @@ def check_file(
     one the schedule's thinning extension names (``dataset:``), as ``prunecli run`` does.
     """
     from prunecli.schedule import NotAScheduleError, load_schedule
-    from prunecli.schedule.names import resolve_names
+    from prunecli.schedule.names import module_classes, resolve_names
 
     result = CheckResult(path)
     try:
-        schedule = load_schedule(path, strict=strict)
+        schedule = load_schedule(path, strict=strict, pruner=pruner)
         result.schedule = schedule
         result.warnings.extend(schedule.warnings)
         if model is not None:
-            native = _has_native(schedule)
+            native = _has_native(schedule) or schedule.iterative is not None
             from prunecli.training.setup import schedule_hints
 
             dataset = dataset or schedule_hints(schedule).get("dataset")
@@ -185,8 +194,14 @@ def check_file(
                 else _model_for(model, need_module=dependencies or native, dataset=dataset)
             )
             result.model = info
-            result.schedule = resolve_names(schedule, info.shapes)
-            if native and info.module is not None:
+            modules = module_classes(info.module) if info.module is not None else None
+            result.schedule = resolve_names(schedule, info.shapes, modules)
+            result.warnings.extend(w for w in result.schedule.warnings if w not in result.warnings)
+            if schedule.iterative is not None and info.module is not None:
+                from prunecli.iterative.check import check_on_model
+
+                result.reachable = check_on_model(schedule.iterative, info.module, info.example_input)
+            elif native and info.module is not None:
                 from prunecli.compression.build import check_native_pruners
 
                 check_native_pruners(result.schedule, info.module, info.example_input)
@@ -201,4 +216,20 @@ def check_file(
         result.error = exc
     except PruneCliError as exc:
         result.error = exc
+    result.dialect = result.schedule.dialect if result.schedule is not None else _dialect_of(path)
     return result
+
+
+def _dialect_of(path: str) -> str | None:
+    """The language a file that failed to load is read as (None when it is not even YAML)."""
+    from pathlib import Path
+
+    from prunecli.schedule.dialects import DEFAULT_DIALECT, detect_dialect
+    from prunecli.schedule.yamlio import load_yaml
+
+    try:
+        data, _ = load_yaml(Path(path), source_name=path, require_mapping=False, duplicates="last-wins")
+    except PruneCliError:
+        return None
+    dialect = detect_dialect(data)
+    return dialect.name if dialect is not None else DEFAULT_DIALECT

@@ -13,15 +13,15 @@ only when a change of masks is intended); entries recorded with an older digest 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+
+from tests.support.sweep import runtime_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -106,13 +106,7 @@ def _fingerprints() -> dict:
 
 
 def _sweep():
-    name = "prunecli_runtime_sweep"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / "runtime_sweep.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up there
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return runtime_sweep()
 
 
 def _runnable() -> list[str]:
@@ -173,9 +167,7 @@ def test_example_runs_to_its_targets(examples_dir: str, rel: str) -> None:
     recorded = _fingerprints()[rel]
     if recorded.get("version") == outcome.masks["version"]:  # recorded with this digest format
         assert outcome.masks["final"] == recorded["final"], "final masks differ from the recorded ones"
-        assert outcome.masks["steps"] == recorded["steps"], (
-            "masks differ from the recorded ones during the run"
-        )
+        assert outcome.masks["steps"] == recorded["steps"], "masks differ from the recorded ones during the run"
     raw = _raw(examples_dir, rel)
     assert outcome.epochs == max(_last_epoch(raw) + 1, 1)
     pruners = raw.get("pruners") or {}

@@ -164,6 +164,33 @@ def test_lottery_ticket_reset_after_thinning_slices_the_initial_weights():
         assert any(torch.equal(row, original) for original in initial["conv1.weight"])
 
 
+def test_lottery_ticket_rewind_resets_survivors_to_the_rewind_point():
+    torch.manual_seed(0)
+    model = TwoConv()
+    rewind = {k: v.detach().clone() + 0.5 for k, v in model.state_dict().items()}  # "after epoch k"
+    seen = []
+    scheduler = PruningScheduler(
+        LevelPruner("element", "l1"),
+        build_generator("lottery_ticket", {"reset_to": "rewind"}),
+        finetuner=lambda m: seen.append({k: v.detach().clone() for k, v in m.state_dict().items()}),
+        model=model,
+        example_input=EXAMPLE,
+        budget="weights <= 0.5",
+        iterations=1,
+        rewind_state=rewind,
+    )
+    scheduler.compress()
+    weight = seen[0]["conv2.weight"]
+    alive = weight != 0
+    assert 0 < int(alive.sum()) < weight.numel()
+    assert torch.equal(weight[alive], rewind["conv2.weight"][alive])
+
+
+def test_rewind_without_a_recorded_rewind_point_is_refused():
+    with pytest.raises(ConfigError, match="rewind"):
+        run(build_generator("lottery_ticket", {"reset_to": "rewind"}), "weights <= 0.5", 1)
+
+
 def test_user_generator_and_best_result_among_those_meeting_the_budget():
     scores = iter([0.5, 0.9, 0.7])
     generator = build_generator("tests.support.iterative:ScriptedGoals", {"goals": [0.3, 0.5, 0.35]})

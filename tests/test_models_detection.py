@@ -37,9 +37,7 @@ def _torchvision_reference() -> torch.nn.Module:
 
 
 def test_names_and_shapes_are_those_of_distillers_table(examples_dir: str) -> None:
-    path = os.path.join(
-        examples_dir, "object_detection_compression", "maskrcnn.scheduler_agp.non_parallel.yaml"
-    )
+    path = os.path.join(examples_dir, "object_detection_compression", "maskrcnn.scheduler_agp.non_parallel.yaml")
     rows = TABLE_ROW.findall(Path(path).read_text())
     assert len(rows) == 74
     with torch.device("meta"):
@@ -141,13 +139,7 @@ def test_training_step_minimises_the_sum_of_the_detection_losses() -> None:
     loss, size = DetectionObjective().loss(model, batch, torch.device("cpu"))
     torch.manual_seed(1)  # the samplers of proposals draw from the global generator
     parts = model(list(batch[0]), list(batch[1]))
-    assert set(parts) == {
-        "loss_classifier",
-        "loss_box_reg",
-        "loss_mask",
-        "loss_objectness",
-        "loss_rpn_box_reg",
-    }
+    assert set(parts) == {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg"}
     assert size == 2 and float(loss) == pytest.approx(float(sum(parts.values())), rel=1e-5)
     # evaluation leaves BatchNorm's running statistics as they were
     before = model.backbone.body.bn1.running_mean.clone()

@@ -46,13 +46,13 @@ def build_compression(
     those of :func:`prunecli.compression.build.build_scheduler`.
     """
     from prunecli.schedule import load_schedule
-    from prunecli.schedule.names import resolve_names
+    from prunecli.schedule.names import module_classes, resolve_names
 
     if not isinstance(schedule, Schedule):
         schedule = load_schedule(schedule)
     shapes = {name: tuple(p.shape) for name, p in model.named_parameters()}
     return build_scheduler(
-        resolve_names(schedule, shapes),
+        resolve_names(schedule, shapes, module_classes(model)),
         model,
         optimizer,
         example_input=example_input,

@@ -121,7 +121,9 @@ class Coupler:
         graph = self._graph()
         for dim in range(self.params[param_name].dim()):
             if any(
-                m.role == "out" for g in graph.groups_of(param_name, dim) for m in self._own_members(g, param_name, dim)
+                m.role == "out"
+                for g in graph.groups_of(param_name, dim)
+                for m in self._own_members(g, param_name, dim)
             ):
                 return dim
         return 0

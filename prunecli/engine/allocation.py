@@ -117,12 +117,18 @@ class Global(Allocation):
     taken from one unit, and at least one group of every unit always stays;
     ``min_sparsity_per_layer`` takes that fraction of every unit's lowest groups first (never
     more than the level asks for now), and the ranking spends the rest of the budget.
+    ``rounding``: ``up`` removes groups until at least ``level`` of the weights is gone; ``down``
+    removes as many as fit in ``floor(level * weights)`` (NNI's count for a global group).
     """
 
     kind = "global"
 
     def __init__(
-        self, normalize: str = "mean", max_sparsity_per_layer: float = 1.0, min_sparsity_per_layer: float = 0.0
+        self,
+        normalize: str = "mean",
+        max_sparsity_per_layer: float = 1.0,
+        min_sparsity_per_layer: float = 0.0,
+        rounding: str = "up",
     ) -> None:
         if normalize not in SCALES:
             raise ValueError(f"normalize must be one of {sorted(SCALES)}, got {normalize!r}")
@@ -132,12 +138,17 @@ class Global(Allocation):
             raise ValueError(
                 f"min_sparsity_per_layer must be in [0, max_sparsity_per_layer], got {min_sparsity_per_layer}"
             )
+        if rounding not in ("up", "down"):
+            raise ValueError(f"rounding must be 'up' or 'down', got {rounding!r}")
         self.normalize = normalize
         self.cap = float(max_sparsity_per_layer)
         self.floor = float(min_sparsity_per_layer)
+        self.down = rounding == "down"
 
     def allocate(self, candidates, budget):
         wanted = budget.level * budget.total
+        if self.down:
+            wanted = math.floor(wanted)
         scores = [normalise(c.scores.float(), self.normalize) for c in candidates]
         limits = [min(math.floor(self.cap * s.numel()), s.numel() - 1) for s in scores]
         orders = [torch.argsort(s, stable=True) for s in scores]
@@ -165,7 +176,8 @@ class Global(Allocation):
             order = torch.argsort(all_scores, stable=True)
             cum = torch.cumsum(torch.cat(pool_costs)[order].double(), 0)
             need = wanted - spent
-            count = int(torch.searchsorted(cum, torch.tensor([need], dtype=torch.float64)).item()) + 1
+            at = torch.searchsorted(cum, torch.tensor([need], dtype=torch.float64), right=self.down)
+            count = int(at.item()) + (0 if self.down else 1)  # down: the groups that fit; up: one more
             count = min(count, order.numel())
             owners = torch.cat(pool_owner)[order[:count]]
             grew = False

@@ -47,7 +47,9 @@ def maskrcnn_resnet50_fpn(num_classes: int = COCO_CLASSES, **kwargs: Any) -> nn.
                 f"maskrcnn_resnet50_fpn: {key}= would download weights, which prunecli never does",
                 hint=f"drop {key}=; to start from trained weights load a checkpoint (--initial-weights)",
             )
-    return distiller_layout(build(weights=None, weights_backbone=None, num_classes=int(num_classes), **kwargs))
+    return distiller_layout(
+        build(weights=None, weights_backbone=None, num_classes=int(num_classes), **kwargs)
+    )
 
 
 class ConvReLU(nn.Conv2d):

@@ -225,7 +225,12 @@ def _pruners() -> list[ClassSpec]:
         ClassSpec(
             "StructureParameterPruner",
             "pruners",
-            obj({"reg_regims": regims(THRESHOLD_GROUP_TYPES, "threshold"), "threshold_criteria": THRESHOLD_CRITERIA}),
+            obj(
+                {
+                    "reg_regims": regims(THRESHOLD_GROUP_TYPES, "threshold"),
+                    "threshold_criteria": THRESHOLD_CRITERIA,
+                }
+            ),
             name_dict_args=("reg_regims",),
         ),
         ClassSpec(
@@ -285,7 +290,12 @@ def _native() -> ClassSpec:
     from .native import NATIVE_CLASS, SCHEMA
 
     return ClassSpec(
-        NATIVE_CLASS, "pruners", SCHEMA, target="native", name_list_args=("weights",), name_dict_args=("weights",)
+        NATIVE_CLASS,
+        "pruners",
+        SCHEMA,
+        target="native",
+        name_list_args=("weights",),
+        name_dict_args=("weights",),
     )
 
 

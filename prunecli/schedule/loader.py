@@ -17,7 +17,7 @@ from .classify import classify
 from .dialects import detect_dialect
 from .model import POLICY_KINDS, SECTIONS, Component, Policy, Schedule
 from .native import NATIVE_CLASS, is_native
-from .yamlio import SCHEDULE_MAPPING_TAGS, load_yaml
+from .yamlio import SCHEDULE_MAPPING_TAGS, kind_of, load_yaml
 
 TOP_LEVEL_KEYS = ("version", *SECTIONS, "policies")
 RANGE_KEYS = ("starting_epoch", "ending_epoch", "frequency")
@@ -69,45 +69,83 @@ class NotAScheduleError(ScheduleError):
 
 
 def load_schedule(
-    source: str | os.PathLike[str], *, text: str | None = None, strict: bool = False
+    source: str | os.PathLike[str],
+    *,
+    text: str | None = None,
+    strict: bool = False,
+    pruner: str | None = None,
 ) -> Schedule:
     """Parse and validate a schedule file (or ``text``, named ``source`` in messages).
 
     Raises :class:`ScheduleError` listing every problem with its file:line:column, or
     :class:`NotAScheduleError` for Distiller YAML files that are not schedules. A key given twice
     in one mapping keeps its last value, as Distiller's loader did, and is listed in
-    ``Schedule.warnings``; with ``strict`` it is refused instead.
+    ``Schedule.warnings``; with ``strict`` it is refused instead. ``pruner`` names the NNI pruner
+    for an NNI config_list that does not name one (``prunecli run --pruner``).
     """
     name = os.fspath(source)
     duplicates = "error" if strict else "last-wins"
     if text is None:
         data, locate = load_yaml(
-            Path(name), source_name=name, error_type=ScheduleError,
+            Path(name),
+            source_name=name,
+            error_type=ScheduleError,
             what="schedule",
             duplicates=duplicates,
             mapping_tags=SCHEDULE_MAPPING_TAGS,
+            require_mapping=False,
         )
         with open(name, encoding="utf-8-sig", errors="replace") as fh:
             raw = fh.read()
     else:
         data, locate = load_yaml(
-            text, source_name=name, error_type=ScheduleError,
+            text,
+            source_name=name,
+            error_type=ScheduleError,
             what="schedule",
             duplicates=duplicates,
             mapping_tags=SCHEDULE_MAPPING_TAGS,
+            require_mapping=False,
         )
         raw = text
-    schedule = build_schedule(data, locate, path=name, text=raw)
+    options = {"pruner": pruner} if pruner is not None else {}
+    schedule = build_schedule(data, locate, path=name, text=raw, options=options)
     schedule.warnings.extend(locate.warnings)
     return schedule
 
 
 def build_schedule(
-    data: dict[str, Any], locate: Callable[..., SourceLocation], *, path: str, text: str
+    data: Any,
+    locate: Callable[..., SourceLocation],
+    *,
+    path: str,
+    text: str,
+    options: dict[str, Any] | None = None,
 ) -> Schedule:
+    """The schedule of a parsed document, in whichever language it is written.
+
+    ``options`` are keyword options for the dialect's compiler (see ``Dialect.options``); one the
+    document's language does not take is refused.
+    """
+    options = options or {}
     dialect = detect_dialect(data)
+    unknown = sorted(set(options) - set(dialect.options if dialect else ()))
+    if unknown:
+        language = dialect.title if dialect else "Distiller schedule"
+        raise ScheduleError(
+            f"--{unknown[0]} does not apply to {path}: it is a {language}",
+            location=SourceLocation(path, 1, 1),
+            hint=f"leave out --{unknown[0]} (it names the pruner of an NNI config_list)",
+        )
     if dialect is not None:
-        return dialect.compile(data, locate, path, text)
+        return dialect.compile(data, locate, path, text, **options)
+    if not isinstance(data, dict):
+        raise ScheduleError(
+            f"expected a mapping of 'key: value' lines at the top level, got {kind_of(data)}",
+            location=locate(()),
+            hint="a schedule starts with top-level keys such as 'version: 1', 'pruners:' and 'policies:' "
+            "(or is an NNI config_list: a list of '- op_types: [...]' entries)",
+        )
     return build_distiller_schedule(data, locate, path=path, text=text)
 
 

@@ -77,6 +77,10 @@ class Schedule:
     dialect: str = "distiller"
     #: a dialect's own training section (data, transforms, criterion, optimizer), when it has one
     training: dict[str, Any] | None = field(default=None, compare=False)
+    #: for a dialect that selects modules (NNI's op_types/op_names): ``bind(schedule, shapes, modules)``
+    #: returns the schedule with its ``weights`` filled in for one model (parameter shapes, and each
+    #: module's class name by module name); ``names.resolve_names`` calls it
+    bind: Callable[..., Schedule] | None = field(default=None, repr=False, compare=False)
     #: the checked ``iterative:`` section (a ``prunecli.iterative.spec.IterativeSpec``) of an
     #: iterative schedule: ``prunecli run`` then runs the iterative loop instead of epochs
     iterative: Any = field(default=None, compare=False)

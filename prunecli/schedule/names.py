@@ -322,12 +322,29 @@ def _check_leader(
             )
 
 
-def resolve_names(schedule: Schedule, param_shapes: Mapping[str, tuple[int, ...]]) -> Schedule:
+def module_classes(model: Any) -> dict[str, str]:
+    """Each module's class name by module name (``{"": "Net", "conv1": "Conv2d", ...}``).
+
+    What a dialect that selects modules by class (NNI's ``op_types``) needs from a model; read
+    from ``named_modules()`` without importing torch here.
+    """
+    return {name: type(module).__name__ for name, module in model.named_modules()}
+
+
+def resolve_names(
+    schedule: Schedule,
+    param_shapes: Mapping[str, tuple[int, ...]],
+    modules: Mapping[str, str] | None = None,
+) -> Schedule:
     """A copy of ``schedule`` with every parameter name replaced by the model's real name.
 
+    ``modules`` (:func:`module_classes` of the model) is needed by schedules that select modules
+    rather than name parameters (``Schedule.bind``, e.g. an NNI config_list).
     Raises :class:`ScheduleError` listing every unmatched name (with the closest real names),
     every group type that does not fit its tensor, and every inconsistent Leader group.
     """
+    if schedule.bind is not None:
+        schedule = schedule.bind(schedule, param_shapes, modules)
     m = _Matcher(param_shapes)
     p = ProblemCollector()
 

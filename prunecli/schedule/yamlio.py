@@ -371,14 +371,15 @@ def load_yaml(
         )
     if require_mapping and not isinstance(data, dict):
         raise error_type(
-            f"expected a mapping of 'key: value' lines at the top level, got {_kind(data)}",
+            f"expected a mapping of 'key: value' lines at the top level, got {kind_of(data)}",
             location=locator(()),
             hint=f"a {what} starts with top-level keys such as 'name: ...'",
         )
     return data, locator
 
 
-def _kind(value: Any) -> str:
+def kind_of(value: Any) -> str:
+    """How a message names the type of a parsed YAML value ("a list", "a number", ...)."""
     names: dict[type, str] = {
         list: "a list",
         str: "a string",

@@ -126,7 +126,9 @@ class _Run:
                 hint="pass --model/--dataset, set them in the config file, or name them in the "
                 "schedule's thinning extension (arch:, dataset:)",
             )
-        self.schedule = load_schedule(cfg.schedule, strict=cfg.strict) if cfg.schedule else None
+        self.schedule = (
+            load_schedule(cfg.schedule, strict=cfg.strict, pruner=cfg.pruner) if cfg.schedule else None
+        )
         self._epochs()  # a schedule counting steps needs --epochs: refused before any data is read
         self.parallel = distributed_run.Parallel.join(cfg, resolve_device(cfg.device), self.reporter)
         self.device = self.parallel.device
@@ -189,9 +191,10 @@ class _Run:
         )
         self.parallel.place(self.model)
         if self.schedule is not None:  # a misspelled weight name is reported before any forward pass
-            from prunecli.schedule.names import resolve_names
+            from prunecli.schedule.names import module_classes, resolve_names
 
-            resolve_names(self.schedule, {n: tuple(p.shape) for n, p in self.model.named_parameters()})
+            shapes = {n: tuple(p.shape) for n, p in self.model.named_parameters()}
+            resolve_names(self.schedule, shapes, module_classes(self.model))
         dense = {**model_stats(self.model, self.example_input), "checkpoint_bytes": _state_bytes(self.model)}
         start = self._starting_point()
         self.optimizer = build_optimizer(cfg, self.model)

@@ -69,6 +69,7 @@ class RunConfig:
     deterministic: bool = False
     quiet: bool = False
     strict: bool = False
+    pruner: str | None = None  # the NNI pruner of an NNI config_list that names none
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

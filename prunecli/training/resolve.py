@@ -43,7 +43,8 @@ def resolve_run_config(
                 f"schedule file not found: {schedule_path}",
                 hint="pass the path of a schedule YAML, e.g. schedules/quickstart.yaml",
             )
-        hints = schedule_hints(load_schedule(schedule_path))
+        pruner = overrides.get("pruner") or file_layer.get("pruner")
+        hints = schedule_hints(load_schedule(schedule_path, pruner=pruner))
         schedule_path = os.path.abspath(schedule_path)
     layers = [hints, file_layer, {k: v for k, v in overrides.items() if v is not None}]
     if schedule_path:

@@ -97,6 +97,10 @@ CONFIG_SCHEMA: dict[str, Any] = {
             "type": "boolean",
             "description": "refuse a schedule with a key given twice (default: warn, the last value wins)",
         },
+        "pruner": {
+            "type": ["string", "null"],
+            "description": "the NNI pruner (L1NormPruner, ...) of an NNI config_list schedule that names none",
+        },
     },
 }
 

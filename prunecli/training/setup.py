@@ -21,7 +21,6 @@ _DIRECT_ARGS: dict[str, tuple[str, ...]] = {
 }
 
 
-
 def dataset_options_for_model(dataset: str, options: dict[str, Any], model: str) -> dict[str, Any]:
     """``load_dataset`` options; random (``fake``) images take the model's own input size.
 

@@ -91,6 +91,11 @@ def _rounding(schedule: Any, shapes: dict[str, tuple[int, ...]], epoch_plans: li
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.option("--strict", is_flag=True, help="Refuse a schedule with a key given twice (default: warn).")
 @click.option(
+    "--pruner",
+    metavar="NAME",
+    help="The NNI pruner (L1NormPruner, FPGMPruner, ...) of an NNI config_list that names none.",
+)
+@click.option(
     "--plot",
     "plot_file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -104,6 +109,7 @@ def command(
     epochs: int | None,
     as_json: bool,
     strict: bool,
+    pruner: str | None,
     plot_file: Path | None,
 ) -> None:
     """Show, epoch by epoch, the policies of SCHEDULE in the order Distiller runs them.
@@ -113,7 +119,7 @@ def command(
     """
     from prunecli.schedule.timeline import plan
 
-    result = check_file(schedule, model_spec, dependencies=False, strict=strict)
+    result = check_file(schedule, model_spec, dependencies=False, strict=strict, pruner=pruner)
     if result.error is not None:
         if as_json:
             doc = {"file": schedule, "valid": False, "error": result.error.message}
@@ -123,6 +129,9 @@ def command(
         raise result.error
     for warning in result.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(warning.render())}", highlight=False)
+    if result.schedule.iterative is not None:
+        _iterative_plan(schedule, result.schedule.iterative, as_json)
+        return
     epoch_plans = plan(result.schedule, epochs)
     if plot_file is not None:
         _plot(epoch_plans, plot_file)
@@ -164,3 +173,31 @@ def command(
             )
     if plot_file is not None:
         err_console.print(escape(f"plan plot written to {plot_file}"), highlight=False)
+
+
+def _iterative_plan(path: str, spec: Any, as_json: bool) -> None:
+    """The goal of every iteration of a scheduled generator (a search decides as it goes)."""
+    from prunecli.iterative.check import planned_tasks
+
+    tasks = planned_tasks(spec)
+    rows = [
+        {"iteration": t.index, "goal": str(t.goal) if t.goal else None, "start_from": t.start_from}
+        for t in tasks or []
+    ]
+    if as_json:
+        doc = {"file": path, "valid": True, "iterative": spec.to_dict(), "plan": rows if tasks else None}
+        click.echo(json.dumps(doc, indent=2))
+        return
+    if tasks is None:
+        console.print(
+            f"generator {escape(spec.generator)} chooses each task from the previous results; "
+            f"it has no fixed plan (budget {escape(str(spec.budget))})",
+            highlight=False,
+        )
+        return
+    table = Table(title=f"{spec.generator}: {len(rows)} iteration(s) to {spec.budget}")
+    for column in ("iteration", "goal", "start from"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(str(row["iteration"]), str(row["goal"]), row["start_from"])
+    console.print(table)

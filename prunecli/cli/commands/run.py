@@ -37,6 +37,7 @@ _DIRECT = (
     "prune_normalized",
     "round_to",
     "strict",
+    "pruner",
 )
 
 
@@ -99,6 +100,11 @@ _DIRECT = (
 )
 @click.option(
     "--strict", is_flag=True, default=None, help="Refuse a schedule with a key given twice (default: warn)."
+)
+@click.option(
+    "--pruner",
+    metavar="NAME",
+    help="The NNI pruner (L1NormPruner, FPGMPruner, ...) of an NNI config_list schedule that names none.",
 )
 @click.option(
     "--budget",

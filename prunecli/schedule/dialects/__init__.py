@@ -33,6 +33,9 @@ class Dialect:
     title: str  # "Intel LPOT pruning YAML", for messages and docs
     detect: Callable[[Any], bool]  # the parsed document -> "this is mine"
     compile: Compiler
+    #: keyword options ``compile`` accepts besides the document (e.g. NNI's ``pruner``, which a
+    #: config_list may leave to the command line); the loader refuses an option no dialect takes
+    options: tuple[str, ...] = ()
 
 
 DIALECTS: dict[str, Dialect] = {}
@@ -43,6 +46,11 @@ def register_dialect(dialect: Dialect) -> Dialect:
         raise ValueError(f"dialect {dialect.name!r} is already registered")
     DIALECTS[dialect.name] = dialect
     return dialect
+
+
+def dialect_title(name: str) -> str:
+    """How messages name a language ("Distiller schedule", "NNI config_list", ...)."""
+    return DIALECTS[name].title if name in DIALECTS else "Distiller schedule"
 
 
 def detect_dialect(document: Any) -> Dialect | None:
@@ -57,3 +65,4 @@ def detect_dialect(document: Any) -> Dialect | None:
 from . import inc as _inc  # noqa: E402,F401  (after the registry they use)
 from . import iterative as _iterative  # noqa: E402,F401
 from . import lpot as _lpot  # noqa: E402,F401
+from . import nni as _nni  # noqa: E402,F401
