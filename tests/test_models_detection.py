@@ -176,6 +176,35 @@ def test_backbone_thins_and_the_detector_output_is_unchanged() -> None:
         assert torch.allclose(expected[key], got[key], atol=atol), key
 
 
+def test_fpn_top_down_channels_thin_and_the_detector_output_is_unchanged() -> None:
+    """The FPN's lateral 1x1 convolutions feed one top-down sum: zero rows in all four go together
+    with the matching input channels of the output convolutions, whose outputs (read by the heads,
+    outside the traced backbone) keep their 256 channels."""
+    from prunecli.thinning import thin_model
+
+    torch.manual_seed(0)
+    model, _ = create_model(f"maskrcnn_resnet50_fpn?{SMALL}")
+    model.eval()
+    fpn = model.backbone.fpn
+    with torch.no_grad():
+        for inner in fpn.inner_blocks:
+            inner.weight[:100] = 0
+            inner.bias[:100] = 0
+    images = [torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(3))]
+    with torch.no_grad():
+        expected = model(images)[0]
+    recipe = thin_model(model.backbone, torch.zeros(1, 3, 64, 64), verify=True)
+    assert recipe.checks[-1]["status"] == "verified"
+    for inner, layer in zip(fpn.inner_blocks, fpn.layer_blocks):
+        assert inner.out_channels == 156 and tuple(layer.weight.shape) == (256, 156, 3, 3)
+    with torch.no_grad():
+        got = model(images)[0]
+    assert len(expected["boxes"]) > 0
+    assert torch.equal(expected["labels"], got["labels"])
+    for key, atol in (("boxes", 1e-3), ("scores", 1e-5), ("masks", 1e-4)):  # boxes in pixels
+        assert torch.allclose(expected[key], got[key], atol=atol), key
+
+
 @pytest.mark.slow
 def test_run_prunes_the_detector_and_thins_its_backbone(tmp_path: Path, examples_dir: str) -> None:
     from prunecli.checkpoint import load_model

@@ -301,6 +301,7 @@ def build_scheduler(
     steps_per_epoch: int | None = None,
     prune_normalized: bool = False,
     round_to: int = 1,
+    narrow_heads: bool = False,
 ) -> CompressionScheduler:
     """Build every component and policy of ``schedule`` for ``model``; ScheduleError lists all problems.
 
@@ -308,7 +309,9 @@ def build_scheduler(
     multiple of it, for pruners that set no ``round_to`` of their own.
     ``prune_normalized`` (implies ``auto_dependency``) lets coupled pruners mask channels that a
     LayerNorm/GroupNorm normalises; a pruner's own ``prune_normalized: true`` does so for it alone.
-    A norm that cannot be sliced is reported here, before training.
+    A norm that cannot be sliced is reported here, before training. ``narrow_heads``: attention heads
+    are coupled position by position (every head narrowed alike) instead of whole, for the pruners
+    and for the schedule's thinning alike.
     """
     if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
         raise ScheduleError(
@@ -341,7 +344,13 @@ def build_scheduler(
 
         try:
             couple_pruners(
-                pruners, model, example_input, dependency_graph, round_to, prune_normalized=prune_normalized
+                pruners,
+                model,
+                example_input,
+                dependency_graph,
+                round_to,
+                prune_normalized=prune_normalized,
+                narrow_heads=narrow_heads,
             )
         except ValueError as exc:
             problems.add(str(exc), None, "check the model can be traced, or run without auto_dependency")
@@ -351,6 +360,9 @@ def build_scheduler(
             for extension in built.get("extensions", {}).values():
                 if isinstance(extension, ThinningPolicy):
                     extension.prune_normalized = True
+    for extension in built.get("extensions", {}).values() if narrow_heads else ():
+        if isinstance(extension, ThinningPolicy):
+            extension.narrow_heads = True
 
     scheduler = CompressionScheduler(model)
     ordered = [p for p in schedule.policies if not p.is_lr] + [p for p in schedule.policies if p.is_lr]

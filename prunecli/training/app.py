@@ -162,6 +162,7 @@ class _Run:
             round_to=self.config.round_to,
             steps_per_epoch=self.steps_per_epoch,
             prune_normalized=self.config.prune_normalized,
+            narrow_heads=self.config.narrow_heads,
         )
 
     def _epochs(self) -> int:
@@ -538,7 +539,7 @@ class _Run:
         self._collect_recipes()
         model = copy.deepcopy(self.model).eval()
         payload = self.payload(self.metrics[-1]["epoch"] if self.metrics else -1, model=model, full=False)
-        options = ThinOptions(prune_normalized=self._prunes_normalized())
+        options = ThinOptions(prune_normalized=self._prunes_normalized(), narrow_heads=self.config.narrow_heads)
         compact = thin_checkpoint(
             payload,
             model,

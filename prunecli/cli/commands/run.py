@@ -35,6 +35,7 @@ _DIRECT = (
     "channels_last",
     "sync_batchnorm",
     "prune_normalized",
+    "narrow_heads",
     "round_to",
     "strict",
     "pruner",
@@ -92,6 +93,13 @@ _DIRECT = (
     default=None,
     help="With --auto-dependency (implied): also prune channels that LayerNorm/GroupNorm normalise "
     "(ViT/ConvNeXt embedding width); the compact model then deviates slightly and the deviation is reported.",
+)
+@click.option(
+    "--narrow-heads",
+    is_flag=True,
+    default=None,
+    help="With --prune-normalized: narrow every attention head alike (head_dim shrinks, the number of heads "
+    "stays) instead of removing whole heads.",
 )
 @click.option(
     "--round-to",
