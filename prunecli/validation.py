@@ -182,7 +182,11 @@ def check_file(
         result.schedule = schedule
         result.warnings.extend(schedule.warnings)
         if model is not None:
-            native = _has_native(schedule) or schedule.iterative is not None
+            native = (
+                _has_native(schedule)
+                or schedule.iterative is not None
+                or bool(schedule.components.get("quantizers"))
+            )
             from prunecli.training.setup import schedule_hints
 
             dataset = dataset or schedule_hints(schedule).get("dataset")
@@ -202,9 +206,10 @@ def check_file(
 
                 result.reachable = check_on_model(schedule.iterative, info.module, info.example_input)
             elif native and info.module is not None:
-                from prunecli.compression.build import check_native_pruners
+                from prunecli.compression.build import check_native_pruners, check_quantizers
 
                 check_native_pruners(result.schedule, info.module, info.example_input)
+                check_quantizers(result.schedule, info.module)
             if dependencies and info.module is not None and info.example_input is not None:
                 from prunecli.graph.schedule_check import check_schedule_dependencies
 
