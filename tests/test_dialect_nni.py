@@ -153,7 +153,7 @@ config_list:
 def test_iterative_pruners_prune_total_times() -> None:
     text = "pruner: AGPPruner\nstart_epoch: 2\ntotal_times: 4\ninterval_epochs: 3\nconfig_list:\n  - {op_types: [Linear], sparse_ratio: 0.8}\n"
     [policy] = load_schedule("a.yaml", text=text).policies
-    assert policy.epochs == (2, 5, 8, 11)
+    assert policy.epochs == (2, 5, 8, 11, 14)  # the ramp starts at 2; NNI's 4 steps follow
     one_shot = load_schedule(
         "b.yaml", text="pruner: FPGMPruner\nconfig_list:\n  - {op_types: [Conv2d], sparse_ratio: 0.5}\n"
     )
@@ -205,3 +205,19 @@ def test_global_rounding_down_removes_nni_count() -> None:
     assert removed == {"up": 7, "down": 6}
     with pytest.raises(ValueError, match="rounding"):
         Global(rounding="nearest")
+
+
+def test_agp_pruner_reaches_nni_levels_step_by_step() -> None:
+    """NNI's AGP: after step i of T the level is (1 - (1 - i/T)^3) * s (peers-notes, NNI 2's task generator)."""
+    from prunecli.compression import build_compression
+
+    text = "pruner: AGPPruner\ntotal_times: 3\nconfig_list:\n  - {op_names: [fc1], sparse_ratio: 0.6}\n"
+    model = oracle_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = build_compression(load_schedule("agp.yaml", text=text), model, optimizer)
+    n = model.fc1.weight.numel()
+    for epoch in range(4):
+        scheduler.on_epoch_begin(epoch, optimizer)
+        mask = scheduler.masks["fc1.weight"]
+        zeros = 0 if mask is None else int((mask == 0).sum())
+        assert zeros == int((1 - (1 - epoch / 3) ** 3) * 0.6 * n), epoch

@@ -324,8 +324,8 @@ def to_nni(schedule: Schedule, conv: Conversion) -> str:
         if start:
             doc["start_epoch"] = start
         if iterative(doc["pruner"]):
-            if times != DEFAULT_TOTAL_TIMES:
-                doc["total_times"] = times
+            if times - 1 != DEFAULT_TOTAL_TIMES:  # the ramp's first event (level 0) is at start_epoch
+                doc["total_times"] = max(times - 1, 1)
             if interval != 1:
                 doc["interval_epochs"] = interval
         elif times > 1:

@@ -7,7 +7,8 @@ one native entry with the pruner's preset, the entry's sparsity and allocation; 
 prunes depends on the model's module names and classes, so ``weights`` are filled in by
 :class:`~prunecli.schedule.dialects.nni_select.Binding` when the model is known. Pruning happens
 at ``start_epoch`` (default 0); the iterative pruners (AGPPruner, LinearPruner, MovementPruner)
-prune ``total_times`` times, every ``interval_epochs``.
+prune ``total_times`` times, every ``interval_epochs`` after ``start_epoch``, where their ramp
+starts.
 """
 
 from __future__ import annotations
@@ -188,7 +189,10 @@ class _Compiler:
                         f"remove {key}, or use an iterative pruner",
                     )
             return values["start_epoch"], 1, 1
-        return values["start_epoch"], values["total_times"] or DEFAULT_TOTAL_TIMES, values["interval_epochs"]
+        # the ramp starts at start_epoch (level 0) and reaches NNI's i-th level i intervals later,
+        # i = 1..total_times: AGP's (1 - (1 - i/T)^3) * s, Linear's i/T * s
+        times = values["total_times"] or DEFAULT_TOTAL_TIMES
+        return values["start_epoch"], times + 1, values["interval_epochs"]
 
     # ------------------------------------------------------------------ one entry
     def _entry(self, index: int, item: Any, path: tuple[Any, ...]) -> tuple[Entry, _Settings] | None:
