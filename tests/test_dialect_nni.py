@@ -19,7 +19,7 @@ from prunecli.errors import ScheduleError
 from prunecli.schedule import load_schedule
 from prunecli.schedule.dialects.nni_select import Selector
 from prunecli.schedule.names import module_classes, resolve_names
-from tests.support.nni import CASES, MASKS, mask_summary, oracle_model, prunecli_masks
+from tests.support.nni import CASES, MASKS, mask_summary, oracle_model, prunecli_masks, pruned_rows
 
 ORACLE_CASES = json.loads(CASES.read_text())
 ORACLE_MASKS = json.loads(MASKS.read_text())["cases"]
@@ -221,3 +221,40 @@ def test_agp_pruner_reaches_nni_levels_step_by_step() -> None:
         mask = scheduler.masks["fc1.weight"]
         zeros = 0 if mask is None else int((mask == 0).sum())
         assert zeros == int((1 - (1 - epoch / 3) ** 3) * 0.6 * n), epoch
+
+
+def test_taylor_pruner_trains_training_steps_then_ranks_by_the_gathered_gradients() -> None:
+    """NNI's TaylorFOWeightPruner: |w * grad| summed over training_steps, lowest filters go."""
+    import torch.nn.functional as F
+
+    from prunecli.compression import build_compression
+
+    text = "pruner: TaylorFOWeightPruner\ntraining_steps: 2\nconfig_list:\n  - {op_types: [Conv2d], sparse_ratio: 0.5}\n"
+    schedule = load_schedule("taylor.yaml", text=text)
+    assert schedule.components["pruners"]["entry_1"].args["schedule"]["start_step"] == 2
+    torch.manual_seed(0)
+    model = oracle_model().train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    scheduler = build_compression(schedule, model, optimizer, example_input=torch.randn(1, 3, 8, 8))
+    convs = {n: p for n, p in model.named_parameters() if n.startswith("conv") and n.endswith("weight")}
+    sums = {n: torch.zeros_like(p) for n, p in convs.items()}
+    steps = 3
+    scheduler.on_epoch_begin(0, optimizer)
+    assert all(scheduler.masks.get(n) is None for n in convs)  # nothing before the gathered steps
+    for step in range(steps):
+        scheduler.on_minibatch_begin(0, step, steps, optimizer)
+        if step == 2:
+            break
+        loss = F.cross_entropy(model(torch.randn(8, 3, 8, 8)), torch.arange(8))
+        optimizer.zero_grad()
+        loss.backward()
+        for n, p in convs.items():
+            sums[n] += (p.detach() * p.grad).abs()
+        scheduler.before_parameter_optimization(0, step, steps, optimizer)
+        optimizer.step()
+        scheduler.on_minibatch_end(0, step, steps, optimizer)
+    for name, total in sums.items():
+        scores = total.flatten(1).sum(1)
+        expected = set(scores.argsort()[: int(0.5 * scores.numel())].tolist())
+        mask = scheduler.masks[name]
+        assert set(pruned_rows(mask)) == expected, name
