@@ -21,6 +21,7 @@ from bench import (
     hooks,
     latency,
     normalized,
+    qat,
     quantization,
     thinning,
     vit_accuracy,
@@ -46,6 +47,7 @@ BENCHMARKS: dict[str, Callable[[Context], Section]] = {
     "normalized": normalized.run,
     "vit_accuracy": vit_accuracy.run,
     "quantization": quantization.run,
+    "qat": qat.run,
 }
 
 DEFAULT_OUTPUT = Path("docs/benchmarks.md")

@@ -115,28 +115,11 @@ def run(context: Context) -> Section:
     )
     latency = Table(
         "Latency with round_to=8 and BatchNorm folded, dense vs thinned",
-        [
-            "model",
-            "runtime",
-            "dense",
-            "tool",
-            "thinned",
-            "speed-up",
-            "MAC reduction",
-            "speed-up / MAC reduction",
-        ],
+        ["model", "runtime", "dense", "tool", "thinned", "speed-up", "MAC reduction", "speed-up / MAC reduction"],
     )
     export = Table(
         "Export of prunecli's thinned models",
-        [
-            "model",
-            "compact checkpoint",
-            "format",
-            "export + verify",
-            "file",
-            "file / checkpoint",
-            "max difference",
-        ],
+        ["model", "compact checkpoint", "format", "export + verify", "file", "file / checkpoint", "max difference"],
     )
     section.tables += [latency, export]
     values: list[float] = []
@@ -183,14 +166,10 @@ def _one_model(name: str, settings: Any, latency: Table, export: Table, section:
             for tool in thinned:
                 s = stats[tool]
                 if not s.ok or not s.ratio:
-                    latency.add(
-                        name, runtime, seconds(stats[DENSE].median), tool, f"failed: {s.error}", "", "", ""
-                    )
+                    latency.add(name, runtime, seconds(stats[DENSE].median), tool, f"failed: {s.error}", "", "", "")
                     continue
                 speedup, reduction = 1 / s.ratio, macs[DENSE] / macs[tool]
-                latency.add(
-                    name, runtime, *speedup_cells(stats[DENSE].median, tool, s.median, speedup, reduction)
-                )
+                latency.add(name, runtime, *speedup_cells(stats[DENSE].median, tool, s.median, speedup, reduction))
                 if tool == OURS:
                     ours_values.append(speedup / reduction)
         _export_rows(name, thinned[OURS], recipe, x1, export, tmp, settings.deploy_formats)
@@ -198,24 +177,14 @@ def _one_model(name: str, settings: Any, latency: Table, export: Table, section:
     odd = [w for w in widths if w % ROUND_TO]
     section.notes.append(
         f"{name}: prunecli's thinned convolutions have {len(widths)} distinct widths"
-        + (
-            f"; not multiples of {ROUND_TO}: {odd} (groups narrower than the rounded count keep every channel)"
-            if odd
-            else f", all multiples of {ROUND_TO}"
-        )
+        + (f"; not multiples of {ROUND_TO}: {odd} (groups narrower than the rounded count keep every channel)" if odd else f", all multiples of {ROUND_TO}")
         + "."
     )
     return ours_values
 
 
 def _export_rows(
-    name: str,
-    model: nn.Module,
-    recipe: Any,
-    x: torch.Tensor,
-    table: Table,
-    tmp: str,
-    formats: tuple[str, ...],
+    name: str, model: nn.Module, recipe: Any, x: torch.Tensor, table: Table, tmp: str, formats: tuple[str, ...]
 ) -> None:
     from prunecli.checkpoint import build_checkpoint, save_checkpoint
     from prunecli.errors import PruneCliError

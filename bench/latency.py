@@ -61,14 +61,7 @@ def speedup_cells(dense_s: float, tool: str, thinned_s: float, speedup: float, r
 
     ``speedup`` is the median of per-round ratios, not the ratio of the medians shown beside it.
     """
-    return [
-        seconds(dense_s),
-        tool,
-        seconds(thinned_s),
-        ratio(speedup),
-        ratio(reduction),
-        f"{speedup / reduction:.2f}",
-    ]
+    return [seconds(dense_s), tool, seconds(thinned_s), ratio(speedup), ratio(reduction), f"{speedup / reduction:.2f}"]
 
 
 def _sweep(name: str, entry: dict, settings: Settings, table: Table) -> list[float]:
@@ -112,12 +105,7 @@ def _sweep(name: str, entry: dict, settings: Settings, table: Table) -> list[flo
                     )
                     continue
                 speedup, reduction = 1 / s.ratio, macs[DENSE] / macs[tool]
-                table.add(
-                    name,
-                    threads,
-                    batch,
-                    *speedup_cells(stats[DENSE].median, tool, s.median, speedup, reduction),
-                )
+                table.add(name, threads, batch, *speedup_cells(stats[DENSE].median, tool, s.median, speedup, reduction))
                 if tool == thinning.OURS and batch >= 16:
                     ours.append(speedup / reduction)
     return ours

@@ -132,6 +132,7 @@ def prune_every_group_and_thin(
     *,
     prune_normalized: bool = True,
     verify: bool = True,
+    narrow_heads: bool = False,
 ) -> Any:
     """``fraction`` of every prunable channel group removed, ranked by L1 norm, with prunecli's public API.
 
@@ -142,7 +143,7 @@ def prune_every_group_and_thin(
     """
     build_graph = require("prunecli.graph", "build_dependency_graph")
     thin_model = require("prunecli.thinning", "thin_model")
-    graph = build_graph(model, example_input, prune_normalized=prune_normalized)
+    graph = build_graph(model, example_input, prune_normalized=prune_normalized, narrow_heads=narrow_heads)
     params = dict(model.named_parameters())
     with torch.no_grad():
         for group in graph.prunable_groups():

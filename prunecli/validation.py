@@ -121,6 +121,8 @@ class CheckResult:
     dialect: str | None = None  # the language the file is read as ("distiller", "nni", ...), when readable
     error: PruneCliError | None = None
     warnings: list[Problem] = field(default_factory=list)
+    #: an iterative schedule checked on a model: the smallest value its budget's metric can reach
+    reachable: float | None = None
 
     @property
     def valid(self) -> bool:
@@ -145,6 +147,8 @@ class CheckResult:
         }
         if self.schedule is not None and self.valid:
             doc["summary"] = schedule_summary(self.schedule)
+        if self.reachable is not None:
+            doc["reachable"] = self.reachable
         return doc
 
 
@@ -178,7 +182,11 @@ def check_file(
         result.schedule = schedule
         result.warnings.extend(schedule.warnings)
         if model is not None:
-            native = _has_native(schedule)
+            native = (
+                _has_native(schedule)
+                or schedule.iterative is not None
+                or bool(schedule.components.get("quantizers"))
+            )
             from prunecli.training.setup import schedule_hints
 
             dataset = dataset or schedule_hints(schedule).get("dataset")
@@ -193,10 +201,15 @@ def check_file(
             modules = module_classes(info.module) if info.module is not None else None
             result.schedule = resolve_names(schedule, info.shapes, modules)
             result.warnings.extend(w for w in result.schedule.warnings if w not in result.warnings)
-            if native and info.module is not None:
-                from prunecli.compression.build import check_native_pruners
+            if schedule.iterative is not None and info.module is not None:
+                from prunecli.iterative.check import check_on_model
+
+                result.reachable = check_on_model(schedule.iterative, info.module, info.example_input)
+            elif native and info.module is not None:
+                from prunecli.compression.build import check_native_pruners, check_quantizers
 
                 check_native_pruners(result.schedule, info.module, info.example_input)
+                check_quantizers(result.schedule, info.module)
             if dependencies and info.module is not None and info.example_input is not None:
                 from prunecli.graph.schedule_check import check_schedule_dependencies
 

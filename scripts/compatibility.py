@@ -81,7 +81,9 @@ def _model_shapes(name: str) -> dict[str, tuple[int, ...]] | str:
     from prunecli.models import available_models
     from prunecli.validation import load_model_info
 
-    if name not in available_models():
+    sweep = _sweep_module()
+    available = sweep.model_available(name) if sweep else name in available_models()
+    if not available:
         return f"model '{name}' is not available"
     try:
         return load_model_info(name, meta=True).shapes

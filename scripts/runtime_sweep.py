@@ -39,6 +39,9 @@ DEFAULT_JSON = REPO_ROOT / "docs" / "compatibility-runtime.json"
 #: Target model of each example, by pattern on its path (first match wins). A thinning
 #: extension's ``arch`` argument, where present, takes precedence. Names follow INDEX.md.
 MODEL_PATTERNS: tuple[tuple[str, str], ...] = (
+    # the post-training examples name Distiller's ResNet modules (relu1, relu2, add) in overrides
+    # and statistics: Distiller builds its ImageNet ResNets with them, torchvision's do not have them
+    (r"^quantization/post_train_quant/resnet18", "prunecli.models.imagenet.distiller_resnet:resnet18"),
     (r"preact_resnet20_cifar|preact_resnet_cifar", "preact_resnet20_cifar"),
     (r"preact_resnet18", "preact_resnet18"),
     (r"resnet20|^ssl/ssl_|^gss/", "resnet20_cifar"),
@@ -104,6 +107,9 @@ class RuntimeOutcome:
     pruners: list[PrunerResult] = field(default_factory=list)
     regularizers: dict[str, float] = field(default_factory=dict)  # name -> element sparsity reached
     thinning: list[ThinningResult] = field(default_factory=list)
+    #: layers the schedule's quantizer rounds (0: no quantizer), and the weight bit widths used
+    quantized_layers: int = 0
+    weight_bits: list[int] = field(default_factory=list)
     #: fingerprints of the masks the run produced (see :class:`MaskFingerprints`); not in the JSON
     masks: dict[str, Any] = field(default_factory=dict)
 
@@ -142,6 +148,11 @@ class RuntimeOutcome:
             parts.append(
                 f"{len(self.regularizers)} regularizer(s), up to {zeroed:.1%} of their weights zeroed"
             )
+        if self.quantized_layers:
+            bits = "/".join(str(b) for b in self.weight_bits) or "no"
+            parts.append(
+                f"{self.quantized_layers} layers quantized ({bits}-bit weights), plan matches the simulation"
+            )
         if self.thinning:
             changes = dict.fromkeys(_params_change(t) for t in self.thinning)  # one per distinct result
             parts.append("thinned " + ", ".join(changes))
@@ -178,6 +189,14 @@ def target_model(relpath: str, schedule: Any = None) -> str | None:
 def model_available(name: str) -> bool:
     from prunecli.models import available_models
 
+    if ":" in name:  # a module:factory spec
+        import importlib
+
+        module, _, factory = name.partition(":")
+        try:
+            return hasattr(importlib.import_module(module), factory)
+        except ImportError:
+            return False
     return name in available_models()
 
 
@@ -240,6 +259,8 @@ def _family_dataset(name: str) -> str | None:
     entry = ZOO.get(name)
     if entry is not None and entry.family == "cifar":
         return "cifar10"
+    if ".imagenet." in name:  # a module:factory spec of an ImageNet model
+        return "imagenet"
     return None
 
 
@@ -647,7 +668,7 @@ def _run(schedule: Any, model_name: str, outcome: RuntimeOutcome) -> Any:
     censuses: list[_ThinningCensus] = []
     x = torch.randn((2, *shape[1:]))
     fingerprints = MaskFingerprints()
-    outcome.epochs = max(schedule.last_epoch() + 1, 1)
+    outcome.epochs = max(_last_compression_epoch(schedule) + 1, 1)
     for epoch in range(outcome.epochs):
         model.train()
         scheduler.on_epoch_begin(epoch, optimizer)
@@ -685,6 +706,7 @@ def _run(schedule: Any, model_name: str, outcome: RuntimeOutcome) -> Any:
     _judge_all(schedule, tracks, outcome)
     _judge_regularizers(scheduler, outcome)
     _judge_thinning(schedule, model, thinners, params_start, censuses, example, outcome, coupled)
+    _judge_quantization(scheduler, model, x, outcome)
     failing = [p.name for p in outcome.pruners if not p.ok] + [t.name for t in outcome.thinning if not t.ok]
     if failing:
         outcome.status = STATUS_FAILED
@@ -693,6 +715,46 @@ def _run(schedule: Any, model_name: str, outcome: RuntimeOutcome) -> Any:
         ]
         outcome.reason = f"targets not met by {', '.join(failing)}: {details[0]}"[:300]
     return model
+
+
+def _last_compression_epoch(schedule: Any) -> int:
+    """The last epoch a pruner, regularizer or extension acts on: a quantizer rounds the same way
+    on every epoch of its (often 200-epoch) range, so one epoch exercises it."""
+    epochs = [e for p in schedule.policies if not p.is_lr and p.kind != "quantizer" for e in p.epochs]
+    return max(epochs, default=-1)
+
+
+def _judge_quantization(scheduler: Any, model: Any, x: Any, outcome: RuntimeOutcome) -> None:
+    """Apply a post-training quantizer, then check the exported plan against the simulation: every
+    quantized weight the hooks produced equals the plan's rounding of the effective weight."""
+    import torch
+
+    stage = getattr(scheduler, "quantization", None)
+    if stage is None:
+        return
+    stage.apply_post_training()
+    model.eval()
+    layers = {layer.name: layer for layer in stage.quantizer.layers}
+    with torch.no_grad():
+        simulated = {n: layer.quantized_weight() for n, layer in layers.items() if "weight" in layer.ops}
+        out = model(x)
+    if not torch.isfinite(out).all():
+        raise FloatingPointError("the quantized model's output is not finite")
+    plan = stage.finalize()
+    params = dict(model.named_parameters())
+    for name, expected in simulated.items():
+        tq = plan.layers[name].weight
+        effective = params[f"{name}.weight" if name else "weight"].detach()
+        got = tq.dequantize(tq.quantize(effective))
+        if not tq.integral:  # pruned zeros stay zero off the grid
+            got = torch.where(effective == 0, torch.zeros_like(got), got)
+        # (x * scale) and (x / (1 / scale)) may round a tie differently: allow one step on a few elements
+        step = float(tq.scale.max())
+        off = (got - expected).abs()
+        if float(off.max()) > step * 1.001 or float((off > 1e-6 * (1 + step)).float().mean()) > 1e-3:
+            raise AssertionError(f"plan of {name} does not reproduce the simulated weights")
+    outcome.quantized_layers = len(plan.layers)
+    outcome.weight_bits = sorted({layer.weight.bits for layer in plan.layers.values() if layer.weight})
 
 
 def _judge_all(schedule: Any, tracks: Mapping[str, _PrunerTrack], outcome: RuntimeOutcome) -> None:

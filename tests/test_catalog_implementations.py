@@ -68,3 +68,16 @@ def test_constructor_takes_exactly_the_catalog_arguments(name: str) -> None:
     declared = set(schema["properties"]) - set(RUNTIME_ARGS)  # prunecli's own, set after construction
     assert declared <= named, (name, declared - named)
     assert required == set(schema["required"]), (name, required ^ set(schema["required"]))
+
+
+def test_quantizer_registry_and_constructors_follow_the_catalog() -> None:
+    from prunecli.quantization.registry import QUANTIZERS
+
+    assert _supported("quantizers") == set(QUANTIZERS)
+    for name, cls in QUANTIZERS.items():
+        params = inspect.signature(cls.__init__).parameters
+        named = {p for p in params if p not in INJECTED}
+        required = {p for p in named if params[p].default is inspect.Parameter.empty}
+        schema = catalog()[name].schema
+        assert set(schema["properties"]) <= named, (name, set(schema["properties"]) - named)
+        assert required == set(schema["required"]), name

@@ -229,7 +229,6 @@ def test_original_distiller_checkpoint_loads_without_distiller(tmp_path: Path, l
 
 def test_prunecli_thinned_checkpoint_is_rebuilt_through_its_recipe(tmp_path: Path) -> None:
     import prunecli.thinning as thinning
-
     torch.manual_seed(5)
     net, spec = models.create_model("simplenet_mnist")
     with torch.no_grad():

@@ -108,9 +108,7 @@ def test_coupled_filters_thin_away_with_the_real_thinning():
                     {"group_type": "Filters", "desired_sparsity": 0.5, "weights": ["a.weight"]},
                 )
             },
-            "extensions": {
-                "t": ("FilterRemover", {"thinning_func_str": "remove_filters", "arch": "m", "dataset": "d"})
-            },
+            "extensions": {"t": ("FilterRemover", {"thinning_func_str": "remove_filters", "arch": "m", "dataset": "d"})},
         },
         [("pruner", "p", {"epochs": [0]}, None), ("extension", "t", {"epochs": [1]}, None)],
     )
@@ -145,7 +143,6 @@ class DenseNet(torch.nn.Module):
 @pytest.mark.parametrize("group_type", ["Filters", "Channels"])
 def test_concatenated_inputs_take_each_slice_from_its_own_group(group_type):
     from prunecli import thinning
-
     torch.manual_seed(0)
     model = DenseNet().eval()
     x = torch.randn(2, 3, 8, 8)

@@ -138,6 +138,7 @@ def test_every_example_component_fits_its_constructor(examples_dir):
     from prunecli.errors import ScheduleError
     from prunecli.lr import LR_SCHEDULERS
     from prunecli.pruners import PRUNERS
+    from prunecli.quantization.registry import QUANTIZERS
     from prunecli.regularizers import REGULARIZERS
     from prunecli.schedule import load_schedule
 
@@ -147,12 +148,12 @@ def test_every_example_component_fits_its_constructor(examples_dir):
         try:
             schedule = load_schedule(path)
         except ScheduleError:
-            continue  # not a schedule, or quantization
+            continue  # not a schedule
         for section, comps in schedule.components.items():
             for comp in comps.values():
                 if section == "quantizers":
-                    continue
-                if section == "extensions":
+                    assert comp.class_name in QUANTIZERS, path
+                elif section == "extensions":
                     assert comp.class_name in EXTENSIONS, path
                 else:
                     assert comp.class_name in registry, (path, comp.class_name)

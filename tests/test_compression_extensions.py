@@ -38,6 +38,7 @@ def fake_thinning(monkeypatch):
         verify=True,
         rule="exact",
         prune_normalized=False,
+        narrow_heads=False,
     ):
         keep = (
             (model.conv1.weight.reshape(model.conv1.out_channels, -1).abs().sum(1) != 0).nonzero().flatten()

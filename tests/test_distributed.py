@@ -16,7 +16,13 @@ from prunecli.compression.scheduler import CompressionScheduler
 from prunecli.errors import ConfigError
 from prunecli.training import run_training
 from prunecli.training.config import merge_config
-from prunecli.training.distributed import first_mismatch, shard_bounds, tensors_digest
+from prunecli.training.distributed import (
+    differing_tensors,
+    first_mismatch,
+    mismatch_message,
+    shard_bounds,
+    tensor_digests,
+)
 from prunecli.training.distributed_launch import worker_arguments
 from prunecli.training.loop import train_epoch
 from prunecli.training.precision import Precision
@@ -39,14 +45,26 @@ def test_first_mismatch_names_the_first_differing_rank():
     assert first_mismatch(["a", "a", "b", "c"]) == 2
 
 
-def test_digest_sees_one_flipped_mask_element_and_ignores_order():
+def test_digests_see_one_flipped_mask_element_and_ignore_order():
     masks = {"b.weight": torch.ones(4, 3), "a.weight": torch.zeros(2), "c.weight": None}
     same = {"a.weight": torch.zeros(2), "b.weight": torch.ones(4, 3)}
-    assert tensors_digest(masks) == tensors_digest(same)
+    assert tensor_digests(masks) == tensor_digests(same)
     flipped = {"a.weight": torch.zeros(2), "b.weight": torch.ones(4, 3)}
     flipped["b.weight"][2, 1] = 0
-    assert tensors_digest(masks) != tensors_digest(flipped)
-    assert tensors_digest({"n": torch.tensor(3)}) != tensors_digest({"n": torch.tensor(4)})  # 0-dim
+    assert differing_tensors(tensor_digests(masks), tensor_digests(flipped)) == ["b.weight"]
+    assert tensor_digests({"n": torch.tensor(3)}) != tensor_digests({"n": torch.tensor(4)})  # 0-dim
+    reshaped = {"a.weight": torch.zeros(1, 2), "b.weight": torch.ones(4, 3)}  # same bytes, other shape
+    assert differing_tensors(tensor_digests(same), tensor_digests(reshaped)) == ["a.weight"]
+
+
+def test_mismatch_message_names_every_differing_rank_and_its_tensors():
+    agree = tensor_digests({"a.weight": torch.zeros(2), "b.weight": torch.ones(3)})
+    other = tensor_digests({"a.weight": torch.ones(2), "b.weight": torch.ones(3)})
+    extra = tensor_digests({"a.weight": torch.zeros(2), "b.weight": torch.ones(3), "c.weight": torch.ones(1)})
+    text = mismatch_message("pruning masks", [agree, agree, other, extra], epoch=4)
+    assert text.startswith("the pruning masks differ between processes after epoch 4: ")
+    assert "rank 2 differs from rank 0 in 'a.weight'" in text
+    assert "rank 3 differs from rank 0 in 'c.weight'" in text and "rank 1 " not in text
 
 
 def test_launcher_shortcut_hands_the_workers_the_same_command_without_itself():

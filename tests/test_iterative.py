@@ -17,8 +17,9 @@ from prunecli.iterative import (
     SearchSpace,
     build_generator,
 )
+from prunecli.iterative.pruning import IterativePruningError
 from prunecli.iterative.scheduler import BudgetUnreachable
-from prunecli.iterative.task import BudgetError, Measurements, Task, TaskResult
+from prunecli.iterative.task import BudgetError, Measurements, Task, TaskGenerator, TaskResult
 from tests.support.iterative import EXAMPLE, TwoConv
 
 
@@ -66,11 +67,20 @@ def test_lottery_levels_written_out():
     assert goals("lottery_ticket", "weights <= 0.25", 2) == pytest.approx([0.5, 0.25])
 
 
-def run(generator, budget: str, iterations: int, target="element", finetuner=None, evaluator=None, **kw):
+def run(
+    generator,
+    budget: str,
+    iterations: int,
+    target="element",
+    finetuner=None,
+    evaluator=None,
+    pruner_metric="l1",
+    **kw,
+):
     torch.manual_seed(0)
     model = TwoConv()
     scheduler = PruningScheduler(
-        LevelPruner(target, "l1"),
+        LevelPruner(target, pruner_metric),
         generator,
         finetuner=finetuner,
         evaluator=evaluator,
@@ -164,6 +174,33 @@ def test_lottery_ticket_reset_after_thinning_slices_the_initial_weights():
         assert any(torch.equal(row, original) for original in initial["conv1.weight"])
 
 
+def test_lottery_ticket_rewind_resets_survivors_to_the_rewind_point():
+    torch.manual_seed(0)
+    model = TwoConv()
+    rewind = {k: v.detach().clone() + 0.5 for k, v in model.state_dict().items()}  # "after epoch k"
+    seen = []
+    scheduler = PruningScheduler(
+        LevelPruner("element", "l1"),
+        build_generator("lottery_ticket", {"reset_to": "rewind"}),
+        finetuner=lambda m: seen.append({k: v.detach().clone() for k, v in m.state_dict().items()}),
+        model=model,
+        example_input=EXAMPLE,
+        budget="weights <= 0.5",
+        iterations=1,
+        rewind_state=rewind,
+    )
+    scheduler.compress()
+    weight = seen[0]["conv2.weight"]
+    alive = weight != 0
+    assert 0 < int(alive.sum()) < weight.numel()
+    assert torch.equal(weight[alive], rewind["conv2.weight"][alive])
+
+
+def test_rewind_without_a_recorded_rewind_point_is_refused():
+    with pytest.raises(ConfigError, match="rewind"):
+        run(build_generator("lottery_ticket", {"reset_to": "rewind"}), "weights <= 0.5", 1)
+
+
 def test_user_generator_and_best_result_among_those_meeting_the_budget():
     scores = iter([0.5, 0.9, 0.7])
     generator = build_generator("tests.support.iterative:ScriptedGoals", {"goals": [0.3, 0.5, 0.35]})
@@ -226,3 +263,31 @@ def test_task_and_result_round_trip_as_plain_data():
     task = Task(3, {"conv1.weight": 0.25}, start_from="initial", goal=Budget("macs", 0.5), note="n")
     result = TaskResult(task, 0.75, Measurements(0.5, 0.6, 0.4, 1.5, {"macs": 3}), {"a": 0.1}, True, "x.pt")
     assert TaskResult.from_dict(result.to_dict()) == result
+
+
+class HalfLevels(TaskGenerator):
+    """One task: every prunable tensor at level 0.5 (a user generator giving per-tensor levels)."""
+
+    def initial_tasks(self, space):
+        return [Task(index=0, levels=dict.fromkeys(space.shares, 0.5))]
+
+    def next_tasks(self, result):
+        return []
+
+
+@pytest.mark.parametrize("bound, meets", [(1e6, True), (1e-6, False)])
+def test_a_latency_budget_is_judged_on_the_measured_latency(bound, meets):
+    scheduler, _ = run(HalfLevels(), f"latency_ms <= {bound:g}", 1, target="filters")
+    result = scheduler.results[0]
+    timing = result.measured.counts["latency"]
+    assert result.measured.latency_ms == timing["median_ms"] > 0
+    assert (timing["batch_size"], timing["device"]) == (1, "cpu")  # recorded with the figure
+    assert result.meets_budget is meets
+    # the levels asked for, on the dense model's 10 filters per layer
+    assert result.levels == {"conv1.weight": 0.5, "conv2.weight": 0.5}
+
+
+def test_metrics_that_learn_from_training_passes_are_refused():
+    with pytest.raises(IterativePruningError, match="taylor") as info:
+        run(HalfLevels(), "macs <= 0.5", 1, target="filters", pruner_metric="taylor")
+    assert "l1" in info.value.hint

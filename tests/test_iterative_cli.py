@@ -69,6 +69,28 @@ def test_a_budget_no_allocation_can_meet_is_refused_before_training(tmp_path):
     assert not out.exists()  # refused before the run directory (and any training) existed
 
 
+def test_validate_with_a_model_checks_the_budget_s_reach(tmp_path):
+    schedule = write(tmp_path, budget="macs <= 0.01")
+    result = run("validate", str(schedule), "--model", TWO_CONV, "--dataset", "digits")
+    assert result.exit_code == 2
+    assert f"{schedule}:5:11" in result.output and f"{(576 + 576 + 10) / 63460:.4f}" in result.output
+    result = run("validate", str(write(tmp_path)), "--model", TWO_CONV, "--dataset", "digits")
+    assert result.exit_code == 0
+    assert f"keeps {(576 + 576 + 10) / 63460:.4f} of the dense macs" in result.output
+
+
+def test_plan_lists_the_goal_of_every_iteration(tmp_path):
+    result = CliRunner().invoke(
+        cli, ["plan", str(write(tmp_path, iterations=3, budget="params <= 0.4")), "--json"]
+    )
+    assert result.exit_code == 0
+    plan = json.loads(result.output)["plan"]
+    # AGP, T = 3, s = 0.6: keep 1 - 0.6 (1 - (1 - i/3)^3)
+    goals = [float(row["goal"].split("<=")[1]) for row in plan]
+    assert goals == pytest.approx([1 - 0.6 * (1 - (1 - i / 3) ** 3) for i in (1, 2, 3)], abs=1e-6)
+    assert {row["start_from"] for row in plan} == {"previous"}
+
+
 def test_unknown_budget_metric_and_bad_iteration_count_are_located(tmp_path):
     schedule = write(tmp_path, iterations=0, budget="mac <= 0.4")
     result = run("validate", str(schedule))

@@ -37,9 +37,7 @@ def _torchvision_reference() -> torch.nn.Module:
 
 
 def test_names_and_shapes_are_those_of_distillers_table(examples_dir: str) -> None:
-    path = os.path.join(
-        examples_dir, "object_detection_compression", "maskrcnn.scheduler_agp.non_parallel.yaml"
-    )
+    path = os.path.join(examples_dir, "object_detection_compression", "maskrcnn.scheduler_agp.non_parallel.yaml")
     rows = TABLE_ROW.findall(Path(path).read_text())
     assert len(rows) == 74
     with torch.device("meta"):
@@ -141,13 +139,7 @@ def test_training_step_minimises_the_sum_of_the_detection_losses() -> None:
     loss, size = DetectionObjective().loss(model, batch, torch.device("cpu"))
     torch.manual_seed(1)  # the samplers of proposals draw from the global generator
     parts = model(list(batch[0]), list(batch[1]))
-    assert set(parts) == {
-        "loss_classifier",
-        "loss_box_reg",
-        "loss_mask",
-        "loss_objectness",
-        "loss_rpn_box_reg",
-    }
+    assert set(parts) == {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg"}
     assert size == 2 and float(loss) == pytest.approx(float(sum(parts.values())), rel=1e-5)
     # evaluation leaves BatchNorm's running statistics as they were
     before = model.backbone.body.bn1.running_mean.clone()
@@ -176,6 +168,35 @@ def test_backbone_thins_and_the_detector_output_is_unchanged() -> None:
     assert tuple(body.layer1[0].conv2.weight.shape) == (64, 24, 3, 3)
     assert tuple(body.layer3[1].conv2.weight.shape) == (128, 256, 3, 3)
     assert set(recipe.under("backbone.body").tensors) >= {"backbone.body.layer1.0.conv1.weight"}
+    with torch.no_grad():
+        got = model(images)[0]
+    assert len(expected["boxes"]) > 0
+    assert torch.equal(expected["labels"], got["labels"])
+    for key, atol in (("boxes", 1e-3), ("scores", 1e-5), ("masks", 1e-4)):  # boxes in pixels
+        assert torch.allclose(expected[key], got[key], atol=atol), key
+
+
+def test_fpn_top_down_channels_thin_and_the_detector_output_is_unchanged() -> None:
+    """The FPN's lateral 1x1 convolutions feed one top-down sum: zero rows in all four go together
+    with the matching input channels of the output convolutions, whose outputs (read by the heads,
+    outside the traced backbone) keep their 256 channels."""
+    from prunecli.thinning import thin_model
+
+    torch.manual_seed(0)
+    model, _ = create_model(f"maskrcnn_resnet50_fpn?{SMALL}")
+    model.eval()
+    fpn = model.backbone.fpn
+    with torch.no_grad():
+        for inner in fpn.inner_blocks:
+            inner.weight[:100] = 0
+            inner.bias[:100] = 0
+    images = [torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(3))]
+    with torch.no_grad():
+        expected = model(images)[0]
+    recipe = thin_model(model.backbone, torch.zeros(1, 3, 64, 64), verify=True)
+    assert recipe.checks[-1]["status"] == "verified"
+    for inner, layer in zip(fpn.inner_blocks, fpn.layer_blocks):
+        assert inner.out_channels == 156 and tuple(layer.weight.shape) == (256, 156, 3, 3)
     with torch.no_grad():
         got = model(images)[0]
     assert len(expected["boxes"]) > 0

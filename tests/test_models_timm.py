@@ -72,3 +72,21 @@ def test_timm_model_thins_and_keeps_its_output() -> None:
     result = exercise(model, torch.randn(1, 3, 64, 64), 0.5, seed=0)
     assert result["output_mismatch"] is None
     assert result["params_after"] < result["params_before"]
+
+
+def test_timm_efficientnet_prunes_like_torchvisions_through_its_fused_batchnorm() -> None:
+    """timm's BatchNormAct2d calls F.batch_norm itself; modelled like the module, every group of the
+    same architecture in torchvision is prunable and half of each leaves the same parameter count."""
+    import torchvision
+    from support.synthetic import exercise
+
+    torch.manual_seed(0)
+    ours, _ = create_model("timm:efficientnet_b0")
+    theirs = torchvision.models.efficientnet_b0()
+    x = torch.randn(1, 3, 32, 32)
+    timm_result, tv_result = exercise(ours, x, 0.5), exercise(theirs, x, 0.5)
+    assert timm_result["params_before"] == tv_result["params_before"]
+    assert (timm_result["groups"], timm_result["prunable_groups"]) == (tv_result["groups"], tv_result["prunable_groups"])
+    assert timm_result["params_after"] == tv_result["params_after"] < timm_result["params_before"] / 2
+    assert timm_result["output_mismatch"] is None and timm_result["verification"]["status"] == "verified"
+    assert type(ours.bn1).__name__ == "BatchNormAct2d" and ours.bn1.num_features == ours.conv_stem.out_channels

@@ -1,7 +1,7 @@
 """The end of `prunecli run` converts compact.pt to int8 when the run carries a quantization plan.
 
 No quantizer is needed here: the payload the run writes its compact file from gets a min/max plan
-of the final model (what a quantizer's policy leaves in ``extras["quant_plan"]``).
+of the final model (what a quantizer's policy leaves in ``extras["quantization"]``).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def test_compact_checkpoint_of_a_planned_run_is_int8(tmp_path, planned_run):
     result = _run(tmp_path)
     compact = tmp_path / "run" / "compact.pt"
     stored = load_checkpoint(compact)
-    assert "int8" in stored["extras"] and "quant_plan" not in stored["extras"]
+    assert "int8" in stored["extras"] and "quantization" not in stored["extras"]
     # thinned at epoch 3: the int8 model has the thinned widths and its per-channel ranges match them
     model = load_model(compact)
     assert isinstance(model, Int8Model)
@@ -65,5 +65,5 @@ def test_compact_checkpoint_of_a_planned_run_is_int8(tmp_path, planned_run):
 def test_int8_false_keeps_compact_float(tmp_path, planned_run):
     _run(tmp_path, int8=False)
     stored = load_checkpoint(tmp_path / "run" / "compact.pt")
-    assert "int8" not in stored["extras"] and "quant_plan" in stored["extras"]
+    assert "int8" not in stored["extras"] and "quantization" in stored["extras"]
     assert not isinstance(load_model(tmp_path / "run" / "compact.pt"), Int8Model)

@@ -35,10 +35,11 @@ BN_CHANNELS, BN_COUNT, PARAMS = 288, 6, 77_290
 FP32_BYTES = 4 * (PARAMS + 2 * BN_CHANNELS) + 8 * BN_COUNT
 # int8: one byte per conv / linear weight; float32 bias per output channel (BatchNorm folded in);
 # per-channel weight scale (float32) and zero point (int32); input and output ranges of the 7
-# layers and the output ranges of the 2 residual additions (float32 scale + int32 zero point each)
+# layers and the output ranges of the 2 residual additions and 6 BatchNorms (float32 scale + int32
+# zero point each)
 WEIGHTS = 1 * 32 * 9 + 2 * 32 * 32 * 9 + 32 * 64 * 9 + 64 * 64 * 9 + 32 * 64 + 64 * 10
 OUT_CHANNELS = 32 * 3 + 64 * 3 + 10
-INT8_BYTES = WEIGHTS + 4 * OUT_CHANNELS + 8 * OUT_CHANNELS + 8 * (2 * 7 + 2)
+INT8_BYTES = WEIGHTS + 4 * OUT_CHANNELS + 8 * OUT_CHANNELS + 8 * (2 * 7 + 2 + 6)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ METRIC_FIELDS = {
     "params", "nnz_params", "macs", "effective_macs", "time_s",
 }  # fmt: skip
 
-
 @pytest.fixture
 def schedule(tmp_path):
     path = tmp_path / "tiny.yaml"

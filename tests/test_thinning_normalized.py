@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 from support.patterns import build
-from support.synthetic import exercise, zero_channels
+from support.synthetic import TinyAttention, exercise, vit_params, zero_channels
 from torch import nn
 
 from prunecli.checkpoint import save_checkpoint
@@ -61,21 +61,6 @@ def test_without_the_option_the_same_zeros_are_kept_exactly():
     assert recipe.is_empty() and model.norm.weight.shape == (8,)
 
 
-class TinyAttention(nn.Module):
-    """Embedding -> self-attention -> classifier, no norm: removing whole heads is exact."""
-
-    def __init__(self, embed: int = 12, heads: int = 3) -> None:
-        super().__init__()
-        self.embed = nn.Linear(5, embed)
-        self.attn = nn.MultiheadAttention(embed, heads, batch_first=True)
-        self.head = nn.Linear(embed, 2)
-
-    def forward(self, x):
-        h = self.embed(x)
-        a, _ = self.attn(h, h, h, need_weights=False)
-        return self.head((h + a).mean(1))
-
-
 def test_attention_heads_go_whole_and_exactly():
     torch.manual_seed(0)
     model, x = TinyAttention().eval(), torch.randn(2, 7, 5)
@@ -110,16 +95,11 @@ def _small_vit():
     return model.eval(), torch.randn(1, 3, 16, 16)
 
 
-def _vit_params(d: int, mlp: int, layers: int = 2, patch: int = 4, tokens: int = 17, classes: int = 5) -> int:
-    per_layer = 2 * d + (3 * d * d + 3 * d) + (d * d + d) + 2 * d + (d * mlp + mlp) + (mlp * d + d)
-    return (3 * patch * patch * d + d) + d + tokens * d + layers * per_layer + 2 * d + (d * classes + classes)
-
-
 def test_vit_thinned_to_fewer_heads_and_a_narrower_embedding_runs_and_reloads(tmp_path):
     model, x = _small_vit()
     result = exercise(model, x, 0.5, prune_normalized=True)
-    assert result["params_before"] == _vit_params(32, 64)
-    assert result["params_after"] == _vit_params(16, 32)  # half the heads, half of every MLP
+    assert result["params_before"] == vit_params(32, 64)
+    assert result["params_after"] == vit_params(16, 32)  # half the heads, half of every MLP
     layer = model.encoder.layers[0]
     assert model.hidden_dim == 16 and layer.num_heads == 2
     assert (
@@ -261,10 +241,10 @@ def test_a_schedule_prunes_a_vit_to_about_a_quarter_and_the_compact_model_reload
         }
     )  # fmt: skip
     run_training(config)
-    dense_params = _vit_params(32, 64, patch=2, tokens=17, classes=4)
+    dense_params = vit_params(32, 64, patch=2, tokens=17, classes=4)
     compact = load_model(tmp_path / "run" / "compact.pt", model=f"{factory}:small_vit?num_classes=4")
-    assert sum(p.numel() for p in compact.parameters()) == _vit_params(16, 32, patch=2, tokens=17, classes=4)
-    assert _vit_params(16, 32, patch=2, tokens=17, classes=4) / dense_params < 0.3
+    assert sum(p.numel() for p in compact.parameters()) == vit_params(16, 32, patch=2, tokens=17, classes=4)
+    assert vit_params(16, 32, patch=2, tokens=17, classes=4) / dense_params < 0.3
     assert compact.hidden_dim == 16 and compact.encoder.layers[0].self_attention.num_heads == 2
     assert compact(torch.randn(2, 3, 8, 8)).shape == (2, 4)
     checks = load_checkpoint(tmp_path / "run" / "compact.pt")["recipe"]["checks"]

@@ -236,7 +236,6 @@ def test_distiller_rule_removes_zero_filters_despite_bn_shift_and_bias():
 
 def test_distiller_rule_on_a_trained_resnet_removes_every_zeroed_filter():
     import prunecli.models as models
-
     model, _ = models.create_model("resnet20_cifar")
     model.train()
     with torch.no_grad():

@@ -16,8 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunecli.export.fold import fold_batchnorm
-from prunecli.quantization.int8 import Int8Model, convert_folded
+from prunecli.quantization.int8 import Int8Model, convert_folded, fold_for_int8
 from prunecli.quantization.spec import QuantPlan
 from prunecli.quantization.stored import INT8_KEY, PLAN_KEY, Int8Record
 from prunecli.thinning.compact import CompactModel, ThinOptions, thin_to_compact
@@ -90,16 +89,17 @@ def quantize_checkpoint(
 ) -> Int8Checkpoint:
     """Convert ``model`` (holding ``payload``'s float weights) to int8 with ``plan``; the int8 payload.
 
-    BatchNorm is folded first; the payload's ``state_dict`` becomes the folded model's float
+    BatchNorm is folded first (:func:`prunecli.quantization.int8.fold_for_int8`; the stored plan is
+    the folded model's); the payload's ``state_dict`` becomes the folded model's float
     tensors without the quantized weights, which are stored as integer codes in
     ``extras["int8"]`` (:class:`prunecli.quantization.stored.Int8Record`). Masks describe the float
     weights before folding, so they are dropped (zeros stay zero codes); so are optimizer and
     scheduler state. ``model`` itself is not changed.
     """
-    folded = fold_batchnorm(model, example_input)
+    folded = fold_for_int8(model, plan, example_input)
     float_state = stored_state_dict(folded.model)
-    int8 = convert_folded(folded.model, plan, folded.pairs)
-    record = Int8Record(plan, folded.pairs, int8.codes)
+    int8 = convert_folded(folded.model, folded.plan, folded.pairs, codes=folded.codes)
+    record = Int8Record(folded.plan, folded.pairs, int8.codes)
     quantized = {f"{name}.weight" for name in int8.codes}
     result = dict(payload)
     extras = {k: v for k, v in (payload.get("extras") or {}).items() if k != PLAN_KEY}

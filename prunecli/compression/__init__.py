@@ -38,6 +38,7 @@ def build_compression(
     steps_per_epoch: int | None = None,
     round_to: int = 1,
     prune_normalized: bool = False,
+    narrow_heads: bool = False,
 ) -> CompressionScheduler:
     """The compression scheduler of ``schedule`` (a loaded one, or a YAML path) for ``model``.
 
@@ -60,6 +61,7 @@ def build_compression(
         dependency_graph=dependency_graph,
         steps_per_epoch=steps_per_epoch,
         prune_normalized=prune_normalized,
+        narrow_heads=narrow_heads,
         round_to=round_to,
     )
 

@@ -22,7 +22,7 @@ from prunecli.compression.policies import (
     ThinningPolicy,
 )
 from prunecli.compression.scheduler import CompressionScheduler
-from prunecli.errors import GraphError, ProblemCollector, ScheduleError, SourceLocation
+from prunecli.errors import GraphError, ProblemCollector, ScheduleError
 from prunecli.lr import LR_SCHEDULERS
 from prunecli.pruners import PRUNERS, RankedStructurePruner
 from prunecli.pruners.agp import AgpMixin, agp_span
@@ -108,6 +108,15 @@ def check_native_pruners(schedule: Schedule, model: nn.Module, example_input: An
     for comp in schedule.components.get("pruners", {}).values():
         if comp.class_name == NATIVE_CLASS:
             _build_native(comp, model, example_input, problems)
+    problems.raise_if_any(ScheduleError, "the schedule cannot be applied to this model")
+
+
+def check_quantizers(schedule: Schedule, model: nn.Module) -> None:
+    """Build the schedule's quantizer for ``model`` without attaching it; ScheduleError lists what
+    cannot work (override patterns matching no module, a statistics file for another model)."""
+    problems = ProblemCollector()
+    for comp in schedule.components.get("quantizers", {}).values():
+        _build_quantizer(comp, schedule, model, None, problems)
     problems.raise_if_any(ScheduleError, "the schedule cannot be applied to this model")
 
 
@@ -273,20 +282,43 @@ def _make_policy(
         return LRPolicy(instance, policy.instance)
     if policy.kind == "extension":
         return instance
+    if policy.kind == "quantizer":
+        from prunecli.quantization.policy import QuantizationPolicy
+
+        return QuantizationPolicy(instance)
     return None
 
 
-def _quantizer_error(schedule: Schedule) -> ScheduleError | None:
-    comps = list(schedule.components.get("quantizers", {}).values())
-    pols = [p for p in schedule.policies if p.kind == "quantizer"]
-    if not comps and not pols:
+def _build_quantizer(
+    comp: Component, schedule: Schedule, model: nn.Module, optimizer: Any, problems: ProblemCollector
+) -> Any | None:
+    """A quantizer from the catalog's arguments; a QuantizerError lands on the argument it is about."""
+    from prunecli.quantization.quantizers import QuantizerError
+    from prunecli.quantization.registry import QUANTIZERS
+
+    cls = QUANTIZERS.get(comp.class_name)
+    if cls is None:
+        problems.add(
+            f"unknown quantizer class {comp.class_name!r}",
+            comp.location,
+            f"use one of: {', '.join(sorted(QUANTIZERS))}",
+        )
         return None
-    location: SourceLocation | None = comps[0].location if comps else pols[0].location
-    return ScheduleError(
-        "quantizers are not supported yet",
-        location=location,
-        hint="remove the quantizers section and quantizer policies from the schedule",
-    )
+    accepted, required = catalog_args(comp.class_name)
+    if not _check_args(comp, accepted, required, problems):
+        return None
+    try:
+        return cls(name=comp.instance, model=model, optimizer=optimizer, **comp.args)
+    except QuantizerError as exc:
+        location = comp.arg_locations.get(exc.key[0], comp.location) if exc.key else comp.location
+        if len(exc.key) > 1 and schedule.locate is not None:
+            location = schedule.locate((*comp.yaml_path, *exc.key), key=not isinstance(exc.key[-1], int))
+        problems.add(f"{comp.class_name} ({comp.instance}): {exc.message}", location, exc.hint)
+    except (TypeError, ValueError) as exc:
+        problems.add(
+            f"{comp.class_name} ({comp.instance}): {exc}", comp.location, "fix this quantizer's arguments"
+        )
+    return None
 
 
 def build_scheduler(
@@ -300,6 +332,7 @@ def build_scheduler(
     steps_per_epoch: int | None = None,
     prune_normalized: bool = False,
     round_to: int = 1,
+    narrow_heads: bool = False,
 ) -> CompressionScheduler:
     """Build every component and policy of ``schedule`` for ``model``; ScheduleError lists all problems.
 
@@ -307,15 +340,14 @@ def build_scheduler(
     multiple of it, for pruners that set no ``round_to`` of their own.
     ``prune_normalized`` (implies ``auto_dependency``) lets coupled pruners mask channels that a
     LayerNorm/GroupNorm normalises; a pruner's own ``prune_normalized: true`` does so for it alone.
-    A norm that cannot be sliced is reported here, before training.
+    A norm that cannot be sliced is reported here, before training. ``narrow_heads``: attention heads
+    are coupled position by position (every head narrowed alike) instead of whole, for the pruners
+    and for the schedule's thinning alike.
     """
     if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
         raise ScheduleError(
             f"round_to must be an integer >= 1, got {round_to!r}", hint="pass --round-to 1 (off) or more"
         )
-    error = _quantizer_error(schedule)
-    if error is not None:
-        raise error
     problems = ProblemCollector()
     param_names = {name for name, _ in model.named_parameters()}
     built: dict[str, dict[str, Any]] = {}
@@ -331,6 +363,19 @@ def build_scheduler(
         )
     for instance, comp in schedule.components.get("extensions", {}).items():
         built.setdefault("extensions", {})[instance] = _build_extension(comp, example_input, problems)
+    scheduler = CompressionScheduler(model)
+    for instance, comp in schedule.components.get("quantizers", {}).items():
+        built.setdefault("quantizers", {})[instance] = _build_quantizer(
+            comp, schedule, model, optimizer, problems
+        )
+    quantizer = next((q for q in built.get("quantizers", {}).values() if q is not None), None)
+    if quantizer is not None:
+        from prunecli.quantization.policy import QuantizationStage
+
+        scheduler.quantization = QuantizationStage(quantizer, scheduler.maskset, optimizer)
+        if not quantizer.post_training:
+            # as Distiller: prepared once, before the LR schedulers see the optimizer's groups
+            scheduler.quantization.prepare()
     for instance, comp in schedule.components.get("lr_schedulers", {}).items():
         built.setdefault("lr_schedulers", {})[instance] = _build_lr_scheduler(comp, optimizer, problems)
 
@@ -340,7 +385,13 @@ def build_scheduler(
 
         try:
             couple_pruners(
-                pruners, model, example_input, dependency_graph, round_to, prune_normalized=prune_normalized
+                pruners,
+                model,
+                example_input,
+                dependency_graph,
+                round_to,
+                prune_normalized=prune_normalized,
+                narrow_heads=narrow_heads,
             )
         except ValueError as exc:
             problems.add(str(exc), None, "check the model can be traced, or run without auto_dependency")
@@ -350,8 +401,10 @@ def build_scheduler(
             for extension in built.get("extensions", {}).values():
                 if isinstance(extension, ThinningPolicy):
                     extension.prune_normalized = True
+    for extension in built.get("extensions", {}).values() if narrow_heads else ():
+        if isinstance(extension, ThinningPolicy):
+            extension.narrow_heads = True
 
-    scheduler = CompressionScheduler(model)
     ordered = [p for p in schedule.policies if not p.is_lr] + [p for p in schedule.policies if p.is_lr]
     for policy in ordered:
         section = {
@@ -359,6 +412,7 @@ def build_scheduler(
             "regularizer": "regularizers",
             "extension": "extensions",
             "lr_scheduler": "lr_schedulers",
+            "quantizer": "quantizers",
         }[policy.kind]
         if policy.instance not in schedule.components.get(section, {}):
             _policy_problem(
@@ -385,6 +439,8 @@ def build_scheduler(
                 frequency=policy.frequency,
                 key=key,
             )
+    if problems.problems and quantizer is not None:
+        quantizer.detach()  # leave the caller's model as it was
     problems.raise_if_any(ScheduleError, "the schedule cannot be applied to this model")
     for _, policy in scheduler.policy_order:
         pruner = getattr(policy, "pruner", None)

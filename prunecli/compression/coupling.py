@@ -34,8 +34,11 @@ class Coupler:
         p: int,
         round_to: int = 1,
         prune_normalized: bool = False,
+        narrow_heads: bool = False,
     ) -> None:
         self.model = model
+        #: attention heads are coupled position by position (narrowed alike), not whole
+        self.narrow_heads = narrow_heads
         self.round_to = round_to
         #: channels normalised by LayerNorm/GroupNorm are ranked and masked too (approximate thinning)
         self.prune_normalized = prune_normalized
@@ -53,7 +56,10 @@ class Coupler:
             from prunecli.graph import build_dependency_graph
 
             self.graph = build_dependency_graph(
-                self.model, self.example_input, prune_normalized=self.prune_normalized
+                self.model,
+                self.example_input,
+                prune_normalized=self.prune_normalized,
+                narrow_heads=self.narrow_heads,
             )
         return self.graph
 
@@ -198,13 +204,14 @@ def couple_pruners(
     round_to: int = 1,
     *,
     prune_normalized: bool = False,
+    narrow_heads: bool = False,
 ) -> None:
     """Attach a :class:`Coupler` to every Filters/Channels ranked pruner (``auto_dependency``).
 
     ``round_to`` rounds every coupled group's kept count up to a multiple of it, for pruners that do
     not set their own ``round_to``. With ``prune_normalized`` (or a pruner's own ``prune_normalized``
     argument) the channels that a LayerNorm/GroupNorm normalises are ranked and masked too, in every
-    producer of their group.
+    producer of their group. ``narrow_heads`` builds the graphs with attention heads narrowed alike.
     """
     kinds = channel_group_types()
     targets = [
@@ -234,6 +241,7 @@ def couple_pruners(
             getattr(pruner, "p", 1),
             rounding,
             normalized,
+            narrow_heads,
         )
         graphs[normalized] = coupler._graph()
         pruner.coupling = coupler

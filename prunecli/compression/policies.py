@@ -288,6 +288,8 @@ class ThinningPolicy(ScheduledPolicy):
         self.recipes: list[Any] = []
         #: also remove channels normalised by LayerNorm/GroupNorm (set when a pruner asks for them)
         self.prune_normalized = False
+        #: attention heads narrowed alike rather than removed whole (as the pruners were coupled)
+        self.narrow_heads = False
 
     def on_minibatch_begin(self, model, epoch, step, steps_per_epoch, maskset, meta, optimizer=None) -> None:
         if self.done:
@@ -302,6 +304,7 @@ class ThinningPolicy(ScheduledPolicy):
             masks=MasksView(maskset),
             rule="distiller",
             prune_normalized=self.prune_normalized,
+            narrow_heads=self.narrow_heads,
         )
         self.recipes.append(recipe)
         self.done = True

@@ -46,6 +46,8 @@ class CompressionScheduler:
         self.thinning_recipes: list[Any] = []
         #: called with each recipe after thinning (a training loop that wraps the model re-wraps it)
         self.thinning_listeners: list[Callable[[Any], None]] = []
+        #: the schedule's quantizer (a prunecli.quantization.policy.QuantizationStage), if any
+        self.quantization: Any = None
 
     # construction -------------------------------------------------------------------------------
     def add_policy(

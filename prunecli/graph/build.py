@@ -21,18 +21,20 @@ MODEL_OUTPUT = "model output: its size is what the model predicts"
 
 
 def build_dependency_graph(
-    model: nn.Module, example_input: Any, *, prune_normalized: bool = False
+    model: nn.Module, example_input: Any, *, prune_normalized: bool = False, narrow_heads: bool = False
 ) -> DependencyGraph:
     """Channel groups of ``model`` from its torch.fx graph, run once on ``example_input``.
 
     The model is traced in eval mode; when some parameters are only used in training mode
     (auxiliary classifiers) the training-mode graph is walked too, so thinning never breaks them.
     With ``prune_normalized`` channels normalised by LayerNorm/GroupNorm are prunable too (their
-    groups carry ``normalized``: removing them changes the norm's statistics).
+    groups carry ``normalized``: removing them changes the norm's statistics). With ``narrow_heads``
+    attention (``nn.MultiheadAttention``, torchvision's Swin attention) keeps its number of heads and
+    every head loses the same positions (its ``head_dim`` shrinks) instead of whole heads going.
     """
     inputs = _as_tuple(example_input)
     was_training = model.training
-    flow = Flow(prune_normalized)
+    flow = Flow(prune_normalized, narrow_heads)
     notes: list[str] = []
     try:
         model.eval()
@@ -65,6 +67,7 @@ def build_dependency_graph(
         model.train(was_training)
     graph = _finish(flow, notes)
     graph.prune_normalized = prune_normalized
+    graph.narrow_heads = narrow_heads
     if flow.unsliceable_norms:
         _refuse_unsliceable(flow.unsliceable_norms)
     return graph
@@ -188,6 +191,7 @@ def _finish(flow: Flow, notes: list[str]) -> DependencyGraph:
         normalized=normalized,
         size_attributes=list(flow.size_attributes),
         unsliceable_norms=list(flow.unsliceable_norms),
+        query_scales=list(flow.query_scales),
     )
     return DependencyGraph(groups=groups, flow=channel_flow, notes=notes)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from prunecli.graph.model import ReaderRecord, SizeAttribute, TensorRecord
+from prunecli.graph.model import QueryScale, ReaderRecord, SizeAttribute, TensorRecord
 from prunecli.graph.zeros import CombineRule, ParamOperand
 
 
@@ -47,9 +47,12 @@ class TInfo:
 class Flow:
     """Mutable state of the walk: id allocation, unions, records, rules and blocked ids."""
 
-    def __init__(self, prune_normalized: bool = False) -> None:
+    def __init__(self, prune_normalized: bool = False, narrow_heads: bool = False) -> None:
         #: channels normalised by LayerNorm/GroupNorm are prunable (approximately) instead of kept
         self.prune_normalized = prune_normalized
+        #: attention heads lose channels together (every head narrowed alike) instead of going whole
+        self.narrow_heads = narrow_heads
+        self.query_scales: list[QueryScale] = []
         self.normalized: list[tuple[np.ndarray, str]] = []
         self.size_attributes: list[SizeAttribute] = []
         self.unsliceable_norms: list[tuple[str, str]] = []

@@ -108,6 +108,21 @@ class SizeAttribute:
 
 
 @dataclass
+class QueryScale:
+    """Attention whose heads may be narrowed: softmax divides ``q . k`` by ``sqrt(head_dim)``.
+
+    When thinning keeps ``h'`` of the ``h`` positions ``ids`` of a head, the query rows (part
+    ``part`` of ``parts`` equal parts of ``tensors`` along dim 0: q of a packed q/k/v weight and
+    bias) are multiplied by ``sqrt(h' / h)`` so the scores, hence the function, stay the same.
+    """
+
+    tensors: tuple[str, ...]
+    ids: np.ndarray
+    parts: int = 3
+    part: int = 0
+
+
+@dataclass
 class ChannelFlow:
     """Per-channel facts gathered while walking the traced graph (used by thinning)."""
 
@@ -125,6 +140,8 @@ class ChannelFlow:
     size_attributes: list[SizeAttribute] = field(default_factory=list)
     #: norms that cannot be sliced although ``prune_normalized`` was asked: (module or node, reason)
     unsliceable_norms: list[tuple[str, str]] = field(default_factory=list)
+    #: attention whose heads were narrowed (``narrow_heads``): query rows to rescale
+    query_scales: list[QueryScale] = field(default_factory=list)
 
 
 @dataclass
@@ -135,6 +152,7 @@ class DependencyGraph:
     flow: ChannelFlow
     notes: list[str] = field(default_factory=list)
     prune_normalized: bool = False
+    narrow_heads: bool = False
     _index: dict[tuple[str, int], list[ChannelGroup]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -161,4 +179,5 @@ class DependencyGraph:
             "groups": [g.to_dict() for g in self.groups],
             "notes": list(self.notes),
             "prune_normalized": self.prune_normalized,
+            "narrow_heads": self.narrow_heads,
         }

@@ -19,6 +19,7 @@ from torch import fx, nn
 
 from prunecli.graph import layout
 from prunecli.graph.flow import Flow, TInfo, iter_infos
+from prunecli.graph.model import QueryScale
 from prunecli.graph.zeros import AffineNormRule, CombineRule, DepthwiseRule, NormRule, ProducerRule
 
 
@@ -38,6 +39,8 @@ class Ctx:
             return self.env.get(arg.name)
         if isinstance(arg, (tuple, list)):
             return type(arg)(self.value(a) for a in arg)
+        if isinstance(arg, dict):  # a model returning a dict of outputs (FPN, segmentation models)
+            return {key: self.value(a) for key, a in arg.items()}
         return arg
 
     def arg(self, index: int, name: str, default: Any = None) -> Any:
@@ -630,22 +633,43 @@ def module_linear(ctx: Ctx, name: str, m: nn.Module) -> Any:
 
 
 def module_batchnorm(ctx: Ctx, name: str, m: nn.Module) -> Any:
+    names = {
+        attr: f"{name}.{attr}"
+        for attr in ("weight", "bias", "running_mean", "running_var")
+        if getattr(m, attr, None) is not None
+    }
+    return _batch_norm(ctx, ctx.tensor(), names, name, name)
+
+
+def f_batch_norm(ctx: Ctx) -> Any:
+    """``F.batch_norm`` called by a module's own forward (timm's ``BatchNormAct2d``, which is a
+    ``BatchNorm2d`` followed by an activation): the same per-channel affine map as the module."""
+    names = {
+        attr: name
+        for index, attr in enumerate(("running_mean", "running_var", "weight", "bias"), start=1)
+        if (name := _param_name(ctx, ctx.arg(index, attr))) is not None
+    }
+    owner = next(iter(names.values()), "").rpartition(".")[0]
+    module = _module_or_none(ctx.root, owner) if names else None
+    return _batch_norm(ctx, ctx.tensor(), names, ctx.node.name, owner if module is not None else None)
+
+
+def _batch_norm(ctx: Ctx, x: TInfo | None, names: dict[str, str], where: str, owner: str | None) -> Any:
+    """Channel ``c`` in, channel ``c`` out; ``names`` are the per-channel tensors (weight, bias,
+    running statistics), ``owner`` the module whose ``num_features`` follows them."""
     flow = ctx.flow
-    x = ctx.tensor()
     if x is None or not x.tracked:
         return untracked(ctx.shape)
     if x.tdims != (1,):
-        flow.block(x.ids, f"batch norm '{name}' sees tracked channels off dim 1")
+        flow.block(x.ids, f"batch norm '{where}' sees tracked channels off dim 1")
         return untracked(ctx.shape)
-    flow.module_kinds[name] = "batchnorm"
+    if owner is not None:
+        flow.module_kinds[owner] = "batchnorm"
     in_ids = x.ids.reshape(-1)
     out = flow.fresh((len(in_ids),))
     flow.union(in_ids, out)
-    names = {}
-    for attr in ("weight", "bias", "running_mean", "running_var"):
-        if getattr(m, attr, None) is not None:
-            names[attr] = f"{name}.{attr}"
-            flow.record(names[attr], 0, "out", out, name)
+    for tensor in names.values():
+        flow.record(tensor, 0, "out", out, owner)
     flow.rules.append(
         NormRule(in_ids, out, names.get("weight"), names.get("bias"), names.get("running_mean"))
     )
@@ -695,13 +719,20 @@ def _packed_attention(
     """Channel ids through attention with one packed q/k/v weight ``(3E, E)`` and an output
     projection ``(E, E)``; returns the output ids and the ``(heads, head_dim)`` table of input ids.
 
-    Every channel of a head is tied into one unit (see :func:`module_attention`). ``qkv`` and
-    ``proj`` are (weight, bias, owning module) names.
+    Every channel of a head is tied into one unit (see :func:`module_attention`); with
+    ``flow.narrow_heads`` position ``j`` of every head is one unit instead (each head loses the same
+    positions, the number of heads stays) and the query rows are rescaled when thinned
+    (:class:`~prunecli.graph.model.QueryScale`). ``qkv`` and ``proj`` are (weight, bias, owning
+    module) names.
     """
     e = len(in_ids)
     heads = in_ids.reshape(num_heads, e // num_heads)
-    flow.union(heads[:, :1], heads)  # a head goes whole
     weight, bias, owner = qkv
+    if flow.narrow_heads:
+        flow.union(heads[:1, :], heads)  # position j of every head goes together
+        flow.query_scales.append(QueryScale(tuple(t for t in (weight, bias) if t), heads[0].copy()))
+    else:
+        flow.union(heads[:, :1], heads)  # a head goes whole
     flow.reader(weight, 1, in_ids)
     flow.record(weight, 1, "in", in_ids, owner)
     q, k, v = flow.fresh((e,)), flow.fresh((e,)), flow.fresh((e,))
@@ -758,9 +789,10 @@ def shifted_window_attention(ctx: Ctx) -> Any:
     )
     owner = _module_or_none(ctx.root, attn)
     bias_table = getattr(owner, "relative_position_bias_table", None)
-    if isinstance(bias_table, torch.Tensor) and bias_table.dim() == 2 and bias_table.shape[1] == heads:
+    whole = not flow.narrow_heads  # narrowed heads all stay: the table and num_heads are unchanged
+    if whole and isinstance(bias_table, torch.Tensor) and bias_table.dim() == 2 and bias_table.shape[1] == heads:
         flow.record(f"{attn}.relative_position_bias_table", 1, "out", table[:, 0], attn)
-    if owner is not None and getattr(owner, "num_heads", None) == heads:
+    if whole and owner is not None and getattr(owner, "num_heads", None) == heads:
         flow.size_attribute(attn, "num_heads", table[:, 0])
     nd = len(ctx.shape)
     return TInfo(ctx.shape, (nd - 1,), out.reshape((1,) * (nd - 1) + (len(out),)))
@@ -826,11 +858,14 @@ def module_attention(ctx: Ctx, name: str, m: nn.Module) -> Any:
         (f"{proj}.weight", f"{proj}.bias" if m.out_proj.bias is not None else None, proj),
     )
     e = m.embed_dim
-    flow.size_attribute(name, "num_heads", heads[:, 0])
-    parent = name.rpartition(".")[0]
-    owner = _module_or_none(ctx.root, parent)
-    if owner is not None and getattr(owner, "num_heads", None) == m.num_heads:
-        flow.size_attribute(parent, "num_heads", heads[:, 0])  # torchvision's EncoderBlock mirrors it
+    if flow.narrow_heads:
+        flow.size_attribute(name, "head_dim", heads[0])  # the number of heads stays
+    else:
+        flow.size_attribute(name, "num_heads", heads[:, 0])
+        parent = name.rpartition(".")[0]
+        owner = _module_or_none(ctx.root, parent)
+        if owner is not None and getattr(owner, "num_heads", None) == m.num_heads:
+            flow.size_attribute(parent, "num_heads", heads[:, 0])  # torchvision's EncoderBlock mirrors it
     nd = len(out_shape)
     result = TInfo(out_shape, (nd - 1,), out.reshape((1,) * (nd - 1) + (e,)))
     return (result,) + tuple(untracked(s) for s in ctx.shape[1:])
@@ -1008,6 +1043,7 @@ FUNCTION_HANDLERS: dict[Any, Callable[[Ctx], Any]] = {
     F.softmax: softmax,
     torch.softmax: softmax,
     F.layer_norm: f_layer_norm,
+    F.batch_norm: f_batch_norm,
     F.pad: pad,
     torch.roll: roll,
     torch.squeeze: squeeze_like,

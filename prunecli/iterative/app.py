@@ -21,13 +21,13 @@ from prunecli.checkpoint import build_checkpoint, load_checkpoint, save_checkpoi
 from prunecli.checkpoint.plain import stored_state_dict
 from prunecli.devices import resolve_device
 from prunecli.errors import ConfigError, Interrupted, SourceLocation
-from prunecli.iterative.generators import GeneratorError, build_generator
+from prunecli.iterative.check import build_parts, check_on_model
 from prunecli.iterative.measure import LatencyOptions
-from prunecli.iterative.pruning import IterativePruningError, LevelPruner
-from prunecli.iterative.scheduler import PruningScheduler, check_budget
+from prunecli.iterative.pruning import IterativePruningError
+from prunecli.iterative.scheduler import PruningScheduler
 from prunecli.iterative.spec import IterativeSpec, with_overrides
 from prunecli.iterative.store import RunStore, iteration_row
-from prunecli.iterative.task import TaskGenerator, TaskResult
+from prunecli.iterative.task import TaskResult
 from prunecli.rundir import RunDir
 from prunecli.training.config import RunConfig
 from prunecli.training.progress import Reporter
@@ -240,7 +240,10 @@ class _Run:
         if self.dir.dense_model.is_file():
             self.model.load_state_dict(load_checkpoint(self.dir.dense_model)["state_dict"])
             return
-        self.weights_file(self.dir.initial_weights, self.model, self.model_spec)
+        if self.dir.initial_weights.is_file():  # a run killed while pretraining starts it again
+            self.model.load_state_dict(load_checkpoint(self.dir.initial_weights)["state_dict"])
+        else:
+            self.weights_file(self.dir.initial_weights, self.model, self.model_spec)
         rewind = spec.rewind_epoch
         if rewind is not None:
             self.train_epochs(self.model, rewind, 0)
@@ -259,34 +262,13 @@ class _Run:
         )
         self.write_header(phase="search", dense=dense)
 
-    def parts(self) -> tuple[TaskGenerator, LevelPruner]:
-        """The generator and pruner the spec names (user code is imported here)."""
-        spec, where = self.spec, self.spec.where
-        try:
-            generator = build_generator(spec.generator, spec.generator_options)
-        except GeneratorError as exc:
-            raise ConfigError(exc.message, location=where.get("generator"), hint=exc.hint) from None
-        try:
-            pruner = LevelPruner(**spec.pruner, weights=spec.weights)
-        except IterativePruningError as exc:
-            raise ConfigError(exc.message, location=where.get("pruner"), hint=exc.hint) from None
-        return generator, pruner
-
     def preflight(self) -> None:
         """Every refusal that needs the model, before any training: names, the budget's reach."""
-        _, pruner = self.parts()
-        where = self.spec.where
-        try:
-            pruner.bind(self.model, self.example_input)
-        except IterativePruningError as exc:
-            raise ConfigError(
-                exc.message, location=where.get(exc.key) or where.get("pruner"), hint=exc.hint
-            ) from None
-        check_budget(pruner, self.model, self.spec.budget_value, self.spec.max_sparsity_per_layer, where)
+        check_on_model(self.spec, self.model, self.example_input)
 
     def build_scheduler(self) -> PruningScheduler:
         spec, where = self.spec, self.spec.where
-        generator, pruner = self.parts()
+        generator, pruner = build_parts(spec)
         initial = (
             load_checkpoint(self.dir.initial_weights)["state_dict"]
             if self.dir.initial_weights.is_file()

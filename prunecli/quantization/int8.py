@@ -81,18 +81,23 @@ def _along(values: torch.Tensor, tq: TensorQuant, ndim: int) -> torch.Tensor:
     return values.reshape(shape)
 
 
+def integral(values: torch.Tensor) -> bool:
+    """Whether zero points are integers (PyTorch's kernels need them; DoReFa's grids have halves)."""
+    return bool(torch.all(values == torch.round(values)))
+
+
 def weight_codes(weight: torch.Tensor, tq: TensorQuant) -> torch.Tensor:
-    """``clamp(round(w / scale) + zero_point, qmin, qmax)`` as int32 (the plan's convention)."""
+    """``clamp(round(w / scale + zero_point), qmin, qmax)`` as int32 (the plan's convention)."""
     scale = _along(tq.scale, tq, weight.dim())
     zero = _along(tq.zero_point, tq, weight.dim())
-    codes = torch.round(weight.detach().to(torch.float64) / scale) + torch.round(zero)
+    codes = torch.round(weight.detach().to(torch.float64) / scale + zero)
     return codes.clamp(tq.qmin, tq.qmax).to(torch.int32)
 
 
 def dequantize_codes(codes: torch.Tensor, tq: TensorQuant) -> torch.Tensor:
     """``(q - zero_point) * scale`` in float32: the values the int8 model really multiplies by."""
     scale = _along(tq.scale, tq, codes.dim())
-    zero = torch.round(_along(tq.zero_point, tq, codes.dim()))
+    zero = _along(tq.zero_point, tq, codes.dim())
     return ((codes.to(torch.float64) - zero) * scale).to(torch.float32)
 
 
@@ -113,7 +118,7 @@ class ActQuant:
     """A per-tensor activation range as the unsigned 8-bit kernels (or fake-quant) use it."""
 
     scale: float
-    zero_point: int
+    zero_point: float
     qmin: int
     qmax: int
 
@@ -124,15 +129,15 @@ class ActQuant:
                 "a per-channel activation range cannot be converted (activations are quantized per tensor)",
                 hint="quantize activations per tensor (per_channel_wts applies to weights only)",
             )
-        zero = int(round(float(tq.zero_point)))
-        return cls(float(tq.scale), zero, tq.qmin, tq.qmax)
+        return cls(float(tq.scale), float(tq.zero_point), tq.qmin, tq.qmax)
 
     def unsigned(self) -> ActQuant:
         """The same represented values with codes in 0 .. 2**bits - 1 (what quint8 kernels take)."""
-        return ActQuant(self.scale, self.zero_point - self.qmin, 0, self.qmax - self.qmin)
+        return ActQuant(self.scale, int(round(self.zero_point)) - self.qmin, 0, self.qmax - self.qmin)
 
     def fake(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.fake_quantize_per_tensor_affine(x, self.scale, self.zero_point, self.qmin, self.qmax)
+        q = torch.clamp(torch.round(x / self.scale + self.zero_point), self.qmin, self.qmax)
+        return (q - self.zero_point) * self.scale
 
 
 # --------------------------------------------------------------------------- modules
@@ -207,7 +212,8 @@ def _kernel_ready(layer: nn.Module, lq: LayerQuant) -> bool:
         return False
     if getattr(layer, "padding_mode", "zeros") != "zeros":
         return False
-    return all(t.bits == KERNEL_BITS for t in (lq.weight, lq.input, lq.output))
+    tensors = (lq.weight, lq.input, lq.output)
+    return all(t.bits == KERNEL_BITS and integral(t.zero_point) for t in tensors)
 
 
 # --------------------------------------------------------------------------- graph rewrite
@@ -239,7 +245,7 @@ _KEEP_METHODS = {"flatten", "view", "reshape", "relu", "contiguous", "squeeze", 
 _ADD_FUNCTIONS = {operator.add, torch.add}
 
 
-class _Tracer(fx.Tracer):
+class AddLeafTracer(fx.Tracer):
     """Residual additions stay one call, so the plan's entry for them can be found by name."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
@@ -252,7 +258,7 @@ def trace_without_identities(model: nn.Module) -> fx.Graph:
     Without them a convolution whose BatchNorm was folded is directly followed by its ReLU,
     which is what ReLU fusion (and a range recorded after the ReLU) looks for.
     """
-    graph = _Tracer().trace(model)
+    graph = AddLeafTracer().trace(model)
     modules = dict(model.named_modules())
     for node in list(graph.nodes):
         if node.op == "call_module" and isinstance(modules.get(str(node.target)), nn.Identity):
@@ -291,6 +297,8 @@ class Int8Model(nn.Module):
         self.kernels: list[str] = []
         self.simulated: list[str] = []
         self.float_layers: list[str] = []
+        #: the plan of the folded model it was converted with
+        self.plan: QuantPlan | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with quantized_engine():
@@ -348,6 +356,7 @@ class _Rewriter:
             self.env[node] = self._convert(node)
         self.graph.lint()
         result = Int8Model(fx.GraphModule(self.root, self.graph), pairs, self.stored)
+        result.plan = self.plan
         result.kernels, result.simulated, result.float_layers = (
             self.kernels,
             self.simulated,
@@ -438,7 +447,8 @@ class _Rewriter:
 
     def _add(self, node: fx.Node, lq: LayerQuant) -> fx.Node | None:
         inputs = [self._lookup(a) for a in node.args]
-        if lq.output is None or lq.output.bits != KERNEL_BITS or not all(i in self.qparams for i in inputs):
+        ready = lq.output is not None and lq.output.bits == KERNEL_BITS and integral(lq.output.zero_point)
+        if not ready or not all(i in self.qparams for i in inputs):
             return None
         out = ActQuant.of(lq.output).unsigned()
         relu = single_relu_user(node, self.modules)
@@ -482,10 +492,110 @@ def convert_folded(
         return _Rewriter(folded, graph, plan, codes or {}).run(pairs)
 
 
+@dataclass
+class FoldedForInt8:
+    """The model with BatchNorms folded where the int8 kernels run their producer, and the plan for it."""
+
+    model: nn.Module
+    plan: QuantPlan
+    pairs: list[FoldedPair]
+    codes: dict[str, torch.Tensor]
+
+
+def _norm_factors(norm: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per channel ``(f, shift)`` of an eval-mode BatchNorm: ``y = f * x + shift``."""
+    f = norm.weight.detach().double() / torch.sqrt(norm.running_var.double() + norm.eps)
+    return f, norm.bias.detach().double() - norm.running_mean.double() * f
+
+
+def _fold_codes(codes: torch.Tensor, tq: TensorQuant, f: torch.Tensor) -> tuple[TensorQuant, torch.Tensor]:
+    """Integer codes and per-channel range of ``f * weight``, exactly: the same integers, rescaled.
+
+    ``(q - z) * s * f`` equals ``(q' - z') * s * |f|`` with ``q' = q, z' = z`` where ``f >= 0`` and
+    ``q' = qmin + qmax - q, z' = qmin + qmax - z`` where ``f < 0`` (still within ``qmin .. qmax``).
+    """
+    channels = codes.shape[0]
+    scale = (
+        tq.scale.detach().double().reshape(-1).expand(channels)
+        if tq.scale.numel() == 1
+        else tq.scale.double()
+    )
+    zero = (
+        tq.zero_point.detach().double().reshape(-1).expand(channels)
+        if tq.zero_point.numel() == 1
+        else tq.zero_point.double()
+    )
+    flip = f < 0
+    mirror = float(tq.qmin + tq.qmax)
+    shape = (-1,) + (1,) * (codes.dim() - 1)
+    new_codes = torch.where(flip.reshape(shape), int(mirror) - codes, codes)
+    new_zero = torch.where(flip, mirror - zero, zero)
+    new_scale = torch.where(f == 0, scale, scale * f.abs())
+    new_codes = torch.where(
+        (f == 0).reshape(shape), torch.round(new_zero).to(codes.dtype).reshape(shape), new_codes
+    )
+    return TensorQuant(tq.bits, tq.signed, new_scale.float(), new_zero.float(), 0), new_codes
+
+
+def _carried_range(out: TensorQuant, f: torch.Tensor, shift: torch.Tensor, relu: bool) -> TensorQuant:
+    """A per-tensor range covering the layer's output range after the BatchNorm's affine map (and ReLU)."""
+    act = ActQuant.of(out)
+    lo, hi = (act.qmin - act.zero_point) * act.scale, (act.qmax - act.zero_point) * act.scale
+    low = float(torch.minimum(f * lo, f * hi).add(shift).min())
+    high = float(torch.maximum(f * lo, f * hi).add(shift).max())
+    low, high = (0.0 if relu else min(low, 0.0)), max(high, 0.0)
+    levels = 2**out.bits - 1
+    scale = (high - low) / levels if high > low else 1.0
+    return TensorQuant(out.bits, False, torch.tensor(scale), torch.tensor(float(round(-low / scale))), None)
+
+
+def fold_for_int8(model: nn.Module, plan: QuantPlan, example_input: torch.Tensor) -> FoldedForInt8:
+    """Fold BatchNorms and rewrite the plan for the folded layers (``model`` itself is unchanged).
+
+    The plan describes ``model`` as given. A BatchNorm is folded into a layer the plan leaves in
+    float, and into a layer the int8 kernels will run: that layer's integer codes are computed from
+    the plan on the unfolded weights and rescaled per channel (exactly), and its output range is the
+    BatchNorm's own plan entry when there is one, else the layer's output range carried through the
+    BatchNorm (and a following ReLU). A layer that runs through fake-quant keeps its BatchNorm after
+    it, as the quantizer simulated it.
+    """
+    result = fold_batchnorm(model, example_input)
+    originals = dict(model.named_modules())
+    graph = AddLeafTracer().trace(model)
+    relu_after = {
+        str(n.target) for n in graph.nodes if n.op == "call_module" and single_relu_user(n, originals)
+    }
+    folded = FoldedForInt8(result.model, QuantPlan(dict(plan.layers)), [], {})
+    for pair in result.pairs:
+        lq = plan.layers.get(pair.layer)
+        layer, norm = originals[pair.layer], originals[pair.norm]
+        if lq is not None and (lq.weight is None or not _kernel_ready(layer, lq)):
+            folded.model.set_submodule(pair.layer, copy.deepcopy(layer).eval())
+            folded.model.set_submodule(pair.norm, copy.deepcopy(norm).eval())
+            continue
+        folded.pairs.append(pair)
+        if lq is None:
+            continue
+        f, shift = _norm_factors(norm)
+        weight, codes = _fold_codes(weight_codes(layer.weight, lq.weight), lq.weight, f)
+        own = plan.layers.get(pair.norm)
+        output = own.output if own is not None and own.output is not None else None
+        if output is None:
+            output = _carried_range(lq.output, f, shift, pair.norm in relu_after)
+        folded.plan.add(dataclasses.replace(lq, weight=weight, output=output))
+        folded.codes[pair.layer] = codes
+    return folded
+
+
 def convert_to_int8(model: nn.Module, plan: QuantPlan, example_input: torch.Tensor) -> Int8Model:
-    """BatchNorm folded into its producers first, then every planned layer converted (``model`` unchanged)."""
-    folded = fold_batchnorm(model, example_input)
-    return convert_folded(folded.model, plan, folded.pairs)
+    """BatchNorm folded first (:func:`fold_for_int8`), then every planned layer converted (``model`` unchanged).
+
+    The result's ``plan`` attribute is the plan of the folded model (what an int8 checkpoint stores).
+    """
+    folded = fold_for_int8(model, plan, example_input)
+    int8 = convert_folded(folded.model, folded.plan, folded.pairs, codes=folded.codes)
+    int8.plan = folded.plan
+    return int8
 
 
 def refold(model: nn.Module, pairs: list[FoldedPair]) -> nn.Module:

@@ -2,9 +2,9 @@
 
 It exists so that int8 conversion, its tests and the benchmarks can start from a plan without a
 full quantizer: weights symmetric signed 8-bit per output channel, activations asymmetric
-unsigned 8-bit per tensor from the observed minimum and maximum (always including 0). Ranges are
-those of the BatchNorm-folded model, the model the converter runs; a layer whose only consumer is a
-ReLU records its range after that ReLU (the converter fuses the two).
+unsigned 8-bit per tensor from the observed minimum and maximum (always including 0). A module
+whose only consumer is a ReLU records its range after that ReLU (the converter fuses the two); a
+BatchNorm records its output range, which becomes the range of the layer it is folded into.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from collections.abc import Iterable
 
 import torch
 from torch import fx, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
-from prunecli.export.fold import fold_batchnorm
 from prunecli.models.modules import EltwiseAdd
-from prunecli.quantization.int8 import KERNELS, single_relu_user, trace_without_identities
+from prunecli.quantization.int8 import KERNELS, AddLeafTracer, single_relu_user
 from prunecli.quantization.spec import LayerQuant, QuantPlan, TensorQuant
 
 METHOD = "MinMaxCalibration"
@@ -65,17 +65,23 @@ def minmax_plan(
     activation_bits: int = 8,
     per_channel: bool = True,
 ) -> QuantPlan:
-    """A plan for every conv / linear layer and residual addition of ``model`` (BatchNorm folded)."""
-    folded = fold_batchnorm(model, example_input).model
-    modules = dict(folded.named_modules())
-    graph: fx.Graph = trace_without_identities(folded)
+    """A plan for every conv / linear layer, BatchNorm and residual addition of ``model`` (eval mode).
+
+    Weights and ranges are those of ``model`` as given; a BatchNorm's entry has only an output range
+    (what the folded layer outputs, used by :func:`prunecli.quantization.int8.fold_for_int8`).
+    ``example_input`` is unused by the recording itself and kept for symmetry with the converter.
+    """
+    del example_input
+    model = model.eval()
+    modules = dict(model.named_modules())
+    graph: fx.Graph = AddLeafTracer().trace(model)
     after_relu = {
         str(node.target)
         for node in graph.nodes
         if node.op == "call_module" and single_relu_user(node, modules) is not None
     }
     layers = [name for name, m in modules.items() if type(m) in KERNELS]
-    adds = [name for name, m in modules.items() if isinstance(m, EltwiseAdd)]
+    outputs_only = [name for name, m in modules.items() if isinstance(m, EltwiseAdd | _BatchNorm)]
     ranges = _Ranges()
 
     def record(name: str):
@@ -86,11 +92,11 @@ def minmax_plan(
 
         return hook
 
-    handles = [modules[name].register_forward_hook(record(name)) for name in layers + adds]
+    handles = [modules[name].register_forward_hook(record(name)) for name in layers + outputs_only]
     try:
         with torch.no_grad():
             for batch in batches:
-                folded(batch)
+                model(batch)
     finally:
         for handle in handles:
             handle.remove()
@@ -108,11 +114,8 @@ def minmax_plan(
                 output=ranges.get(f"{name}:out", activation_bits),
             )
         )
-    for name in adds:
+    for name in outputs_only:
         if f"{name}:out" in ranges.low:
-            plan.add(
-                LayerQuant(
-                    name, METHOD, "ASYMMETRIC_UNSIGNED", output=ranges.get(f"{name}:out", activation_bits)
-                )
-            )
+            output = ranges.get(f"{name}:out", activation_bits)
+            plan.add(LayerQuant(name, METHOD, "ASYMMETRIC_UNSIGNED", output=output))
     return plan

@@ -7,8 +7,13 @@ int8 and the reports read only the plan and that model, never a quantizer's inte
 quantizer needs no change downstream.
 
 Conventions (those of PyTorch's quantized tensors, so conversion needs no translation):
-``q = clamp(round(x / scale) + zero_point, qmin, qmax)`` and ``x ~= (q - zero_point) * scale``;
+``q = clamp(round(x / scale + zero_point), qmin, qmax)`` and ``x ~= (q - zero_point) * scale``;
 ``qmin, qmax`` are ``-2**(bits-1), 2**(bits-1)-1`` when ``signed`` and ``0, 2**bits-1`` otherwise.
+For an integral zero point this is PyTorch's ``round(x / scale) + zero_point``. DoReFa's and
+BNN's grids are symmetric around zero without a zero level: their zero point is a half-integer
+(``(2**bits - 1) / 2``; 0.5 for 1 bit), which PyTorch's integer kernels cannot take, so a converter
+keeps such tensors in fake-quant (:attr:`TensorQuant.integral`). A weight with pruned positions
+keeps them at exactly zero in the effective weights even where zero is off the grid.
 """
 
 from __future__ import annotations
@@ -40,6 +45,27 @@ class TensorQuant:
     @property
     def qmax(self) -> int:
         return 2 ** (self.bits - 1) - 1 if self.signed else 2**self.bits - 1
+
+    @property
+    def integral(self) -> bool:
+        """Whether the zero point is an integer (PyTorch's quantized kernels need one)."""
+        return bool(torch.all(self.zero_point == torch.round(self.zero_point)))
+
+    def _along(self, value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        value = value.to(like.device, like.dtype)
+        if self.axis is None or value.dim() == 0:
+            return value
+        shape = [1] * like.dim()
+        shape[self.axis] = -1
+        return value.reshape(shape)
+
+    def quantize(self, x: torch.Tensor) -> torch.Tensor:
+        """The integers ``clamp(round(x / scale + zero_point), qmin, qmax)`` (as floats)."""
+        scale, zp = self._along(self.scale, x), self._along(self.zero_point, x)
+        return torch.clamp(torch.round(x / scale + zp), self.qmin, self.qmax)
+
+    def dequantize(self, q: torch.Tensor) -> torch.Tensor:
+        return (q - self._along(self.zero_point, q)) * self._along(self.scale, q)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -2,7 +2,7 @@
 
 Two entries of the checkpoint's ``extras``:
 
-* ``extras["quant_plan"]``: :meth:`QuantPlan.to_dict` of a float checkpoint whose model a
+* ``extras["quantization"]``: :meth:`QuantPlan.to_dict` of a float checkpoint whose model a
   quantizer prepared (effective float weights); ``prunecli thin`` and the end of ``prunecli run``
   convert such a checkpoint to int8.
 * ``extras["int8"]``: an int8 checkpoint (:class:`Int8Record`): the plan, the BatchNorm pairs
@@ -23,7 +23,7 @@ from prunecli.export.fold import FoldedPair
 from prunecli.quantization.packing import PackedCodes
 from prunecli.quantization.spec import QuantPlan
 
-PLAN_KEY = "quant_plan"
+PLAN_KEY = "quantization"
 INT8_KEY = "int8"
 RECORD_VERSION = 1
 
@@ -34,14 +34,16 @@ def _extras(payload: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _compact_plan(plan: QuantPlan) -> dict[str, Any]:
-    """The plan as plain data with float32 scales and int32 zero points (what the kernels use)."""
+    """The plan as plain data with float32 scales and int32 zero points (float32 where half-integers)."""
     data = plan.to_dict()
     for layer in data["layers"]:
         for key in ("weight", "input", "output"):
             tq = layer.get(key)
             if tq is not None:
                 tq["scale"] = tq["scale"].to(torch.float32)
-                tq["zero_point"] = tq["zero_point"].to(torch.int32)
+                zero = tq["zero_point"]
+                whole = bool(torch.all(zero == torch.round(zero)))
+                tq["zero_point"] = zero.to(torch.int32) if whole else zero.to(torch.float32)
     return data
 
 

@@ -351,12 +351,207 @@ QUANTIZER_NAMES = (
     "PACTQuantizer",
     "WRPNQuantizer",
 )
-QUANTIZERS_UNSUPPORTED = "quantizers are not supported yet"
+#: Distiller's LinearQuantMode and ClipMode names
+QUANT_MODES = ("SYMMETRIC", "ASYMMETRIC_UNSIGNED", "ASYMMETRIC_SIGNED")
+CLIP_MODES = ("NONE", "AVG", "N_STD", "GAUSS", "LAPLACE")
+BITS: dict[str, Any] = {
+    "anyOf": [{"type": "integer", "minimum": 1, "maximum": 32}, {"type": "null"}],
+    "x-expected": "a bit width in 1..32 (or null: keep float)",
+}
+QUANT_MODE: dict[str, Any] = {"enum": list(QUANT_MODES), "x-expected": "one of " + ", ".join(QUANT_MODES)}
+MODE_ARG: dict[str, Any] = {
+    "anyOf": [
+        QUANT_MODE,
+        {
+            "type": "object",
+            "properties": {"activations": QUANT_MODE, "weights": QUANT_MODE},
+            "required": ["activations", "weights"],
+            "additionalProperties": False,
+        },
+    ],
+    "x-expected": "one of " + ", ".join(QUANT_MODES) + ", or {activations: MODE, weights: MODE}",
+}
+CLIP_ARG: dict[str, Any] = {"enum": list(CLIP_MODES), "x-expected": "one of " + ", ".join(CLIP_MODES)}
+_BIT_OVERRIDES = {"bits_activations": BITS, "bits_weights": BITS, "bits_bias": BITS}
+
+
+def _overrides(extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``overrides: {module-name regex: {bits_... and per-class keys}}``."""
+    entry = {
+        "type": ["object", "null"],
+        "properties": {**_BIT_OVERRIDES, **(extra or {})},
+        "additionalProperties": False,
+        "x-expected": "a mapping of " + ", ".join([*_BIT_OVERRIDES, *(extra or {})]),
+    }
+    return {
+        "type": ["object", "null"],
+        "additionalProperties": entry,
+        "x-expected": "a mapping 'module-name regex: {bits_activations: ..., bits_weights: ...}'",
+    }
+
+
+INPUT_OVERRIDE: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "from_output": BOOL,
+        "bits_activations": BITS,
+        "mode": QUANT_MODE,
+        "clip_acts": CLIP_ARG,
+        "clip_n_stds": NON_NEGATIVE,
+    },
+    "additionalProperties": False,
+    "x-expected": "a mapping with from_output, bits_activations, mode, clip_acts or clip_n_stds",
+}
+PTQ_OVERRIDES = _overrides(
+    {
+        "clip_acts": CLIP_ARG,
+        "clip_n_stds": NON_NEGATIVE,
+        "clip_half_range": BOOL,
+        "mode": MODE_ARG,
+        "per_channel_wts": BOOL,
+        "quantize_inputs": BOOL,
+        "input_overrides": {
+            "type": "object",
+            "additionalProperties": INPUT_OVERRIDE,
+            "x-expected": "a mapping 'input index: {from_output: true} or {clip_acts: ..., ...}'",
+        },
+    }
+)
+NON_NEGATIVE_OR_NULL: dict[str, Any] = {
+    "anyOf": [{"type": "number", "minimum": 0}, {"type": "null"}],
+    "x-expected": "a number >= 0 (or null)",
+}
+STATS_PATH: dict[str, Any] = {
+    "type": ["string", "null"],
+    "minLength": 1,
+    "x-expected": "the path of an activation statistics YAML file (prunecli collect-stats writes one)",
+}
+#: the argument holding a statistics file path (resolved by the loader like Distiller: working
+#: directory first, then the schedule's folder and its parents)
+STATS_ARG = "model_activation_stats"
+
+
+NNI_METHODS = ("Naive", "QAT", "DoReFa", "BNN", "LSQ")
+NNI_METHOD: dict[str, Any] = {"enum": list(NNI_METHODS), "x-expected": "one of " + ", ".join(NNI_METHODS)}
+_NNI_TYPES: dict[str, Any] = {
+    "type": "array",
+    "items": {"enum": ["weight", "input", "output"]},
+    "minItems": 1,
+    "x-expected": "a list of weight, input, output",
+}
+_NNI_BITS_ONE: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": 32}
+_NAMES: dict[str, Any] = {"type": "array", "items": {"type": "string"}, "x-expected": "a list of names"}
+NNI_CONFIG_LIST: dict[str, Any] = {
+    "type": "array",
+    "minItems": 1,
+    "items": {
+        "type": "object",
+        "properties": {
+            "quant_types": _NNI_TYPES,
+            "quant_bits": {
+                "anyOf": [
+                    _NNI_BITS_ONE,
+                    {
+                        "type": "object",
+                        "properties": {t: _NNI_BITS_ONE for t in ("weight", "input", "output")},
+                        "additionalProperties": False,
+                    },
+                ],
+                "x-expected": "a bit width in 1..32, or {weight: N, input: N, output: N}",
+            },
+            "op_types": _NAMES,
+            "op_names": _NAMES,
+            "exclude": BOOL,
+        },
+        "additionalProperties": False,
+        "x-expected": "an entry with quant_types, quant_bits, op_types and/or op_names (exclude)",
+    },
+    "x-expected": "a list of NNI config entries",
+}
 
 
 def _quantizers() -> list[ClassSpec]:
-    anything = {"type": "object"}
-    return [ClassSpec(n, "quantizers", anything, unsupported=QUANTIZERS_UNSUPPORTED) for n in QUANTIZER_NAMES]
+    base = {"bits_activations": BITS, "bits_weights": BITS, "bits_bias": BITS, "overrides": _overrides()}
+    relu_family = obj({}, base)
+    return [
+        ClassSpec(
+            "PostTrainLinearQuantizer",
+            "quantizers",
+            obj(
+                {},
+                {
+                    "bits_activations": BITS,
+                    "bits_parameters": BITS,
+                    "bits_accum": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": 32,
+                        "x-expected": "a bit width in 1..32",
+                    },
+                    "overrides": PTQ_OVERRIDES,
+                    "mode": MODE_ARG,
+                    "clip_acts": CLIP_ARG,
+                    "per_channel_wts": BOOL,
+                    STATS_ARG: STATS_PATH,
+                    "clip_n_stds": NON_NEGATIVE_OR_NULL,
+                    "clip_half_range": BOOL,
+                    "inputs_quant_auto_fallback": BOOL,
+                },
+            ),
+            notes=("post-training: applied to the model at the end of the run (or alone, without policies)",),
+        ),
+        ClassSpec(
+            "QuantAwareTrainRangeLinearQuantizer",
+            "quantizers",
+            obj(
+                {},
+                {
+                    **base,
+                    "mode": MODE_ARG,
+                    "ema_decay": {
+                        "type": "number",
+                        "minimum": 0,
+                        "exclusiveMaximum": 1,
+                        "x-expected": "a number in [0, 1)",
+                    },
+                    "per_channel_wts": BOOL,
+                    "quantize_inputs": BOOL,
+                    "num_bits_inputs": BITS,
+                },
+            ),
+        ),
+        ClassSpec(
+            "NCFQuantAwareTrainQuantizer",
+            "quantizers",
+            {"type": "object"},
+            unsupported="NCFQuantAwareTrainQuantizer is not supported: it quantizes Distiller's NCF model "
+            "modules (EltwiseMult, Concat), which the zoo does not have",
+        ),
+        ClassSpec("DorefaQuantizer", "quantizers", relu_family),
+        ClassSpec(
+            "PACTQuantizer",
+            "quantizers",
+            obj(
+                {},
+                {
+                    **base,
+                    "act_clip_init_val": {
+                        "type": "number",
+                        "exclusiveMinimum": 0,
+                        "x-expected": "a number > 0",
+                    },
+                    "act_clip_decay": NON_NEGATIVE_OR_NULL,
+                },
+            ),
+        ),
+        ClassSpec("WRPNQuantizer", "quantizers", relu_family),
+        ClassSpec(
+            "NNIQuantizer",
+            "quantizers",
+            obj({"method": NNI_METHOD, "config_list": NNI_CONFIG_LIST}),
+            notes=("prunecli's: NNI's quantizers (Naive, QAT, DoReFa, BNN, LSQ) configured by a config_list",),
+        ),
+    ]
 
 
 # ---------------------------------------------------------------------------- LR schedulers

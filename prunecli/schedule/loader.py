@@ -11,7 +11,7 @@ from typing import Any
 from prunecli.errors import ProblemCollector, ScheduleError, SourceLocation
 
 from . import semantics
-from .catalog import QUANTIZERS_UNSUPPORTED, SPARSITY, catalog, classes_in, lookup
+from .catalog import SPARSITY, STATS_ARG, catalog, classes_in, lookup
 from .checks import schema_problems, suggest
 from .classify import classify
 from .dialects import detect_dialect
@@ -160,12 +160,6 @@ def build_distiller_schedule(
             classification=kind.name,
             location=SourceLocation(path, 1, 1),
         )
-    if data.get("quantizers"):
-        raise ScheduleError(
-            QUANTIZERS_UNSUPPORTED,
-            location=locate(("quantizers",), key=True),
-            hint="remove the quantizers section and quantizer policies (pruning, regularization and LR work)",
-        )
     problems = ProblemCollector()
     for key in data:
         if key not in TOP_LEVEL_KEYS:
@@ -178,6 +172,7 @@ def build_distiller_schedule(
     if "version" in data and (version != 1 or isinstance(version, bool)):
         problems.add(f"unsupported schedule version {version!r}", locate(("version",)), "write 'version: 1'")
     components, known = _components(data, locate, problems)
+    _check_quantizers(components, path, problems)
     policies = _policies(data, locate, problems, components, known)
     problems.raise_if_any(ScheduleError, f"{path}: invalid schedule")
     return Schedule(
@@ -312,6 +307,88 @@ def _native_problems(
     return not found
 
 
+# ---------------------------------------------------------------------------- quantizers
+
+#: quantizers applied to a trained model rather than scheduled in the timeline
+POST_TRAINING_QUANTIZERS = ("PostTrainLinearQuantizer",)
+
+
+def _post_training_only(components: dict[str, dict[str, Component]]) -> bool:
+    quantizers = components.get("quantizers", {})
+    return bool(quantizers) and all(c.class_name in POST_TRAINING_QUANTIZERS for c in quantizers.values())
+
+
+def resolve_stats_path(value: str, schedule_path: str) -> Path | None:
+    """Distiller opens the path from the working directory; failing that, try the schedule's
+    folder and each of its parents (so an example's ``../quantization/...`` works where it lies)."""
+    candidate = Path(value).expanduser()
+    if candidate.is_absolute():
+        return candidate if candidate.is_file() else None
+    if candidate.is_file():
+        return candidate.resolve()
+    folder = Path(schedule_path).resolve().parent
+    for base in (folder, *folder.parents):
+        if (base / candidate).is_file():
+            return (base / candidate).resolve()
+    return None
+
+
+def _check_quantizers(
+    components: dict[str, dict[str, Component]], path: str, problems: ProblemCollector
+) -> None:
+    """One quantizer at most (as Distiller), and statistics files that exist, resolved to full paths."""
+    quantizers = list(components.get("quantizers", {}).values())
+    for extra in quantizers[1:]:
+        problems.add(
+            f"quantizers.{extra.instance}: only one quantizer per schedule (Distiller refuses several too)",
+            extra.location,
+            f"keep one of: {', '.join(q.instance for q in quantizers)}",
+        )
+    for comp in quantizers:
+        value = comp.args.get(STATS_ARG)
+        if not isinstance(value, str):
+            continue
+        found = resolve_stats_path(value, path)
+        if found is None and not Path(path).is_file():
+            continue  # text re-read from a checkpoint or report: the builder reports it if it is used
+        if found is None:
+            problems.add(
+                f"quantizers.{comp.instance}: statistics file {value!r} not found (looked in the working "
+                "directory, then the schedule's folder and its parents)",
+                comp.arg_locations.get(STATS_ARG, comp.location),
+                "give a path that exists, or write one with 'prunecli collect-stats MODEL --dataset NAME --out FILE'",
+            )
+        else:
+            comp.args[STATS_ARG] = str(found)
+
+
+def _quantizer_policy_ok(
+    comp: Component,
+    epochs: list[int],
+    where: str,
+    path: tuple[Any, ...],
+    locate: Callable[..., SourceLocation],
+    problems: ProblemCollector,
+) -> bool:
+    """Quantization-aware training prepares the model once, from the first epoch (Distiller's rule)."""
+    if comp.class_name in POST_TRAINING_QUANTIZERS:
+        problems.add(
+            f"{where}: {comp.class_name} '{comp.instance}' is applied after training, not on epochs",
+            locate(path),
+            "remove this policy entry: the quantizer runs once the training epochs are over",
+        )
+        return False
+    if epochs and epochs[0] != 0:
+        problems.add(
+            f"{where}: quantizer '{comp.instance}' starts at epoch {epochs[0]}; quantization-aware "
+            "training starts at epoch 0",
+            locate((*path, "starting_epoch")),
+            "write 'starting_epoch: 0'",
+        )
+        return False
+    return True
+
+
 # ---------------------------------------------------------------------------- policies
 
 
@@ -322,6 +399,8 @@ def _policies(
     components: dict[str, dict[str, Component]],
     known: dict[str, set[str]],
 ) -> list[Policy]:
+    if "policies" not in data and _post_training_only(components):
+        return []  # Distiller's post-training quantization files: applied after training
     if "policies" not in data:
         problems.add(
             "missing 'policies': nothing would ever run",
@@ -397,6 +476,8 @@ def _policy(
     if comp is None:  # declared but invalid: already reported
         return None
     if not semantics.check_policy_timing(comp, epoch_list, start, end, freq, where, path, locate, problems):
+        return None
+    if kind == "quantizer" and not _quantizer_policy_ok(comp, epoch_list, where, path, locate, problems):
         return None
     return Policy(
         kind=kind,

@@ -39,6 +39,8 @@ class ThinOptions:
     ``round_to`` > 1: keep back the highest-ranked removable channels of each group so every kept
     channel count is a multiple of it. ``prune_normalized``: also remove zero channels that a
     LayerNorm/GroupNorm normalises (approximate; the verification records the deviation).
+    ``narrow_heads``: attention heads lose the same positions each (``head_dim`` shrinks, the number
+    of heads stays) instead of going whole.
     """
 
     mode: Literal["both", "filters", "channels"] = "both"
@@ -46,6 +48,7 @@ class ThinOptions:
     verify: bool = True
     round_to: int = 1
     prune_normalized: bool = False
+    narrow_heads: bool = False
 
     def thin_model_kwargs(self) -> dict[str, Any]:
         return asdict(self)

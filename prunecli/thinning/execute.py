@@ -44,6 +44,8 @@ def execute_recipe(
     for name, steps in recipe.tensors.items():
         for dim, idx in steps:
             _slice_tensor(model, name, dim, idx, masks, optimizer, undo)
+    for name, scales in recipe.scales.items():
+        _scale_tensor(model, name, scales, undo)
     for module_name, attrs in recipe.modules.items():
         module = submodule(model, module_name)
         for attr, value in attrs.items():
@@ -86,6 +88,19 @@ def _slice_tensor(model, name, dim, idx, masks, optimizer, undo) -> None:
             masks[name] = mask.index_select(dim, index.to(mask.device))
             if undo is not None:
                 undo.add(lambda n=name, v=mask: masks.__setitem__(n, v))
+
+
+def _scale_tensor(model, name: str, scales, undo) -> None:
+    """Multiply parts of a parameter (the query rows of narrowed attention heads) by their factors."""
+    t = tensor_by_name(model, name)
+    old = t.data
+    new = old.clone()
+    for dim, parts, part, factor in scales:
+        size = new.shape[dim] // parts
+        new.narrow(dim, part * size, size).mul_(factor)
+    t.data = new
+    if undo is not None:
+        undo.add(lambda p=t, d=old: setattr(p, "data", d))
 
 
 def set_shape_changing_data(p: nn.Parameter, data: torch.Tensor) -> None:
@@ -145,8 +160,9 @@ def _gn_attrs(m: nn.Module, kind: str) -> dict[str, Any]:
 
 
 def _attention_attrs(m: nn.Module, kind: str) -> dict[str, Any]:
+    """The widths; ``num_heads`` or ``head_dim`` are size attributes of the graph (whichever shrank)."""
     embed = m.in_proj_weight.shape[1]
-    return {"embed_dim": embed, "kdim": embed, "vdim": embed, "num_heads": embed // m.head_dim}
+    return {"embed_dim": embed, "kdim": embed, "vdim": embed}
 
 
 ATTRIBUTE_RULES: dict[str, Callable[[nn.Module, str], dict[str, Any]]] = {

@@ -22,6 +22,7 @@ norm's statistics then change (``Plan.normalized_groups``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,6 +52,8 @@ class Plan:
     normalized_groups: list[int] = field(default_factory=list)
     #: groups whose every channel was zero: one channel is kept so the network stays connected
     emptied: list[ChannelGroup] = field(default_factory=list)
+    #: query rows to rescale where attention heads were narrowed (``ThinningRecipe.scales``)
+    scales: dict[str, list[tuple[int, int, int, float]]] = field(default_factory=dict)
 
     @property
     def removed_channels(self) -> int:
@@ -117,6 +120,12 @@ def plan_removal(
         drop = removable[comp[attr.ids]]
         if drop.any():
             plan.attributes.setdefault(attr.module, {})[attr.attr] = int((~drop).sum())
+    for scale in flow.query_scales:
+        kept = int((~removable[comp[scale.ids]]).sum())
+        if kept < len(scale.ids):
+            factor = math.sqrt(kept / len(scale.ids))
+            for name in scale.tensors:
+                plan.scales.setdefault(name, []).append((0, scale.parts, scale.part, factor))
     return plan
 
 

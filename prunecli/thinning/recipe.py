@@ -31,6 +31,10 @@ class ThinningRecipe:
     checks: list[dict[str, Any]] = field(default_factory=list)
     #: what the user must hear about (a tensor whose every filter was pruned, kept at one channel)
     warnings: list[str] = field(default_factory=list)
+    #: ``scales[name] = [(dim, parts, part, factor), ...]``: after slicing, part ``part`` of ``parts``
+    #: equal parts of the tensor along ``dim`` is multiplied by ``factor`` (the query rows of an
+    #: attention whose heads were narrowed, so that ``q . k / sqrt(head_dim)`` keeps its value)
+    scales: dict[str, list[tuple[int, int, int, float]]] = field(default_factory=dict)
 
     def is_empty(self) -> bool:
         return not self.tensors
@@ -49,6 +53,10 @@ class ThinningRecipe:
             "removed_channels": int(self.removed_channels),
             "checks": [dict(c) for c in self.checks],
             "warnings": [str(w) for w in self.warnings],
+            "scales": {
+                name: [[int(d), int(n), int(k), float(f)] for d, n, k, f in steps]
+                for name, steps in self.scales.items()
+            },
         }
 
     @classmethod
@@ -72,7 +80,11 @@ class ThinningRecipe:
         }
         checks = [dict(c) for c in data.get("checks", []) if isinstance(c, dict)]
         warnings = [str(w) for w in data.get("warnings", []) if isinstance(w, str)]
-        return cls(tensors, modules, int(data.get("removed_channels", 0)), checks, warnings)
+        scales = {
+            name: [(int(d), int(n), int(k), float(f)) for d, n, k, f in steps]
+            for name, steps in data.get("scales", {}).items()
+        }
+        return cls(tensors, modules, int(data.get("removed_channels", 0)), checks, warnings, scales)
 
     def under(self, prefix: str) -> ThinningRecipe:
         """The same recipe for a model holding the thinned one as sub-module ``prefix``."""
@@ -86,6 +98,7 @@ class ThinningRecipe:
             {full(n): [(d, list(idx)) for d, idx in steps] for n, steps in self.tensors.items()},
             {full(n): dict(attrs) for n, attrs in self.modules.items()},
             self.removed_channels,
+            scales={full(n): list(steps) for n, steps in self.scales.items()},
         )
 
     def then(self, later: ThinningRecipe) -> ThinningRecipe:
@@ -103,12 +116,16 @@ class ThinningRecipe:
         modules = {name: dict(attrs) for name, attrs in self.modules.items()}
         for name, attrs in later.modules.items():
             modules.setdefault(name, {}).update(attrs)
+        scales = {name: list(steps) for name, steps in self.scales.items()}
+        for name, steps in later.scales.items():
+            scales.setdefault(name, []).extend(steps)  # parts keep their layout: factors multiply
         return ThinningRecipe(
             tensors,
             modules,
             self.removed_channels + later.removed_channels,
             self.checks + later.checks,
             self.warnings + later.warnings,
+            scales,
         )
 
 

@@ -30,6 +30,7 @@ def thin_model(
     rule: str = "exact",
     round_to: int = 1,
     prune_normalized: bool = False,
+    narrow_heads: bool = False,
 ) -> ThinningRecipe:
     """Physically remove channels that do not affect the output; returns what was done.
 
@@ -44,7 +45,10 @@ def thin_model(
     ``prune_normalized`` also removes zero channels that a LayerNorm/GroupNorm normalises (with the
     norm's zero scale and shift): the norm's statistics change, so the output changes a little; the
     verification then records that deviation (status ``deviation``) instead of requiring equality.
-    A ``graph`` passed in decides by itself (built with or without ``prune_normalized``).
+    ``narrow_heads`` narrows attention heads (the same positions of every head go, ``head_dim``
+    shrinks, the number of heads stays) instead of removing whole heads; the query rows are rescaled
+    by ``sqrt(new head_dim / old)`` so the attention scores keep their value and the thinning stays
+    exact. A ``graph`` passed in decides by itself (built with or without these options).
     """
     if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
         raise ThinningError(
@@ -55,7 +59,9 @@ def thin_model(
     try:
         _apply_masks(model, masks, undo)
         if graph is None:
-            graph = build_dependency_graph(model, inputs, prune_normalized=prune_normalized)
+            graph = build_dependency_graph(
+                model, inputs, prune_normalized=prune_normalized, narrow_heads=narrow_heads
+            )
         plan = plan_removal(model, graph, mode, rule, round_to)
         warnings = [_emptied_warning(model, group) for group in plan.emptied]
         if not plan.keep:
@@ -66,7 +72,9 @@ def thin_model(
         tensors: dict[str, list[tuple[int, list[int]]]] = {}
         for (name, dim), idx in plan.keep.items():
             tensors.setdefault(name, []).append((dim, idx))
-        recipe = ThinningRecipe(tensors=tensors, removed_channels=plan.removed_channels, warnings=warnings)
+        recipe = ThinningRecipe(
+            tensors=tensors, removed_channels=plan.removed_channels, warnings=warnings, scales=plan.scales
+        )
         execute_recipe(model, recipe, masks=masks, optimizer=optimizer, undo=undo)
         recipe.modules = module_attributes(model, graph.flow.modules, plan.modules)
         for module, attrs in plan.attributes.items():

@@ -162,6 +162,7 @@ class _Run:
             round_to=self.config.round_to,
             steps_per_epoch=self.steps_per_epoch,
             prune_normalized=self.config.prune_normalized,
+            narrow_heads=self.config.narrow_heads,
         )
 
     def _epochs(self) -> int:
@@ -307,9 +308,16 @@ class _Run:
 
         self.spec = ModelSpec.from_dict(payload["model"])
         self.optimizer = build_optimizer(cfg, self.model)
-        if payload.get("optimizer"):
-            self.optimizer.load_state_dict(payload["optimizer"])
+        saved_optimizer = payload.get("optimizer")
+        # a quantizer adds its learned clip values/steps as an optimizer group when it is built
+        extra_groups = bool(saved_optimizer) and len(saved_optimizer["param_groups"]) > len(
+            self.optimizer.param_groups
+        )
+        if saved_optimizer and not extra_groups:
+            self.optimizer.load_state_dict(saved_optimizer)
         self.scheduler = self._build_scheduler()
+        if extra_groups:
+            self.optimizer.load_state_dict(saved_optimizer)
         if payload.get("scheduler"):
             self.scheduler.load_state_dict(payload["scheduler"])
         self.trainable = self.parallel.replicate(self.model, self.scheduler)
@@ -507,7 +515,13 @@ class _Run:
 
     # ------------------------------------------------------------------ the end
     def finish(self, result: RunResult) -> None:
+        stage = getattr(self.scheduler, "quantization", None)
+        if stage is not None:
+            stage.apply_post_training()
         test = self._evaluate(self.test_loader)
+        if stage is not None:
+            # the model keeps its effective float weights; the plan travels in the checkpoint
+            self.extras["quantization"] = stage.finalize().to_dict()
         result.test = {
             "top1": test.top1,
             "top5": test.top5,
@@ -538,7 +552,7 @@ class _Run:
         self._collect_recipes()
         model = copy.deepcopy(self.model).eval()
         payload = self.payload(self.metrics[-1]["epoch"] if self.metrics else -1, model=model, full=False)
-        options = ThinOptions(prune_normalized=self._prunes_normalized())
+        options = ThinOptions(prune_normalized=self._prunes_normalized(), narrow_heads=self.config.narrow_heads)
         compact = thin_checkpoint(
             payload,
             model,

@@ -60,6 +60,7 @@ class RunConfig:
     name: str | None = None
     auto_dependency: bool = False
     prune_normalized: bool = False
+    narrow_heads: bool = False
     round_to: int = 1
     compact: bool = True
     int8: bool = True

@@ -56,22 +56,43 @@ def is_main_process() -> bool:
     return int(os.environ.get(ENV_RANK, "0") or 0) == 0
 
 
-def first_mismatch(digests: Sequence[str]) -> int | None:
+def first_mismatch(digests: Sequence[Any]) -> int | None:
     """The first rank whose digest differs from rank 0's, or ``None`` when all agree."""
     return next((rank for rank, digest in enumerate(digests) if digest != digests[0]), None)
 
 
-def tensors_digest(tensors: Mapping[str, torch.Tensor | None]) -> str:
-    """A SHA-256 over names, shapes and exact bytes (CPU, contiguous), in name order."""
-    h = hashlib.sha256()
+def tensor_digests(tensors: Mapping[str, torch.Tensor | None]) -> dict[str, str]:
+    """One SHA-256 per tensor over its shape, dtype and exact bytes (CPU, contiguous); ``None`` skipped.
+
+    Per tensor, so that processes that disagree can be told which tensor they disagree on.
+    """
+    out: dict[str, str] = {}
     for name in sorted(tensors):
         tensor = tensors[name]
         if tensor is None:
             continue
         data = tensor.detach().to("cpu").contiguous().reshape(-1)
-        h.update(f"{name}:{tuple(data.shape)}:{data.dtype};".encode())
+        h = hashlib.sha256(f"{tuple(tensor.shape)}:{data.dtype};".encode())
         h.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
-    return h.hexdigest()
+        out[name] = h.hexdigest()
+    return out
+
+
+def differing_tensors(reference: Mapping[str, str], other: Mapping[str, str]) -> list[str]:
+    """Names whose digest differs between two processes, or that only one of them holds."""
+    return sorted(name for name in set(reference) | set(other) if reference.get(name) != other.get(name))
+
+
+def mismatch_message(what: str, digests: Sequence[Mapping[str, str]], epoch: int | None = None) -> str:
+    """Which ranks hold different ``what`` than rank 0, and in which tensors (the first few named)."""
+    when = f" after epoch {epoch}" if epoch is not None else ""
+    parts = []
+    for rank, theirs in enumerate(digests):
+        names = differing_tensors(digests[0], theirs)
+        if names:
+            more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+            parts.append(f"rank {rank} differs from rank 0 in {', '.join(repr(n) for n in names[:3])}{more}")
+    return f"the {what} differ between processes{when}: {'; '.join(parts)}; the processes no longer train one model"
 
 
 @dataclass
@@ -160,21 +181,20 @@ class World:
         if self.distributed:
             dist.barrier()
 
-    def verify_identical(self, what: str, digest: str, *, epoch: int | None = None) -> None:
-        """Stop with :class:`ReplicaMismatch` unless every process has the same ``digest``."""
+    def verify_identical(self, what: str, digests: Mapping[str, str], *, epoch: int | None = None) -> None:
+        """Stop with :class:`ReplicaMismatch` unless every process has the same per-tensor ``digests``
+        (:func:`tensor_digests`); the message names the ranks and the first differing tensors."""
         if not self.distributed:
             return
-        digests = self.gather(digest)
-        bad = first_mismatch(digests)
-        if bad is not None:
-            when = f" after epoch {epoch}" if epoch is not None else ""
-            raise ReplicaMismatch(
-                f"the {what} of rank {bad} differ from rank 0's{when} "
-                f"(digests {digests[0][:12]} vs {digests[bad][:12]}); the processes no longer train one model",
-                hint="every process must run the same prunecli, torch and schedule with the same seed; "
-                "a pruner drawing from a per-process random source causes this. checkpoint.pt keeps "
-                "the last epoch that was saved before the divergence",
-            )
+        everyone = self.gather(dict(digests))
+        if first_mismatch(everyone) is None:
+            return
+        raise ReplicaMismatch(
+            mismatch_message(what, everyone, epoch),
+            hint="every process must run the same prunecli, torch and schedule with the same seed; "
+            "a pruner drawing from a per-process random source causes this. checkpoint.pt keeps "
+            "the last epoch that was saved before the divergence",
+        )
 
     def sync_buffers(self, module: nn.Module) -> None:
         """Give every process rank 0's buffers (BatchNorm running statistics are updated locally)."""

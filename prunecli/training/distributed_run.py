@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from prunecli.checkpoint.testhooks import diverge
 from prunecli.errors import ConfigError, PruneCliError
 from prunecli.rundir import RunDir
 
@@ -34,7 +35,7 @@ from .distributed import (
     Replica,
     World,
     is_main_process,
-    tensors_digest,
+    tensor_digests,
     under_launcher,
 )
 from .distributed_batchnorm import synchronise_batchnorm
@@ -214,7 +215,7 @@ class Parallel:
     def _after_thinning(self, recipe: Any) -> None:
         """Every process thinned its own copy: check the copies are equal, then rebuild DDP."""
         assert isinstance(self.replica, Replica)
-        self.world.verify_identical("thinned models", tensors_digest(self.replica.module.state_dict()))
+        self.world.verify_identical("thinned models", tensor_digests(self.replica.module.state_dict()))
         self.replica.rewrap()
 
     def step_options(self) -> dict[str, Any]:
@@ -226,7 +227,8 @@ class Parallel:
 
     def verify_masks(self, scheduler: Any, epoch: int) -> None:
         if self.world.distributed:
-            self.world.verify_identical("pruning masks", tensors_digest(scheduler.masks), epoch=epoch)
+            diverge(scheduler.masks_view, self.world.rank, epoch)
+            self.world.verify_identical("pruning masks", tensor_digests(scheduler.masks), epoch=epoch)
 
     # ------------------------------------------------------------------------------- files
     def checkpoint_extras(self) -> dict[str, Any]:

@@ -72,6 +72,11 @@ CONFIG_SCHEMA: dict[str, Any] = {
             "description": "coupled pruning also prunes channels that LayerNorm/GroupNorm normalise "
             "(implies auto_dependency; thinning is then approximate and reports its deviation)",
         },
+        "narrow_heads": {
+            "type": "boolean",
+            "description": "with prune_normalized: attention heads are narrowed alike (head_dim shrinks, the "
+            "number of heads stays) instead of removed whole",
+        },
         "round_to": {
             "type": "integer",
             "minimum": 1,

@@ -209,8 +209,9 @@ DETECTION = Task(
     metrics=lambda stats: {"detection_loss": stats.loss},
     example_input=lambda bundle, device: torch.zeros(1, *bundle.input_shape, device=device),
     # a detector as a whole does not trace (its forward loops over images and boxes); its
-    # backbone body (torchvision's ResNet stages) does, and its bottleneck channels thin
-    thinning_root="backbone.body",
+    # backbone (ResNet stages and FPN) does: the bottlenecks and the FPN's top-down channels thin,
+    # the FPN's outputs (read by the heads, outside the traced part) keep their width
+    thinning_root="backbone",
 )
 
 

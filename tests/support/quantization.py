@@ -1,8 +1,8 @@
 """Quantization oracles written out by hand from the plan's formula, for the int8 tests.
 
-``q = clamp(round(x / scale) + zero_point, qmin, qmax)``, ``x' = (q - zero_point) * scale``: the
+``q = clamp(round(x / scale + zero_point), qmin, qmax)``, ``x' = (q - zero_point) * scale``: the
 reference applies exactly that at every point the plan names, in float64, on the quickstart
-model's structure spelled out layer by layer (no graph rewriting, no quantized kernels).
+model's structure spelled out layer by layer (no folding, no graph rewriting, no quantized kernels).
 """
 
 from __future__ import annotations
@@ -36,33 +36,48 @@ def fake(x: torch.Tensor, tq: TensorQuant, axis_dims: int | None = None) -> torc
         shape = [1] * x.dim()
         shape[tq.axis] = -1
         scale, zero = scale.reshape(shape), zero.reshape(shape)
-    q = torch.clamp(torch.round(x / scale) + zero, tq.qmin, tq.qmax)
+    q = torch.clamp(torch.round(x / scale + zero), tq.qmin, tq.qmax)
     return (q - zero) * scale
 
 
-def _layer(plan: QuantPlan, name: str, module: nn.Module, x: torch.Tensor, relu: bool) -> torch.Tensor:
+def _layer(plan: QuantPlan, name: str, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A planned conv / linear layer: fake-quantized input and weight, float64 arithmetic."""
     lq = plan.layers[name]
     w = fake(module.weight.detach(), lq.weight)
-    b = module.bias.detach().to(torch.float64)
+    b = module.bias.detach().to(torch.float64) if module.bias is not None else None
     x = fake(x, lq.input)
     if isinstance(module, nn.Conv2d):
-        y = F.conv2d(x, w, b, module.stride, module.padding)
-    else:
-        y = F.linear(x, w, b)
-    return fake(F.relu(y) if relu else y, lq.output)
+        return F.conv2d(x, w, b, module.stride, module.padding)
+    return F.linear(x, w, b)
 
 
-def reference_digits(folded: nn.Module, plan: QuantPlan, x: torch.Tensor) -> torch.Tensor:
-    """The fake-quant forward of a BatchNorm-folded ``resnet_digits`` under ``plan``, in float64."""
-    x = _layer(plan, "conv1", folded.conv1, x, relu=True)
+def _norm(plan: QuantPlan, name: str, norm: nn.Module, x: torch.Tensor, relu: bool) -> torch.Tensor:
+    """The eval-mode BatchNorm in float64, then (ReLU and) its plan entry's output range."""
+    f = norm.weight.detach().double() / torch.sqrt(norm.running_var.double() + norm.eps)
+    shift = norm.bias.detach().double() - norm.running_mean.double() * f
+    y = x * f.reshape(1, -1, 1, 1) + shift.reshape(1, -1, 1, 1)
+    return fake(F.relu(y) if relu else y, plan.layers[name].output)
+
+
+def reference_digits(model: nn.Module, plan: QuantPlan, x: torch.Tensor) -> torch.Tensor:
+    """The int8 forward of an (unfolded, eval-mode) ``resnet_digits`` under ``plan``, in float64.
+
+    Each output is rounded where the int8 model rounds it: after a convolution's BatchNorm (and
+    ReLU) at the BatchNorm's range, after a residual addition and its ReLU at the addition's range.
+    """
+    x = _norm(plan, "bn1", model.bn1, _layer(plan, "conv1", model.conv1, x), relu=True)
     for stage in ("layer1", "layer2"):
-        block = getattr(folded, stage)[0]
-        out = _layer(plan, f"{stage}.0.conv1", block.conv1, x, relu=True)
-        out = _layer(plan, f"{stage}.0.conv2", block.conv2, out, relu=False)
+        block = getattr(model, stage)[0]
+        p = f"{stage}.0"
+        out = _norm(plan, f"{p}.bn1", block.bn1, _layer(plan, f"{p}.conv1", block.conv1, x), relu=True)
+        out = _norm(plan, f"{p}.bn2", block.bn2, _layer(plan, f"{p}.conv2", block.conv2, out), relu=False)
         residual = x
         if block.downsample is not None:
-            residual = _layer(plan, f"{stage}.0.downsample.0", block.downsample[0], x, relu=False)
-        x = fake(F.relu(residual + out), plan.layers[f"{stage}.0.residual_eltwiseadd"].output)
+            conv, norm = block.downsample
+            residual = _norm(
+                plan, f"{p}.downsample.1", norm, _layer(plan, f"{p}.downsample.0", conv, x), False
+            )
+        x = fake(F.relu(residual + out), plan.layers[f"{p}.residual_eltwiseadd"].output)
     # pooling an int8 tensor gives an int8 tensor on the same grid: the average is rounded to it
     x = fake(F.adaptive_avg_pool2d(x, 1), plan.layers["layer2.0.residual_eltwiseadd"].output).flatten(1)
-    return _layer(plan, "fc", folded.fc, x, relu=False)
+    return fake(_layer(plan, "fc", model.fc, x), plan.layers["fc"].output)

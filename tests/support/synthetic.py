@@ -15,6 +15,30 @@ from prunecli.thinning.recipe import tensor_by_name
 PRODUCER_KINDS = frozenset({"conv", "depthwise", "grouped", "linear", "attention"})
 
 
+class TinyAttention(nn.Module):
+    """Embedding -> self-attention -> classifier, no norm: removing whole heads (or the same
+    positions of every head) is exact."""
+
+    def __init__(self, embed: int = 12, heads: int = 3) -> None:
+        super().__init__()
+        self.embed = nn.Linear(5, embed)
+        self.attn = nn.MultiheadAttention(embed, heads, batch_first=True)
+        self.head = nn.Linear(embed, 2)
+
+    def forward(self, x):
+        h = self.embed(x)
+        a, _ = self.attn(h, h, h, need_weights=False)
+        return self.head((h + a).mean(1))
+
+
+def vit_params(d: int, mlp: int, layers: int = 2, patch: int = 4, tokens: int = 17, classes: int = 5) -> int:
+    """Parameters of torchvision's VisionTransformer (RGB input) with embedding ``d`` and MLP ``mlp``,
+    counted by hand: patch conv, class token, position embedding, per layer two LayerNorms, packed
+    q/k/v, output projection and the MLP, the final LayerNorm and the classifier."""
+    per_layer = 2 * d + (3 * d * d + 3 * d) + (d * d + d) + 2 * d + (d * mlp + mlp) + (mlp * d + d)
+    return (3 * patch * patch * d + d) + d + tokens * d + layers * per_layer + 2 * d + (d * classes + classes)
+
+
 def producer_members(graph: DependencyGraph, group: ChannelGroup):
     """The members to zero: conv/linear/attention outputs; for a group that passes through a norm
     (``prune_normalized``) every producer, the norm's scale and shift and embeddings included."""

@@ -57,6 +57,11 @@ def _member_text(m) -> str:
 @click.option(
     "--prune-normalized", is_flag=True, help="Count channels that LayerNorm/GroupNorm normalise as prunable."
 )
+@click.option(
+    "--narrow-heads",
+    is_flag=True,
+    help="Group position j of every attention head (heads narrowed alike) instead of whole heads.",
+)
 def command(
     model_spec: str,
     dataset: str | None,
@@ -64,12 +69,13 @@ def command(
     as_json: bool,
     show_all: bool,
     prune_normalized: bool,
+    narrow_heads: bool,
 ) -> None:
     """Show the channel groups of MODEL: tensors that must lose the same channels together."""
     from prunecli.graph import build_dependency_graph
 
     model, example = build_model_and_input(model_spec, dataset, input_shape)
-    graph = build_dependency_graph(model, example, prune_normalized=prune_normalized)
+    graph = build_dependency_graph(model, example, prune_normalized=prune_normalized, narrow_heads=narrow_heads)
     if as_json:
         doc = {"model": model_spec, "input_shape": list(example.shape), **graph.to_dict()}
         click.echo(json.dumps(doc))

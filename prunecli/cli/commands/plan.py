@@ -129,6 +129,9 @@ def command(
         raise result.error
     for warning in result.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(warning.render())}", highlight=False)
+    if result.schedule.iterative is not None:
+        _iterative_plan(schedule, result.schedule.iterative, as_json)
+        return
     epoch_plans = plan(result.schedule, epochs)
     if plot_file is not None:
         _plot(epoch_plans, plot_file)
@@ -170,3 +173,31 @@ def command(
             )
     if plot_file is not None:
         err_console.print(escape(f"plan plot written to {plot_file}"), highlight=False)
+
+
+def _iterative_plan(path: str, spec: Any, as_json: bool) -> None:
+    """The goal of every iteration of a scheduled generator (a search decides as it goes)."""
+    from prunecli.iterative.check import planned_tasks
+
+    tasks = planned_tasks(spec)
+    rows = [
+        {"iteration": t.index, "goal": str(t.goal) if t.goal else None, "start_from": t.start_from}
+        for t in tasks or []
+    ]
+    if as_json:
+        doc = {"file": path, "valid": True, "iterative": spec.to_dict(), "plan": rows if tasks else None}
+        click.echo(json.dumps(doc, indent=2))
+        return
+    if tasks is None:
+        console.print(
+            f"generator {escape(spec.generator)} chooses each task from the previous results; "
+            f"it has no fixed plan (budget {escape(str(spec.budget))})",
+            highlight=False,
+        )
+        return
+    table = Table(title=f"{spec.generator}: {len(rows)} iteration(s) to {spec.budget}")
+    for column in ("iteration", "goal", "start from"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(str(row["iteration"]), str(row["goal"]), row["start_from"])
+    console.print(table)

@@ -53,6 +53,12 @@ from .deps import parse_input_shape
     is_flag=True,
     help="Also remove zero channels that LayerNorm/GroupNorm normalise (approximate: the deviation is reported).",
 )
+@click.option(
+    "--narrow-heads",
+    is_flag=True,
+    help="Narrow every attention head alike (head_dim shrinks, the number of heads stays) instead of "
+    "removing whole heads.",
+)
 @click.option("--no-verify", is_flag=True, help="Skip the output comparison (not recommended).")
 @click.option(
     "--no-int8",
@@ -69,6 +75,7 @@ def command(
     rule: str,
     round_to: int,
     prune_normalized: bool,
+    narrow_heads: bool,
     no_verify: bool,
     no_int8: bool,
     as_json: bool,
@@ -82,8 +89,13 @@ def command(
     from prunecli.api import ThinOptions, thin
 
     options = ThinOptions(
-        mode=mode, rule=rule, verify=not no_verify, round_to=round_to, prune_normalized=prune_normalized
-    )  # type: ignore[arg-type]
+        mode=mode,  # type: ignore[arg-type]
+        rule=rule,  # type: ignore[arg-type]
+        verify=not no_verify,
+        round_to=round_to,
+        prune_normalized=prune_normalized,
+        narrow_heads=narrow_heads,
+    )
     summary = thin(
         checkpoint,
         output,

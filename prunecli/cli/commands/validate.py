@@ -14,7 +14,27 @@ from prunecli.validation import CheckResult, check_file, schedule_summary
 EXIT_INVALID = 2
 
 
+def _print_iterative(result: CheckResult) -> None:
+    spec = result.schedule.iterative
+    text = (
+        f"[green]valid[/] {escape(result.path)}: iterative schedule, generator {escape(spec.generator)}, "
+        f"{spec.iterations} iteration(s), budget {escape(str(spec.budget or 'none'))}"
+    )
+    if result.model:
+        text += f"; every name matches model {escape(result.model.spec)}"
+        if result.reachable is not None:
+            metric = spec.budget.split("<=")[0].strip()
+            text += (
+                f"; the budget is reachable (every layer at max_sparsity_per_layer "
+                f"{spec.max_sparsity_per_layer:g} keeps {result.reachable:.4f} of the dense {metric})"
+            )
+    console.print(text, highlight=False)
+
+
 def _print_ok(result: CheckResult) -> None:
+    if result.schedule.iterative is not None:
+        _print_iterative(result)
+        return
     from prunecli.schedule.dialects import dialect_title
 
     info = schedule_summary(result.schedule)

@@ -22,11 +22,15 @@ equals that of the torchvision model the layers came from.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
-from torchvision.models.resnet import Bottleneck, ResNet
 
 from prunecli.models.modules import EltwiseAdd
+
+if TYPE_CHECKING:  # torchvision is imported when the model is built: every CLI start would pay for it
+    from torchvision.models.resnet import Bottleneck, ResNet
 
 
 class BranchSum(nn.Module):
@@ -79,6 +83,8 @@ class ResNeXtDistiller(nn.Module):
 
 def torchvision_resnext101_32x4d(num_classes: int = 1000) -> ResNet:
     """The torchvision network whose layers :func:`resnext101_32x4d` re-arranges."""
+    from torchvision.models.resnet import Bottleneck, ResNet
+
     return ResNet(Bottleneck, [3, 4, 23, 3], num_classes=num_classes, groups=32, width_per_group=4)
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from prunecli.schedule.checks import suggest
 from prunecli.schedule.model import Schedule
-from prunecli.schedule.names import OPS_EXCLUDE_PREFIX, OPS_PREFIX
+from prunecli.schedule.names import CLASSIFIER_HEAD, OPS_EXCLUDE_PREFIX, OPS_PREFIX
 
 from . import Dialect, register_dialect
 from .common import Path, Reader, compile_document
@@ -375,10 +375,11 @@ def _entry(
 
 
 def _weights(config: Mapping[str, Any]) -> list[str]:
-    """``ops:`` selections for op_names (``.*`` when empty), then ``ops-not:`` for each exclusion."""
+    """``ops:`` selections for op_names (``.*`` when empty), then ``ops-not:`` for each exclusion and
+    for the classifier head, which Neural Compressor always leaves out."""
     include = config["op_names"] or [".*"]
     out = [OPS_PREFIX + pattern for pattern in include]
-    out += [OPS_EXCLUDE_PREFIX + pattern for pattern in config["excluded_op_names"]]
+    out += [OPS_EXCLUDE_PREFIX + pattern for pattern in [*config["excluded_op_names"], CLASSIFIER_HEAD]]
     return out
 
 
