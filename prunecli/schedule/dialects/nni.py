@@ -253,7 +253,8 @@ class _Compiler:
                 f"{where}: {quantization[0]} makes this a quantization config; prunecli reads NNI "
                 "config_lists for pruning only",
                 self.locate((*path, quantization[0]), key=True),
-                "remove the quantization entries (prunecli's quantizers are described in docs/quantization.md)",
+                "put the quantization entries in a schedule's 'quantizers:' section as an NNIQuantizer's "
+                "config_list (see docs/quantization.md) and keep the pruning entries here",
             )
             return None
         selector = self._selector(index, where, item, path)
