@@ -289,7 +289,8 @@ def test_the_documented_inc_example_selects_layers_and_inherits_keys() -> None:
         "start_step": 1,
         "end_step": 1000,
     }
-    assert convs.args["allocation"]["kind"] == "global" and convs.args["metric"] == "taylor"
+    assert convs.args["allocation"]["kind"] == "global"
+    assert convs.args["metric"] == {"kind": "taylor", "decay": 0.9}  # snip_momentum
     assert nm.args["weights"] == [n for n in conv_weights if n.startswith("layer3.") and "conv2" in n]
     assert nm.args["target"] == {"kind": "n:m", "n": 2, "m": 4}
     assert nm.args["allocation"] == "uniform" and "sparsity" not in nm.args
@@ -330,3 +331,19 @@ def test_inc_yaml_form_with_pruner_tags() -> None:
     head = "ops-not:__CLASSIFIER_HEAD__"
     assert (first.args["weights"], first.args["sparsity"]) == (["ops:^fc$", head], 0.4)
     assert (second.args["weights"], second.args["sparsity"]) == (["ops:conv", head], 0.2)
+
+
+@pytest.mark.parametrize(("decay", "expected"), [(1.0, [3.0, 6.0]), (0.9, [2.8, 5.6]), (0.0, [1.0, 2.0])])
+def test_gradient_scores_decay_as_neural_compressors_snip_criteria(
+    decay: float, expected: list[float]
+) -> None:
+    """snip_momentum: scores = 0.9 * scores + |w * g| per step; snip: the last step's |w * g|."""
+    from prunecli.engine.metrics import TaylorMetric
+
+    metric = TaylorMetric(decay=decay)
+    metric.attach(None, ["w"])
+    w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    for grad in (torch.tensor([2.0, 2.0]), torch.tensor([1.0, -1.0])):
+        w.grad = grad
+        metric.observe({"w": w})
+    assert metric.sums["w"].tolist() == pytest.approx(expected)  # 0.9 * [2, 4] + [1, 2]
