@@ -153,6 +153,32 @@ def test_lottery_ticket_resets_survivors_to_their_initial_values():
     assert torch.equal(second, first[-second.numel() :])
 
 
+def test_reset_weight_flag_resets_survivors_for_any_generator():
+    torch.manual_seed(0)
+    model = TwoConv()
+    initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    seen = []
+
+    def finetuner(m):
+        seen.append(m.conv2.weight.detach().clone())
+        with torch.no_grad():
+            m.conv2.weight.mul_(3.0)  # training moves the weights away from their initial values
+
+    PruningScheduler(
+        LevelPruner("element", "l1"),
+        build_generator("agp"),
+        finetuner=finetuner,
+        reset_weight=True,
+        model=model,
+        example_input=EXAMPLE,
+        budget="weights <= 0.3",
+        iterations=2,
+    ).compress()
+    for weight in seen:
+        alive = weight != 0
+        assert torch.equal(weight[alive], initial["conv2.weight"][alive])
+
+
 def test_lottery_ticket_reset_after_thinning_slices_the_initial_weights():
     torch.manual_seed(0)
     model = TwoConv()
