@@ -19,6 +19,7 @@ from bench import (
     distributed,
     engine,
     hooks,
+    iterative,
     latency,
     normalized,
     qat,
@@ -48,6 +49,7 @@ BENCHMARKS: dict[str, Callable[[Context], Section]] = {
     "vit_accuracy": vit_accuracy.run,
     "quantization": quantization.run,
     "qat": qat.run,
+    "iterative": iterative.run,
 }
 
 DEFAULT_OUTPUT = Path("docs/benchmarks.md")

@@ -45,6 +45,8 @@ ITERATION_METRICS = "metrics.json"
 INITIAL = "initial.pt"
 REWIND = "rewind.pt"
 DENSE = "dense.pt"
+#: per-layer latencies measured once for a latency budget (see prunecli.iterative.latency_table)
+LATENCY_TABLE = "latency_table.json"
 
 #: The checkpoints a run directory may hold, most useful to a report first: the compact
 #: (thinned, final) model, the last full checkpoint, then the best one.
@@ -126,6 +128,11 @@ class RunDir:
     @property
     def report_html(self) -> Path:
         return self.path / REPORT_HTML
+
+    @property
+    def latency_table(self) -> Path:
+        """Measured per-layer latencies, reused by every later search step and by ``--resume``."""
+        return self.path / LATENCY_TABLE
 
     # ------------------------------------------------------------------ iterative runs
     @property

@@ -250,9 +250,9 @@ def render(rows: list[dict], timing: dict | None, machine: str, started: str) ->
         "",
         "Rows with source *timm* are built through the `timm:NAME` model source (optional extra, "
         "`pip install 'prunecli[timm]'`). timm's `efficientnet_*` normalise with a fused "
-        "BatchNorm+activation layer that calls `batch_norm` as a function, which the dependency graph "
-        "does not model, so the channels feeding it are kept: fewer prunable groups than torchvision's "
-        "`efficientnet_b0`, and the thinned model is still verified.",
+        "BatchNorm+activation layer that calls `batch_norm` as a function; the dependency graph models "
+        "that call like the BatchNorm module, so the same groups are prunable as in torchvision's "
+        "`efficientnet_b0` and the thinned models have the same size.",
         "",
     ]
     return "\n".join(lines)

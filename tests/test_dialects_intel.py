@@ -268,17 +268,20 @@ def test_global_allocation_takes_the_minimum_of_every_layer_first() -> None:
 
 
 def test_the_documented_inc_example_selects_layers_and_inherits_keys() -> None:
-    """docs/dialects.md's example: 4x1 blocks on layer1-3 convolutions but layer1.0.conv1, 2:4 on fc."""
+    """docs/dialects.md's example: 4x1 blocks on layer1-2 convolutions but layer1.0.conv1, 2:4 on the
+    layer3 second convolutions; fc is the classifier head, which Neural Compressor always leaves out."""
     from prunecli.models import create_model
+    from prunecli.schedule.names import module_classes
 
     schedule = load_schedule(Path(__file__).parent / "data" / "dialects" / "inc_example.yaml")
     model, _ = create_model("resnet20_cifar", dataset="cifar10")
     shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
-    convs, fc = resolve_names(schedule, shapes).components["pruners"].values()
-    expected = [n for n in shapes if n.endswith("conv1.weight") or n.endswith("conv2.weight")]
-    assert convs.args["weights"] == [
-        n for n in expected if n.startswith("layer") and n != "layer1.0.conv1.weight"
+    convs, nm = resolve_names(schedule, shapes, module_classes(model)).components["pruners"].values()
+    conv_weights = [n for n in shapes if n.endswith(("conv1.weight", "conv2.weight"))]
+    layer12 = [
+        n for n in conv_weights if n.startswith(("layer1.", "layer2.")) and n != "layer1.0.conv1.weight"
     ]
+    assert convs.args["weights"] == layer12
     assert convs.args["target"] == {"kind": "block", "shape": [4, 1]} and convs.args["sparsity"] == 0.8
     assert convs.args["schedule"] == {
         "kind": "exponential",
@@ -286,9 +289,33 @@ def test_the_documented_inc_example_selects_layers_and_inherits_keys() -> None:
         "start_step": 1,
         "end_step": 1000,
     }
-    assert convs.args["allocation"]["kind"] == "global" and convs.args["metric"] == "taylor"
-    assert fc.args["weights"] == ["fc.weight"] and fc.args["target"] == {"kind": "n:m", "n": 2, "m": 4}
-    assert fc.args["allocation"] == "uniform" and "sparsity" not in fc.args
+    assert convs.args["allocation"]["kind"] == "global"
+    assert convs.args["metric"] == {"kind": "taylor", "decay": 0.9}  # snip_momentum
+    assert nm.args["weights"] == [n for n in conv_weights if n.startswith("layer3.") and "conv2" in n]
+    assert nm.args["target"] == {"kind": "n:m", "n": 2, "m": 4}
+    assert nm.args["allocation"] == "uniform" and "sparsity" not in nm.args
+
+
+def test_the_classifier_head_is_left_out_as_neural_compressor_finds_it() -> None:
+    from prunecli.schedule.names import module_classes
+
+    class Head(nn.Module):  # the last Linear is followed by Dropout only: still the head
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Linear(8, 8)
+            self.out = nn.Linear(8, 2)
+            self.drop = nn.Dropout()
+
+    class Tail(Head):  # something after the last Linear: no head
+        def __init__(self) -> None:
+            super().__init__()
+            self.norm = nn.LayerNorm(2)
+
+    schedule = load_schedule("inc.yaml", text="pruning_type: magnitude\npattern: 1x1\n")
+    for model, expected in ((Head(), ["body.weight"]), (Tail(), ["body.weight", "out.weight"])):
+        shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
+        resolved = resolve_names(schedule, shapes, module_classes(model))
+        assert next(iter(resolved.components["pruners"].values())).args["weights"] == expected
 
 
 def test_inc_yaml_form_with_pruner_tags() -> None:
@@ -301,5 +328,22 @@ def test_inc_yaml_form_with_pruner_tags() -> None:
     schedule = load_schedule("inc.yaml", text=text)
     assert schedule.dialect == "inc"
     first, second = schedule.components["pruners"].values()
-    assert (first.args["weights"], first.args["sparsity"]) == (["ops:^fc$"], 0.4)
-    assert (second.args["weights"], second.args["sparsity"]) == (["ops:conv"], 0.2)
+    head = "ops-not:__CLASSIFIER_HEAD__"
+    assert (first.args["weights"], first.args["sparsity"]) == (["ops:^fc$", head], 0.4)
+    assert (second.args["weights"], second.args["sparsity"]) == (["ops:conv", head], 0.2)
+
+
+@pytest.mark.parametrize(("decay", "expected"), [(1.0, [3.0, 6.0]), (0.9, [2.8, 5.6]), (0.0, [1.0, 2.0])])
+def test_gradient_scores_decay_as_neural_compressors_snip_criteria(
+    decay: float, expected: list[float]
+) -> None:
+    """snip_momentum: scores = 0.9 * scores + |w * g| per step; snip: the last step's |w * g|."""
+    from prunecli.engine.metrics import TaylorMetric
+
+    metric = TaylorMetric(decay=decay)
+    metric.attach(None, ["w"])
+    w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    for grad in (torch.tensor([2.0, 2.0]), torch.tensor([1.0, -1.0])):
+        w.grad = grad
+        metric.observe({"w": w})
+    assert metric.sums["w"].tolist() == pytest.approx(expected)  # 0.9 * [2, 4] + [1, 2]

@@ -17,8 +17,9 @@ from prunecli.iterative import (
     SearchSpace,
     build_generator,
 )
+from prunecli.iterative.pruning import IterativePruningError
 from prunecli.iterative.scheduler import BudgetUnreachable
-from prunecli.iterative.task import BudgetError, Measurements, Task, TaskResult
+from prunecli.iterative.task import BudgetError, Measurements, Task, TaskGenerator, TaskResult
 from tests.support.iterative import EXAMPLE, TwoConv
 
 
@@ -66,11 +67,20 @@ def test_lottery_levels_written_out():
     assert goals("lottery_ticket", "weights <= 0.25", 2) == pytest.approx([0.5, 0.25])
 
 
-def run(generator, budget: str, iterations: int, target="element", finetuner=None, evaluator=None, **kw):
+def run(
+    generator,
+    budget: str,
+    iterations: int,
+    target="element",
+    finetuner=None,
+    evaluator=None,
+    pruner_metric="l1",
+    **kw,
+):
     torch.manual_seed(0)
     model = TwoConv()
     scheduler = PruningScheduler(
-        LevelPruner(target, "l1"),
+        LevelPruner(target, pruner_metric),
         generator,
         finetuner=finetuner,
         evaluator=evaluator,
@@ -141,6 +151,32 @@ def test_lottery_ticket_resets_survivors_to_their_initial_values():
     second = (seen[1]["conv2.weight"].flatten() != 0).nonzero().flatten()
     assert 0 < second.numel() < first.numel()
     assert torch.equal(second, first[-second.numel() :])
+
+
+def test_reset_weight_flag_resets_survivors_for_any_generator():
+    torch.manual_seed(0)
+    model = TwoConv()
+    initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    seen = []
+
+    def finetuner(m):
+        seen.append(m.conv2.weight.detach().clone())
+        with torch.no_grad():
+            m.conv2.weight.mul_(3.0)  # training moves the weights away from their initial values
+
+    PruningScheduler(
+        LevelPruner("element", "l1"),
+        build_generator("agp"),
+        finetuner=finetuner,
+        reset_weight=True,
+        model=model,
+        example_input=EXAMPLE,
+        budget="weights <= 0.3",
+        iterations=2,
+    ).compress()
+    for weight in seen:
+        alive = weight != 0
+        assert torch.equal(weight[alive], initial["conv2.weight"][alive])
 
 
 def test_lottery_ticket_reset_after_thinning_slices_the_initial_weights():
@@ -253,3 +289,31 @@ def test_task_and_result_round_trip_as_plain_data():
     task = Task(3, {"conv1.weight": 0.25}, start_from="initial", goal=Budget("macs", 0.5), note="n")
     result = TaskResult(task, 0.75, Measurements(0.5, 0.6, 0.4, 1.5, {"macs": 3}), {"a": 0.1}, True, "x.pt")
     assert TaskResult.from_dict(result.to_dict()) == result
+
+
+class HalfLevels(TaskGenerator):
+    """One task: every prunable tensor at level 0.5 (a user generator giving per-tensor levels)."""
+
+    def initial_tasks(self, space):
+        return [Task(index=0, levels=dict.fromkeys(space.shares, 0.5))]
+
+    def next_tasks(self, result):
+        return []
+
+
+@pytest.mark.parametrize("bound, meets", [(1e6, True), (1e-6, False)])
+def test_a_latency_budget_is_judged_on_the_measured_latency(bound, meets):
+    scheduler, _ = run(HalfLevels(), f"latency_ms <= {bound:g}", 1, target="filters")
+    result = scheduler.results[0]
+    timing = result.measured.counts["latency"]
+    assert result.measured.latency_ms == timing["median_ms"] > 0
+    assert (timing["batch_size"], timing["device"]) == (1, "cpu")  # recorded with the figure
+    assert result.meets_budget is meets
+    # the levels asked for, on the dense model's 10 filters per layer
+    assert result.levels == {"conv1.weight": 0.5, "conv2.weight": 0.5}
+
+
+def test_metrics_that_learn_from_training_passes_are_refused():
+    with pytest.raises(IterativePruningError, match="taylor") as info:
+        run(HalfLevels(), "macs <= 0.5", 1, target="filters", pruner_metric="taylor")
+    assert "l1" in info.value.hint

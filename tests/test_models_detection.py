@@ -148,6 +148,13 @@ def test_training_step_minimises_the_sum_of_the_detection_losses() -> None:
     assert stats.top1 is None and stats.samples == 2 and stats.loss > 0
 
 
+def _assert_same_detections(expected: dict, got: dict) -> None:
+    assert len(expected["boxes"]) > 0
+    assert torch.equal(expected["labels"], got["labels"])
+    for key, atol in (("boxes", 1e-3), ("scores", 1e-5), ("masks", 1e-4)):  # boxes in pixels
+        assert torch.allclose(expected[key], got[key], atol=atol), key
+
+
 def test_backbone_thins_and_the_detector_output_is_unchanged() -> None:
     from prunecli.thinning import thin_model
 
@@ -170,10 +177,7 @@ def test_backbone_thins_and_the_detector_output_is_unchanged() -> None:
     assert set(recipe.under("backbone.body").tensors) >= {"backbone.body.layer1.0.conv1.weight"}
     with torch.no_grad():
         got = model(images)[0]
-    assert len(expected["boxes"]) > 0
-    assert torch.equal(expected["labels"], got["labels"])
-    for key, atol in (("boxes", 1e-3), ("scores", 1e-5), ("masks", 1e-4)):  # boxes in pixels
-        assert torch.allclose(expected[key], got[key], atol=atol), key
+    _assert_same_detections(expected, got)
 
 
 def test_fpn_top_down_channels_thin_and_the_detector_output_is_unchanged() -> None:
@@ -199,10 +203,7 @@ def test_fpn_top_down_channels_thin_and_the_detector_output_is_unchanged() -> No
         assert inner.out_channels == 156 and tuple(layer.weight.shape) == (256, 156, 3, 3)
     with torch.no_grad():
         got = model(images)[0]
-    assert len(expected["boxes"]) > 0
-    assert torch.equal(expected["labels"], got["labels"])
-    for key, atol in (("boxes", 1e-3), ("scores", 1e-5), ("masks", 1e-4)):  # boxes in pixels
-        assert torch.allclose(expected[key], got[key], atol=atol), key
+    _assert_same_detections(expected, got)
 
 
 @pytest.mark.slow

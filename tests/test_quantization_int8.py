@@ -245,3 +245,22 @@ def test_a_planned_layer_without_an_int8_kernel_runs_through_fake_quant():
     expected = torch.relu(fake(y, layer.output))
     with torch.no_grad():
         torch.testing.assert_close(int8(x).double(), expected, rtol=0, atol=1e-6)
+
+
+def test_a_planned_output_without_weights_is_fake_quantized():
+    from prunecli.quantization.minmax import activation_range
+    from prunecli.quantization.spec import LayerQuant
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()).eval()
+    weight = TensorQuant(4, True, torch.tensor(0.05), torch.tensor(0))
+    relu = activation_range(0.0, 1.0, bits=4)  # a clipped 4-bit activation, as DoReFa's
+    plan = QuantPlan()
+    plan.add(LayerQuant("0", "test", weight=weight))
+    plan.add(LayerQuant("1", "test", output=relu))
+    x = torch.randn(3, 1, 6, 6)
+    int8 = convert_to_int8(model, plan, x[:1])
+    assert sorted(int8.simulated) == ["0", "1"]
+    y = torch.nn.functional.conv2d(x.double(), fake(model[0].weight.detach(), weight), model[0].bias.double())
+    with torch.no_grad():
+        torch.testing.assert_close(int8(x).double(), fake(torch.relu(y), relu), rtol=0, atol=1e-6)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -158,3 +159,33 @@ def test_a_schedule_built_with_narrow_heads_masks_and_thins_positions_of_every_h
     thin_model(model, x, masks=scheduler.masks, prune_normalized=True, narrow_heads=True)
     attn = model.encoder.layers[0].self_attention
     assert (attn.num_heads, attn.head_dim, model.hidden_dim) == (4, 6, 24)
+
+
+VIT_FACTORY = """\
+from torchvision.models.vision_transformer import VisionTransformer
+
+
+def small_vit():
+    return VisionTransformer(image_size=8, patch_size=2, num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=8)
+"""
+
+
+def test_deps_groups_positions_of_every_head_with_narrow_heads(tmp_path):
+    pytest.importorskip("torchvision")
+    from click.testing import CliRunner
+
+    from prunecli.cli.main import cli
+
+    factory = tmp_path / "small_vit.py"
+    factory.write_text(VIT_FACTORY)
+    sizes = {}
+    for extra in ([], ["--narrow-heads"]):
+        args = ["deps", f"{factory}:small_vit", "--input-shape", "1,3,8,8", "--prune-normalized", "--json"]
+        result = CliRunner().invoke(cli, args + extra)
+        assert result.exit_code == 0, result.output
+        doc = json.loads(result.stdout)
+        qkv = "encoder.layers.encoder_layer_0.self_attention.in_proj_weight"
+        (group,) = [g for g in doc["groups"] if any(m["tensor"] == qkv and m["dim"] == 1 for m in g["members"])]
+        sizes[bool(extra)] = group["size"]
+        assert doc["narrow_heads"] is bool(extra)
+    assert sizes == {False: 2, True: 8}  # 2 whole heads, or 8 positions of every head

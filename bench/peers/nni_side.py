@@ -52,6 +52,11 @@ def prune(
     ]
     if probe_default:
         cmd.append("--probe-default")
+    return call(cmd, timeout)
+
+
+def call(cmd: list[str], timeout: float) -> dict:
+    """Run a worker in NNI's environment; its last stdout line is JSON; raises with NNI's last error."""
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO_ROOT)

@@ -144,11 +144,19 @@ class RandomMetric(Metric):
 
 
 class GradientProductMetric(Metric):
-    """Accumulates an element-wise ``f(w, grad)`` after every backward pass; groups sum it."""
+    """Accumulates an element-wise ``f(w, grad)`` after every backward pass; groups sum it.
+
+    ``decay`` scales what was accumulated before each new step is added: 1 (the default) sums
+    every step, 0.9 is a momentum (Neural Compressor's snip_momentum), 0 keeps the last step
+    only (its snip).
+    """
 
     needs_gradients = True
 
-    def __init__(self) -> None:
+    def __init__(self, decay: float = 1.0) -> None:
+        if not 0 <= float(decay) <= 1:
+            raise ValueError(f"decay must be in [0, 1], got {decay}")
+        self.decay = float(decay)
         self.sums: dict[str, torch.Tensor] = {}
         self.names: list[str] = []
 
@@ -166,6 +174,8 @@ class GradientProductMetric(Metric):
                     continue
                 value = self.product(param.detach(), param.grad.detach()).float()
                 if name in self.sums and self.sums[name].shape == value.shape:
+                    if self.decay != 1.0:
+                        self.sums[name].mul_(self.decay)
                     self.sums[name] += value
                 else:
                     self.sums[name] = value

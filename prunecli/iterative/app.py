@@ -318,6 +318,7 @@ class _Run:
                 iterations=spec.iterations,
                 max_sparsity_per_layer=spec.max_sparsity_per_layer,
                 latency=self.latency,
+                latency_table=self.dir.latency_table,
                 initial_state=initial,
                 rewind_state=rewind,
                 store=store,

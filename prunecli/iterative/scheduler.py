@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import copy
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -157,6 +158,7 @@ class PruningScheduler:
         initial_state: Mapping[str, torch.Tensor] | None = None,
         rewind_state: Mapping[str, torch.Tensor] | None = None,
         store: IterationStore | None = None,
+        latency_table: str | os.PathLike[str] | None = None,
         on_result: Callable[[int, TaskResult], None] | None = None,
         seed: int | None = None,
         where: Mapping[str, SourceLocation] | None = None,
@@ -190,6 +192,8 @@ class PruningScheduler:
         self.dense_counts = pruner.bind(self.dense.model, example_input)
         self.dense_measured = self._measure(self.dense.model)
         self.space = self._space(where)
+        self.cost_model: Any = None
+        self._bind_search(latency_table, where)
         self.results: list[TaskResult] = []
         self.pending: collections.deque[Task] = collections.deque()
         self.previous: Snapshot | None = None
@@ -209,6 +213,43 @@ class PruningScheduler:
             iterations=self.iterations,
             reachable=reachable,
         )
+
+    def _bind_search(
+        self, table_path: str | os.PathLike[str] | None, where: Mapping[str, SourceLocation]
+    ) -> None:
+        """Give a search generator (one with ``bind``) the model's cost model: layer shapes for MACs
+        and parameters, the measured per-layer latency table (cached at ``table_path``) for latency."""
+        bind = getattr(self.generator, "bind", None)
+        if not callable(bind):
+            return
+        from prunecli.iterative.cost import cost_model_for
+
+        try:
+            cost, layers = cost_model_for(
+                self.dense.model,
+                self.example_input,
+                self.space,
+                structured=self.pruner.can_thin(self.dense.model),
+                latency=self.latency,
+                table_path=table_path,
+                units=[unit.tensors for unit in self.pruner.engine(self.dense.model).units],
+            )
+        except ValueError as exc:
+            raise ConfigError(
+                str(exc), location=where.get("budget"), hint="use target: filters or coupled"
+            ) from None
+        budget = self.budget
+        if budget is not None and budget.metric == "latency_ms":
+            smallest = cost.predict(dict.fromkeys(self.space.shares, self.max_level))
+            if budget.value < smallest:
+                raise BudgetUnreachable(
+                    f"budget {budget} cannot be met: with every prunable layer at max_sparsity_per_layer "
+                    f"{self.max_level:g} the predicted latency is {smallest:.4g} ms (dense {cost.dense:.4g} ms)",
+                    location=where.get("budget"),
+                    hint=f"ask for latency_ms <= {smallest:.4g} or more, or raise max_sparsity_per_layer",
+                )
+        self.cost_model = cost
+        bind(cost=cost, layers=layers)
 
     def _measure(self, model: nn.Module) -> Measurements:
         assert self.pruner.weights is not None
@@ -253,6 +294,8 @@ class PruningScheduler:
             seed_everything(epoch_seed(self.seed, 1000 + number))
         snap = self._start(task)
         model = snap.model
+        if task.extra.get("pruner") == "admm" and self.finetuner is not None:
+            self._admm(model, task)
         new = self.pruner.prune(model, levels=task.levels, goal=task.goal, max_level=self.max_level)
         masks = {**snap.masks, **new}
         MaskEnforcer(model, masks).apply()
@@ -288,7 +331,23 @@ class PruningScheduler:
             meets_budget=self.budget.met_by(measured) if self.budget is not None else True,
             metrics={"iteration": number, "thinned": thinned, "time_s": time.perf_counter() - began},
         )
+        if self.cost_model is not None:
+            result.metrics.update(prediction_check(self.cost_model, result))
         return result, Snapshot(model, masks, recipe)
+
+    def _admm(self, model: nn.Module, task: Task) -> None:
+        """AutoCompress's pruning step: ADMM rounds (fine-tuner + penalty) towards the task's levels."""
+        from prunecli.iterative.admm import admm_train
+
+        assert self.finetuner is not None
+        admm_train(
+            model,
+            task.levels,
+            lambda m: self.pruner.prune(m, levels=task.levels, goal=task.goal, max_level=self.max_level),
+            self.finetuner,
+            rho=float(task.extra.get("rho", 1e-4)),
+            iterations=int(task.extra.get("admm_iterations", 2)),
+        )
 
     def _start(self, task: Task) -> Snapshot:
         if task.start_from == "dense" or self.previous is None:
@@ -387,6 +446,20 @@ def check_budget(
             "(at most just under 1)",
         )
     return reachable
+
+
+def prediction_check(cost: Any, result: TaskResult) -> dict[str, float]:
+    """The search's predicted cost of the levels reached beside the measured one (and their
+    relative error), so a latency table's accuracy is visible for every result."""
+    predicted = float(cost.predict(result.levels))
+    out = {f"predicted_{cost.metric}": predicted}
+    try:
+        measured = result.measured.value(cost.metric)
+    except (ValueError, AttributeError):
+        return out
+    if measured:
+        out[f"{cost.metric}_prediction_error"] = (predicted - measured) / measured
+    return out
 
 
 def _score(result: TaskResult) -> float:

@@ -15,6 +15,8 @@ What each node of the traced (BatchNorm-folded) model becomes:
   with a weight (no int8 kernel for it): a :class:`FakeQuantLayer` -- the float layer holding the
   dequantized weights, its input and output fake-quantized; it computes what the low-bit model
   computes, in float;
+* a module without weights whose output the plan rounds (DoReFa's clipped ReLU, say):
+  :class:`FakeQuantOutput`, the module in float with its output fake-quantized;
 * a residual addition (:class:`~prunecli.models.modules.EltwiseAdd`) listed in the plan with an
   output range, both inputs already int8: ``quantized::add`` (``add_relu`` when a ReLU follows);
 * ReLU, pooling, flatten / view, identity and dropout on an int8 tensor: kept, still int8;
@@ -39,6 +41,7 @@ import torch.ao.nn.intrinsic.quantized as nniq
 import torch.ao.nn.quantized as nnq
 import torch.nn.functional as F
 from torch import fx, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from prunecli.errors import PruneCliError
 from prunecli.export.fold import FoldedPair, fold_batchnorm
@@ -157,6 +160,18 @@ class FakeQuantLayer(nn.Module):
             x = self.input_q.fake(x)
         y = self.layer(x)
         return self.output_q.fake(y) if self.output_q is not None else y
+
+
+class FakeQuantOutput(nn.Module):
+    """A module without weights whose output the plan rounds, run in float with its output fake-quantized."""
+
+    def __init__(self, module: nn.Module, output_q: ActQuant) -> None:
+        super().__init__()
+        self.module = module
+        self.output_q = output_q
+
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return self.output_q.fake(self.module(*args, **kwargs))
 
 
 def _conv_args(layer: nn.Module) -> dict[str, Any]:
@@ -380,6 +395,8 @@ class _Rewriter:
             added = self._add(node, self.plan.layers[name])
             if added is not None:
                 return added
+        if module is not None and self._output_only(name, module):
+            return self._fake_output(node, module, self.plan.layers[name])
         if self._keeps_int8(node, module):
             first = next((a for a in node.all_input_nodes), None)
             new = self.graph.node_copy(node, self._lookup)
@@ -400,6 +417,23 @@ class _Rewriter:
         if node.op == "call_function":
             return node.target in _KEEP_FUNCTIONS
         return node.op == "call_method" and node.target in _KEEP_METHODS
+
+    def _output_only(self, name: str, module: nn.Module) -> bool:
+        """A planned module without weights whose output the quantizer rounds (a clipped ReLU, say).
+
+        A BatchNorm's entry describes the layer it is folded into and is not one of these.
+        """
+        lq = self.plan.layers.get(name)
+        if lq is None or lq.output is None or isinstance(module, nn.Identity | _BatchNorm | EltwiseAdd):
+            return False
+        return not _has_weight(module)
+
+    def _fake_output(self, node: fx.Node, module: nn.Module, lq: LayerQuant) -> fx.Node:
+        name = str(node.target)
+        self.root.set_submodule(name, FakeQuantOutput(module, ActQuant.of(lq.output)))
+        self.simulated.append(name)
+        args, kwargs = self._float_args(node)
+        return self.graph.call_module(name, args, kwargs)
 
     def _layer(self, node: fx.Node, layer: nn.Module, lq: LayerQuant) -> fx.Node:
         name = str(node.target)

@@ -7,7 +7,8 @@ extensions: ``re:<regex>`` (full match), ``__ALL_PRUNABLE__`` (every weight the 
 ``group_type`` can prune: see :func:`all_prunable`) and module selections written by the other
 schedule languages: ``ops:<regex>`` is the weight of every layer (2-D, 3-D or 4-D ``.weight``:
 Linear and convolutions) whose *module* name the regex finds (``re.search``, Neural Compressor's
-``op_names``), and ``ops-not:<regex>`` removes such layers from the list's selection.
+``op_names``), and ``ops-not:<regex>`` removes such layers from the list's selection
+(``ops-not:__CLASSIFIER_HEAD__``: the model's classifier head, found as Neural Compressor finds it).
 Unmatched names, group types that do not fit a tensor's rank, and Leader groups with
 unequal structure counts are reported with the entry's position in the file.
 """
@@ -31,6 +32,10 @@ ALL_PRUNABLE = "__ALL_PRUNABLE__"
 REGEX_PREFIX = "re:"
 OPS_PREFIX = "ops:"
 OPS_EXCLUDE_PREFIX = "ops-not:"
+#: in an ``ops-not:`` entry: the model's classifier head (see ``_Matcher.classifier_head``)
+CLASSIFIER_HEAD = "__CLASSIFIER_HEAD__"
+#: the module classes ``ops:`` selects (Neural Compressor's Conv and Linear op types)
+_LAYER_CLASS = re.compile(r"Linear|Conv")
 WILDCARD = "*"
 
 _MODULE_SEGMENT = re.compile(r"(^|\.)module\.")
@@ -66,20 +71,39 @@ def all_prunable(shapes: Mapping[str, tuple[int, ...]], group_type: str | None) 
 
 
 class _Matcher:
-    def __init__(self, param_shapes: Mapping[str, tuple[int, ...]]) -> None:
+    def __init__(
+        self, param_shapes: Mapping[str, tuple[int, ...]], module_types: Mapping[str, str] | None = None
+    ) -> None:
         self.shapes = {n: tuple(s) for n, s in param_shapes.items()}
         self.names = list(self.shapes)
+        self.module_types = dict(module_types) if module_types is not None else None
         self.by_normal: dict[str, str] = {}
         for n in self.names:
             self.by_normal.setdefault(normalise(n), n)
 
     def modules(self) -> dict[str, str]:
-        """Layer (module) name -> its weight, for every 2-D/3-D/4-D ``.weight`` parameter."""
-        return {
+        """Layer name -> its weight, for every Linear and convolution layer (by class name when the
+        model's modules are known, else every 2-D/3-D/4-D ``.weight`` parameter), in model order."""
+        layers = {
             n[: -len(".weight")]: n
             for n, s in self.shapes.items()
             if n.endswith(".weight") and len(s) in (2, 3, 4)
         }
+        if self.module_types is None:
+            return layers
+        return {m: w for m, w in layers.items() if _LAYER_CLASS.search(self.module_types.get(m, ""))}
+
+    def classifier_head(self) -> str | None:
+        """Neural Compressor's classifier head: the last Linear or Conv2d module when nothing but
+        Dropout comes after it among the model's modules (without the modules: the last layer, when
+        it is 2-D)."""
+        if self.module_types is None:
+            layers = list(self.modules())
+            last = layers[-1] if layers else None
+            return last if last is not None and len(self.shapes[last + ".weight"]) == 2 else None
+        order = [name for name, kind in self.module_types.items() if kind != "Dropout" and name]
+        kernels = [name for name in order if self.module_types[name] in ("Linear", "Conv2d")]
+        return kernels[-1] if kernels and kernels[-1] == order[-1] else None
 
     def select_ops(
         self, pattern: str, loc: SourceLocation | None, problems: ProblemCollector, owner: str
@@ -188,12 +212,19 @@ def _resolve_list(
     for i, name in enumerate(names):
         if isinstance(name, str) and name.startswith(OPS_EXCLUDE_PREFIX):
             pattern = name[len(OPS_EXCLUDE_PREFIX) :]
+            if pattern == CLASSIFIER_HEAD:
+                head = m.classifier_head()
+                if head is None:
+                    continue
+                pattern = head  # read as a pattern, as Neural Compressor reads the head's name
             try:
                 rx = re.compile(pattern)
             except re.error as exc:
                 p.add(f"{owner}: invalid regular expression {pattern!r}: {exc}", where((*base, i)), "fix it")
                 continue
-            excluded.update(w for mod, w in m.modules().items() if rx.search(mod) or rx.search(normalise(mod)))
+            excluded.update(
+                w for mod, w in m.modules().items() if rx.search(mod) or rx.search(normalise(mod))
+            )
     for i, name in enumerate(names):
         loc = where((*base, i))
         if isinstance(name, str) and name.startswith(OPS_EXCLUDE_PREFIX):
@@ -345,7 +376,7 @@ def resolve_names(
     """
     if schedule.bind is not None:
         schedule = schedule.bind(schedule, param_shapes, modules)
-    m = _Matcher(param_shapes)
+    m = _Matcher(param_shapes, modules)
     p = ProblemCollector()
 
     def where(path: tuple[Any, ...], *, key: bool = False) -> SourceLocation | None:

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from prunecli.cli.console import console, err_console
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from prunecli.training.config import RunConfig
+    from prunecli.training.progress import Reporter
 
 #: CLI option -> config field, for options that map one to one
 _DIRECT = (
@@ -156,7 +163,7 @@ def command(
     schedule's folder), then these options and --set KEY=VALUE. See docs/run.md.
     """
     from prunecli.errors import ConfigError
-    from prunecli.training import resolve_run_config, run_training
+    from prunecli.training import run_training
 
     if nproc_per_node is not None:
         import sys
@@ -191,10 +198,7 @@ def command(
                 reporter = Reporter(out, quiet=bool(given.get("quiet")))
                 outcome = run_iterative(resume=resume, resume_overrides=given, reporter=reporter)
             else:
-                config, used = resolve_run_config(schedule, config_file, overrides)
-                reporter = Reporter(out, quiet=config.quiet)
-                if used is not None:
-                    reporter.info(f"configuration: {used}")
+                config, reporter = _configured(schedule, config_file, overrides, out)
                 outcome = run_iterative(config, overrides=iterative, reporter=reporter)
             if as_json:
                 click.echo(json.dumps(outcome.to_dict(), default=str))
@@ -219,10 +223,7 @@ def command(
             resume=resume, resume_overrides=given, stop_after_epoch=stop_after_epoch, reporter=reporter
         )
     else:
-        config, used = resolve_run_config(schedule, config_file, overrides)
-        reporter = Reporter(out, quiet=config.quiet)
-        if used is not None:
-            reporter.info(f"configuration: {used}")
+        config, reporter = _configured(schedule, config_file, overrides, out)
         result = run_training(config, stop_after_epoch=stop_after_epoch, reporter=reporter)
     from prunecli.training.distributed import is_main_process
 
@@ -237,6 +238,20 @@ def command(
             highlight=False,
             soft_wrap=True,
         )
+
+
+def _configured(
+    schedule: str | None, config_file: str | None, overrides: dict[str, Any], out: Console
+) -> tuple[RunConfig, Reporter]:
+    """The run configuration from every source, and a reporter that has named the config file used."""
+    from prunecli.training import resolve_run_config
+    from prunecli.training.progress import Reporter
+
+    config, used = resolve_run_config(schedule, config_file, overrides)
+    reporter = Reporter(out, quiet=config.quiet)
+    if used is not None:
+        reporter.info(f"configuration: {used}")
+    return config, reporter
 
 
 def _is_iterative(schedule: str | None) -> bool:

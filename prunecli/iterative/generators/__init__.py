@@ -80,6 +80,10 @@ def build_generator(name: str, options: Mapping[str, Any] | None = None) -> Task
 
 
 # the built-in generators register themselves on import
+from prunecli.iterative.generators import amc as _amc  # noqa: E402,F401
+from prunecli.iterative.generators import annealing as _annealing  # noqa: E402,F401
+from prunecli.iterative.generators import autocompress as _autocompress  # noqa: E402,F401
+from prunecli.iterative.generators import netadapt as _netadapt  # noqa: E402,F401
 from prunecli.iterative.generators import scheduled as _scheduled  # noqa: E402,F401
 
 __all__ = ["GENERATORS", "GeneratorError", "build_generator", "generator_options", "resolve_generator"]

@@ -22,7 +22,7 @@ from typing import Any
 
 from prunecli.schedule.checks import suggest
 from prunecli.schedule.model import Schedule
-from prunecli.schedule.names import OPS_EXCLUDE_PREFIX, OPS_PREFIX
+from prunecli.schedule.names import CLASSIFIER_HEAD, OPS_EXCLUDE_PREFIX, OPS_PREFIX
 
 from . import Dialect, register_dialect
 from .common import Path, Reader, compile_document
@@ -47,8 +47,13 @@ DEFAULTS: dict[str, Any] = {
 #: keys INC accepts that change nothing here (memory use, resuming INC's own checkpoints)
 INERT = ("low_memory_usage", "resume_from_pruned_checkpoint", "criterion_reduce_type")
 KEYS = (*DEFAULTS, *INERT, "reg_type", "parameters")
-#: pruning_type -> the engine metric (|w|, or |w * grad| accumulated over the steps)
-METRICS = {"magnitude": "l1", "snip": "taylor", "snip_momentum": "taylor"}
+#: pruning_type -> the engine metric: |w|, or |w * grad| of the last step (snip) or with
+#: Neural Compressor's momentum 0.9 over the steps (snip_momentum)
+METRICS: dict[str, Any] = {
+    "magnitude": "l1",
+    "snip": {"kind": "taylor", "decay": 0.0},
+    "snip_momentum": {"kind": "taylor", "decay": 0.9},
+}
 #: INC's other pruning types, refused by name
 UNSUPPORTED_TYPES = {
     "gradient": "ranking by |grad| alone is not among the engine's metrics",
@@ -220,7 +225,7 @@ def _where(config: Mapping[str, Any], key: str, fallback: Path) -> Path:
     return config["_where"].get(key, fallback)
 
 
-def _metric(reader: Reader, config: Mapping[str, Any], path: Path) -> str | None:
+def _metric(reader: Reader, config: Mapping[str, Any], path: Path) -> Any:
     kind = config["pruning_type"]
     where = _where(config, "pruning_type", path)
     base = str(kind).removesuffix("_progressive")
@@ -316,7 +321,7 @@ def _entry(
         "pruning runs on steps start_step..end_step: start_step <= end_step",
     ):
         return
-    if metric == "taylor" and start == 0:
+    if metric != "l1" and start == 0:
         reader.add(
             f"pruning_type {config['pruning_type']} ranks by gradients, which do not exist before the first step",
             _where(config, "start_step", path),
@@ -375,10 +380,11 @@ def _entry(
 
 
 def _weights(config: Mapping[str, Any]) -> list[str]:
-    """``ops:`` selections for op_names (``.*`` when empty), then ``ops-not:`` for each exclusion."""
+    """``ops:`` selections for op_names (``.*`` when empty), then ``ops-not:`` for each exclusion and
+    for the classifier head, which Neural Compressor always leaves out."""
     include = config["op_names"] or [".*"]
     out = [OPS_PREFIX + pattern for pattern in include]
-    out += [OPS_EXCLUDE_PREFIX + pattern for pattern in config["excluded_op_names"]]
+    out += [OPS_EXCLUDE_PREFIX + pattern for pattern in [*config["excluded_op_names"], CLASSIFIER_HEAD]]
     return out
 
 
