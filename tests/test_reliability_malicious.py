@@ -80,7 +80,7 @@ COMMANDS: dict[str, list[str]] = {
     "export": ["{file}", "--format", "onnx", "-o", "{tmp}/m.onnx"],
 }
 #: commands that read schedules and models but never a checkpoint
-NO_CHECKPOINT = {"validate", "plan", "deps", "completion"}
+NO_CHECKPOINT = {"validate", "plan", "deps", "completion", "convert"}
 
 
 def test_every_command_is_covered() -> None:
