@@ -455,4 +455,13 @@ def convert_schedule(schedule: Schedule, to: str) -> Conversion:
         )
     conv = Conversion(str(schedule.path), schedule.dialect, to, "")
     conv.text = WRITERS[to](schedule, conv)
+    if schedule.training:  # a dialect's own training section (LPOT's train:) is no schedule's part
+        settings = ", ".join(f"{key}: {value}" for key, value in schedule.training.items())
+        conv.lost.append(
+            Problem(
+                "the training section is not part of a schedule",
+                schedule.where(("pruning", "train"), key=True),
+                f"give prunecli run these settings (a --config file): {settings}",
+            )
+        )
     return conv
