@@ -299,7 +299,7 @@ def to_nni(schedule: Schedule, conv: Conversion) -> str:
                 )
             )
             continue
-        mine = (policy.epochs[0], len(policy.epochs), policy.frequency or 1)
+        mine = _timing(comp, policy)
         if timing is not None and mine != timing:
             conv.lost.append(
                 Problem(
@@ -319,13 +319,15 @@ def to_nni(schedule: Schedule, conv: Conversion) -> str:
                 Problem(f"policy of pruners.{name}: its args {sorted(policy.args)}", policy.location)
             )
     doc: dict[str, Any] = {"pruner": pruner or "LevelPruner"}
-    if timing is not None:
-        start, times, interval = timing
+    if timing is not None and timing[0] == "steps":
+        doc["training_steps"] = timing[1]
+    elif timing is not None:
+        _, start, times, interval = timing
         if start:
             doc["start_epoch"] = start
         if iterative(doc["pruner"]):
-            if times != DEFAULT_TOTAL_TIMES:
-                doc["total_times"] = times
+            if times - 1 != DEFAULT_TOTAL_TIMES:  # the ramp's first event (level 0) is at start_epoch
+                doc["total_times"] = max(times - 1, 1)
             if interval != 1:
                 doc["interval_epochs"] = interval
         elif times > 1:
@@ -334,6 +336,27 @@ def to_nni(schedule: Schedule, conv: Conversion) -> str:
             )
     doc["config_list"] = entries
     return _dump(doc)
+
+
+#: the schedule options of a step window (NNI's training_steps compile to one at a single step)
+_STEP_WINDOW = ("every_steps", "start_step", "end_step")
+
+
+def _training_steps(schedule: dict[str, Any]) -> int | None:
+    """N when a one-shot schedule prunes once at training step N (NNI's ``training_steps``)."""
+    start = schedule.get("start_step")
+    if schedule.get("kind") == "oneshot" and start is not None and start == schedule.get("end_step"):
+        return int(start)
+    return None
+
+
+def _timing(comp: Component, policy: Policy) -> tuple[Any, ...]:
+    """When a pruner prunes, as a config_list can say it: a step, or epochs (start, count, interval)."""
+    args = comp.args if comp.class_name == NATIVE_CLASS else native_args(comp) or {}
+    steps = _training_steps(resolved_axes(args).get("schedule", {}))
+    if steps is not None:
+        return ("steps", steps)
+    return ("epochs", policy.epochs[0], len(policy.epochs), policy.frequency or 1)
 
 
 def _nni_entry(name: str, comp: Component, conv: Conversion) -> dict[str, Any] | None:
@@ -357,8 +380,9 @@ def _nni_entry(name: str, comp: Component, conv: Conversion) -> dict[str, Any] |
         "sparse_ratio": args["sparsity"],
     }
     schedule = resolved_axes(args)["schedule"]
+    handled = ("kind", *_STEP_WINDOW) if _training_steps(schedule) is not None else ("kind",)
     for option, value in schedule.items():
-        if option != "kind" and value:
+        if option not in handled and value:
             conv.lost.append(
                 Problem(
                     f"pruners.{name}: schedule option {option}={value} (NNI's pruners start from 0)",
@@ -407,4 +431,13 @@ def convert_schedule(schedule: Schedule, to: str) -> Conversion:
         )
     conv = Conversion(str(schedule.path), schedule.dialect, to, "")
     conv.text = WRITERS[to](schedule, conv)
+    if schedule.training:  # a dialect's own training section (LPOT's train:) is no schedule's part
+        settings = ", ".join(f"{key}: {value}" for key, value in schedule.training.items())
+        conv.lost.append(
+            Problem(
+                "the training section is not part of a schedule",
+                schedule.where(("pruning", "train"), key=True),
+                f"give prunecli run these settings (a --config file): {settings}",
+            )
+        )
     return conv
