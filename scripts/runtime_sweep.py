@@ -317,18 +317,17 @@ def _structure_count(pruner: Any, mask: Any) -> tuple[int, Callable[[Any], float
 def _oracle(pruner: Any, policy_levels: Mapping[str, float] | None) -> tuple[str, Callable | None]:
     """How a pruner's final sparsity is predicted: ('element'|'structure', name -> target) or record."""
     from prunecli.pruners import (
-        AutomatedGradualPruner,
         BernoulliFilterPruner,
         RandomLevelStructureParameterPruner,
         RankedStructurePruner,
-        SparsityLevelParameterPruner,
     )
     from prunecli.pruners.agp import AgpMixin
     from prunecli.pruners.base import wildcard_lookup
 
-    if isinstance(pruner, AutomatedGradualPruner):
-        return "element", lambda name: pruner.final_sparsity
-    if isinstance(pruner, SparsityLevelParameterPruner) or policy_levels:
+    preset = getattr(pruner, "preset", None)  # the Distiller class of an engine composition
+    if preset == "AutomatedGradualPruner":
+        return "element", lambda name: pruner.schedule.final_sparsity
+    if preset == "SparsityLevelParameterPruner" or policy_levels:
         table = dict(policy_levels or pruner.levels)
         return "element", lambda name: wildcard_lookup(table, name) or 0.0
     if isinstance(pruner, (RandomLevelStructureParameterPruner, BernoulliFilterPruner)):

@@ -6,12 +6,14 @@ place that may)."""
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
 import pytest
 
 from prunecli.compression.build import EXTENSIONS, RUNTIME_ARGS
 from prunecli.lr import LR_SCHEDULERS
 from prunecli.pruners import PRUNERS
+from prunecli.pruners.compositions import Composition
 from prunecli.regularizers import REGULARIZERS
 from prunecli.schedule.catalog import catalog, classes_in
 from prunecli.schedule.native import NATIVE_CLASS
@@ -34,20 +36,26 @@ def _own_init(cls: type) -> type:
     return next(c for c in cls.__mro__ if "__init__" in vars(c))
 
 
-def _accepted(cls: type) -> tuple[set[str], set[str]]:
-    """(arguments, required ones) a class's constructor takes, following *args/**options to its base."""
-    owner = _own_init(cls)
+def _accepted(cls: Any) -> tuple[set[str], set[str]]:
+    """(arguments, required ones) a class's constructor takes, following *args/**options to its base.
+
+    An engine composition takes the arguments of its builder."""
     named: set[str] = set()
     required: set[str] = set()
     forwards = False
-    for pname, param in inspect.signature(owner.__init__).parameters.items():
+    if isinstance(cls, Composition):
+        owner, init = None, cls.build
+    else:
+        owner = _own_init(cls)
+        init = owner.__init__
+    for pname, param in inspect.signature(init).parameters.items():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             forwards = True
         elif pname not in INJECTED:
             named.add(pname)
             if param.default is inspect.Parameter.empty:
                 required.add(pname)
-    if forwards:
+    if forwards and owner is not None:
         base = _own_init(owner.__mro__[owner.__mro__.index(owner) + 1])
         if "final_sparsity" in named:  # an _AGP form: the ranking base, whose level it sets itself
             base = next(b for b in owner.__mro__[1:] if b.__name__ + "_AGP" == cls.__name__)

@@ -19,7 +19,7 @@ from prunecli.errors import ScheduleError
 from prunecli.schedule import load_schedule
 from prunecli.schedule.dialects.nni_select import Selector
 from prunecli.schedule.names import module_classes, resolve_names
-from tests.support.nni import CASES, MASKS, mask_summary, oracle_model, prunecli_masks
+from tests.support.nni import CASES, MASKS, mask_summary, oracle_model, prunecli_masks, pruned_rows
 
 ORACLE_CASES = json.loads(CASES.read_text())
 ORACLE_MASKS = json.loads(MASKS.read_text())["cases"]
@@ -153,7 +153,7 @@ config_list:
 def test_iterative_pruners_prune_total_times() -> None:
     text = "pruner: AGPPruner\nstart_epoch: 2\ntotal_times: 4\ninterval_epochs: 3\nconfig_list:\n  - {op_types: [Linear], sparse_ratio: 0.8}\n"
     [policy] = load_schedule("a.yaml", text=text).policies
-    assert policy.epochs == (2, 5, 8, 11)
+    assert policy.epochs == (2, 5, 8, 11, 14)  # the ramp starts at 2; NNI's 4 steps follow
     one_shot = load_schedule(
         "b.yaml", text="pruner: FPGMPruner\nconfig_list:\n  - {op_types: [Conv2d], sparse_ratio: 0.5}\n"
     )
@@ -205,3 +205,56 @@ def test_global_rounding_down_removes_nni_count() -> None:
     assert removed == {"up": 7, "down": 6}
     with pytest.raises(ValueError, match="rounding"):
         Global(rounding="nearest")
+
+
+def test_agp_pruner_reaches_nni_levels_step_by_step() -> None:
+    """NNI's AGP: after step i of T the level is (1 - (1 - i/T)^3) * s (peers-notes, NNI 2's task generator)."""
+    from prunecli.compression import build_compression
+
+    text = "pruner: AGPPruner\ntotal_times: 3\nconfig_list:\n  - {op_names: [fc1], sparse_ratio: 0.6}\n"
+    model = oracle_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = build_compression(load_schedule("agp.yaml", text=text), model, optimizer)
+    n = model.fc1.weight.numel()
+    for epoch in range(4):
+        scheduler.on_epoch_begin(epoch, optimizer)
+        mask = scheduler.masks["fc1.weight"]
+        zeros = 0 if mask is None else int((mask == 0).sum())
+        assert zeros == int((1 - (1 - epoch / 3) ** 3) * 0.6 * n), epoch
+
+
+def test_taylor_pruner_trains_training_steps_then_ranks_by_the_gathered_gradients() -> None:
+    """NNI's TaylorFOWeightPruner: |w * grad| summed over training_steps, lowest filters go."""
+    import torch.nn.functional as F
+
+    from prunecli.compression import build_compression
+
+    text = "pruner: TaylorFOWeightPruner\ntraining_steps: 2\nconfig_list:\n  - {op_types: [Conv2d], sparse_ratio: 0.5}\n"
+    schedule = load_schedule("taylor.yaml", text=text)
+    assert schedule.components["pruners"]["entry_1"].args["schedule"]["start_step"] == 2
+    torch.manual_seed(0)
+    model = oracle_model().train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    scheduler = build_compression(schedule, model, optimizer, example_input=torch.randn(1, 3, 8, 8))
+    convs = {n: p for n, p in model.named_parameters() if n.startswith("conv") and n.endswith("weight")}
+    sums = {n: torch.zeros_like(p) for n, p in convs.items()}
+    steps = 3
+    scheduler.on_epoch_begin(0, optimizer)
+    assert all(scheduler.masks.get(n) is None for n in convs)  # nothing before the gathered steps
+    for step in range(steps):
+        scheduler.on_minibatch_begin(0, step, steps, optimizer)
+        if step == 2:
+            break
+        loss = F.cross_entropy(model(torch.randn(8, 3, 8, 8)), torch.arange(8))
+        optimizer.zero_grad()
+        loss.backward()
+        for n, p in convs.items():
+            sums[n] += (p.detach() * p.grad).abs()
+        scheduler.before_parameter_optimization(0, step, steps, optimizer)
+        optimizer.step()
+        scheduler.on_minibatch_end(0, step, steps, optimizer)
+    for name, total in sums.items():
+        scores = total.flatten(1).sum(1)
+        expected = set(scores.argsort()[: int(0.5 * scores.numel())].tolist())
+        mask = scheduler.masks[name]
+        assert set(pruned_rows(mask)) == expected, name

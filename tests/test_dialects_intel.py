@@ -347,3 +347,16 @@ def test_gradient_scores_decay_as_neural_compressors_snip_criteria(
         w.grad = grad
         metric.observe({"w": w})
     assert metric.sums["w"].tolist() == pytest.approx(expected)  # 0.9 * [2, 4] + [1, 2]
+
+
+def test_converting_an_lpot_file_lists_its_training_section_as_lost() -> None:
+    from prunecli.schedule.convert import convert_schedule
+
+    conversion = convert_schedule(load_schedule(SEED), "native")
+    (lost,) = conversion.lost
+    assert lost.location.line == 2  # pruning.train
+    assert "epochs: 10" in lost.hint and "batch_size: 256" in lost.hint and "lr: 0.1" in lost.hint
+    assert (
+        load_schedule("native.yaml", text=conversion.text).components["pruners"]["lpot_0"].args["sparsity"]
+        == 0.97
+    )

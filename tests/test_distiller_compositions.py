@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -36,7 +37,8 @@ CASES: dict[str, tuple[str, ...]] = {
     ),
     "level_policy_levels": (
         "class: SparsityLevelParameterPruner\n    levels: {conv1.weight: 0.3}",
-        "epochs: [0, 3]", "levels: {fc.weight: 0.5, conv2.weight: 0.25}",
+        "epochs: [0, 3]",
+        "levels: {fc.weight: 0.5, conv2.weight: 0.25}",
     ),
     "agp": (
         "class: AutomatedGradualPruner\n    initial_sparsity: 0.05\n    final_sparsity: 0.7\n"
@@ -116,6 +118,16 @@ def test_masks_are_those_of_the_hand_written_classes(case: str) -> None:
     digests = mask_digests(case)
     assert int(recorded[-1].split("=")[1]) > 0  # the case prunes something
     assert digests == recorded
+
+
+@pytest.mark.parametrize("first", ["prunecli.engine", "prunecli.pruners"])
+def test_engine_and_pruners_import_in_either_order(first: str) -> None:
+    """The engine reads the pruners' criteria and the pruners' compositions read the engine: a
+    fresh interpreter must import either package first without a circular-import error."""
+    done = subprocess.run(
+        [sys.executable, "-c", f"import {first}"], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-1500:]
 
 
 if __name__ == "__main__":

@@ -153,6 +153,32 @@ def test_lottery_ticket_resets_survivors_to_their_initial_values():
     assert torch.equal(second, first[-second.numel() :])
 
 
+def test_reset_weight_flag_resets_survivors_for_any_generator():
+    torch.manual_seed(0)
+    model = TwoConv()
+    initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    seen = []
+
+    def finetuner(m):
+        seen.append(m.conv2.weight.detach().clone())
+        with torch.no_grad():
+            m.conv2.weight.mul_(3.0)  # training moves the weights away from their initial values
+
+    PruningScheduler(
+        LevelPruner("element", "l1"),
+        build_generator("agp"),
+        finetuner=finetuner,
+        reset_weight=True,
+        model=model,
+        example_input=EXAMPLE,
+        budget="weights <= 0.3",
+        iterations=2,
+    ).compress()
+    for weight in seen:
+        alive = weight != 0
+        assert torch.equal(weight[alive], initial["conv2.weight"][alive])
+
+
 def test_lottery_ticket_reset_after_thinning_slices_the_initial_weights():
     torch.manual_seed(0)
     model = TwoConv()
@@ -291,3 +317,38 @@ def test_metrics_that_learn_from_training_passes_are_refused():
     with pytest.raises(IterativePruningError, match="taylor") as info:
         run(HalfLevels(), "macs <= 0.5", 1, target="filters", pruner_metric="taylor")
     assert "l1" in info.value.hint
+
+
+def test_taylor_metric_ranks_filters_by_the_calibration_batches_gradients():
+    torch.manual_seed(0)
+    model = TwoConv()
+    images, labels = torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,))
+
+    def loss(m):
+        return torch.nn.functional.cross_entropy(m.eval()(images), labels)
+
+    def calibrate(m, after_backward):
+        m.zero_grad()
+        loss(m).backward()
+        after_backward()
+
+    # the oracle: first-order Taylor importance sum |w * dL/dw| per conv1 filter, by hand
+    reference = copy.deepcopy(model)
+    loss(reference).backward()
+    importance = (reference.conv1.weight * reference.conv1.weight.grad).abs().sum(dim=(1, 2, 3))
+    expected = set(importance.argsort()[:5].tolist())
+    by_magnitude = set(model.conv1.weight.abs().sum(dim=(1, 2, 3)).argsort()[:5].tolist())
+    assert expected != by_magnitude  # so the test tells the gradients were used
+
+    scheduler = PruningScheduler(
+        LevelPruner("filters", "taylor", calibrate=calibrate),
+        HalfLevels(),
+        speedup=False,
+        model=model,
+        example_input=EXAMPLE,
+        budget="macs <= 0.9",
+    )
+    scheduler.compress()
+    pruned = scheduler.previous.model.conv1.weight
+    zero = {i for i in range(10) if bool((pruned[i] == 0).all())}
+    assert zero == expected

@@ -360,3 +360,90 @@ def test_nni_method_that_cannot_round_outputs_is_refused() -> None:
 
     with pytest.raises(QuantizerError, match="DoReFa quantizer does not round output"):
         quantize(Tiny(), [{"quant_types": ["output"], "quant_bits": 4, "op_types": ["ReLU"]}], "DoReFa")
+
+
+# ---------------------------------------------------------------- prunecli run
+
+
+PACT_PRUNE_SCHEDULE = """\
+version: 1
+pruners:
+  inner:
+    class: L1RankedStructureParameterPruner_AGP
+    initial_sparsity: 0.25
+    final_sparsity: 0.5
+    group_type: Filters
+    weights: [layer1.0.conv1.weight]
+quantizers:
+  pact:
+    class: PACTQuantizer
+    bits_activations: 8
+    bits_weights: 8
+    act_clip_init_val: 4.0
+    overrides:
+      conv1: {bits_weights: null}
+      fc: {bits_weights: null}
+policies:
+  - pruner: {instance_name: inner}
+    starting_epoch: 0
+    ending_epoch: 2
+    frequency: 1
+  - quantizer: {instance_name: pact}
+    starting_epoch: 0
+    ending_epoch: 3
+    frequency: 1
+"""
+
+
+@pytest.mark.slow
+def test_run_prunes_and_quantizes_then_writes_the_plan_and_int8(tmp_path: Path) -> None:
+    from support.distributed import digits_args
+
+    from prunecli.checkpoint import load_checkpoint, load_model
+    from prunecli.quantization.stored import stored_plan
+    from prunecli.training import run_training
+    from prunecli.training.config import merge_config
+
+    schedule = tmp_path / "pq.yaml"
+    schedule.write_text(PACT_PRUNE_SCHEDULE)
+    config = merge_config(
+        {"schedule": str(schedule), **digits_args(batch_size=16, epochs=3), "out_dir": str(tmp_path / "run")}
+    )
+    run_training(config)
+    last = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    clips = [v for k, v in last["scheduler"]["policies"].items() if "quantizer" in k][0]["ops"]
+    assert any(k.endswith(":output") and "clip_val" in v for k, v in clips.items())  # PACT's learned clips saved
+    compact = load_checkpoint(tmp_path / "run" / "compact.pt")
+    plan = stored_plan(compact)
+    assert plan is not None and plan.bits_of("layer1.0.conv1") == 8 and plan.bits_of("conv1") is None
+    # converted at the end of the run; DoReFa's half-integer zero points run through fake-quant
+    model = load_model(tmp_path / "run" / "compact.pt")
+    assert "layer1.0.conv1" in model.simulated
+    # the masks survived quantization (rounded weights keep pruned filters at zero), so thinning
+    # removed half of layer1.0.conv1's 8 filters
+    assert model.graph_module.get_submodule("layer1.0.conv1").layer.weight.shape[0] == 4
+
+
+def test_thinning_while_weights_are_rounded_is_refused_at_the_extension(tmp_path: Path) -> None:
+    """DoReFa's max|tanh(w)| includes weights that read the channels thinning removes: an oracle by hand."""
+    w = torch.tensor([[0.2, 3.0], [0.1, -0.4]])  # column 1 reads a channel that thinning removes
+    before = DorefaWeight(2)(w)[:, :1]
+    after = DorefaWeight(2)(w[:, :1])
+    assert not torch.allclose(before, after)  # so the thinned model computes another function
+    text = (
+        "pruners:\n  p: {class: L1RankedStructureParameterPruner, group_type: Filters, desired_sparsity: 0.5,"
+        " weights: [conv.weight]}\n"
+        "extensions:\n  t: {class: FilterRemover, thinning_func_str: remove_filters, arch: resnet20_cifar,"
+        " dataset: cifar10}\n"
+        "quantizers:\n  q: {class: DorefaQuantizer, bits_weights: 4}\n"
+        "policies:\n  - {pruner: {instance_name: p}, epochs: [0]}\n  - {extension: {instance_name: t}, epochs: [1]}\n"
+        "  - {quantizer: {instance_name: q}, starting_epoch: 0, ending_epoch: 3, frequency: 1}\n"
+    )
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    with pytest.raises(ScheduleError) as info:
+        load_schedule(path)
+    assert "s.yaml:9:5" in str(info.value) and "thins the model at epoch 1" in str(info.value)
+    # post-training quantization after a thinned run is fine
+    load_schedule("ok.yaml", text=text.replace("DorefaQuantizer, bits_weights: 4", "PostTrainLinearQuantizer").replace(
+        "  - {quantizer: {instance_name: q}, starting_epoch: 0, ending_epoch: 3, frequency: 1}\n", ""))

@@ -78,9 +78,10 @@ COMMANDS: dict[str, list[str]] = {
     "thin": ["{file}", "-o", "{tmp}/thin.pt"],
     "import-distiller": ["{file}", "-o", "{tmp}/imported.pt"],
     "export": ["{file}", "--format", "onnx", "-o", "{tmp}/m.onnx"],
+    "collect-stats": ["{file}", "--dataset", "digits", "--batches", "1", "--out", "{tmp}/stats.yaml"],
 }
 #: commands that read schedules and models but never a checkpoint
-NO_CHECKPOINT = {"validate", "plan", "deps", "completion"}
+NO_CHECKPOINT = {"validate", "plan", "deps", "completion", "convert"}
 
 
 def test_every_command_is_covered() -> None:

@@ -163,3 +163,10 @@ def test_pruned_then_int8_matches_converting_the_thinned_float_model(tmp_path):
         assert torch.equal(int8(x), reference(x))
         # and it is still the pruned model, within int8 rounding
         assert (int8(x) - model(x)).abs().max() < 0.05 * model(x).abs().max()
+
+
+def test_sensitivity_refuses_an_int8_checkpoint(quantized_checkpoint, tmp_path):
+    out = tmp_path / "int8.pt"
+    assert CliRunner().invoke(cli, ["thin", str(quantized_checkpoint), "-o", str(out)]).exit_code == 0
+    result = CliRunner().invoke(cli, ["sensitivity", str(out), "--dataset", "digits"])
+    assert result.exit_code == 2 and "int8 model" in result.output and "--no-int8" in result.output

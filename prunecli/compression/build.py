@@ -25,7 +25,7 @@ from prunecli.compression.scheduler import CompressionScheduler
 from prunecli.errors import GraphError, ProblemCollector, ScheduleError
 from prunecli.lr import LR_SCHEDULERS
 from prunecli.pruners import PRUNERS, RankedStructurePruner
-from prunecli.pruners.agp import AgpMixin, agp_span
+from prunecli.pruners.agp import agp_span
 from prunecli.pruners.criteria import structure_norms
 from prunecli.regularizers import REGULARIZERS
 from prunecli.schedule.catalog import lookup
@@ -122,7 +122,7 @@ def check_quantizers(schedule: Schedule, model: nn.Module) -> None:
 
 def _build_component(
     comp: Component,
-    registry: Mapping[str, type],
+    registry: Mapping[str, Any],
     model: nn.Module,
     param_names: set[str],
     problems: ProblemCollector,
@@ -137,7 +137,8 @@ def _build_component(
         return None
     accepted, required = catalog_args(comp.class_name)
     args = dict(comp.args)
-    runtime = {k: args.pop(k) for k in RUNTIME_ARGS if k in args and issubclass(cls, RankedStructurePruner)}
+    ranked = isinstance(cls, type) and issubclass(cls, RankedStructurePruner)
+    runtime = {k: args.pop(k) for k in RUNTIME_ARGS if k in args and ranked}
     if not _check_args(comp, accepted | set(runtime), required, problems):
         return None
     try:
@@ -252,7 +253,7 @@ def _make_policy(
             )
             return None
         if (
-            isinstance(instance, AgpMixin)
+            instance.follows_agp
             and agp_span(policy.starting_epoch, policy.ending_epoch, policy.frequency) <= 0
         ):
             _policy_problem(

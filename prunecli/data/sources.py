@@ -327,7 +327,9 @@ def load_imagefolder(
     """
     from prunecli.data import transforms as T
 
-    root = require_dir(data_dir, "imagefolder", "train/ and val/ folders of class folders", IMAGEFOLDER_HOW)
+    root = require_dir(
+        data_dir, "imagefolder", "class folders, or train/ and val/ folders of class folders", IMAGEFOLDER_HOW
+    )
     train_dir = os.path.join(root, "train")
     test_dir = next(
         (os.path.join(root, v) for v in VAL_FOLDERS if os.path.isdir(os.path.join(root, v))), None

@@ -37,16 +37,20 @@ def prune_lowest(candidate: Candidate, fraction: float) -> torch.Tensor:
     k-th smallest goes); structures remove exactly ``floor(fraction * n)`` with ties broken by
     position, and never all of them.
     """
-    scores = candidate.scores
-    n = scores.numel()
     if candidate.elementwise:
-        k = int(fraction * n)
-        if k <= 0:
-            return torch.ones(n)
-        cut = torch.topk(scores.reshape(-1), k, largest=False, sorted=True).values[-1]
-        return (scores > cut).float()
-    k = num_structs_to_prune(n, fraction)
-    return keep_all_but(scores, k)
+        return level_keep(candidate.scores, fraction)
+    k = num_structs_to_prune(candidate.scores.numel(), fraction)
+    return keep_all_but(candidate.scores, k)
+
+
+def level_keep(scores: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Distiller's level rule: ``k = int(fraction * n)``; every score at or below the k-th smallest goes."""
+    n = scores.numel()
+    k = int(fraction * n)
+    if k <= 0:
+        return torch.ones(n)
+    cut = torch.topk(scores.reshape(-1), k, largest=False, sorted=True).values[-1]
+    return (scores > cut).float()
 
 
 def keep_all_but(scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -241,3 +245,30 @@ def levels_from_points(points: Sequence[Any], max_drop: float) -> dict[str, floa
 def build_allocation(spec: Mapping[str, Any]) -> Allocation:
     options = {k: v for k, v in spec.items() if k != "kind"}
     return ALLOCATIONS.get(str(spec["kind"]))(**options)
+
+
+# ------------------------------------------------------------------------------------------------
+# Per-tensor rules: how Distiller's own pruners turn one tensor's scores and the amount their
+# per-tensor schedule asks for (:class:`~prunecli.engine.schedules.TensorSchedule`) into a keep
+# vector. ``current`` is the tensor's keep vector before this event (all ones when unmasked),
+# given to the splice rule only.
+
+
+def threshold_keep(scores: torch.Tensor, threshold: float, current: torch.Tensor | None) -> torch.Tensor:
+    """Keep the groups scoring strictly above ``threshold``."""
+    return torch.gt(scores, threshold)
+
+
+def splice_keep(scores: torch.Tensor, band: tuple[float, float], current: torch.Tensor) -> torch.Tensor:
+    """Dynamic Network Surgery: remove below ``low``, splice back at or above ``high``, keep the
+    previous decision in between."""
+    low, high = band
+    keep = torch.where(scores < low, torch.zeros_like(current), current)
+    return torch.where(scores >= high, torch.ones_like(current), keep)
+
+
+TENSOR_RULES: dict[str, Callable[[torch.Tensor, Any, torch.Tensor | None], torch.Tensor]] = {
+    "level": lambda scores, level, current: level_keep(scores, level),
+    "threshold": threshold_keep,
+    "splice": splice_keep,
+}

@@ -101,6 +101,41 @@ class L2Metric(RowMetric):
         return rows.pow(2).sum(dim=1).sqrt()
 
 
+@METRICS.register("max")
+class MaxMetric(RowMetric):
+    """The largest magnitude in the group (Distiller's ``Max`` threshold criterion)."""
+
+    name = "max"
+
+    def reduce(self, rows):
+        return rows.abs().amax(dim=1)
+
+
+class MeanMetric(RowMetric):
+    """A norm divided by the group's element count, so groups of different sizes compare."""
+
+    base: RowMetric
+
+    def reduce(self, rows):
+        return self.base.reduce(rows) / rows.size(1)
+
+
+@METRICS.register("mean_l1")
+class MeanL1Metric(MeanMetric):
+    """Mean magnitude (Distiller's ``Mean_Abs``; its ranked pruners' L1 score)."""
+
+    name = "mean_l1"
+    base = L1Metric()
+
+
+@METRICS.register("mean_l2")
+class MeanL2Metric(MeanMetric):
+    """Euclidean norm over the element count (Distiller's ``Mean_L2``)."""
+
+    name = "mean_l2"
+    base = L2Metric()
+
+
 @METRICS.register("lp")
 class LpMetric(RowMetric):
     """``(sum |w|^p)^(1/p)``."""

@@ -11,10 +11,14 @@ Neural Compressor counts them: one at ``start_step`` and every ``every_steps`` a
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import torch
+
 from prunecli.engine.registry import Registry
+from prunecli.pruners.agp import AgpMixin
+from prunecli.pruners.base import require_meta, wildcard_lookup
 
 
 class Schedule:
@@ -155,3 +159,160 @@ class Cos(Schedule):
 def build_schedule(spec: Mapping[str, Any]) -> Schedule:
     options = {k: v for k, v in spec.items() if k != "kind"}
     return SCHEDULES.get(str(spec["kind"]))(**options)
+
+
+# ------------------------------------------------------------------------------------------------
+# Per-tensor schedules: Distiller's own pruners decide each tensor alone, when the policy asks for
+# its mask. Their schedule says what that tensor is asked for now: a level (a fraction of its
+# groups) or a threshold on the metric's scores; ``None`` leaves its mask alone.
+
+
+class TensorSchedule:
+    """Base class: ``amount(name, tensor, meta)`` for one tensor at one pruning event."""
+
+    #: the amount follows the AGP curve, so its policy needs starting/ending epochs and a frequency
+    follows_agp: bool = False
+    #: the state keys a checkpoint stores (Distiller's attribute names, so old checkpoints load)
+    state_keys: tuple[str, ...] = ()
+
+    def amount(self, name: str, tensor: torch.Tensor, meta: Mapping[str, Any] | None) -> Any | None:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in self.state_keys}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+
+class PerTensorLevels(TensorSchedule):
+    """A fixed level per tensor (``'*'``: every other tensor); a level of 0 leaves the tensor alone.
+
+    A pruning policy's ``levels`` argument replaces the table (Distiller's policy does the same).
+    """
+
+    def __init__(self, levels: Mapping[str, float]) -> None:
+        self.levels = dict(levels)
+
+    def amount(self, name, tensor, meta):
+        return wildcard_lookup(self.levels, name) or None
+
+
+class AgpLevels(AgpMixin, TensorSchedule):
+    """Distiller's AGP level of the epoch (one level for every tensor; 0 leaves them alone)."""
+
+    def __init__(self, initial_sparsity: float, final_sparsity: float, owner: str) -> None:
+        self._init_agp(initial_sparsity, final_sparsity)
+        self.owner = owner
+
+    def amount(self, name, tensor, meta):
+        return self.agp_target(meta, self.owner) or None
+
+
+class FixedThresholds(TensorSchedule):
+    """A fixed threshold per tensor (``'*'``: every other tensor)."""
+
+    def __init__(self, thresholds: Mapping[str, float]) -> None:
+        self.thresholds = dict(thresholds)
+
+    def amount(self, name, tensor, meta):
+        return wildcard_lookup(self.thresholds, name)
+
+
+class StdThresholds(TensorSchedule):
+    """``s * std(w)`` (Han et al. 2015); each tensor's std is measured at its first prune, then frozen."""
+
+    state_keys = ("stddev",)
+
+    def __init__(self, sensitivities: Mapping[str, float]) -> None:
+        self.sensitivities = dict(sensitivities)
+        self.stddev: dict[str, float] = {}
+
+    def amount(self, name, tensor, meta):
+        sensitivity = wildcard_lookup(self.sensitivities, name)
+        if sensitivity is None:
+            return None
+        if name not in self.stddev:
+            self.stddev[name] = torch.std(tensor.detach()).item()
+        return self.stddev[name] * sensitivity
+
+    def state_dict(self):
+        return {"stddev": dict(self.stddev)}
+
+
+class SplicingBands(TensorSchedule):
+    """Dynamic Network Surgery's two thresholds ``(mean|w| + std|w| * s) * mult`` (low, high).
+
+    mean/std of |w| are frozen at each tensor's first prune; ``s`` grows by
+    ``(epoch - starting_epoch) * sensitivity_multiplier + 1`` when the multiplier is set.
+    """
+
+    state_keys = ("stats",)
+
+    def __init__(
+        self,
+        sensitivities: Mapping[str, float],
+        low_thresh_mult: float,
+        hi_thresh_mult: float,
+        sensitivity_multiplier: float,
+        owner: str,
+    ) -> None:
+        self.sensitivities = dict(sensitivities)
+        self.low_thresh_mult, self.hi_thresh_mult = low_thresh_mult, hi_thresh_mult
+        self.sensitivity_multiplier = sensitivity_multiplier
+        self.owner = owner
+        self.stats: dict[str, list[float]] = {}
+
+    def amount(self, name, tensor, meta):
+        sensitivity = wildcard_lookup(self.sensitivities, name)
+        if sensitivity is None:
+            return None
+        if self.sensitivity_multiplier > 0:
+            meta = require_meta(meta, self.owner, ("current_epoch", "starting_epoch"))
+            sensitivity *= (meta["current_epoch"] - meta["starting_epoch"]) * self.sensitivity_multiplier + 1
+        if name not in self.stats:
+            with torch.no_grad():
+                magnitude = tensor.detach().abs()
+                self.stats[name] = [magnitude.mean().item(), torch.std(magnitude).item()]
+        mean, std = self.stats[name]
+        return (mean + std * sensitivity) * self.low_thresh_mult, (mean + std * sensitivity) * self.hi_thresh_mult
+
+    def state_dict(self):
+        return {"stats": {k: list(v) for k, v in self.stats.items()}}
+
+
+class BaiduRamp(TensorSchedule):
+    """Narang et al. (2017): a threshold growing with one slope, then a steeper one after a ramp epoch."""
+
+    state_keys = ("start_slope", "ramp_slope")
+
+    def __init__(self, q: float, ramp_epoch_offset: int, ramp_slope_mult: float, owner: str) -> None:
+        self.q, self.ramp_epoch_offset, self.ramp_slope_mult = q, ramp_epoch_offset, ramp_slope_mult
+        self.owner = owner
+        self.start_slope: float | None = None
+        self.ramp_slope: float | None = None
+
+    def amount(self, name, tensor, meta):
+        meta = require_meta(meta, self.owner)
+        start, end, freq = meta["starting_epoch"], meta["ending_epoch"], meta["frequency"] or 1
+        current = meta["current_epoch"]
+        ramp_epoch = self.ramp_epoch_offset + start
+        if self.start_slope is None:
+            self.start_slope = (2 * self.q * freq) / (2 * (ramp_epoch - start) + 3 * (end - ramp_epoch))
+            self.ramp_slope = self.start_slope * self.ramp_slope_mult
+        if current < ramp_epoch:
+            return self.start_slope * (current - start + 1) / freq
+        return (
+            self.start_slope * (ramp_epoch - start + 1) + self.ramp_slope * (current - ramp_epoch + 1)
+        ) / freq
+
+
+class GroupThresholds(TensorSchedule):
+    """``reg_regims: {name: [threshold, group_type]}``: each named tensor's fixed threshold."""
+
+    def __init__(self, reg_regims: Mapping[str, Sequence[Any]]) -> None:
+        self.thresholds = {name: regim[0] for name, regim in reg_regims.items()}
+
+    def amount(self, name, tensor, meta):
+        return self.thresholds.get(name)

@@ -172,6 +172,22 @@ class ElementTarget(Target):
         return torch.ones(params[_only(unit)].numel())
 
 
+class TensorTarget(Target):
+    """The whole tensor as one group (Distiller's ``4D`` threshold: a layer kept or removed whole).
+
+    Not offered to native entries: their allocations never remove a unit's last group.
+    """
+
+    kind = "tensor"
+
+    def view(self, unit, tensors):
+        return tensors[_only(unit)].reshape(1, -1)
+
+    def expand(self, unit, keep, params):
+        tensor = params[_only(unit)]
+        return {_only(unit): keep.to(tensor.dtype).reshape([1] * tensor.dim()).expand_as(tensor).contiguous()}
+
+
 @TARGETS.register("block")
 class BlockTarget(Target):
     """Blocks of any shape over chosen axes: ``shape: [1, 4]`` on a Linear weight, ``[1, 1, 3, 3]`` kernels.
@@ -514,3 +530,24 @@ def build_target(spec: Mapping[str, Any], *, example_input: Any = None) -> Targe
     if factory is CoupledTarget:
         options.setdefault("example_input", example_input)
     return factory(**options)
+
+
+def threshold_target(group_type: str, tensor: torch.Tensor | None = None) -> Target:
+    """The target a Distiller threshold on ``group_type`` keeps or removes (ValueError when none).
+
+    The group type's meaning is :data:`prunecli.schedule.vocabulary.GROUP_TYPES`'s; with
+    ``tensor`` its rank is checked too.
+    """
+    from prunecli.schedule.vocabulary import GROUP_TYPES
+
+    group = GROUP_TYPES.get(group_type)
+    if group is None or group.threshold is None:
+        raise ValueError(f"unknown group type {group_type!r} for thresholding")
+    if group.threshold == "tensor":
+        return TensorTarget()
+    if tensor is not None and tensor.dim() not in group.ranks:
+        raise ValueError(
+            f"{group_type} thresholding needs a tensor of rank {tuple(sorted(group.ranks))}, "
+            f"got shape {tuple(tensor.shape)}"
+        )
+    return TARGETS.get(group.threshold)()

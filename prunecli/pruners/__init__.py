@@ -1,16 +1,15 @@
-"""Every Distiller pruner, keyed by its Distiller class name (the YAML ``class:`` value)."""
+"""Every Distiller pruner, keyed by its Distiller class name (the YAML ``class:`` value).
+
+The per-tensor ones (levels, thresholds, surgery, Baidu, structure thresholds, element AGP) are
+engine compositions (:mod:`prunecli.pruners.compositions`); the ranked ones are classes here.
+"""
 
 from __future__ import annotations
 
-from prunecli.pruners.agp import AutomatedGradualPruner
+from collections.abc import Callable
+
 from prunecli.pruners.base import Pruner
-from prunecli.pruners.element import (
-    BaiduRNNPruner,
-    MagnitudeParameterPruner,
-    SensitivityPruner,
-    SparsityLevelParameterPruner,
-    SplicingPruner,
-)
+from prunecli.pruners.compositions import COMPOSITIONS
 from prunecli.pruners.ranked import (
     ActivationAPoZRankedFilterPruner,
     ActivationAPoZRankedFilterPruner_AGP,
@@ -29,19 +28,14 @@ from prunecli.pruners.ranked import (
     RandomRankedFilterPruner_AGP,
     RankedStructurePruner,
 )
-from prunecli.pruners.structure import StructureParameterPruner
 
-PRUNERS: dict[str, type[Pruner]] = {
-    cls.__name__: cls
-    for cls in (
-        AutomatedGradualPruner,
-        MagnitudeParameterPruner,
-        SensitivityPruner,
-        SparsityLevelParameterPruner,
-        SplicingPruner,
-        BaiduRNNPruner,
-        StructureParameterPruner,
-        L1RankedStructureParameterPruner,
+#: class name -> a factory ``(name, model=None, **yaml_args) -> Pruner``
+PRUNERS: dict[str, Callable[..., Pruner]] = {
+    **COMPOSITIONS,
+    **{
+        cls.__name__: cls
+        for cls in (
+            L1RankedStructureParameterPruner,
         L2RankedStructureParameterPruner,
         L1RankedStructureParameterPruner_AGP,
         L2RankedStructureParameterPruner_AGP,
@@ -55,8 +49,9 @@ PRUNERS: dict[str, type[Pruner]] = {
         RandomRankedFilterPruner,
         RandomRankedFilterPruner_AGP,
         BernoulliFilterPruner,
-        BernoulliFilterPruner_AGP,
-    )
+            BernoulliFilterPruner_AGP,
+        )
+    },
 }
 
-__all__ = ["PRUNERS", "Pruner", "RankedStructurePruner", *PRUNERS]
+__all__ = ["PRUNERS", "Pruner", "RankedStructurePruner", *(n for n in PRUNERS if n not in COMPOSITIONS)]

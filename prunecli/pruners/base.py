@@ -51,6 +51,8 @@ class Pruner:
     pending: bool = False
     #: Recompute masks every this many training steps (0: at the policy's epochs only).
     every_steps: int = 0
+    #: the level follows the AGP curve, so the policy needs starting/ending epochs and a frequency
+    follows_agp: bool = False
 
     def __init__(self, name: str, model: nn.Module | None = None) -> None:
         self.name = name

@@ -13,12 +13,6 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-#: Group types a ranking can use (Distiller's ranked pruners accept the first five).
-RANKED_GROUP_TYPES: tuple[str, ...] = ("Filters", "3D", "Channels", "Rows", "Blocks", "Cols", "2D")
-#: Group types a threshold (StructureParameterPruner, regularizer thresholds) can use.
-THRESHOLD_GROUP_TYPES: tuple[str, ...] = ("2D", "Rows", "Cols", "3D", "Filters", "Channels", "4D")
-THRESHOLD_CRITERIA: tuple[str, ...] = ("Max", "Mean_Abs")
-
 
 def threshold_mask(tensor: torch.Tensor, threshold: float) -> torch.Tensor:
     """Keep elements whose magnitude is strictly above ``threshold``."""
@@ -235,66 +229,29 @@ def structure_mask(
     return expand_binary_map(tensor, group_type, bmap, block_shape)
 
 
-#: Distiller's ``threshold_criteria`` names -> (norm, divide by the group's element count).
-#: Its pruner and regularizer accept ``Max`` and ``Mean_Abs`` (:data:`THRESHOLD_CRITERIA`); its
-#: thresholding function also takes the Lp spellings, kept here so results match it call for call.
-_CRITERIA: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], bool]] = {
-    "Max": (lambda rows: rows.abs().amax(dim=1), False),
-    "Mean_Abs": (lambda rows: rows.abs().sum(dim=1), True),
-    "Mean_L1": (lambda rows: rows.abs().sum(dim=1), True),
-    "L1": (lambda rows: rows.abs().sum(dim=1), False),
-    "Mean_L2": (lambda rows: rows.pow(2).sum(dim=1).sqrt(), True),
-    "L2": (lambda rows: rows.pow(2).sum(dim=1).sqrt(), False),
-}
-
-
-def group_scores(groups: torch.Tensor, criteria: str | None) -> torch.Tensor:
-    """One score per row of ``groups`` (one group per row): Distiller's ``norm_fn`` on each group.
-
-    ``None`` means ``Max``, as in prunecli's regularizers without a criterion.
-    """
-    norm, length_normalized = _CRITERIA.get(criteria or "Max", (None, False))
-    if norm is None:
-        raise ValueError(f"threshold_criteria must be one of {list(_CRITERIA)}, got {criteria!r}")
-    scores = norm(groups)
-    return scores / groups.size(1) if length_normalized else scores
-
-
-#: group type -> (tensor ranks it applies to, the per-structure view with one structure per row)
-_THRESHOLD_GROUPS: dict[str, tuple[tuple[int, ...], Callable[[torch.Tensor], torch.Tensor]]] = {
-    "2D": ((4,), lambda t: t.reshape(-1, t.size(2) * t.size(3))),
-    "Rows": ((2,), lambda t: t),
-    "Cols": ((2,), lambda t: t.t()),
-    "3D": ((3, 4), lambda t: t.reshape(t.size(0), -1)),
-    "Filters": ((3, 4), lambda t: t.reshape(t.size(0), -1)),
-    "Channels": ((2, 4), lambda t: t.transpose(0, 1).reshape(t.size(1), -1)),
-}
-
-
 def group_threshold_mask(
     tensor: torch.Tensor, group_type: str, threshold: float, criteria: str | None
 ) -> torch.Tensor | None:
     """Distiller's group thresholding: a structure survives if its criterion exceeds ``threshold``.
 
-    Every group type honours the criterion (``Max``: largest |w| of the structure; ``Mean_Abs``:
-    mean |w| over all its elements, e.g. over every filter's kernel for a channel). ``4D``
-    (an extension) returns ``None`` (no mask) when the whole tensor survives, else all zeros.
+    The group type's target and the criterion's metric are the engine's (their names are
+    :mod:`prunecli.schedule.vocabulary`'s): ``Max`` is the largest |w| of the structure,
+    ``Mean_Abs`` the mean |w| over all its elements (e.g. over every filter's kernel for a
+    channel); ``None`` means ``Max``. ``4D`` returns ``None`` (no mask) when the whole tensor
+    survives, else all zeros.
     """
+    from prunecli.engine.metrics import METRICS
+    from prunecli.engine.targets import TensorTarget, Unit, threshold_target
+    from prunecli.schedule.vocabulary import THRESHOLD_CRITERIA
+
+    metric_kind = THRESHOLD_CRITERIA.get(criteria or "Max")
+    if metric_kind is None:
+        raise ValueError(f"threshold_criteria must be one of {list(THRESHOLD_CRITERIA)}, got {criteria!r}")
     with torch.no_grad():
         t = tensor.detach()
-        if group_type == "4D":
-            score = group_scores(t.reshape(1, -1), criteria)[0]
-            return None if score > threshold else torch.zeros_like(t)
-        if group_type not in _THRESHOLD_GROUPS:
-            raise ValueError(f"unknown group type {group_type!r} for thresholding")
-        ranks, view = _THRESHOLD_GROUPS[group_type]
-        if t.dim() not in ranks:
-            raise ValueError(
-                f"{group_type} thresholding needs a tensor of rank {ranks}, got shape {tuple(t.shape)}"
-            )
-        bmap = group_scores(view(t), criteria).gt(threshold).to(t.dtype)
-        if group_type == "Rows":
-            return bmap.view(-1, 1).expand(t.shape).contiguous()
-        if group_type == "Cols":
-            return bmap.view(1, -1).expand(t.shape).contiguous()
-        return expand_binary_map(t, group_type, bmap)
+        target = threshold_target(group_type, t)
+        unit = Unit("tensor", ("tensor",))
+        keep = METRICS.get(metric_kind)().reduce(target.view(unit, {"tensor": t})).gt(threshold)
+        if isinstance(target, TensorTarget):
+            return None if bool(keep.all()) else torch.zeros_like(t)
+        return target.expand(unit, keep, {"tensor": t})["tensor"]

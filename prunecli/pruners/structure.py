@@ -1,13 +1,9 @@
-"""StructureParameterPruner: threshold whole structures by their Max or Mean_Abs magnitude."""
+"""``reg_regims`` checks shared by StructureParameterPruner (:mod:`prunecli.pruners.compositions`)
+and the regularizers."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-
-from torch import nn
-
-from prunecli.pruners.base import Pruner
-from prunecli.pruners.criteria import THRESHOLD_CRITERIA, THRESHOLD_GROUP_TYPES, group_threshold_mask
 
 
 def check_reg_regims(reg_regims: Mapping[str, Sequence], *, structured: bool) -> dict:
@@ -25,28 +21,3 @@ def check_reg_regims(reg_regims: Mapping[str, Sequence], *, structured: bool) ->
                 raise ValueError(f"reg_regims[{name!r}] must be a number, got {regim!r}")
             checked[name] = float(regim)
     return checked
-
-
-class StructureParameterPruner(Pruner):
-    def __init__(
-        self,
-        name: str,
-        reg_regims: Mapping[str, Sequence],
-        threshold_criteria: str,
-        model: nn.Module | None = None,
-    ) -> None:
-        super().__init__(name, model)
-        if threshold_criteria not in THRESHOLD_CRITERIA:
-            raise ValueError(f"threshold_criteria must be one of {list(THRESHOLD_CRITERIA)}")
-        self.reg_regims = check_reg_regims(reg_regims, structured=True)
-        for name_, (_, group_type) in self.reg_regims.items():
-            if group_type not in THRESHOLD_GROUP_TYPES:
-                raise ValueError(f"reg_regims[{name_!r}]: unknown group type {group_type!r}")
-        self.threshold_criteria = threshold_criteria
-        self.params_names = list(self.reg_regims)
-
-    def set_param_mask(self, param, param_name, maskers, meta=None) -> None:
-        if param_name not in self.reg_regims:
-            return
-        threshold, group_type = self.reg_regims[param_name]
-        maskers[param_name].mask = group_threshold_mask(param, group_type, threshold, self.threshold_criteria)

@@ -11,9 +11,10 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from prunecli.pruners.criteria import THRESHOLD_CRITERIA, group_threshold_mask
+from prunecli.pruners.criteria import group_threshold_mask
 from prunecli.pruners.structure import check_reg_regims
 from prunecli.regularizers.base import EPSILON, Regularizer
+from prunecli.schedule.vocabulary import SCHEDULE_THRESHOLD_CRITERIA
 
 
 def _need_dim(t: torch.Tensor, dims: int, group_type: str) -> None:
@@ -83,8 +84,10 @@ class GroupLassoRegularizer(Regularizer):
         threshold_criteria: str | None = None,
         model: nn.Module | None = None,
     ) -> None:
-        if threshold_criteria not in (None, *THRESHOLD_CRITERIA):
-            raise ValueError(f"threshold_criteria must be one of {list(THRESHOLD_CRITERIA)} or absent")
+        if threshold_criteria not in (None, *SCHEDULE_THRESHOLD_CRITERIA):
+            raise ValueError(
+                f"threshold_criteria must be one of {list(SCHEDULE_THRESHOLD_CRITERIA)} or absent"
+            )
         super().__init__(name, check_reg_regims(reg_regims, structured=True), threshold_criteria, model)
         for pname, (_, group_type) in self.reg_regims.items():
             if group_type not in self.group_types:

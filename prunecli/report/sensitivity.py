@@ -86,6 +86,13 @@ def analyze(
     """Evaluate every (parameter, level) pair; ``model`` itself is left untouched."""
     if kind not in KINDS:
         raise PruneCliError(f"unknown sensitivity kind {kind!r}", hint=f"use one of {', '.join(KINDS)}")
+    from prunecli.quantization.int8 import Int8Model
+
+    if isinstance(model, Int8Model):
+        raise PruneCliError(
+            "the model is an int8 model: its weights are integer codes, which this analysis cannot prune",
+            hint="analyse the float checkpoint (`prunecli thin --no-int8` writes one from a quantized run)",
+        )
     work = copy.deepcopy(model).to(device)
     names = list(parameters) if parameters is not None else analysed_parameters(work, kind)
     params = dict(work.named_parameters())

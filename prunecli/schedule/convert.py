@@ -157,14 +157,32 @@ def nni_pruner(comp: Component) -> str | None:
         if _plain_weights(args) is None or _engine_only(args) or "sparsity" not in args:
             return None
         mine = resolved_axes(args)
+        fits = []  # presets with this metric and schedule; the exact target first, else a granularity
         for name in PRESETS:
             theirs = resolved_axes({"preset": name})
-            same = all(theirs.get(axis) == mine.get(axis) for axis in ("target", "metric"))
-            if same and theirs["schedule"]["kind"] == mine["schedule"]["kind"]:
+            if (
+                theirs.get("metric") != mine.get("metric")
+                or theirs["schedule"]["kind"] != mine["schedule"]["kind"]
+            ):
+                continue
+            if theirs.get("target") == mine.get("target"):
                 return name
-        return None
+            if mine["target"].get("kind") == "coupled" or granularity(mine["target"]) is not None:
+                fits.append(name)
+        fits.sort(key=lambda name: resolved_axes({"preset": name})["target"]["kind"] == "element")
+        return fits[0] if fits else None
     native = native_args(comp)
     return nni_pruner(_native_component(comp, native)) if native is not None else None
+
+
+def granularity(target: dict[str, Any]) -> str | list[int] | None:
+    """NNI's ``granularity`` for an engine target (None when NNI has no word for it)."""
+    from .dialects.nni_keys import GRANULARITY_TARGETS
+
+    if target.get("kind") == "block" and set(target) <= {"kind", "shape"}:
+        return list(target.get("shape") or []) or None
+    names = {kind: name for name, kind in GRANULARITY_TARGETS.items() if kind is not None}
+    return names.get(str(target.get("kind"))) if set(target) == {"kind"} else None
 
 
 def _native_component(comp: Component, args: dict[str, Any]) -> Component:
@@ -299,7 +317,7 @@ def to_nni(schedule: Schedule, conv: Conversion) -> str:
                 )
             )
             continue
-        mine = (policy.epochs[0], len(policy.epochs), policy.frequency or 1)
+        mine = _timing(comp, policy)
         if timing is not None and mine != timing:
             conv.lost.append(
                 Problem(
@@ -309,7 +327,7 @@ def to_nni(schedule: Schedule, conv: Conversion) -> str:
                 )
             )
             continue
-        entry = _nni_entry(name, comp, conv)
+        entry = _nni_entry(name, comp, kind, conv)
         if entry is None:
             continue
         pruner, timing = kind, mine
@@ -319,13 +337,15 @@ def to_nni(schedule: Schedule, conv: Conversion) -> str:
                 Problem(f"policy of pruners.{name}: its args {sorted(policy.args)}", policy.location)
             )
     doc: dict[str, Any] = {"pruner": pruner or "LevelPruner"}
-    if timing is not None:
-        start, times, interval = timing
+    if timing is not None and timing[0] == "steps":
+        doc["training_steps"] = timing[1]
+    elif timing is not None:
+        _, start, times, interval = timing
         if start:
             doc["start_epoch"] = start
         if iterative(doc["pruner"]):
-            if times != DEFAULT_TOTAL_TIMES:
-                doc["total_times"] = times
+            if times - 1 != DEFAULT_TOTAL_TIMES:  # the ramp's first event (level 0) is at start_epoch
+                doc["total_times"] = max(times - 1, 1)
             if interval != 1:
                 doc["interval_epochs"] = interval
         elif times > 1:
@@ -336,7 +356,28 @@ def to_nni(schedule: Schedule, conv: Conversion) -> str:
     return _dump(doc)
 
 
-def _nni_entry(name: str, comp: Component, conv: Conversion) -> dict[str, Any] | None:
+#: the schedule options of a step window (NNI's training_steps compile to one at a single step)
+_STEP_WINDOW = ("every_steps", "start_step", "end_step")
+
+
+def _training_steps(schedule: dict[str, Any]) -> int | None:
+    """N when a one-shot schedule prunes once at training step N (NNI's ``training_steps``)."""
+    start = schedule.get("start_step")
+    if schedule.get("kind") == "oneshot" and start is not None and start == schedule.get("end_step"):
+        return int(start)
+    return None
+
+
+def _timing(comp: Component, policy: Policy) -> tuple[Any, ...]:
+    """When a pruner prunes, as a config_list can say it: a step, or epochs (start, count, interval)."""
+    args = comp.args if comp.class_name == NATIVE_CLASS else native_args(comp) or {}
+    steps = _training_steps(resolved_axes(args).get("schedule", {}))
+    if steps is not None:
+        return ("steps", steps)
+    return ("epochs", policy.epochs[0], len(policy.epochs), policy.frequency or 1)
+
+
+def _nni_entry(name: str, comp: Component, kind: str, conv: Conversion) -> dict[str, Any] | None:
     args = comp.args if comp.class_name == NATIVE_CLASS else native_args(comp)
     assert args is not None
     modules, others = [], []
@@ -356,9 +397,16 @@ def _nni_entry(name: str, comp: Component, conv: Conversion) -> dict[str, Any] |
         "op_names": [normalise(w).removesuffix(".weight") for w in modules],
         "sparse_ratio": args["sparsity"],
     }
+    preset = resolved_axes({"preset": kind})["target"]
+    target = resolved_axes(args)["target"]
+    if target.get("kind") == "coupled":
+        entry["dependency_group_id"] = name  # the engine finds the coupled channels in the traced graph
+    elif target != preset:
+        entry["granularity"] = granularity(target)
     schedule = resolved_axes(args)["schedule"]
+    handled = ("kind", *_STEP_WINDOW) if _training_steps(schedule) is not None else ("kind",)
     for option, value in schedule.items():
-        if option != "kind" and value:
+        if option not in handled and value:
             conv.lost.append(
                 Problem(
                     f"pruners.{name}: schedule option {option}={value} (NNI's pruners start from 0)",
@@ -407,4 +455,13 @@ def convert_schedule(schedule: Schedule, to: str) -> Conversion:
         )
     conv = Conversion(str(schedule.path), schedule.dialect, to, "")
     conv.text = WRITERS[to](schedule, conv)
+    if schedule.training:  # a dialect's own training section (LPOT's train:) is no schedule's part
+        settings = ", ".join(f"{key}: {value}" for key, value in schedule.training.items())
+        conv.lost.append(
+            Problem(
+                "the training section is not part of a schedule",
+                schedule.where(("pruning", "train"), key=True),
+                f"give prunecli run these settings (a --config file): {settings}",
+            )
+        )
     return conv

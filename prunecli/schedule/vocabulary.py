@@ -4,6 +4,7 @@
   for filters/channels which side of a channel group (producers or readers) they prune. Read by
   name matching (:mod:`prunecli.schedule.names`), the dependency check
   (:mod:`prunecli.graph.schedule_check`) and ``auto_dependency`` (:mod:`prunecli.compression.coupling`).
+* ``threshold_criteria`` values and the engine metric each one means.
 * ``thinning_func_str`` values of the thinning extensions and the
   :func:`prunecli.thinning.thin_model` mode each one means (read by the catalog's schema and by
   :class:`prunecli.compression.policies.ThinningPolicy`).
@@ -36,6 +37,10 @@ class GroupType:
     role: Role | None = None
     #: how messages name its structures
     words: str = "structures"
+    #: the engine target whose groups a *threshold* on this type keeps or removes (Distiller's
+    #: thresholds read a 2-D weight's "Rows" as its stored rows, unlike its rankings; "tensor" is
+    #: the whole tensor as one group); None where thresholds do not apply
+    threshold: str | None = None
 
 
 def _ranks(*ranks: int) -> frozenset[int]:
@@ -45,13 +50,13 @@ def _ranks(*ranks: int) -> frozenset[int]:
 #: group_type -> its meaning. "Channels" on a 2-D (Linear) weight are its columns and Distiller's
 #: "Rows" of a 2-D weight are its input columns too (torch stores Linear weights transposed).
 GROUP_TYPES: dict[str, GroupType] = {
-    "Filters": GroupType(_ranks(3, 4), dim=0, role="out", words="filters"),
-    "3D": GroupType(_ranks(3, 4), dim=0, role="out", words="filters"),
-    "Channels": GroupType(_ranks(2, 4), dim=1, role="in", words="input channels"),
-    "Rows": GroupType(_ranks(2), dim=1, words="rows"),
-    "Cols": GroupType(_ranks(2), words="columns"),
-    "2D": GroupType(_ranks(4), words="kernels"),
-    "4D": GroupType(_ranks(4)),
+    "Filters": GroupType(_ranks(3, 4), dim=0, role="out", words="filters", threshold="filters"),
+    "3D": GroupType(_ranks(3, 4), dim=0, role="out", words="filters", threshold="filters"),
+    "Channels": GroupType(_ranks(2, 4), dim=1, role="in", words="input channels", threshold="channels"),
+    "Rows": GroupType(_ranks(2), dim=1, words="rows", threshold="rows"),
+    "Cols": GroupType(_ranks(2), words="columns", threshold="columns"),
+    "2D": GroupType(_ranks(4), words="kernels", threshold="kernels"),
+    "4D": GroupType(_ranks(4), threshold="tensor"),
     "Blocks": GroupType(_ranks(4), words="blocks"),
     "Rows+Cols": GroupType(_ranks(2)),
     "Cols+Rows": GroupType(_ranks(2)),
@@ -59,10 +64,29 @@ GROUP_TYPES: dict[str, GroupType] = {
     "4D+Channels": GroupType(_ranks(4)),
 }
 
+#: Distiller's ``threshold_criteria`` -> the engine metric that scores each group for it. Its
+#: pruner and regularizers accept the first two; its thresholding function also takes the Lp
+#: spellings, kept so results match it call for call.
+THRESHOLD_CRITERIA: dict[str, str] = {
+    "Max": "max",
+    "Mean_Abs": "mean_l1",
+    "Mean_L1": "mean_l1",
+    "L1": "l1",
+    "Mean_L2": "mean_l2",
+    "L2": "l2",
+}
+#: the criteria a schedule may name (the pruner's and regularizers' ``threshold_criteria``)
+SCHEDULE_THRESHOLD_CRITERIA: tuple[str, ...] = ("Max", "Mean_Abs")
+
 
 def channel_group_types() -> dict[str, GroupType]:
     """The group types that prune whole channels of a dependency group (Filters, 3D, Channels)."""
     return {name: g for name, g in GROUP_TYPES.items() if g.role is not None}
+
+
+def threshold_group_types() -> dict[str, GroupType]:
+    """The group types a threshold can keep or remove (StructureParameterPruner, regularizers)."""
+    return {name: g for name, g in GROUP_TYPES.items() if g.threshold is not None}
 
 
 def structure_dims() -> dict[str, int]:

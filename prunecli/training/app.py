@@ -520,8 +520,11 @@ class _Run:
             stage.apply_post_training()
         test = self._evaluate(self.test_loader)
         if stage is not None:
-            # the model keeps its effective float weights; the plan travels in the checkpoint
-            self.extras["quantization"] = stage.finalize().to_dict()
+            from prunecli.quantization.stored import PLAN_KEY
+
+            # the model keeps its effective float weights; the plan travels in the checkpoint,
+            # where the end of the run (or `prunecli thin`) converts it to int8
+            self.extras[PLAN_KEY] = stage.finalize().to_dict()
         result.test = {
             "top1": test.top1,
             "top5": test.top5,

@@ -68,15 +68,16 @@ DATASETS = {
     "CIFAR100": ("cifar100", False),
     "MNIST": ("mnist", False),
 }
-TRANSFORMS = (
-    "RandomResizedCrop",
-    "RandomHorizontalFlip",
-    "RandomCrop",
-    "Resize",
-    "CenterCrop",
-    "ToTensor",
-    "Normalize",
-)
+#: LPOT's PyTorch transforms prunecli builds -> (required arguments, optional ones)
+TRANSFORMS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "RandomResizedCrop": (("size",), ("scale", "ratio")),
+    "RandomHorizontalFlip": ((), ("p",)),
+    "RandomCrop": (("size",), ("padding",)),
+    "Resize": (("size",), ()),
+    "CenterCrop": (("size",), ()),
+    "ToTensor": ((), ()),
+    "Normalize": (("mean", "std"), ()),
+}
 OPTIMIZERS = {
     "SGD": ("sgd", ("learning_rate", "momentum", "weight_decay", "nesterov")),
     "Adam": ("adam", ("learning_rate", "beta_1", "beta_2", "epsilon", "amsgrad", "weight_decay")),
@@ -494,6 +495,17 @@ def _transforms(reader: Reader, body: Any, path: Path) -> list[list[Any]] | None
             return None
         args = reader.mapping(args, (*path, name), f"transform {name}", "indent its arguments under it")
         if args is None:
+            return None
+        required, optional = TRANSFORMS[name]
+        reader.keys(args, (*path, name), (*required, *optional), f"transform {name}")
+        missing = [key for key in required if key not in args]
+        if missing:
+            reader.add(
+                f"transform {name} needs {', '.join(missing)}",
+                (*path, name),
+                f"write e.g. '{name}: {{{', '.join(f'{k}: ...' for k in required)}}}'",
+                key=True,
+            )
             return None
         out.append([name, dict(args)])
     return out

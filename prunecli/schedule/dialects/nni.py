@@ -7,7 +7,8 @@ one native entry with the pruner's preset, the entry's sparsity and allocation; 
 prunes depends on the model's module names and classes, so ``weights`` are filled in by
 :class:`~prunecli.schedule.dialects.nni_select.Binding` when the model is known. Pruning happens
 at ``start_epoch`` (default 0); the iterative pruners (AGPPruner, LinearPruner, MovementPruner)
-prune ``total_times`` times, every ``interval_epochs``.
+prune ``total_times`` times, every ``interval_epochs`` after ``start_epoch``, where their ramp
+starts.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from prunecli.schedule.native import NATIVE_CLASS, resolved_axes
 
 from .nni_keys import (
     COMMON_OP_TYPES,
+    DATA_METRICS,
     DOCUMENT_KEYS,
     EXCLUDE_KEYS,
     GRANULARITY_TARGETS,
@@ -49,6 +51,10 @@ def detect(document: Any) -> bool:
     if isinstance(document, list):
         return any(isinstance(item, dict) and any(k in KNOWN_KEYS for k in item) for item in document)
     return isinstance(document, dict) and "config_list" in document
+
+
+def _metric(pruner: str) -> str | None:
+    return resolved_axes({"preset": pruner}).get("metric", {}).get("kind")
 
 
 def iterative(pruner: str) -> bool:
@@ -98,9 +104,19 @@ class _Compiler:
             if parsed is not None:
                 entries.append(parsed[0])
                 settings.append(parsed[1])
+        steps = self._training_steps(head, pruner)
         components, owners = self._components(entries, settings, pruner)
         self.problems.raise_if_any(ScheduleError, f"{self.path}: invalid {TITLE}")
         entries = [Entry(e.index, e.path, e.selector, e.exclude, owners.get(e.index)) for e in entries]
+        if steps is not None:  # NNI trains training_steps first, then prunes once: one event at that step
+            for comp in components.values():
+                comp.args["schedule"] = {
+                    "kind": "oneshot",
+                    "every_steps": 1,
+                    "start_step": steps,
+                    "end_step": steps,
+                }
+            start, times, interval = 0, steps + 1, 1  # the policy's epochs only bound the steps
         policies = [
             self._policy(order, name, comp, start, times, interval)
             for order, (name, comp) in enumerate(components.items())
@@ -162,6 +178,33 @@ class _Compiler:
             return PRUNERS[0]
         return str(name)
 
+    def _training_steps(self, head: dict[str, Any], pruner: str) -> int | None:
+        """NNI's ``training_steps`` of the pruners that rank by training data (None when not given)."""
+        if "training_steps" not in head:
+            return None
+        value = head["training_steps"]
+        if iterative(pruner) or _metric(pruner) not in DATA_METRICS:
+            self.problems.add(
+                f"{pruner} ranks without training data: training_steps applies to "
+                + ", ".join(p for p in PRUNERS if not iterative(p) and _metric(p) in DATA_METRICS),
+                self.locate(("training_steps",), key=True),
+                "remove training_steps",
+            )
+            return None
+        if "start_epoch" in head:
+            self.problems.add(
+                "training_steps counts from the first training step: it cannot be combined with start_epoch",
+                self.locate(("start_epoch",), key=True),
+                "remove start_epoch",
+            )
+            return None
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            self.problems.add(
+                f"training_steps must be an integer >= 1, got {value!r}", self.locate(("training_steps",))
+            )
+            return None
+        return value
+
     def _timing(self, head: dict[str, Any], pruner: str) -> tuple[int, int, int]:
         values = {}
         for key, default, minimum in (
@@ -188,7 +231,10 @@ class _Compiler:
                         f"remove {key}, or use an iterative pruner",
                     )
             return values["start_epoch"], 1, 1
-        return values["start_epoch"], values["total_times"] or DEFAULT_TOTAL_TIMES, values["interval_epochs"]
+        # the ramp starts at start_epoch (level 0) and reaches NNI's i-th level i intervals later,
+        # i = 1..total_times: AGP's (1 - (1 - i/T)^3) * s, Linear's i/T * s
+        times = values["total_times"] or DEFAULT_TOTAL_TIMES
+        return values["start_epoch"], times + 1, values["interval_epochs"]
 
     # ------------------------------------------------------------------ one entry
     def _entry(self, index: int, item: Any, path: tuple[Any, ...]) -> tuple[Entry, _Settings] | None:
@@ -207,7 +253,8 @@ class _Compiler:
                 f"{where}: {quantization[0]} makes this a quantization config; prunecli reads NNI "
                 "config_lists for pruning only",
                 self.locate((*path, quantization[0]), key=True),
-                "remove the quantization entries (prunecli's quantizers are described in docs/quantization.md)",
+                "put the quantization entries in a schedule's 'quantizers:' section as an NNIQuantizer's "
+                "config_list (see docs/quantization.md) and keep the pruning entries here",
             )
             return None
         selector = self._selector(index, where, item, path)

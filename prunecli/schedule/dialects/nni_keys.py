@@ -46,7 +46,16 @@ ENTRY_KEYS: tuple[str, ...] = (*SELECT_KEYS, *EXCLUDE_KEYS, *RATIO_KEYS, *SETTIN
 KNOWN_KEYS: tuple[str, ...] = (*ENTRY_KEYS, *UNSUPPORTED_KEYS, *QUANTIZATION_KEYS)
 
 #: the keys of the mapping form of an NNI file (``pruner:`` plus ``config_list:``)
-DOCUMENT_KEYS: tuple[str, ...] = ("pruner", "config_list", "start_epoch", "total_times", "interval_epochs")
+DOCUMENT_KEYS: tuple[str, ...] = (
+    "pruner",
+    "config_list",
+    "start_epoch",
+    "total_times",
+    "interval_epochs",
+    "training_steps",
+)
+#: metrics that rank by training data: their one-shot pruners may first train ``training_steps``
+DATA_METRICS: tuple[str, ...] = ("taylor", "apoz", "activation_mean", "bn_scale")
 
 #: NNI's pruners are the engine's presets of the same name
 PRUNERS: tuple[str, ...] = tuple(PRESETS)
