@@ -22,7 +22,9 @@ def test_multihead_attention_counts_projections_and_products_by_hand():
     assert rows["attn.in_proj"].macs == (5 + 7 + 7) * 8 * 8
     assert rows["attn.out_proj"].macs == 5 * 8 * 8
     assert rows["attn.attention"].macs == 2 * 5 * 7 * 8
-    assert rows["attn.in_proj"].weight == "attn.in_proj_weight" and rows["attn.in_proj"].weights_volume == 3 * 64
+    assert (
+        rows["attn.in_proj"].weight == "attn.in_proj_weight" and rows["attn.in_proj"].weights_volume == 3 * 64
+    )
     assert total_macs(_Call(attn), tokens) == 19 * 64 + 5 * 64 + 560
 
 
@@ -41,7 +43,9 @@ class _Call(nn.Module):
 def test_small_torchvision_vit_matches_the_hand_formula():
     from torchvision.models.vision_transformer import VisionTransformer
 
-    model = VisionTransformer(image_size=8, patch_size=2, num_layers=2, num_heads=4, hidden_dim=32, mlp_dim=64, num_classes=10)
+    model = VisionTransformer(
+        image_size=8, patch_size=2, num_layers=2, num_heads=4, hidden_dim=32, mlp_dim=64, num_classes=10
+    )
     tokens, d, mlp = 4 * 4 + 1, 32, 64  # 16 patches and the class token
     per_layer = tokens * 3 * d * d + tokens * d * d + 2 * tokens * tokens * d + 2 * tokens * d * mlp
     expected = 16 * d * 3 * 2 * 2 + 2 * per_layer + d * 10
@@ -51,7 +55,9 @@ def test_small_torchvision_vit_matches_the_hand_formula():
 def test_small_swin_counts_its_window_attention_on_padded_windows():
     from torchvision.models.swin_transformer import SwinTransformer
 
-    model = SwinTransformer(patch_size=[2, 2], embed_dim=8, depths=[2], num_heads=[2], window_size=[3, 3], num_classes=4)
+    model = SwinTransformer(
+        patch_size=[2, 2], embed_dim=8, depths=[2], num_heads=[2], window_size=[3, 3], num_classes=4
+    )
     rows = {r.name: r for r in compute_summary(model, torch.randn(1, 3, 8, 8))}
     attn = "features.1.0.attn"
     # a 4x4 map padded to 6x6 (whole 3x3 windows): 36 tokens, each attending to the 9 of its window
