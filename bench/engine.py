@@ -8,8 +8,10 @@ only re-applied per step) and the gradient-accumulating metrics Taylor (filters)
 Accuracy: resnet_digits on digits, 3 seeds, the accuracy benchmark's epoch plan; every method
 removes half of the model's MACs: prunecli FPGM, Taylor and L1 on coupled channel groups with a
 global allocation (and L1 with a uniform one), AGP to ``objective: {kind: macs, fraction: 0.5}``
-then thinned; Torch-Pruning's GroupNormImportance and TaylorImportance at the channel ratio that
-removes half the MACs, stepped along the same AGP targets.
+then thinned; Torch-Pruning's GroupNormImportance, TaylorImportance and FPGMImportance at the
+channel ratio that removes half the MACs, stepped along the same AGP targets; NNI's L1NormPruner,
+FPGMPruner and TaylorPruner (dependency groups + ModelSpeedup) the same way, in NNI's own
+environment (:mod:`bench.peers.nni_engine`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from bench import models, ours
 from bench.accuracy import Method, Plan, _plan, top1, train_method
 from bench.context import Context
 from bench.harness import CPU, alternate, timed
-from bench.peers import tp_side
+from bench.peers import nni_side, tp_side
 from bench.results import (
     NOT_INSTALLED,
     Section,
@@ -236,6 +238,46 @@ def _tp_method(
     return build
 
 
+#: NNI pruner by label -> the kind :mod:`bench.peers.nni_engine` runs (NNI 3.0 calls
+#: TaylorFOWeightPruner TaylorPruner)
+NNI_METHODS: dict[str, str] = {
+    "NNI L1NormPruner": "l1",
+    "NNI FPGMPruner": "fpgm",
+    "NNI TaylorFOWeightPruner": "taylor",
+}
+#: a generous bound on one NNI pruner's three seeds (its own process)
+NNI_TIMEOUT = 3600
+
+
+def _nni_rows(table: Table, results: dict[str, list[float]], plan: Plan, settings) -> None:
+    """NNI's pruners in their own environment (one process per pruner, every seed)."""
+    if not settings.nni or nni_side.version() is None:
+        for name in NNI_METHODS:
+            table.add(name, NOT_INSTALLED if settings.nni else "skipped (--quick)", "", "", "")
+        return
+    layout = f"{plan.pretrain},{plan.prune},{plan.finetune},{-1 if plan.max_steps is None else plan.max_steps}"
+    for name, kind in NNI_METHODS.items():
+        progress(f"engine accuracy {name}, seeds {', '.join(map(str, settings.acc_seeds))}")
+        try:
+            out = nni_side.train_pruned(
+                kind, layout, list(settings.acc_seeds), threads=settings.threads, timeout=NNI_TIMEOUT
+            )
+        except (Unavailable, RuntimeError) as exc:
+            table.add(name, f"not available ({short_error(exc)})", "", "", "")
+            continue
+        scores = [out["results"][str(seed)][0] for seed in settings.acc_seeds]
+        macs = out["results"][str(settings.acc_seeds[-1])][1]
+        results[name] = scores
+        _add_row(table, name, scores, macs)
+
+
+def _add_row(table: Table, name: str, scores: list[float], macs: int) -> None:
+    table.add(
+        name, f"{100 * statistics.mean(scores):.2f} %", f"{100 * min(scores):.2f}-{100 * max(scores):.2f}",
+        ", ".join(f"{100 * s:.2f}" for s in scores), count(macs),
+    )  # fmt: skip
+
+
 _batch: tuple[torch.Tensor, torch.Tensor] = (torch.zeros(0), torch.zeros(0))
 
 
@@ -267,7 +309,9 @@ def run_accuracy(context: Context) -> Section:
         "Torch-Pruning: `MetaPruner` with the named importance (GroupNormImportance is "
         "`GroupMagnitudeImportance(p=2)` in Torch-Pruning 1.6), the uniform channel ratio that removes half "
         "the MACs (found by bisection), stepped along the same AGP curve; Taylor gets one batch's gradients "
-        "before each step. NNI is not installed in this environment, so its pruners are not in the table.",
+        "before each step. NNI: its L1NormPruner, FPGMPruner and TaylorPruner (NNI 3.0's TaylorFOWeightPruner) "
+        "with dependency groups and ModelSpeedup, in NNI's own environment, stepped along the same AGP curve "
+        "to the channel ratio that removes half the MACs (bisection); Taylor gets one batch's `(w * grad)^2`.",
     )
     table = Table(
         "Test top-1 at half the MACs", ["method", "top-1 mean", "spread (min-max)", "per seed", "MACs after"]
@@ -301,10 +345,8 @@ def run_accuracy(context: Context) -> Section:
             table.add(name, f"not available ({short_error(exc)})", "", "", "")
             continue
         results[name] = scores
-        table.add(
-            name, f"{100 * statistics.mean(scores):.2f} %", f"{100 * min(scores):.2f}-{100 * max(scores):.2f}",
-            ", ".join(f"{100 * s:.2f}" for s in scores), count(macs),
-        )  # fmt: skip
+        _add_row(table, name, scores, macs)
+    _nni_rows(table, results, plan, settings)
     _accuracy_targets(section, results)
     return section
 
@@ -315,6 +357,9 @@ def _mean(results: dict[str, list[float]], name: str) -> float | None:
 
 def _accuracy_targets(section: Section, results: dict[str, list[float]]) -> None:
     pairs = [
+        ("prunecli FPGM, global", "NNI FPGMPruner"),
+        ("prunecli Taylor, global", "NNI TaylorFOWeightPruner"),
+        ("prunecli L1, global", "NNI L1NormPruner"),
         ("prunecli FPGM, global", "Torch-Pruning GroupNormImportance"),
         ("prunecli FPGM, global", "Torch-Pruning FPGMImportance"),
         ("prunecli Taylor, global", "Torch-Pruning TaylorImportance"),

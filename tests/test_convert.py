@@ -100,16 +100,23 @@ def test_nni_target_lists_everything_a_config_list_cannot_hold(examples_dir: str
     rel = "agp-pruning/resnet20_filters.schedule_agp_2.yaml"
     conv = convert_schedule(Path(examples_dir) / rel, "nni")
     doc = yaml.safe_load(conv.text)
-    # the AGP fine pruner becomes AGPPruner on its modules (DataParallel's 'module.' dropped)
-    assert doc["pruner"] == "AGPPruner" and doc["start_epoch"] == 20 and doc["interval_epochs"] == 2
+    # the L1-ranked AGP filter pruner is NNI's AGPPruner with out_channel granularity; its 10 epochs
+    # (0, 2, ..., 18) are the ramp's start and 9 steps every 2 epochs; DataParallel's 'module.' dropped
+    assert doc["pruner"] == "AGPPruner" and doc["total_times"] == 9 and doc["interval_epochs"] == 2
     assert doc["config_list"] == [
         {
-            "op_names": ["layer3.1.conv1", "layer3.1.conv2", "layer3.2.conv1", "layer3.2.conv2"],
-            "sparse_ratio": 0.7,
+            "op_names": [f"layer{i}.{j}.conv1" for i in (1, 2) for j in range(3)],
+            "sparse_ratio": 0.4,
+            "granularity": "out_channel",
         }
     ]
     lost = " | ".join(p.message for p in conv.lost)
-    for part in ("extensions.net_thinner", "lr_schedulers.pruning_lr", "pruners.low_pruner", "initial=0.05"):
+    for part in (
+        "extensions.net_thinner",
+        "lr_schedulers.pruning_lr",
+        "initial=0.1",
+        "pruners.fine_pruner: its epochs",
+    ):
         assert part in lost
 
 
@@ -131,3 +138,21 @@ def test_nni_config_list_converts_with_a_model_and_keeps_its_masks(tmp_path: Pat
     assert yaml.safe_load(conv.text)["config_list"] == [
         {"op_names": ["conv2", "conv3"], "sparse_ratio": 0.25}
     ]
+
+
+def test_nni_round_trip_keeps_granularity_and_dependency_groups(tmp_path: Path) -> None:
+    text = (
+        "pruner: L1NormPruner\nconfig_list:\n"
+        "  - {op_types: [Conv2d], sparse_ratio: 0.5, dependency_group_id: 1}\n"
+        "  - {op_names: [fc1], sparse_ratio: 0.25, granularity: in_channel}\n"
+    )
+    source = tmp_path / "nni.yaml"
+    source.write_text(text)
+    conv = convert_schedule(source, "nni", model="tests/support/nni.py:oracle_model")
+    assert conv.lost == []
+    entries = yaml.safe_load(conv.text)["config_list"]
+    assert entries[0]["dependency_group_id"] == "entry_1" and entries[1]["granularity"] == "in_channel"
+    expected = prunecli_masks(text, "nni.yaml")
+    got = prunecli_masks(conv.text, "back.yaml")
+    assert got.keys() == expected.keys() and got
+    assert all((got[n] == expected[n]).all() for n in got)

@@ -317,3 +317,38 @@ def test_metrics_that_learn_from_training_passes_are_refused():
     with pytest.raises(IterativePruningError, match="taylor") as info:
         run(HalfLevels(), "macs <= 0.5", 1, target="filters", pruner_metric="taylor")
     assert "l1" in info.value.hint
+
+
+def test_taylor_metric_ranks_filters_by_the_calibration_batches_gradients():
+    torch.manual_seed(0)
+    model = TwoConv()
+    images, labels = torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,))
+
+    def loss(m):
+        return torch.nn.functional.cross_entropy(m.eval()(images), labels)
+
+    def calibrate(m, after_backward):
+        m.zero_grad()
+        loss(m).backward()
+        after_backward()
+
+    # the oracle: first-order Taylor importance sum |w * dL/dw| per conv1 filter, by hand
+    reference = copy.deepcopy(model)
+    loss(reference).backward()
+    importance = (reference.conv1.weight * reference.conv1.weight.grad).abs().sum(dim=(1, 2, 3))
+    expected = set(importance.argsort()[:5].tolist())
+    by_magnitude = set(model.conv1.weight.abs().sum(dim=(1, 2, 3)).argsort()[:5].tolist())
+    assert expected != by_magnitude  # so the test tells the gradients were used
+
+    scheduler = PruningScheduler(
+        LevelPruner("filters", "taylor", calibrate=calibrate),
+        HalfLevels(),
+        speedup=False,
+        model=model,
+        example_input=EXAMPLE,
+        budget="macs <= 0.9",
+    )
+    scheduler.compress()
+    pruned = scheduler.previous.model.conv1.weight
+    zero = {i for i in range(10) if bool((pruned[i] == 0).all())}
+    assert zero == expected

@@ -422,3 +422,28 @@ def test_run_prunes_and_quantizes_then_writes_the_plan_and_int8(tmp_path: Path) 
     # the masks survived quantization (rounded weights keep pruned filters at zero), so thinning
     # removed half of layer1.0.conv1's 8 filters
     assert model.graph_module.get_submodule("layer1.0.conv1").layer.weight.shape[0] == 4
+
+
+def test_thinning_while_weights_are_rounded_is_refused_at_the_extension(tmp_path: Path) -> None:
+    """DoReFa's max|tanh(w)| includes weights that read the channels thinning removes: an oracle by hand."""
+    w = torch.tensor([[0.2, 3.0], [0.1, -0.4]])  # column 1 reads a channel that thinning removes
+    before = DorefaWeight(2)(w)[:, :1]
+    after = DorefaWeight(2)(w[:, :1])
+    assert not torch.allclose(before, after)  # so the thinned model computes another function
+    text = (
+        "pruners:\n  p: {class: L1RankedStructureParameterPruner, group_type: Filters, desired_sparsity: 0.5,"
+        " weights: [conv.weight]}\n"
+        "extensions:\n  t: {class: FilterRemover, thinning_func_str: remove_filters, arch: resnet20_cifar,"
+        " dataset: cifar10}\n"
+        "quantizers:\n  q: {class: DorefaQuantizer, bits_weights: 4}\n"
+        "policies:\n  - {pruner: {instance_name: p}, epochs: [0]}\n  - {extension: {instance_name: t}, epochs: [1]}\n"
+        "  - {quantizer: {instance_name: q}, starting_epoch: 0, ending_epoch: 3, frequency: 1}\n"
+    )
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    with pytest.raises(ScheduleError) as info:
+        load_schedule(path)
+    assert "s.yaml:9:5" in str(info.value) and "thins the model at epoch 1" in str(info.value)
+    # post-training quantization after a thinned run is fine
+    load_schedule("ok.yaml", text=text.replace("DorefaQuantizer, bits_weights: 4", "PostTrainLinearQuantizer").replace(
+        "  - {quantizer: {instance_name: q}, starting_epoch: 0, ending_epoch: 3, frequency: 1}\n", ""))

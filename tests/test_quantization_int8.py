@@ -264,3 +264,28 @@ def test_a_planned_output_without_weights_is_fake_quantized():
     y = torch.nn.functional.conv2d(x.double(), fake(model[0].weight.detach(), weight), model[0].bias.double())
     with torch.no_grad():
         torch.testing.assert_close(int8(x).double(), fake(torch.relu(y), relu), rtol=0, atol=1e-6)
+
+
+def test_the_plan_of_distillers_post_training_quantizer_converts_close_to_its_simulation():
+    from prunecli.quantization.quantizers import PostTrainLinearQuantizer
+    from prunecli.quantization.stats import collect_stats
+
+    model, _ = _digits(seed=3)
+    batches = _batches(4, seed=4)
+    stats = collect_stats(model, batches)
+    quantizer = PostTrainLinearQuantizer(
+        model, mode="ASYMMETRIC_UNSIGNED", per_channel_wts=True, model_activation_stats=stats
+    )
+    quantizer.prepare()
+    with torch.no_grad():
+        simulated = model(batches[0])
+    plan = quantizer.finalize()  # the model now holds the effective weights
+    int8 = convert_to_int8(model, plan, batches[0][:1])
+    assert len(int8.kernels) == 9  # 7 layers, 2 residual additions (they have statistics)
+    with torch.no_grad():
+        got = int8(batches[0])
+    step = float(plan.layers["fc"].output.scale)
+    # the simulation rounds each convolution's output before its BatchNorm, the int8 model after
+    # the folded pair: the same function up to a few output steps
+    assert (got - simulated).abs().max() <= 6 * step
+    assert (got.argmax(1) == simulated.argmax(1)).float().mean() >= 0.9

@@ -53,16 +53,6 @@ def _latency_ms(model: torch.nn.Module, x: torch.Tensor, runs: int) -> float:
     return statistics.median(times)
 
 
-@torch.no_grad()
-def _top1(model: torch.nn.Module, loader) -> float:
-    model.eval()
-    correct = total = 0
-    for x, y in loader:
-        correct += int((model(x).argmax(1) == y).sum())
-        total += len(y)
-    return correct / max(total, 1)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("checkpoint")
@@ -81,6 +71,7 @@ def main() -> int:
         import nni
         from nni.compression.quantization import QATQuantizer
         from nni.compression.utils import TorchEvaluator
+    from bench.accuracy import top1 as _top1
     from prunecli import load_model
     from prunecli.data import load_dataset
 

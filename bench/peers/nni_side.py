@@ -66,3 +66,15 @@ def call(cmd: list[str], timeout: float) -> dict:
         lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
         raise RuntimeError(lines[-1] if lines else f"exit status {done.returncode}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def train_pruned(
+    kind: str, plan: str, seeds: list[int], *, threads: int, timeout: float, ratio: float | None = None
+) -> dict:
+    """The engine accuracy rows of NNI's ``kind`` pruner (see :mod:`bench.peers.nni_engine`);
+    ``ratio`` fixes the channel ratio (default: the one removing half the MACs, by bisection)."""
+    cmd = [str(python()), "-m", "bench.peers.nni_engine", kind, "--plan", plan]
+    cmd += ["--seeds", ",".join(map(str, seeds)), "--threads", str(threads)]
+    if ratio is not None:
+        cmd += ["--ratio", str(ratio)]
+    return call(cmd, timeout)

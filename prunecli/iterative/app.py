@@ -170,6 +170,24 @@ class _Run:
                     objective=self.task.objective(),
                 )
 
+    def calibrate(self, model: nn.Module, after_backward: Any) -> None:
+        """``calibration_batches`` training batches, forward and backward without an optimizer step
+        (eval mode: BatchNorm statistics stay as they are), for metrics such as taylor or apoz."""
+        was_training = model.training
+        model.eval()
+        objective = self.task.objective()
+        try:
+            for step, batch in enumerate(self.train_loader):
+                if step >= self.spec.calibration_batches:
+                    break
+                model.zero_grad(set_to_none=True)
+                loss, _ = objective.loss(model, batch, self.device)
+                loss.backward()
+                after_backward()
+        finally:
+            model.zero_grad(set_to_none=True)
+            model.train(was_training)
+
     def evaluate(self, model: nn.Module, loader: Any) -> Any:
         return self.task.evaluate(model, loader, self.device, self.config.max_eval_batches)
 
@@ -268,7 +286,7 @@ class _Run:
 
     def build_scheduler(self) -> PruningScheduler:
         spec, where = self.spec, self.spec.where
-        generator, pruner = build_parts(spec)
+        generator, pruner = build_parts(spec, calibrate=self.calibrate)
         initial = (
             load_checkpoint(self.dir.initial_weights)["state_dict"]
             if self.dir.initial_weights.is_file()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from torch import nn
@@ -10,21 +11,24 @@ from torch import nn
 from prunecli.errors import ConfigError
 from prunecli.iterative.generators import GeneratorError, build_generator
 from prunecli.iterative.generators.scheduled import ScheduledGenerator
-from prunecli.iterative.pruning import IterativePruningError, LevelPruner
+from prunecli.iterative.pruning import Calibrate, IterativePruningError, LevelPruner
 from prunecli.iterative.scheduler import check_budget
 from prunecli.iterative.spec import IterativeSpec
 from prunecli.iterative.task import Measurements, SearchSpace, Task, TaskGenerator, TaskResult
 
 
-def build_parts(spec: IterativeSpec) -> tuple[TaskGenerator, LevelPruner]:
-    """The generator and pruner a section names (user code is imported here); located ConfigErrors."""
+def build_parts(spec: IterativeSpec, calibrate: Calibrate | None = None) -> tuple[TaskGenerator, LevelPruner]:
+    """The generator and pruner a section names (user code is imported here); located ConfigErrors.
+
+    ``calibrate`` runs training batches for metrics that learn from them (see :class:`LevelPruner`).
+    """
     where = spec.where
     try:
         generator = build_generator(spec.generator, spec.generator_options)
     except GeneratorError as exc:
         raise ConfigError(exc.message, location=where.get("generator"), hint=exc.hint) from None
     try:
-        pruner = LevelPruner(**spec.pruner, weights=spec.weights)
+        pruner = LevelPruner(**spec.pruner, weights=spec.weights, calibrate=calibrate)
     except IterativePruningError as exc:
         raise ConfigError(exc.message, location=where.get("pruner"), hint=exc.hint) from None
     return generator, pruner
@@ -33,16 +37,25 @@ def build_parts(spec: IterativeSpec) -> tuple[TaskGenerator, LevelPruner]:
 def check_on_model(spec: IterativeSpec, model: nn.Module, example_input: Any) -> float | None:
     """Parameter names, the pruner on this model, and the budget's reach (the smallest reachable
     value, returned; None for latency budgets). Raises located ConfigErrors; trains nothing."""
-    _, pruner = build_parts(spec)
+    _, pruner = build_parts(spec, calibrate=_run_supplies_batches)
     where = spec.where
     try:
         pruner.bind(model, example_input)
     except IterativePruningError as exc:
-        raise ConfigError(exc.message, location=where.get(exc.key) or where.get("pruner"), hint=exc.hint) from None
+        raise ConfigError(
+            exc.message, location=where.get(exc.key) or where.get("pruner"), hint=exc.hint
+        ) from None
     except ValueError as exc:  # the engine refusing the combination (AxisProblem, EngineError)
         hint = getattr(exc, "hint", "") or "see docs/pruning-engine.md"
-        raise ConfigError(getattr(exc, "message", str(exc)), location=where.get("pruner"), hint=hint) from None
+        raise ConfigError(
+            getattr(exc, "message", str(exc)), location=where.get("pruner"), hint=hint
+        ) from None
     return check_budget(pruner, model, spec.budget_value, spec.max_sparsity_per_layer, where)
+
+
+def _run_supplies_batches(model: nn.Module, after_backward: Callable[[], None]) -> None:
+    """Stands for ``prunecli run``'s calibration while checking: a run feeds training batches."""
+    del model, after_backward
 
 
 def planned_tasks(spec: IterativeSpec) -> list[Task] | None:

@@ -14,7 +14,7 @@ measured cost under the goal; each unit is capped at ``max_level`` of its dense 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,11 @@ from prunecli.iterative.task import Budget
 
 #: targets whose removed groups thinning takes out of the model (the others stay masked)
 THINNABLE_TARGETS = frozenset({"filters", "channels", "rows", "columns", "coupled"})
+
+#: ``calibrate(model, after_backward)``: run a few training batches through ``model`` (forward,
+#: loss, backward) and call ``after_backward()`` after each backward pass, without an optimizer
+#: step; metrics that learn from training passes (taylor, apoz, ...) read them before pruning
+Calibrate = Callable[[nn.Module, Callable[[], None]], None]
 
 #: budget metric -> the engine objective measuring it
 OBJECTIVE_OF = {"weights": "weights", "params": "parameters", "macs": "macs"}
@@ -72,6 +77,8 @@ class LevelPruner:
     ``target`` / ``metric`` / ``allocation`` are engine axes, given as a name or a mapping with
     ``kind`` and options, exactly as in a native schedule entry (``preset:`` works too, through
     ``axes``). ``weights`` lists the tensors to prune (default: :func:`prunable_weights`).
+    ``calibrate`` feeds a metric that learns from training passes (``taylor``, ``movement``,
+    ``apoz``, ``activation_mean``) just before each pruning step; such metrics are refused without it.
     """
 
     def __init__(
@@ -81,9 +88,11 @@ class LevelPruner:
         *,
         allocation: str | Mapping[str, Any] = "uniform",
         weights: Sequence[str] | None = None,
+        calibrate: Calibrate | None = None,
         **axes: Any,
     ) -> None:
         self.axes: dict[str, Any] = {"target": target, "metric": metric, **axes}
+        self.calibrate = calibrate
         allocation_spec = {"kind": allocation} if isinstance(allocation, str) else dict(allocation)
         if allocation_spec.get("kind") not in ("uniform", "global"):
             raise IterativePruningError(
@@ -110,14 +119,27 @@ class LevelPruner:
             args["allocation"] = self.allocation
         pruner = build_engine_pruner("iterative", args, model, self.example_input)
         metric = pruner.metric
-        if metric.needs_forward or metric.needs_gradients:
+        if (metric.needs_forward or metric.needs_gradients) and self.calibrate is None:
             raise IterativePruningError(
-                f"metric {metric.name} learns from training passes, which the iterative loop does not "
-                "run before pruning",
-                "use a weight metric: l1, l2, lp, fpgm, bn_scale or random",
+                f"metric {metric.name} learns from training passes, and this pruner has no calibrate "
+                "function to run them before pruning",
+                "pass LevelPruner(..., calibrate=fn) (prunecli run does), or use a weight metric: l1, "
+                "l2, lp, fpgm, bn_scale or random",
                 "metric",
             )
         return pruner
+
+    def _observe(self, pruner: EnginePruner, model: nn.Module) -> None:
+        """Let a training-pass metric see ``calibrate``'s batches on ``model`` as it is now."""
+        metric = pruner.metric
+        if not (metric.needs_forward or metric.needs_gradients) or self.calibrate is None:
+            return
+        params = dict(model.named_parameters())
+        metric.attach(model, pruner.params_names)
+        try:
+            self.calibrate(model, lambda: metric.observe(params))
+        finally:
+            metric.detach()
 
     def bind(self, model: nn.Module, example_input: Any) -> DenseCounts:
         """Record the dense model's counts (called once, on the model the run starts from)."""
@@ -173,6 +195,7 @@ class LevelPruner:
     ) -> dict[str, torch.Tensor]:
         """Masks (shaped like ``model``'s tensors now) for ``levels`` or ``goal``; not applied."""
         pruner = self.engine(model)
+        self._observe(pruner, model)
         plan = _Plan(self, pruner, model, max_level)
         if goal is not None:
             return plan.for_goal(goal)

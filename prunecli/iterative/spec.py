@@ -12,6 +12,7 @@
       weights: [conv1.weight, ...]    # default: every convolution and linear weight but the classifier's
       pretrain_epochs: 4              # dense training before the first iteration
       finetune_epochs: 2              # after every pruning step
+      calibration_batches: 16         # training batches a taylor / apoz metric sees before each step
       rewind_epoch: 1                 # lottery ticket with reset_to: rewind
       speedup: true                   # thin when the target allows it
       reset_weight: false             # reset every task's survivors to the initial weights
@@ -42,6 +43,7 @@ KEYS: dict[str, str] = {
     "weights": "a list of parameter names",
     "pretrain_epochs": "a whole number >= 0",
     "finetune_epochs": "a whole number >= 0",
+    "calibration_batches": "a whole number >= 1",
     "rewind_epoch": "a whole number >= 0, at most pretrain_epochs",
     "speedup": "true or false",
     "reset_weight": "true or false",
@@ -64,6 +66,7 @@ class IterativeSpec:
     weights: list[str] | None = None
     pretrain_epochs: int = 0
     finetune_epochs: int = 1
+    calibration_batches: int = 16
     rewind_epoch: int | None = None
     speedup: bool = True
     reset_weight: bool = False
@@ -82,6 +85,7 @@ class IterativeSpec:
             "weights": list(self.weights) if self.weights is not None else None,
             "pretrain_epochs": self.pretrain_epochs,
             "finetune_epochs": self.finetune_epochs,
+            "calibration_batches": self.calibration_batches,
             "rewind_epoch": self.rewind_epoch,
             "speedup": self.speedup,
             "reset_weight": self.reset_weight,
@@ -218,6 +222,16 @@ def _numbers(section: Mapping[str, Any], spec: IterativeSpec, check: _Checker) -
                 check.add(f"{key} must be a whole number >= 0, got {value!r}", (key,), KEYS[key])
             else:
                 setattr(spec, key, value)
+    if "calibration_batches" in section:
+        value = section["calibration_batches"]
+        if not _is_int(value) or value < 1:
+            check.add(
+                f"calibration_batches must be a whole number >= 1, got {value!r}",
+                ("calibration_batches",),
+                "e.g. calibration_batches: 16",
+            )
+        else:
+            spec.calibration_batches = value
     if spec.rewind_epoch is not None and spec.rewind_epoch > spec.pretrain_epochs:
         check.add(
             f"rewind_epoch {spec.rewind_epoch} comes after the last pretraining epoch ({spec.pretrain_epochs})",

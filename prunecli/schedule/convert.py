@@ -157,14 +157,32 @@ def nni_pruner(comp: Component) -> str | None:
         if _plain_weights(args) is None or _engine_only(args) or "sparsity" not in args:
             return None
         mine = resolved_axes(args)
+        fits = []  # presets with this metric and schedule; the exact target first, else a granularity
         for name in PRESETS:
             theirs = resolved_axes({"preset": name})
-            same = all(theirs.get(axis) == mine.get(axis) for axis in ("target", "metric"))
-            if same and theirs["schedule"]["kind"] == mine["schedule"]["kind"]:
+            if (
+                theirs.get("metric") != mine.get("metric")
+                or theirs["schedule"]["kind"] != mine["schedule"]["kind"]
+            ):
+                continue
+            if theirs.get("target") == mine.get("target"):
                 return name
-        return None
+            if mine["target"].get("kind") == "coupled" or granularity(mine["target"]) is not None:
+                fits.append(name)
+        fits.sort(key=lambda name: resolved_axes({"preset": name})["target"]["kind"] == "element")
+        return fits[0] if fits else None
     native = native_args(comp)
     return nni_pruner(_native_component(comp, native)) if native is not None else None
+
+
+def granularity(target: dict[str, Any]) -> str | list[int] | None:
+    """NNI's ``granularity`` for an engine target (None when NNI has no word for it)."""
+    from .dialects.nni_keys import GRANULARITY_TARGETS
+
+    if target.get("kind") == "block" and set(target) <= {"kind", "shape"}:
+        return list(target.get("shape") or []) or None
+    names = {kind: name for name, kind in GRANULARITY_TARGETS.items() if kind is not None}
+    return names.get(str(target.get("kind"))) if set(target) == {"kind"} else None
 
 
 def _native_component(comp: Component, args: dict[str, Any]) -> Component:
@@ -309,7 +327,7 @@ def to_nni(schedule: Schedule, conv: Conversion) -> str:
                 )
             )
             continue
-        entry = _nni_entry(name, comp, conv)
+        entry = _nni_entry(name, comp, kind, conv)
         if entry is None:
             continue
         pruner, timing = kind, mine
@@ -359,7 +377,7 @@ def _timing(comp: Component, policy: Policy) -> tuple[Any, ...]:
     return ("epochs", policy.epochs[0], len(policy.epochs), policy.frequency or 1)
 
 
-def _nni_entry(name: str, comp: Component, conv: Conversion) -> dict[str, Any] | None:
+def _nni_entry(name: str, comp: Component, kind: str, conv: Conversion) -> dict[str, Any] | None:
     args = comp.args if comp.class_name == NATIVE_CLASS else native_args(comp)
     assert args is not None
     modules, others = [], []
@@ -379,6 +397,12 @@ def _nni_entry(name: str, comp: Component, conv: Conversion) -> dict[str, Any] |
         "op_names": [normalise(w).removesuffix(".weight") for w in modules],
         "sparse_ratio": args["sparsity"],
     }
+    preset = resolved_axes({"preset": kind})["target"]
+    target = resolved_axes(args)["target"]
+    if target.get("kind") == "coupled":
+        entry["dependency_group_id"] = name  # the engine finds the coupled channels in the traced graph
+    elif target != preset:
+        entry["granularity"] = granularity(target)
     schedule = resolved_axes(args)["schedule"]
     handled = ("kind", *_STEP_WINDOW) if _training_steps(schedule) is not None else ("kind",)
     for option, value in schedule.items():

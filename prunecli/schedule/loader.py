@@ -174,6 +174,7 @@ def build_distiller_schedule(
     components, known = _components(data, locate, problems)
     _check_quantizers(components, path, problems)
     policies = _policies(data, locate, problems, components, known)
+    _check_thinning_under_quantizer(components, policies, problems)
     problems.raise_if_any(ScheduleError, f"{path}: invalid schedule")
     return Schedule(
         path=path,
@@ -360,6 +361,55 @@ def _check_quantizers(
             )
         else:
             comp.args[STATS_ARG] = str(found)
+
+
+def _rounds_weights(comp: Component) -> bool:
+    """Whether a quantization-aware quantizer rounds some layer's weights (its default or an override)."""
+    if comp.class_name == "NNIQuantizer":
+        entries = comp.args.get("config_list") or []
+        return any("weight" in (e.get("quant_types") or []) for e in entries if isinstance(e, dict))
+    overrides = comp.args.get("overrides") or {}
+    default = comp.args.get("bits_weights", 32)
+    return default is not None or any(
+        isinstance(o, dict) and o.get("bits_weights") is not None for o in overrides.values()
+    )
+
+
+def _check_thinning_under_quantizer(
+    components: dict[str, dict[str, Component]], policies: list[Policy], problems: ProblemCollector
+) -> None:
+    """Thinning while quantization-aware training rounds weights cannot keep the model's function:
+    the rounding's ranges (DoReFa's max|tanh(w)|, range-linear min/max, per tensor or per filter)
+    include the weights that read the removed channels, so removing them moves every rounded value."""
+    from .vocabulary import THINNING_CLASSES
+
+    quantizers = components.get("quantizers", {})
+    active = [
+        p
+        for p in policies
+        if p.kind == "quantizer"
+        and p.instance in quantizers
+        and quantizers[p.instance].class_name not in POST_TRAINING_QUANTIZERS
+        and not (quantizers[p.instance].class_name == "NNIQuantizer" and quantizers[p.instance].args.get("method") == "Naive")
+        and _rounds_weights(quantizers[p.instance])
+    ]
+    if not active:
+        return
+    extensions = components.get("extensions", {})
+    for policy in policies:
+        comp = extensions.get(policy.instance) if policy.kind == "extension" else None
+        if comp is None or comp.class_name not in THINNING_CLASSES:
+            continue
+        quantizer = active[0]
+        problems.add(
+            f"extension '{policy.instance}' thins the model at epoch {policy.epochs[0]} while quantizer "
+            f"'{quantizer.instance}' rounds weights (from epoch {quantizer.epochs[0]}): the rounding ranges "
+            "include the weights that read the removed channels, so thinning would change the quantized "
+            "model's function",
+            policy.location,
+            "prune and thin in one run, then quantize in a second run started from its compact.pt "
+            "(prunecli run QUANT_SCHEDULE --initial-weights RUN/compact.pt), or use PostTrainLinearQuantizer",
+        )
 
 
 def _quantizer_policy_ok(
