@@ -204,7 +204,7 @@ def render(rows: list[dict], timing: dict | None, machine: str, started: str) ->
         "`thin_model` and its eval-mode outputs and classifier input features compared with the zeroed "
         "model's (tolerance relative to how much each varies between two random inputs; see "
         "thinning.md, Verification: *ok* means verified on at least one of them, except the deep plain "
-        "VGGs for CIFAR, whose classifier input ignores the input at initialisation). MACs follow `prunecli.report.compute` (Distiller's definition, one sample at the listed "
+        "VGGs for CIFAR, whose classifier input ignores the input at initialisation). MACs follow `prunecli.report.compute` (Distiller's definition plus attention, one sample at the listed "
         "input size). Times are wall-clock: dependency analysis, then `thin_model` (plan, slicing and "
         "the verification forward pass). The thinned model is then exported by `prunecli.export.export_model` "
         "to ONNX (opset 18, run by ONNX Runtime) and to a `torch.export` exported program, each verified "

@@ -177,11 +177,6 @@ def test_regularization_loss_components():
     assert torch.equal(sched.before_backward_pass(1, 0, 1, loss, optimizer), loss)  # not scheduled at epoch 1
 
 
-def test_quantizers_rejected():
-    schedule = make_schedule({"quantizers": {"q": ("DorefaQuantizer", {"bits_activations": 8})}}, [])
-    with pytest.raises(ScheduleError, match="quantizers are not supported yet"):
-        build_scheduler(schedule, TinyCNN(), None)
-
 
 def test_all_problems_reported_together():
     schedule = make_schedule(

@@ -101,7 +101,8 @@ def test_the_table_is_cached_in_the_run_directory_and_reused(chain, tmp_path):
     first = CountingTimer()
     table = load_or_measure(run.latency_table, layers, ["conv2.weight"], model, (1, 8, 8), timer=first)
     assert run.latency_table.is_file()
-    assert first.calls == table.measured_now == len(table.entries) > 1
+    # one timing per entry, and the dense model three times for the rest entry (the fastest counts)
+    assert first.calls == table.measured_now + 2 == len(table.entries) + 2 > 3
     again = CountingTimer()
     cached = load_or_measure(run.latency_table, layers, ["conv2.weight"], model, (1, 8, 8), timer=again)
     assert again.calls == 0 and cached.measured_now == 0

@@ -121,3 +121,20 @@ def test_latency_budget_with_unstructured_pruning_is_refused():
             budget="latency_ms <= 1.0",
         )
     assert "whole filters or channels" in caught.value.message
+
+
+def test_a_run_checks_a_latency_budget_on_the_untrained_model_before_training():
+    from prunecli.iterative.check import check_on_model
+    from prunecli.iterative.measure import LatencyOptions
+    from prunecli.iterative.spec import IterativeSpec
+
+    spec = IterativeSpec(
+        generator="simulated_annealing",
+        budget="latency_ms <= 0.000001",
+        pruner={"target": "coupled", "metric": "l1"},
+    )
+    with pytest.raises(ConfigError) as caught:
+        check_on_model(spec, TwoConv(), EXAMPLE, latency=LatencyOptions(runs=2, warmup=1))
+    assert "cannot be met" in caught.value.message
+    # without latency options (prunecli validate) nothing is timed and nothing is refused
+    assert check_on_model(spec, TwoConv(), EXAMPLE) is None

@@ -52,8 +52,13 @@ class WeightsObjective(Objective):
 class LayerObjective(Objective):
     """Counts per convolution / linear layer, scaled by what the masks leave of it."""
 
-    def __init__(self) -> None:
+    def __init__(self, narrow_heads: bool = False) -> None:
+        #: read the attention's input channels as thinning with ``narrow_heads`` will: position j of
+        #: every head is one channel (otherwise a head is, and it is live while any position is)
+        self.narrow_heads = narrow_heads
         self.layers: dict[str, float] = {}  # weight name -> what the layer counts
+        #: weight name -> an amount that shrinks only with the weight's kept rows (attention products)
+        self.by_rows: dict[str, float] = {}
         self.total = 0.0
         self.graph: Any = None
 
@@ -64,11 +69,11 @@ class LayerObjective(Objective):
         if example_input is None:
             raise ValueError(f"the {self.kind} objective needs an example input to measure the model")
         self.layers = self.layer_amounts(model, example_input)
-        self.total = self.grand_total(model)
+        self.total = self.grand_total(model) + float(sum(self.by_rows.values()))
         try:
             from prunecli.graph import build_dependency_graph
 
-            self.graph = build_dependency_graph(model, example_input)
+            self.graph = build_dependency_graph(model, example_input, narrow_heads=self.narrow_heads)
         except Exception:  # noqa: BLE001 -- an untraceable model: input channels count as live
             self.graph = None
 
@@ -94,8 +99,12 @@ class LayerObjective(Objective):
                 if mask is None
                 else (mask.reshape(mask.size(0), -1) != 0).any(dim=1).cpu()
             )
-            per_channel = rows.reshape(-1, member.block).any(dim=1)
-            alive[member.offset : member.offset + per_channel.numel()] |= per_channel
+            # block b of the tensor is channel b + offset; a packed tensor (q/k/v) holds one member per
+            # part, each covering only its own rows
+            per_block = rows.reshape(-1, member.block).any(dim=1)
+            lo, hi = max(0, member.offset), min(group.size, member.offset + per_block.numel())
+            if lo < hi:
+                alive[lo:hi] |= per_block[lo - member.offset : hi - member.offset]
         if not any(m.tensor in params and params[m.tensor].dim() > 1 for m in group.producers()):
             return 1.0
         return float(alive.float().mean())
@@ -110,6 +119,12 @@ class LayerObjective(Objective):
             mask = masks.get(name)
             density = float((mask != 0).sum()) / mask.numel() if mask is not None else 1.0
             gone += amount * (1.0 - density * self._live_inputs(name, masks, params))
+        for name, amount in self.by_rows.items():
+            mask = masks.get(name)
+            if name not in params or mask is None:
+                continue
+            kept_rows = (mask.reshape(mask.size(0), -1) != 0).any(dim=1).float().mean()
+            gone += amount * (1.0 - float(kept_rows))
         return gone / self.total
 
 
@@ -122,7 +137,11 @@ class ParametersObjective(LayerObjective):
     def layer_amounts(self, model, example_input):
         from prunecli.report.compute import compute_summary
 
-        return {f"{r.name}.weight": float(r.weights_volume) for r in compute_summary(model, example_input)}
+        return {
+            r.weight: float(r.weights_volume)
+            for r in compute_summary(model, example_input)
+            if r.scaling == "layer"
+        }
 
     def grand_total(self, model):
         return float(sum(p.numel() for p in model.parameters()))
@@ -130,14 +149,17 @@ class ParametersObjective(LayerObjective):
 
 @OBJECTIVES.register("macs")
 class MacsObjective(LayerObjective):
-    """Fraction of the model's MACs (convolutions and linear layers, as ``prunecli report`` counts)."""
+    """Fraction of the model's MACs (convolutions, linear layers and attention, as ``prunecli report``
+    counts them). An attention's two matrix products shrink with the kept rows of its q/k/v weight."""
 
     kind = "macs"
 
     def layer_amounts(self, model, example_input):
         from prunecli.report.compute import compute_summary
 
-        return {f"{r.name}.weight": float(r.macs) for r in compute_summary(model, example_input)}
+        rows = compute_summary(model, example_input)
+        self.by_rows = {r.weight: float(r.macs) for r in rows if r.scaling == "rows"}
+        return {r.weight: float(r.macs) for r in rows if r.scaling == "layer"}
 
 
 def build_objective(spec: Mapping[str, Any]) -> Objective:

@@ -282,7 +282,7 @@ class _Run:
 
     def preflight(self) -> None:
         """Every refusal that needs the model, before any training: names, the budget's reach."""
-        check_on_model(self.spec, self.model, self.example_input)
+        check_on_model(self.spec, self.model, self.example_input, latency=self.latency)
 
     def build_scheduler(self) -> PruningScheduler:
         spec, where = self.spec, self.spec.where

@@ -12,7 +12,7 @@ from prunecli.errors import ConfigError
 from prunecli.iterative.generators import GeneratorError, build_generator
 from prunecli.iterative.generators.scheduled import ScheduledGenerator
 from prunecli.iterative.pruning import Calibrate, IterativePruningError, LevelPruner
-from prunecli.iterative.scheduler import check_budget
+from prunecli.iterative.scheduler import check_budget, search_cost
 from prunecli.iterative.spec import IterativeSpec
 from prunecli.iterative.task import Measurements, SearchSpace, Task, TaskGenerator, TaskResult
 
@@ -34,10 +34,16 @@ def build_parts(spec: IterativeSpec, calibrate: Calibrate | None = None) -> tupl
     return generator, pruner
 
 
-def check_on_model(spec: IterativeSpec, model: nn.Module, example_input: Any) -> float | None:
+def check_on_model(
+    spec: IterativeSpec, model: nn.Module, example_input: Any, latency: Any = None
+) -> float | None:
     """Parameter names, the pruner on this model, and the budget's reach (the smallest reachable
-    value, returned; None for latency budgets). Raises located ConfigErrors; trains nothing."""
-    _, pruner = build_parts(spec, calibrate=_run_supplies_batches)
+    value, returned; None for latency budgets). Raises located ConfigErrors; trains nothing.
+
+    With ``latency`` (the run's :class:`LatencyOptions`) a latency budget is checked too, against
+    the per-layer latency table measured on this (untrained) model: its latency is the trained one's.
+    """
+    generator, pruner = build_parts(spec, calibrate=_run_supplies_batches)
     where = spec.where
     try:
         pruner.bind(model, example_input)
@@ -50,7 +56,22 @@ def check_on_model(spec: IterativeSpec, model: nn.Module, example_input: Any) ->
         raise ConfigError(
             getattr(exc, "message", str(exc)), location=where.get("pruner"), hint=hint
         ) from None
-    return check_budget(pruner, model, spec.budget_value, spec.max_sparsity_per_layer, where)
+    reachable = check_budget(pruner, model, spec.budget_value, spec.max_sparsity_per_layer, where)
+    budget = spec.budget_value
+    if (
+        latency is not None
+        and budget is not None
+        and budget.metric == "latency_ms"
+        and hasattr(generator, "bind")
+    ):
+        space = SearchSpace(
+            shares=pruner.shares(model, "macs"),
+            budget=budget,
+            dense=Measurements(),
+            max_level=spec.max_sparsity_per_layer,
+        )
+        search_cost(pruner, model, example_input, space, latency, None, where)
+    return reachable
 
 
 def _run_supplies_batches(model: nn.Module, after_backward: Callable[[], None]) -> None:

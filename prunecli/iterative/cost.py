@@ -139,10 +139,15 @@ def describe_layers(model: Any, example_input: Any, names: Iterable[str] | None 
     except Exception:  # noqa: BLE001 -- untraceable: input channels are then taken as always live
         graph = None
     layers: list[LayerInfo] = []
-    rows = compute_summary(model, example_input)
-    layer_weights = {f"{row.name}.weight" for row in rows}
+    rows = [  # conv/linear modules; an attention's functional projections and products have no module
+        row
+        for row in compute_summary(model, example_input)
+        if row.weight == f"{row.name}.weight"
+        and isinstance(modules.get(row.name), (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))
+    ]
+    layer_weights = {row.weight for row in rows}
     for row in rows:
-        weight = f"{row.name}.weight"
+        weight = row.weight
         module = modules[row.name]
         producers: list[str] = []
         block = 1

@@ -5,7 +5,8 @@ timing noise would drown the differences between neighbouring allocations. Inste
 convolution / linear layer is rebuilt alone (a convolution with the BatchNorm that normalises its
 outputs, which shrinks with it) at a grid of kept-channel counts (the fractions in
 :data:`GRID` of its input and output channels) and timed with
-:func:`prunecli.report.latency.measure_latency`, on the run's device, batch size and threads.
+:func:`prunecli.report.latency.measure_latency` (the fastest of 10 runs), on the run's device,
+batch size and threads.
 Everything outside those layers (activations, pooling, additions) is one ``rest`` entry:
 the dense model's end-to-end latency minus the sum of its layers' entries.
 
@@ -175,8 +176,8 @@ def load_or_measure(
                     module, shape = proxy_layer(layer, cin, cout)
                     table.entries[key] = float(timer(module, shape))
                     table.measured_now += 1
-    if REST not in table.entries:
-        dense = float(timer(model, tuple(sample_shape)))
+    if REST not in table.entries:  # the fastest of three timings, taken apart, for the one big entry
+        dense = min(float(timer(model, tuple(sample_shape))) for _ in range(3))
         layers_sum = sum(table.entries[layer_key(la, la.in_channels, la.out_channels)] for la in layers)
         table.entries[REST] = max(0.0, dense - layers_sum)
         table.measured_now += 1

@@ -227,10 +227,14 @@ class LevelPruner:
         params = dict(model.named_parameters())
         if metric == "weights":
             return {w: params[w].numel() / self.dense.weights for w in self.weights}
-        rows = {f"{r.name}.weight": r for r in compute_summary(model, self.example_input)}
+        from prunecli.report.compute import macs_by_weight
+
+        summary = compute_summary(model, self.example_input)
         if metric == "params":
+            rows = {r.weight: r for r in summary if r.scaling == "layer"}
             return {w: rows[w].weights_volume / self.dense.params for w in self.weights if w in rows}
-        return {w: rows[w].macs / self.dense.macs for w in self.weights if w in rows}
+        macs = macs_by_weight(summary)
+        return {w: macs[w] / self.dense.macs for w in self.weights if w in macs}
 
 
 def _live_groups(pruner: EnginePruner, unit: Any, params: Mapping[str, torch.Tensor]) -> int:

@@ -222,32 +222,15 @@ class PruningScheduler:
         bind = getattr(self.generator, "bind", None)
         if not callable(bind):
             return
-        from prunecli.iterative.cost import cost_model_for
-
-        try:
-            cost, layers = cost_model_for(
-                self.dense.model,
-                self.example_input,
-                self.space,
-                structured=self.pruner.can_thin(self.dense.model),
-                latency=self.latency,
-                table_path=table_path,
-                units=[unit.tensors for unit in self.pruner.engine(self.dense.model).units],
-            )
-        except ValueError as exc:
-            raise ConfigError(
-                str(exc), location=where.get("budget"), hint="use target: filters or coupled"
-            ) from None
-        budget = self.budget
-        if budget is not None and budget.metric == "latency_ms":
-            smallest = cost.predict(dict.fromkeys(self.space.shares, self.max_level))
-            if budget.value < smallest:
-                raise BudgetUnreachable(
-                    f"budget {budget} cannot be met: with every prunable layer at max_sparsity_per_layer "
-                    f"{self.max_level:g} the predicted latency is {smallest:.4g} ms (dense {cost.dense:.4g} ms)",
-                    location=where.get("budget"),
-                    hint=f"ask for latency_ms <= {smallest:.4g} or more, or raise max_sparsity_per_layer",
-                )
+        cost, layers = search_cost(
+            self.pruner,
+            self.dense.model,
+            self.example_input,
+            self.space,
+            self.latency,
+            table_path,
+            where,
+        )
         self.cost_model = cost
         bind(cost=cost, layers=layers)
 
@@ -419,6 +402,48 @@ class PruningScheduler:
     def _save_state(self) -> None:
         if self.store is not None:
             self.store.save_state(self.state_dict())
+
+
+def search_cost(
+    pruner: LevelPruner,
+    model: nn.Module,
+    example_input: Any,
+    space: SearchSpace,
+    latency: LatencyOptions | None,
+    table_path: str | os.PathLike[str] | None,
+    where: Mapping[str, SourceLocation] | None = None,
+) -> tuple[Any, list[Any]]:
+    """The cost model (and layer list) a search generator allocates against; for a latency budget
+    the per-layer table is measured (or read from ``table_path``) and a budget below the smallest
+    reachable prediction is :class:`BudgetUnreachable`. ``pruner`` must be bound to ``model``."""
+    from prunecli.iterative.cost import cost_model_for
+
+    where = where or {}
+    try:
+        cost, layers = cost_model_for(
+            model,
+            example_input,
+            space,
+            structured=pruner.can_thin(model),
+            latency=latency,
+            table_path=table_path,
+            units=[unit.tensors for unit in pruner.engine(model).units],
+        )
+    except ValueError as exc:
+        raise ConfigError(
+            str(exc), location=where.get("budget"), hint="use target: filters or coupled"
+        ) from None
+    budget = space.budget
+    if budget is not None and budget.metric == "latency_ms":
+        smallest = cost.predict(dict.fromkeys(space.shares, space.max_level))
+        if budget.value < smallest:
+            raise BudgetUnreachable(
+                f"budget {budget} cannot be met: with every prunable layer at max_sparsity_per_layer "
+                f"{space.max_level:g} the predicted latency is {smallest:.4g} ms (dense {cost.dense:.4g} ms)",
+                location=where.get("budget"),
+                hint=f"ask for latency_ms <= {smallest:.4g} or more, or raise max_sparsity_per_layer",
+            )
+    return cost, layers
 
 
 def check_budget(
