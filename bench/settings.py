@@ -58,6 +58,8 @@ class Settings:
     quant_batch: int = 16
     quant_calib_batches: int = 8
     quant_nni_epochs: int = 1
+    quant_cifar_epochs: int = 5  # resnet20_cifar trained on digits brought to 3x32x32
+    quant_cifar_max_steps: int | None = None
 
     def describe(self) -> str:
         items = ", ".join(f"{k}={v}" for k, v in asdict(self).items())
@@ -96,4 +98,6 @@ QUICK = Settings(
     norm_models=(("torchvision:convnext_tiny", 32),),
     quant_rounds=2,
     quant_calib_batches=2,
+    quant_cifar_epochs=1,
+    quant_cifar_max_steps=4,
 )

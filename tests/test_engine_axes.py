@@ -370,5 +370,28 @@ def test_coupled_target_ranks_and_masks_a_residual_group_together() -> None:
         assert _pruned(masks[name]) == {1, 4}
 
 
+def test_fpgm_on_a_coupled_group_adds_each_layers_distance_sums() -> None:
+    """FPGM within each layer (He et al.), added over the group's layers (NNI and Torch-Pruning
+    average a dependency group's layers: the same order), not distances between joined filters."""
+    from prunecli.engine.metrics import FPGMMetric
+    from prunecli.engine.targets import CoupledTarget
+
+    torch.manual_seed(0)
+    model, example = _Residual(), torch.randn(1, 3, 8, 8)
+    target = CoupledTarget(example_input=example)
+    coupled = next(u for u in target.units(["stem.weight", "b.weight"], model) if "b.weight" in u.tensors)
+    params = dict(model.named_parameters())
+    expected = torch.zeros(6)
+    for name in ("stem.weight", "b.weight"):
+        filters = params[name].detach().reshape(6, -1)
+        expected += torch.tensor(
+            [sum(float((filters[i] - filters[j]).norm()) for j in range(6)) for i in range(6)]
+        )
+    scores = FPGMMetric().score(target, coupled, ScoreContext(params))
+    assert scores.tolist() == pytest.approx(expected.tolist(), rel=1e-5)
+    joint = FPGMMetric().reduce(target.view(coupled, params).detach())
+    assert not torch.allclose(scores, joint)  # the joined filters' distances are another number
+
+
 def _pruned(mask: torch.Tensor) -> set[int]:
     return set((mask.reshape(mask.size(0), -1).sum(dim=1) == 0).nonzero().flatten().tolist())

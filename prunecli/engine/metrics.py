@@ -156,6 +156,9 @@ class FPGMMetric(RowMetric):
     """Distance to the geometric median (He et al. 2019): ``sum_j ||g_i - g_j||_2``.
 
     A group close to every other group is replaceable by them, so it scores low and goes first.
+    The distances are taken within each layer (:meth:`Target.parts`) and added over the layers of
+    a coupled group (NNI and Torch-Pruning take the mean over a dependency group's layers, which
+    orders the groups the same way).
     """
 
     name = "fpgm"
@@ -163,6 +166,16 @@ class FPGMMetric(RowMetric):
 
     def reduce(self, rows):
         return torch.cdist(rows[None], rows[None]).squeeze(0).sum(dim=1)
+
+    def score(self, target, unit, ctx):
+        with torch.no_grad():
+            parts = target.parts(unit, ctx.params)
+            if len(parts) == 1 and parts[0][0] == 0:
+                return self.reduce(parts[0][1].detach().float())
+            total = torch.zeros(target.count(unit, ctx.params))
+            for first, rows in parts:
+                total[first : first + rows.size(0)] += self.reduce(rows.detach().float())
+            return total
 
 
 @METRICS.register("random")

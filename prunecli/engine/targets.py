@@ -63,6 +63,14 @@ class Target:
         """One mask per tensor of the unit from a ``[groups]`` 0/1 vector."""
         raise NotImplementedError
 
+    def parts(self, unit: Unit, tensors: Mapping[str, torch.Tensor]) -> list[tuple[int, torch.Tensor]]:
+        """The unit's groups layer by layer: ``(first group, [its groups, elements])`` per layer.
+
+        One part (the whole view) unless the unit joins layers whose groups are compared within
+        each layer (a coupled group: FPGM measures distances layer by layer, then adds them).
+        """
+        return [(0, self.view(unit, tensors))]
+
     def sizes(self, unit: Unit, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Elements per group (what removing it saves under the weights objective)."""
         view = self.view(unit, params)
@@ -473,6 +481,14 @@ class CoupledTarget(Target):
             flat = torch.cat(row) if row else torch.zeros(0)
             out[c, : flat.numel()] = flat
         return out
+
+    def parts(self, unit, tensors):
+        _, members = unit.layout
+        parts = []
+        for tensor_name, offset, block in members:
+            tensor = tensors[tensor_name]
+            parts.append((offset, tensor.reshape(tensor.size(0) // block, -1)))
+        return parts
 
     def expand(self, unit, keep, params):
         masks = {}
