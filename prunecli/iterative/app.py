@@ -392,6 +392,10 @@ class _Run:
             self.warnings.append(message)
             self.reporter.warn(message)
             return result
+        probe = scheduler.probe_warning()
+        if probe is not None:
+            self.warnings.append(probe)
+            self.reporter.warn(probe)
         test = self.evaluate(best.model, self.test_loader)
         result.test = {"top1": test.top1, "top5": test.top5, "loss": test.loss, "samples": test.samples}
         payload = load_checkpoint(self.dir.iteration_checkpoint(best.task_id))

@@ -11,7 +11,8 @@ One task, in order:
 4. **thin** it (``speedup``) when the pruner's target removes whole channels, through
    :func:`prunecli.thinning.compact.thin_to_compact` (the recipe stays relative to the dense model);
 5. **fine-tune** with the user's function, the masks held in place by forward pre-hooks;
-6. **evaluate** (the score, higher is better) and **measure** (ratios to dense, latency when asked);
+6. **evaluate** (the score, higher is better) and **measure** (ratios to dense, latency when asked;
+   a result just over a latency budget is timed again, :func:`~prunecli.iterative.measure.recheck_latency`);
 7. the :class:`~prunecli.iterative.task.TaskResult` goes to the store (a run directory, or nowhere)
    and to the generator.
 
@@ -34,7 +35,7 @@ import torch
 from torch import nn
 
 from prunecli.errors import ConfigError, SourceLocation
-from prunecli.iterative.measure import LatencyOptions, measure_model
+from prunecli.iterative.measure import LatencyOptions, measure_model, recheck_latency
 from prunecli.iterative.pruning import LevelPruner
 from prunecli.iterative.task import Budget, Measurements, SearchSpace, Task, TaskGenerator, TaskResult
 from prunecli.thinning.recipe import ThinningRecipe
@@ -254,7 +255,7 @@ class PruningScheduler:
             self.results.append(result)
             self.previous = snapshot
             if result.meets_budget and (
-                self.best is None or _score(result) >= _score(self.results[self.best[0]])
+                self.best is None or _rank(result) >= _rank(self.results[self.best[0]])
             ):
                 self.best = (number, snapshot)
                 if self.store is not None:
@@ -306,13 +307,19 @@ class PruningScheduler:
                 self.finetuner(model)
         score = float(self.evaluator(model)) if self.evaluator is not None else None
         measured = self._measure(model)
+        rechecked = recheck_latency(model, self.example_input, measured, self.budget, self.latency)
         result = TaskResult(
             task=task,
             score=score,
             measured=measured,
             levels=self.pruner.levels_of(model),
             meets_budget=self.budget.met_by(measured) if self.budget is not None else True,
-            metrics={"iteration": number, "thinned": thinned, "time_s": time.perf_counter() - began},
+            metrics={
+                "iteration": number,
+                "thinned": thinned,
+                **rechecked,
+                "time_s": time.perf_counter() - began,
+            },
         )
         if self.cost_model is not None:
             result.metrics.update(prediction_check(self.cost_model, result))
@@ -366,12 +373,24 @@ class PruningScheduler:
 
     # ------------------------------------------------------------------ results
     def get_best_result(self) -> BestResult | None:
-        """The best-scoring result meeting the budget (None when none met it)."""
+        """The best result meeting the budget (None when none met it): the best-scoring fine-tuned
+        one; an unfine-tuned probe (``Task.finetune=False``) only when no fine-tuned result met it."""
         if self.best is None:
             return None
         number, snap = self.best
         result = self.results[number]
         return BestResult(number, snap.model, snap.masks, result.score, result.levels, result)
+
+    def probe_warning(self) -> str | None:
+        """A warning when the best result is an unfine-tuned probe (None otherwise): a search's
+        probes are scored without training, so such a model is rarely what the user wants."""
+        best = self.get_best_result()
+        if best is None or best.result.task.finetune:
+            return None
+        return (
+            f"iteration {best.task_id} is the best result meeting {self.budget}, but it is an "
+            "unfine-tuned probe: no fine-tuned iteration met the budget"
+        )
 
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> dict[str, Any]:
@@ -487,5 +506,7 @@ def prediction_check(cost: Any, result: TaskResult) -> dict[str, float]:
     return out
 
 
-def _score(result: TaskResult) -> float:
-    return float("-inf") if result.score is None else float(result.score)
+def _rank(result: TaskResult) -> tuple[bool, float]:
+    """Order among results meeting the budget: fine-tuned before probes, then by score."""
+    score = float("-inf") if result.score is None else float(result.score)
+    return (bool(result.task.finetune), score)

@@ -96,6 +96,7 @@ def iteration_row(number: int, result: TaskResult) -> dict[str, Any]:
         "note": result.task.note,
         "goal": str(result.task.goal) if result.task.goal is not None else None,
         "start_from": result.task.start_from,
+        "finetuned": result.task.finetune,
         "score": result.score,
         "weights": measured.weights,
         "params": measured.params,

@@ -189,6 +189,8 @@ def iteration_cells(report: dict[str, Any]) -> list[list[str]]:
     rows = []
     for row in table.get("iterations") or []:
         budget = "meets" if row["meets_budget"] else "over"
+        if row.get("finetuned") is False:  # a search's probe, scored without fine-tuning
+            budget += ", probe"
         rows.append(
             [
                 str(row["iteration"]),
