@@ -82,6 +82,25 @@ def _train(model: nn.Module, loader, epochs: int, lr: float) -> None:
             step(x, y)
 
 
+def _recalibrated(model: nn.Module, loader, batches: int = 10) -> nn.Module:
+    """The model with its BatchNorm statistics re-estimated on a few training batches (no gradient
+    step), in place: a pruned probe is scored, and kept, with its own statistics, not the dense model's."""
+    momenta = {}
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            momenta[module], module.momentum = module.momentum, None  # a cumulative average
+    model.train()
+    with torch.no_grad():
+        for index, (x, _) in enumerate(loader):
+            if index >= batches:
+                break
+            model(x)
+    for module, momentum in momenta.items():
+        module.momentum = momentum
+    return model.eval()
+
+
 def _pretrained(seed: int, plan: Plan, bundle) -> nn.Module:
     torch.manual_seed(seed)
     model = models.build(MODEL, seed=seed)
@@ -98,7 +117,7 @@ def _scheduler(model: nn.Module, generator, bundle, seed: int, epochs: int, budg
         LevelPruner(target=TARGET, metric=METRIC),
         generator,
         finetuner=lambda m: _train(m, train_loader, epochs, 0.3 * LR),
-        evaluator=lambda m: top1(m, val_loader),
+        evaluator=lambda m: top1(_recalibrated(m, train_loader), val_loader),
         model=model,
         example_input=torch.zeros(1, *bundle.input_shape),
         budget=budget,
@@ -171,7 +190,8 @@ def run(context: Context) -> Section:
         f"`{MODEL}` on digits, pretrained {plan.pretrain} epochs (SGD lr {LR}, batch {BATCH}) per seed, then "
         f"{plan.epochs} more training epochs for every method. prunecli: `PruningScheduler` with "
         f"`LevelPruner(target={TARGET}, metric={METRIC})`, budget `macs <= {BUDGET}`; the search generators "
-        "score unfine-tuned probes by validation top-1 and fine-tune the chosen allocation "
+        "score unfine-tuned probes by validation top-1 (every result's BatchNorm statistics are first "
+        "re-estimated on 10 training batches, no gradient step) and fine-tune the chosen allocation "
         f"{plan.epochs} epochs at lr {0.3 * LR:g} (simulated annealing with NNI's defaults 100 -> 20, x0.9, "
         "magnitude 0.35; AMC 20 episodes, 5 random; NetAdapt steps of 0.15 of the dense MACs without "
         "short-term fine-tuning, so the epochs stay equal); uniform: one task at the budget, every group "
@@ -372,6 +392,11 @@ def _latency(section: Section, plan: Plan, bundle) -> None:
         "latency are medians over 7 alternating rounds of the fastest of 10 runs; the speed-up is the median "
         f"per-round ratio; the table predicted a {dense_ms / predicted:.2f}x speed-up."
     )
+    if not final.task.finetune:
+        section.notes.append(
+            f"The best result meeting the latency budget when the loop timed it is iteration {best.task_id}, an "
+            "unfine-tuned probe (the fine-tuned allocation's own timing went over the budget), hence its top-1."
+        )
     met = measured <= 1.1 * budget
     section.targets.append(
         Target(
