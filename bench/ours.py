@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -128,13 +129,16 @@ def prune_filters_and_thin(
 def prune_every_group_and_thin(
     model: nn.Module,
     example_input: torch.Tensor,
-    fraction: float,
+    fraction: float | Callable[[Any], float],
     *,
     prune_normalized: bool = True,
     verify: bool = True,
     narrow_heads: bool = False,
 ) -> Any:
     """``fraction`` of every prunable channel group removed, ranked by L1 norm, with prunecli's public API.
+
+    ``fraction`` may be a function of the group (a ``ChannelGroup``) to give groups different fractions,
+    e.g. one for the normalised embedding/head positions and another for the MLPs.
 
     Each group's channels are scored by the summed, per-tensor normalised L1 norms of its producing
     weights (as ``auto_dependency`` ranks them); the lowest ``floor(fraction * size)`` are zeroed in
@@ -147,7 +151,7 @@ def prune_every_group_and_thin(
     params = dict(model.named_parameters())
     with torch.no_grad():
         for group in graph.prunable_groups():
-            count = int(group.size * fraction)
+            count = int(group.size * (fraction(group) if callable(fraction) else fraction))
             producers = [m for m in group.producers() if m.tensor in params]
             if count < 1 or count >= group.size or not producers:
                 continue

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import statistics
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,6 +22,7 @@ DENSE, TP = "dense", "Torch-Pruning"
 OURS = "prunecli, narrowed heads"
 WHOLE = "prunecli, whole heads"
 EXACT = "prunecli, exact (LayerNorm channels kept)"
+HALF = "prunecli, half the MACs (narrowed heads + MLPs)"
 #: fraction of every group each tool removes. MACs as ``total_macs`` counts them, attention included
 #: (dense 317.9 k). Torch-Pruning (1.6.1) keeps the embedding, the attention and its 4 heads of 8 here
 #: whatever its head options (``prune_num_heads``, ``prune_head_dims``, ``head_pruning_ratio``) and only
@@ -26,7 +30,12 @@ EXACT = "prunecli, exact (LayerNorm channels kept)"
 #: half. prunecli's exact thinning at 0.91 keeps exactly its widths (MLPs 64 -> 6, the same MACs);
 #: narrowed / whole heads at 0.25 keep 58.6 %, the nearest uniform fraction at or below 60.3 %.
 FRACTIONS = {OURS: 0.25, WHOLE: 0.25, EXACT: 0.91, TP: 0.9}
-METHODS = (DENSE, OURS, WHOLE, EXACT, TP)
+METHODS = (DENSE, OURS, WHOLE, EXACT, HALF, TP)
+#: the half-MACs row narrows every head by this many of its 8 positions (the least that can still reach
+#: half: the embedding/head group is tied to the LayerNorms, so this row prunes them too) ...
+HALF_HEAD_POSITIONS = 1
+#: ... and removes from each MLP the fewest of its 64 hidden channels that bring the true MACs to <= half
+HALF_SHARE = 0.5
 
 
 def small_vit(seed: int) -> nn.Module:
@@ -41,9 +50,55 @@ def small_vit(seed: int) -> nn.Module:
     return model
 
 
+def _group_fractions(head_positions: int, mlp_channels: int) -> Callable[[Any], float]:
+    """Per-group fraction: the normalised embedding/head-position group (8) loses ``head_positions``,
+    every MLP hidden group (64) loses ``mlp_channels``."""
+    return lambda group: head_positions / group.size if group.normalized else mlp_channels / group.size
+
+
+def _thin_half(model: nn.Module, x: torch.Tensor, mlp_channels: int) -> None:
+    ours.prune_every_group_and_thin(
+        model,
+        x,
+        _group_fractions(HALF_HEAD_POSITIONS, mlp_channels),
+        prune_normalized=True,
+        verify=False,
+        narrow_heads=True,
+    )
+
+
+@functools.cache
+def half_mlp_channels() -> int:
+    """Bisect the MLP channels removed so that the thinned model's true MACs (``total_macs``, attention
+    included) are as close as possible to, and not above, ``HALF_SHARE`` of the dense model's; decided on
+    the shapes alone, before any training (the count does not depend on which channels go)."""
+    from prunecli.report.compute import total_macs
+
+    x = torch.zeros(1, 1, 8, 8)
+    limit = HALF_SHARE * total_macs(small_vit(0), x)
+
+    def macs(channels: int) -> int:
+        model = small_vit(0).eval()
+        _thin_half(model, x, channels)
+        return total_macs(model, x)
+
+    low, high = 0, 63  # MACs fall as channels go; find the fewest removed with MACs <= limit
+    if macs(high) > limit:
+        raise ValueError(f"{HALF_HEAD_POSITIONS} head position(s) and 63 MLP channels stay above half the MACs")
+    while low < high:
+        middle = (low + high) // 2
+        if macs(middle) <= limit:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
 def _prune(name: str, model: nn.Module, x: torch.Tensor) -> None:
     model.eval()
-    if name in (OURS, WHOLE, EXACT):
+    if name == HALF:
+        _thin_half(model, x, half_mlp_channels())
+    elif name in (OURS, WHOLE, EXACT):
         ours.prune_every_group_and_thin(
             model, x, FRACTIONS[name], prune_normalized=name != EXACT, verify=False, narrow_heads=name == OURS
         )
@@ -92,6 +147,11 @@ def run(context: Context) -> Section:
         "statistics change), `thin_model`; with `narrow_heads=True` every head loses the same positions (4 "
         "heads of 6, embedding 24), without it whole heads go (3 heads of 8); exact (LayerNorm channels kept): "
         f"{FRACTIONS[EXACT]:.0%} of every group it can thin exactly, which here are the MLPs' hidden widths. "
+        f"Half the MACs: narrowed heads with {HALF_HEAD_POSITIONS} of the 8 positions of every head removed "
+        "(4 heads of 7, embedding 28; the attention width is tied to the embedding and so to the LayerNorms in "
+        "torch's `MultiheadAttention`, so LayerNorm channels go too) and the fewest MLP hidden channels that "
+        f"bring the true MACs to at most {HALF_SHARE:.0%} of the dense model's, found by bisection on the "
+        "thinned shapes before training. "
         "Torch-Pruning: `BasePruner` + "
         f"`MagnitudeImportance(p=1)`, `pruning_ratio={FRACTIONS[TP]}`, `num_heads` declared, classifier "
         "ignored, `hidden_dim` set afterwards as its ViT example does; on this model it keeps the embedding "
@@ -139,9 +199,15 @@ def run(context: Context) -> Section:
 
 
 def _targets(section: Section, means: dict[str, float]) -> None:
-    """The goal at the same MACs: prunecli's exact thinning keeps exactly Torch-Pruning's widths here
-    (equal MACs); the narrowed heads keep slightly fewer (58.6 % against 60.3 %)."""
+    """The issue's goal at half the MACs, which Torch-Pruning cannot reach here (it is compared where it
+    gets nearest, with more MACs); and at the same MACs: prunecli's exact thinning keeps exactly
+    Torch-Pruning's widths (equal MACs); the narrowed heads keep slightly fewer (58.6 % against 60.3 %)."""
     for name, goal, note in (
+        (
+            HALF,
+            f"prunecli at <= {HALF_SHARE:.0%} of the true MACs >= Torch-Pruning (60.3 %, the nearest it reaches)",
+            "prunecli removes LayerNorm channels (embedding) to get there, which Torch-Pruning never does",
+        ),
         (EXACT, "prunecli (same widths and MACs as Torch-Pruning) >= Torch-Pruning", ""),
         (
             OURS,

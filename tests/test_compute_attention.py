@@ -82,3 +82,49 @@ def test_macs_objective_predicts_what_thinning_removes_from_attention(narrow):
     assert model.attn.in_proj_weight.shape == (24, 8)  # the thinning did shrink the attention
     assert 1 - total_macs(model, x) / dense == pytest.approx(predicted)
     assert predicted > 0.5  # the products shrink too: not only the projections
+
+
+NATIVE_NARROW = """version: 1
+pruners:
+  p:
+    target: filters
+    metric: l1
+    objective: {kind: macs, fraction: 0.5, narrow_heads: true}
+    weights: [embed.weight]
+policies:
+  - pruner: {instance_name: p}
+    epochs: [0]
+"""
+
+
+def test_native_schedule_sets_narrow_heads_on_the_macs_objective():
+    from prunecli.engine import build_engine_pruner
+    from prunecli.schedule import load_schedule
+
+    torch.manual_seed(0)
+    model, x = TinyAttention(16, 4).eval(), torch.randn(1, 7, 5)
+    entry = load_schedule("narrow.yaml", text=NATIVE_NARROW).components["pruners"]["p"]
+    pruner = build_engine_pruner("p", entry.args, model, x)
+    pruner.attach(model)  # prepares the objective on the dense model
+    assert pruner.objective.narrow_heads is True
+    dense = total_macs(model, x)
+    graph = build_dependency_graph(model, x, narrow_heads=True)
+    zero_channels(model, graph, 0.5)
+    params = dict(model.named_parameters())
+    masks = {n: (p != 0).float() for n, p in params.items() if p.dim() > 1}
+    predicted = pruner.objective.removed(masks, params)
+    thin_model(model, x, graph=graph)
+    assert (model.attn.num_heads, model.attn.head_dim) == (4, 2)  # every head narrowed, none removed
+    assert 1 - total_macs(model, x) / dense == pytest.approx(predicted)
+    assert predicted > 0.5
+
+
+def test_native_schedule_refuses_narrow_heads_on_the_weights_objective():
+    from prunecli.errors import ScheduleError
+    from prunecli.schedule import load_schedule
+
+    text = NATIVE_NARROW.replace("kind: macs", "kind: weights")
+    with pytest.raises(ScheduleError) as info:
+        load_schedule("narrow.yaml", text=text)
+    (problem,) = info.value.problems
+    assert problem.location.line == 6 and "narrow_heads" in problem.message + problem.hint

@@ -115,6 +115,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "objective": {"kind": "weights"},
 }
 OBJECTIVE_KINDS = ("weights", "parameters", "macs")
+#: objectives that count attention layer by layer: ``narrow_heads: true`` makes them read attention as
+#: thinning with ``narrow_heads`` removes it (position j of every head is one channel)
+HEAD_AWARE_OBJECTIVES = ("parameters", "macs")
 
 _FRACTION = {"type": "number", "minimum": 0, "exclusiveMaximum": 1, "x-expected": "a fraction in [0, 1)"}
 _AXIS = {
@@ -142,8 +145,20 @@ SCHEMA: dict[str, Any] = {
                     "properties": {"kind": {"enum": list(OBJECTIVE_KINDS)}, "fraction": _FRACTION},
                     "additionalProperties": False,
                 },
+                {
+                    "type": "object",
+                    "required": ["kind"],
+                    "properties": {
+                        "kind": {"enum": list(HEAD_AWARE_OBJECTIVES)},
+                        "fraction": _FRACTION,
+                        "narrow_heads": {"type": "boolean"},
+                    },
+                    "additionalProperties": False,
+                },
             ],
-            "x-expected": "one of " + ", ".join(OBJECTIVE_KINDS) + " or {kind: ..., fraction: ...}",
+            "x-expected": "one of "
+            + ", ".join(OBJECTIVE_KINDS)
+            + " or {kind: ..., fraction: ...} (parameters/macs also take narrow_heads: true|false)",
         },
         "sparsity": _FRACTION,
         "weights": {
