@@ -159,7 +159,7 @@ def test_example_runs_to_its_targets(examples_dir: str, rel: str) -> None:
     assert outcome.epochs == max(_last_epoch(raw) + 1, 1)
     pruners = raw.get("pruners") or {}
     assert {p.name for p in outcome.pruners} == {
-        p["pruner"]["instance_name"] for p in raw["policies"] if "pruner" in p
+        p["pruner"]["instance_name"] for p in raw.get("policies") or [] if "pruner" in p
     }
     for result in outcome.pruners:
         spec = pruners[result.name]

@@ -20,12 +20,19 @@ ARGS = ["--model", "resnet_digits", "--set", "model_args={width: 8}", "--epochs"
         "--quiet", "--threads", "1"]  # fmt: skip
 
 
+def _default_sigint() -> None:
+    # A shell starts background jobs with SIGINT ignored, and Python then keeps it ignored; restore
+    # the default so the child turns Ctrl-C into KeyboardInterrupt however the test suite was started.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def prunecli(*args, **kwargs):
     return subprocess.Popen(
         [sys.executable, "-m", "prunecli", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_sigint,
         **kwargs,
     )
 
