@@ -127,13 +127,8 @@ def _build_component(
     param_names: set[str],
     problems: ProblemCollector,
 ) -> Any | None:
-    cls = registry.get(comp.class_name)
+    cls = _registered_class(comp, registry, problems)
     if cls is None:
-        problems.add(
-            f"unknown {comp.section[:-1]} class {comp.class_name!r}",
-            comp.location,
-            f"use one of: {', '.join(sorted(registry))}",
-        )
         return None
     accepted, required = catalog_args(comp.class_name)
     args = dict(comp.args)
@@ -290,6 +285,18 @@ def _make_policy(
     return None
 
 
+def _registered_class(comp: Component, registry: Mapping[str, Any], problems: ProblemCollector) -> Any | None:
+    """The class a component names, or None with an "unknown class" problem listing the valid names."""
+    cls = registry.get(comp.class_name)
+    if cls is None:
+        problems.add(
+            f"unknown {comp.section[:-1]} class {comp.class_name!r}",
+            comp.location,
+            f"use one of: {', '.join(sorted(registry))}",
+        )
+    return cls
+
+
 def _build_quantizer(
     comp: Component, schedule: Schedule, model: nn.Module, optimizer: Any, problems: ProblemCollector
 ) -> Any | None:
@@ -297,13 +304,8 @@ def _build_quantizer(
     from prunecli.quantization.quantizers import QuantizerError
     from prunecli.quantization.registry import QUANTIZERS
 
-    cls = QUANTIZERS.get(comp.class_name)
+    cls = _registered_class(comp, QUANTIZERS, problems)
     if cls is None:
-        problems.add(
-            f"unknown quantizer class {comp.class_name!r}",
-            comp.location,
-            f"use one of: {', '.join(sorted(QUANTIZERS))}",
-        )
         return None
     accepted, required = catalog_args(comp.class_name)
     if not _check_args(comp, accepted, required, problems):
