@@ -12,19 +12,14 @@ splicing sensitivity, every threshold group type and criterion).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import torch
-import torch.nn.functional as F
 from support.compression import TinyCNN
-
-from prunecli.compression import build_scheduler
-from prunecli.schedule import load_schedule
+from support.mask_digests import run_digests, schedule_text
 
 DATA = Path(__file__).parent / "data" / "distiller_tensorwise_masks.json"
 EPOCHS, STEPS = 6, 3
@@ -77,39 +72,10 @@ CASES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _digest(masks: dict[str, torch.Tensor]) -> str:
-    h = hashlib.sha256()
-    for name in sorted(masks):
-        mask = masks[name].detach().contiguous().cpu()
-        h.update(f"{name}:{mask.dtype}:{tuple(mask.shape)}:".encode())
-        h.update(mask.numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
 def mask_digests(case: str) -> list[str]:
-    """The masks' digest after every step's ``on_minibatch_begin`` of a short seeded run, then
-    the number of masked weights at the end."""
+    """The masks' digest after every step of a short seeded run, then the number of masked weights."""
     entry, policy, *args = CASES[case]
-    pruner = "{instance_name: p" + (f", args: {{{args[0]}}}" if args else "") + "}"
-    text = f"version: 1\npruners:\n  p:\n    {entry}\npolicies:\n  - pruner: {pruner}\n    {policy}\n"
-    torch.manual_seed(0)
-    model = TinyCNN()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.2)
-    scheduler = build_scheduler(load_schedule("p.yaml", text=text), model, optimizer)
-    digests = []
-    for epoch in range(EPOCHS):
-        scheduler.on_epoch_begin(epoch, optimizer)
-        for step in range(STEPS):
-            scheduler.on_minibatch_begin(epoch, step, STEPS, optimizer)
-            digests.append(_digest({n: m for n, m in scheduler.masks.items() if m is not None}))
-            loss = F.cross_entropy(model(torch.randn(4, 3, 6, 6)), torch.tensor([0, 1, 2, 3]))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            scheduler.on_minibatch_end(epoch, step, STEPS, optimizer)
-        scheduler.on_epoch_end(epoch, optimizer)
-    zeros = sum(int((m == 0).sum()) for m in scheduler.masks.values() if m is not None)
-    return [*digests, f"zeros={zeros}"]
+    return run_digests(schedule_text(entry, policy, *args), TinyCNN, epochs=EPOCHS, steps=STEPS)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
