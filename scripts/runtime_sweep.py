@@ -308,7 +308,7 @@ def _structure_count(pruner: Any, mask: Any) -> tuple[int, Callable[[Any], float
         n = mask.size(dim)
         return n, lambda m: zero_slices(m, dim) / n
     if group == "Blocks":
-        block = math.prod(int(v) for v in pruner.block_shape)
+        block = pruner.target.reps * pruner.target.depth
         n = mask.numel() // block
         return n, element_sparsity
     raise ValueError(f"no structure oracle for group type {group!r}")
@@ -316,12 +316,6 @@ def _structure_count(pruner: Any, mask: Any) -> tuple[int, Callable[[Any], float
 
 def _oracle(pruner: Any, policy_levels: Mapping[str, float] | None) -> tuple[str, Callable | None]:
     """How a pruner's final sparsity is predicted: ('element'|'structure', name -> target) or record."""
-    from prunecli.pruners import (
-        BernoulliFilterPruner,
-        RandomLevelStructureParameterPruner,
-        RankedStructurePruner,
-    )
-    from prunecli.pruners.agp import AgpMixin
     from prunecli.pruners.base import wildcard_lookup
 
     preset = getattr(pruner, "preset", None)  # the Distiller class of an engine composition
@@ -330,12 +324,12 @@ def _oracle(pruner: Any, policy_levels: Mapping[str, float] | None) -> tuple[str
     if preset == "SparsityLevelParameterPruner" or policy_levels:
         table = dict(policy_levels or pruner.levels)
         return "element", lambda name: wildcard_lookup(table, name) or 0.0
-    if isinstance(pruner, (RandomLevelStructureParameterPruner, BernoulliFilterPruner)):
-        return "record", None
-    if isinstance(pruner, RankedStructurePruner):
-        if isinstance(pruner, AgpMixin):
-            return "structure", lambda name: pruner.final_sparsity
-        return "structure", lambda name: pruner.desired_sparsity
+    if str(preset).startswith(("RandomLevelStructureParameterPruner", "BernoulliFilterPruner")):
+        return "record", None  # random levels or draws: nothing to predict
+    if getattr(pruner, "group_type", None) is not None:  # a ranked class: its one-shot or final AGP level
+        if pruner.follows_agp:
+            return "structure", lambda name: pruner.schedule.final_sparsity
+        return "structure", lambda name: pruner.schedule.level
     return "record", None
 
 

@@ -183,9 +183,11 @@ def test_admm_updates_z_and_u_then_masks_at_the_end() -> None:
         w.add_(0.01)  # a training step
     _masks(pruner, model, {**first, "current_epoch": 1})
     w1 = w.detach().clone()
-    u1 = w1 - project(w0)
-    assert torch.allclose(pruner.admm.u["8.weight"], u1)
-    assert torch.allclose(pruner.admm.z["8.weight"], project(w1 + u1))
+    # Boyd's (and NNI's) order: Z = project(W + U) with the previous U (0), then U = U + W - Z
+    z1 = project(w1)
+    assert torch.allclose(pruner.admm.z["8.weight"], z1)
+    assert torch.allclose(pruner.admm.u["8.weight"], w1 - z1)
+    assert float(pruner.loss_term(model)) == pytest.approx(float(0.25 * (w1 - z1 + (w1 - z1)).pow(2).sum()))
     final = _masks(pruner, model, {**first, "current_epoch": 2})
     assert torch.equal(final["8.weight"], (w1.abs() > w1.abs().flatten().sort().values[11]).float())
 

@@ -42,6 +42,33 @@ def test_unknown_option_names_the_valid_ones() -> None:
     assert "normalize" in problem.hint and "max_sparsity_per_layer" in problem.hint
 
 
+def test_unknown_option_is_located_on_its_key_with_did_you_mean() -> None:
+    (problem,) = _problems(
+        "    target: {kind: block, shape: [1, 4], axse: [0, 1]}\n    metric: l1\n    sparsity: 0.5\n"
+        "    weights: [w]"
+    )
+    assert (problem.location.line, problem.location.column) == (4, 42)
+    assert "unknown option 'axse' (did you mean axes?)" in problem.message
+    assert problem.hint == "target block takes shape, axes"
+
+
+def test_option_of_the_wrong_type_is_refused_without_a_model() -> None:
+    """The options' types come from each kind's annotated constructor: N:M with n: two, a list
+    of texts for a block shape and a text for Lp's p are all refused when the file is read."""
+    problems = _problems(
+        "    target: {kind: 'n:m', n: two, m: 4}\n    metric: {kind: lp, p: high}\n    weights: [w]"
+    )
+    assert [(p.location.line, p.location.column) for p in problems] == [(4, 30), (5, 27)]
+    assert "target n:m: 'n' must be an integer, got 'two'" in problems[0].message
+    assert "metric lp: 'p' must be a number, got 'high'" in problems[1].message
+    (problem,) = _problems(
+        "    target: {kind: block, shape: [a, b]}\n    metric: l1\n    sparsity: 0.5\n    weights: [w]"
+    )
+    assert "'shape' must be a list of integers" in problem.message
+    (problem,) = _problems("    target: {kind: block}\n    metric: l1\n    sparsity: 0.5\n    weights: [w]")
+    assert "missing option shape" in problem.message
+
+
 def test_schema_errors_and_missing_level() -> None:
     problems = _problems("    target: filters\n    metric: l1\n    sparsity: 1.5\n    weights: [w]")
     assert problems[0].location.line == 6 and "[0, 1)" in problems[0].message
@@ -97,7 +124,8 @@ def test_n_m_on_an_input_dimension_that_is_not_a_multiple() -> None:
 
 def test_heads_on_a_layer_without_heads() -> None:
     problem, _ = _refusal("    target: heads\n    metric: l1\n    sparsity: 0.5\n    weights: [fc.weight]")
-    assert "no attention layer with heads" in problem.message
+    assert "fc.weight belongs to no attention layer with heads" in problem.message
+    assert problem.location.line == 4  # the target key: heads do not fit these weights
     assert "target: rows" in problem.hint
 
 

@@ -3,13 +3,13 @@ import math
 import pytest
 import torch
 
+from prunecli.engine.metrics import METRICS
+from prunecli.engine.targets import Unit, ranking_target
 from prunecli.pruners.criteria import (
-    expand_binary_map,
     group_threshold_mask,
     level_mask,
     num_structs_to_prune,
     structure_mask,
-    structure_norms,
     threshold_mask,
 )
 
@@ -66,10 +66,11 @@ def test_l2_ranking_can_differ_from_l1():
     assert structure_mask(t, "Filters", 0.5, p=2)[0].sum() == 0
 
 
-def test_structure_norms_length_normalized():
+def test_ranked_filters_score_by_mean_l1_and_plain_l1():
     t = torch.ones(3, 2, 2, 2)
-    assert torch.allclose(structure_norms(t, "Filters"), torch.ones(3))
-    assert torch.allclose(structure_norms(t, "Filters", length_normalized=False), torch.full((3,), 8.0))
+    rows = ranking_target("Filters").view(Unit("t", ("t",)), {"t": t})
+    assert torch.equal(METRICS.get("mean_l1")().reduce(rows), torch.ones(3))
+    assert torch.equal(METRICS.get("l1")().reduce(rows), torch.full((3,), 8.0))
 
 
 def test_blocks_mask_shape_and_count():
@@ -81,11 +82,23 @@ def test_blocks_mask_shape_and_count():
     assert int((per_block == 0).sum()) == 18
 
 
-def test_expand_binary_map_2d_kernels():
+def test_ranked_kernels_expand_one_value_per_kernel():
     t = torch.randn(2, 3, 2, 2)
-    bmap = torch.tensor([1.0, 0, 1, 1, 1, 0])
-    mask = expand_binary_map(t, "2D", bmap)
+    keep = torch.tensor([1.0, 0, 1, 1, 1, 0])
+    mask = ranking_target("2D").expand(Unit("t", ("t",)), keep, {"t": t})["t"]
     assert mask[0, 1].sum() == 0 and mask[1, 2].sum() == 0 and mask.sum() == 4 * 4
+
+
+def test_distiller_blocks_are_runs_of_filter_channel_pairs_at_one_kernel_position():
+    """block_shape [2, 3, 1, 1] on a 2x3x1x2 tensor: the six (filter, channel) pairs form one run,
+    so there are two blocks, one per kernel position, scored by their plain L1 norm."""
+    t = torch.arange(12, dtype=torch.float).view(2, 3, 1, 2)
+    target = ranking_target("Blocks", [2, 3, 1, 1])
+    unit = Unit("t", ("t",))
+    # position 0 holds 0, 2, 4, ..., 10 (sum 30); position 1 holds 1, 3, ..., 11 (sum 36)
+    assert target.reduce(METRICS.get("l1")(), unit, {"t": t}).tolist() == [30.0, 36.0]
+    mask = target.expand(unit, torch.tensor([0.0, 1.0]), {"t": t})["t"]
+    assert torch.equal(mask[..., 0], torch.zeros(2, 3, 1)) and torch.equal(mask[..., 1], torch.ones(2, 3, 1))
 
 
 def test_group_threshold_variants():

@@ -54,12 +54,12 @@ def _kept(mask: torch.Tensor, dim: int = 0) -> list[int]:
 def test_l1_filters_keep_the_highest_ranked_extra_filters():
     model = nn.Sequential(_conv())
     pruner = L1RankedStructureParameterPruner("p", "Filters", 0.5, ["0.weight"], model=model, round_to=4)
-    binary = pruner.rank(0.5, model[0].weight, "0.weight")
+    binary = pruner.keep("0.weight", model[0].weight, 0.5)
     # 6 of 12 kept requested -> 8: the four lowest values (1, 2, 3, 4 at filters 1, 6, 3, 8) go
     assert _kept(binary.view(-1, 1)) == [0, 2, 4, 5, 7, 9, 10, 11]
     plain = L1RankedStructureParameterPruner("q", "Filters", 0.5, ["0.weight"], model=model)
     # without rounding the six lowest (1..6 at filters 1, 6, 3, 8, 0, 10) go
-    assert _kept(plain.rank(0.5, model[0].weight, "0.weight").view(-1, 1)) == [2, 4, 5, 7, 9, 11]
+    assert _kept(plain.keep("0.weight", model[0].weight, 0.5).view(-1, 1)) == [2, 4, 5, 7, 9, 11]
 
 
 def test_l1_channels_round_the_input_channel_count():
@@ -70,7 +70,7 @@ def test_l1_channels_round_the_input_channel_count():
     model = nn.Sequential(conv)
     pruner = L1RankedStructureParameterPruner("p", "Channels", 0.75, ["0.weight"], model=model, round_to=4)
     # 3 of 12 kept requested -> 4: the highest four values (12, 11, 10, 9 at channels 4, 11, 7, 2) stay
-    assert _kept(pruner.rank(0.75, conv.weight, "0.weight").view(-1, 1)) == [2, 4, 7, 11]
+    assert _kept(pruner.keep("0.weight", conv.weight, 0.75).view(-1, 1)) == [2, 4, 7, 11]
 
 
 def _schedule(round_to: int | None, weights: str = "conv1.weight", sparsity: float = 0.7):

@@ -22,11 +22,11 @@ from prunecli.compression.policies import (
     ThinningPolicy,
 )
 from prunecli.compression.scheduler import CompressionScheduler
+from prunecli.engine.targets import Unit
 from prunecli.errors import GraphError, ProblemCollector, ScheduleError
 from prunecli.lr import LR_SCHEDULERS
-from prunecli.pruners import PRUNERS, RankedStructurePruner
+from prunecli.pruners import PRUNERS
 from prunecli.pruners.agp import agp_span
-from prunecli.pruners.criteria import structure_norms
 from prunecli.regularizers import REGULARIZERS
 from prunecli.schedule.catalog import lookup
 from prunecli.schedule.model import Component, Policy, Schedule
@@ -132,7 +132,7 @@ def _build_component(
         return None
     accepted, required = catalog_args(comp.class_name)
     args = dict(comp.args)
-    ranked = isinstance(cls, type) and issubclass(cls, RankedStructurePruner)
+    ranked = getattr(cls, "ranked", False)
     runtime = {k: args.pop(k) for k in RUNTIME_ARGS if k in args and ranked}
     if not _check_args(comp, accepted | set(runtime), required, problems):
         return None
@@ -159,21 +159,21 @@ def _build_component(
 
 def _check_leader(comp: Component, pruner: Any, model: nn.Module, problems: ProblemCollector) -> None:
     """Leader groups share one binary map, so every member needs the leader's structure count."""
-    if not isinstance(pruner, RankedStructurePruner) or pruner.group_dependency != "Leader":
+    if getattr(pruner, "group_dependency", None) != "Leader":
         return
     params = dict(model.named_parameters())
     counts = {}
     for name in pruner.params_names:
+        unit, tensor = Unit(name, (name,)), {name: params[name]}
         try:
-            counts[name] = structure_norms(
-                params[name], pruner.group_type, block_shape=pruner.block_shape
-            ).numel()
+            pruner.target.check(unit, tensor)
+            counts[name] = pruner.target.count(unit, tensor)
         except ValueError as exc:
             problems.add(
                 f"{comp.instance}: {name}: {exc}", comp.location, "use a group_type that fits this tensor"
             )
             return
-    leader = pruner.leader()
+    leader = pruner.params_names[0]
     unequal = {n: c for n, c in counts.items() if c != counts[leader]}
     if unequal:
         problems.add(

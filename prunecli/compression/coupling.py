@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from prunecli.pruners.criteria import lowest_k_map, num_structs_to_prune, round_prune_count, slice_norms
-from prunecli.pruners.ranked import RankedStructurePruner
+from prunecli.engine.metrics import RowMetric
+from prunecli.engine.tensorwise import TensorwisePruner
+from prunecli.pruners.criteria import lowest_k_map, num_structs_to_prune, round_prune_count
 from prunecli.schedule.vocabulary import channel_group_types
 
 
@@ -31,7 +32,7 @@ class Coupler:
         example_input: Any,
         role: str,
         dim: int,
-        p: int,
+        metric: RowMetric,
         round_to: int = 1,
         prune_normalized: bool = False,
         narrow_heads: bool = False,
@@ -46,7 +47,8 @@ class Coupler:
         self.example_input = example_input
         self.role = role
         self.dim = dim
-        self.p = p
+        #: scores each member's slices (the pruner's mean Lp norm)
+        self.metric = metric
         self._maps: dict[tuple[int, float], np.ndarray | None] = {}
         self._member_index: dict[int, dict[tuple[str, int], list[Any]]] = {}
         self._params: dict[str, nn.Parameter] | None = None
@@ -89,7 +91,9 @@ class Coupler:
                 tensor = self.params[member.tensor]
                 if tensor.dim() < 2:
                     continue  # biases and BatchNorm affine follow the weights; they do not vote
-                norms = slice_norms(tensor, member.dim, self.p).detach().double().cpu().numpy()
+                with torch.no_grad():
+                    slices = tensor.detach().movedim(member.dim, 0).reshape(tensor.size(member.dim), -1)
+                    norms = self.metric.reduce(slices).double().cpu().numpy()
                 per_channel = norms.reshape(-1, member.block).sum(axis=1)
                 channels, inside = _group_channels(member, per_channel.size, group.size, 1)
                 per_channel = per_channel[inside]
@@ -134,7 +138,7 @@ class Coupler:
                 return dim
         return 0
 
-    def mask(self, pruner: RankedStructurePruner, param_name: str, target: float) -> torch.Tensor | None:
+    def mask(self, pruner: TensorwisePruner, param_name: str, target: float) -> torch.Tensor | None:
         """The full mask of ``param_name`` for ``target``, or ``None`` when nothing is pruned."""
         param = self.params[param_name]
         dim = self.member_dim(param_name)
@@ -142,13 +146,13 @@ class Coupler:
         if binary_map is None:
             return None
         if dim == 0 or self.role != "out":
-            return pruner.mask_from_map(param, binary_map)
+            return pruner.mask_from_keep(param_name, param, binary_map)
         shape = [1] * param.dim()
         shape[dim] = -1
         return binary_map.to(param.dtype).view(shape).expand_as(param).contiguous()
 
     def binary_map(
-        self, pruner: RankedStructurePruner, param_name: str, target: float, dim: int | None = None
+        self, pruner: TensorwisePruner, param_name: str, target: float, dim: int | None = None
     ) -> torch.Tensor | None:
         """One value per index of ``param_name`` along the coupled dimension, or ``None``.
 
@@ -160,7 +164,7 @@ class Coupler:
             dim = 0 if self.role == "out" else self.dim
         groups = self._graph().groups_of(param_name, dim)
         if not groups:
-            return pruner.rank(target, param, param_name)
+            return pruner.keep(param_name, param, target)
         count = param.size(dim)
         result = np.ones(count, dtype=np.float64)
         for group in groups:
@@ -181,7 +185,7 @@ def _group_channels(member: Any, count: int, size: int, block: int) -> tuple[np.
     return channels, (channels >= 0) & (channels < size)
 
 
-def _expand_names(pruner: RankedStructurePruner, coupler: Coupler) -> list[str]:
+def _expand_names(pruner: TensorwisePruner, coupler: Coupler) -> list[str]:
     """The pruner's weights plus every coupled member of the same role."""
     names = list(pruner.params_names)
     params = coupler.params
@@ -217,7 +221,7 @@ def couple_pruners(
     targets = [
         p
         for p in pruners
-        if isinstance(p, RankedStructurePruner) and p.group_type in kinds and p.coupling is None
+        if isinstance(p, TensorwisePruner) and p.group_type in kinds and p.coupling is None
     ]
     if not targets:
         return
@@ -230,7 +234,8 @@ def couple_pruners(
         graphs[True] = graph
     for pruner in targets:
         role, dim = kinds[pruner.group_type].role, kinds[pruner.group_type].dim
-        rounding = pruner.round_to if pruner.round_to > 1 else round_to
+        own = getattr(pruner.rule, "round_to", 1)
+        rounding = own if own > 1 else round_to
         normalized = prune_normalized or pruner.prune_normalized
         coupler = Coupler(
             model,
@@ -238,7 +243,7 @@ def couple_pruners(
             example_input,
             role,
             dim,
-            getattr(pruner, "p", 1),
+            pruner.ranking_metric,
             rounding,
             normalized,
             narrow_heads,
@@ -249,7 +254,7 @@ def couple_pruners(
         _check_group_widths(pruner, coupler)
 
 
-def _check_group_widths(pruner: RankedStructurePruner, coupler: Coupler) -> None:
+def _check_group_widths(pruner: TensorwisePruner, coupler: Coupler) -> None:
     """A coupled group narrower than ``round_to`` cannot be rounded: refuse it by name."""
     if coupler.round_to <= 1:
         return

@@ -17,7 +17,7 @@ import torch
 
 from prunecli.engine.registry import Registry
 from prunecli.engine.targets import Unit
-from prunecli.pruners.criteria import num_structs_to_prune
+from prunecli.pruners.criteria import e_greedy_noise, lowest_k_map, num_structs_to_prune, round_prune_count
 
 
 @dataclass
@@ -248,27 +248,138 @@ def build_allocation(spec: Mapping[str, Any]) -> Allocation:
 
 
 # ------------------------------------------------------------------------------------------------
-# Per-tensor rules: how Distiller's own pruners turn one tensor's scores and the amount their
+# Per-tensor rules: how Distiller's own pruners turn one tensor's group scores and the amount their
 # per-tensor schedule asks for (:class:`~prunecli.engine.schedules.TensorSchedule`) into a keep
-# vector. ``current`` is the tensor's keep vector before this event (all ones when unmasked),
-# given to the splice rule only.
+# vector.
 
 
-def threshold_keep(scores: torch.Tensor, threshold: float, current: torch.Tensor | None) -> torch.Tensor:
-    """Keep the groups scoring strictly above ``threshold``."""
-    return torch.gt(scores, threshold)
+class TensorRule:
+    """One tensor's decision: ``keep(scores, amount, current, count)`` -> keep vector, or ``None``
+    to leave the tensor's mask as it is.
+
+    ``scores`` is a call returning the ``count`` group scores (higher is kept), or ``None`` when
+    the metric has nothing to rank by yet: a rule calls it only once it knows it prunes something,
+    because Distiller's data-driven rankers draw random numbers and consume their statistics only
+    then. ``current`` is the tensor's keep vector before this event, given to rules that
+    ``needs_current``.
+    """
+
+    needs_current = False
+
+    def keep(
+        self,
+        scores: Callable[[], torch.Tensor | None],
+        amount: Any,
+        current: torch.Tensor | None,
+        count: int,
+    ) -> torch.Tensor | None:
+        raise NotImplementedError
 
 
-def splice_keep(scores: torch.Tensor, band: tuple[float, float], current: torch.Tensor) -> torch.Tensor:
+class LevelRule(TensorRule):
+    """Distiller's element level: ``k = int(level * n)``; every score at or below the k-th smallest goes."""
+
+    def keep(self, scores, amount, current, count):
+        return level_keep(scores(), amount)
+
+
+class ThresholdRule(TensorRule):
+    """Keep the groups scoring strictly above the threshold."""
+
+    def keep(self, scores, amount, current, count):
+        return torch.gt(scores(), amount)
+
+
+class SpliceRule(TensorRule):
     """Dynamic Network Surgery: remove below ``low``, splice back at or above ``high``, keep the
     previous decision in between."""
-    low, high = band
-    keep = torch.where(scores < low, torch.zeros_like(current), current)
-    return torch.where(scores >= high, torch.ones_like(current), keep)
+
+    needs_current = True
+
+    def keep(self, scores, amount, current, count):
+        low, high = amount
+        values = scores()
+        kept = torch.where(values < low, torch.zeros_like(current), current)
+        return torch.where(values >= high, torch.ones_like(current), kept)
 
 
-TENSOR_RULES: dict[str, Callable[[torch.Tensor, Any, torch.Tensor | None], torch.Tensor]] = {
-    "level": lambda scores, level, current: level_keep(scores, level),
-    "threshold": threshold_keep,
-    "splice": splice_keep,
+class RankRule(TensorRule):
+    """Distiller's ranked structures: remove the ``floor(fraction * n)`` lowest-scoring groups.
+
+    ``group_size`` rounds that count down to a multiple of it, and never all groups are removed
+    unless the fraction is exactly 1 (``count: structures``); Distiller's blocks count
+    ``int(fraction * n)`` instead (``count: int``). Every group tied with the cut goes too, as in
+    Distiller, except that a tie spanning all groups removes exactly the count. ``round_to``
+    rounds the *kept* count up to a multiple of it, removing exactly the lowest-ranked groups.
+    ``noise`` is Distiller's e-greedy exploration: with that probability the scores are multiplied
+    by standard normal noise first.
+    """
+
+    def __init__(self, group_size: int = 1, round_to: int = 1, noise: float = 0.0, count: str = "structures"):
+        if count not in ("structures", "int"):
+            raise ValueError(f"count must be 'structures' or 'int', got {count!r}")
+        self.group_size, self.round_to, self.noise = group_size, round_to, noise
+        self.by_int = count == "int"
+
+    def removed(self, n: int, fraction: float) -> int:
+        if self.by_int:
+            return int(fraction * n)
+        return round_prune_count(n, num_structs_to_prune(n, fraction, self.group_size), self.round_to)
+
+    def keep(self, scores, amount, current, count):
+        k = self.removed(count, amount)
+        if k <= 0 or amount <= 0:
+            return None
+        values = e_greedy_noise(scores(), self.noise)
+        if self.round_to > 1 and not self.by_int:
+            return lowest_k_map(values, k, values.dtype)
+        bottom = torch.topk(values, k, largest=False, sorted=True)
+        keep = values.gt(bottom.values[-1]).to(values.dtype)
+        if k < count and not keep.any():
+            # every score ties with the cut: Distiller would remove all groups; remove exactly k
+            keep = torch.ones_like(keep)
+            keep[bottom.indices] = 0
+        return keep
+
+
+class ScoreRankRule(TensorRule):
+    """Distiller's data-driven filter rankers: keep the ``n - int(fraction * n)`` highest scores
+    (ties kept in order of position), the kept count rounded up to a multiple of ``round_to``.
+
+    ``None`` (no statistics yet) from the scores leaves the mask alone.
+    """
+
+    def __init__(self, round_to: int = 1) -> None:
+        self.round_to = round_to
+
+    def keep(self, scores, amount, current, count):
+        k = round_prune_count(count, int(amount * count), self.round_to)
+        if k == 0:
+            return None
+        values = scores()
+        if values is None:
+            return None
+        order = torch.argsort(-values.detach().float().cpu(), stable=True)
+        keep = torch.zeros(count)
+        keep[order[: count - k]] = 1
+        return keep
+
+
+class BernoulliRule(TensorRule):
+    """DropFilter: each group kept with probability ``1 - fraction``, the kept ones scaled by
+    ``n / kept`` so the layer's expected output is unchanged (no scores)."""
+
+    def keep(self, scores, amount, current, count):
+        keep = torch.bernoulli(torch.full((count,), 1.0 - amount))
+        kept = keep.sum()
+        if kept > 0:  # Distiller divides by zero here when every group is dropped
+            keep.div_(kept / keep.numel())
+        return keep
+
+
+#: the per-tensor rules compositions name (the ranked ones take options, so compositions build them)
+TENSOR_RULES: dict[str, Callable[[], TensorRule]] = {
+    "level": LevelRule,
+    "threshold": ThresholdRule,
+    "splice": SpliceRule,
 }

@@ -9,18 +9,23 @@ that cannot work on it, before any training step.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
-from typing import Any
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
 
+from jsonschema import Draft202012Validator
 from torch import nn
 
 from prunecli.engine.allocation import ALLOCATIONS, build_allocation
 from prunecli.engine.metrics import METRICS, build_metric
+from prunecli.engine.objectives import ENTRY_KEYS as OBJECTIVE_ENTRY_KEYS
 from prunecli.engine.objectives import OBJECTIVES, build_objective
 from prunecli.engine.pruner import Admm, EngineError, EnginePruner
 from prunecli.engine.registry import Registry, RegistryError, is_user_code, load_user_code
 from prunecli.engine.schedules import SCHEDULES, build_schedule
 from prunecli.engine.targets import TARGETS, MixedTarget, Target, TargetError, build_target
+from prunecli.schedule.checks import suggest
 from prunecli.schedule.native import as_mapping, final_fraction, resolved_axes
 
 REGISTRIES: dict[str, Registry[Any]] = {
@@ -40,11 +45,108 @@ BUILDERS: dict[str, Callable[..., Any]] = {
 
 
 class AxisProblem(ValueError):
-    """One located problem: ``path`` inside the entry (e.g. ``("target", "kind")``) and a hint."""
+    """One located problem: ``path`` inside the entry (e.g. ``("target", "kind")``) and a hint;
+    ``at_key``: the problem is the key at ``path`` itself (an unknown option), not its value."""
 
-    def __init__(self, path: tuple[Any, ...], message: str, hint: str) -> None:
+    def __init__(self, path: tuple[Any, ...], message: str, hint: str, at_key: bool = False) -> None:
         super().__init__(message)
-        self.path, self.message, self.hint = path, message, hint
+        self.path, self.message, self.hint, self.at_key = path, message, hint, at_key
+
+
+#: arguments the engine passes itself, never written in a schedule
+_INJECTED = ("self", "example_input", "graph")
+#: keys of an axis mapping that belong to the entry, not to the kind's constructor
+_ENTRY_KEYS = {"objective": OBJECTIVE_ENTRY_KEYS}
+
+
+def _json_type(hint: Any) -> dict[str, Any]:
+    """The JSON Schema (with its ``x-expected`` wording) of one annotated constructor argument."""
+    origin, members = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [_json_type(m) for m in members]
+        if any(not o for o in options):
+            return {}
+        words = " or ".join(o["x-expected"] for o in options)
+        return {"anyOf": options, "x-expected": words}
+    if origin is Literal:
+        return {"enum": list(members), "x-expected": "one of " + ", ".join(map(str, members))}
+    if hint is type(None):
+        return {"type": "null", "x-expected": "null"}
+    if hint in _SCALARS:
+        kind, one, many = _SCALARS[hint]
+        return {"type": kind, "x-expected": one, "x-plural": many}
+    if origin in (list, tuple, Sequence) and members:
+        item = _json_type(members[0])
+        if "x-plural" in item:
+            return {"type": "array", "items": item, "x-expected": f"a list of {item['x-plural']}"}
+    return {}
+
+
+#: annotation -> (JSON type, one value, several values) in messages
+_SCALARS: dict[Any, tuple[str, str, str]] = {
+    bool: ("boolean", "true or false", "booleans"),
+    int: ("integer", "an integer", "integers"),
+    float: ("number", "a number", "numbers"),
+    str: ("string", "a text", "texts"),
+}
+
+
+def options_schema(factory: Any) -> dict[str, Any] | None:
+    """The JSON Schema of an axis kind's options, read from its constructor's annotated signature
+    (the one place they are declared); ``None`` for a factory that is not a class (a user's row
+    function, whose arguments are not options) or that takes options it does not name."""
+    if not isinstance(factory, type):
+        return None
+    try:
+        signature = inspect.signature(factory)
+        hints = typing.get_type_hints(factory.__init__)
+    except (TypeError, ValueError, NameError):
+        return None
+    properties: dict[str, Any] = {}
+    required = []
+    for name, param in signature.parameters.items():
+        if name in _INJECTED:
+            continue
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            return None
+        properties[name] = _json_type(hints.get(name, Any))
+        if param.default is param.empty:
+            required.append(name)
+    return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
+
+
+def option_problems(axis: str, spec: Mapping[str, Any], factory: Any) -> list[AxisProblem]:
+    """Options of ``spec`` its kind does not take, or of the wrong type, each located on its key or value."""
+    schema = options_schema(factory)
+    if schema is None:
+        return []
+    kind = str(spec["kind"])
+    options = {k: v for k, v in spec.items() if k not in ("kind", *_ENTRY_KEYS.get(axis, ()))}
+    accepted = list(schema["properties"])
+    takes = f"{axis} {kind} takes " + (", ".join(accepted) if accepted else "no options")
+    problems = []
+    for error in Draft202012Validator(schema).iter_errors(options):
+        if error.validator == "additionalProperties":
+            for name in error.instance:
+                if name not in accepted:
+                    message = f"{axis} {kind}: unknown option '{name}'{suggest(name, accepted)}"
+                    problems.append(AxisProblem((axis, name), message, takes, at_key=True))
+        elif error.validator == "required":
+            missing = [n for n in error.validator_value if n not in options]
+            problems.append(
+                AxisProblem((axis,), f"{axis} {kind}: missing option {', '.join(missing)}", takes)
+            )
+        elif error.absolute_path:
+            name = error.absolute_path[0]
+            expected = schema["properties"][name].get("x-expected", "another value")
+            problems.append(
+                AxisProblem(
+                    (axis, name),
+                    f"{axis} {kind}: '{name}' must be {expected}, got {options[name]!r}",
+                    f"correct the value of '{name}'",
+                )
+            )
+    return problems
 
 
 def _options_of(factory: Any) -> list[str]:
@@ -96,8 +198,15 @@ def axis_problems(args: Mapping[str, Any], *, load_user_code: bool = False) -> l
         if axis == "target" and spec.get("kind") == "coupled":
             continue  # needs the model; checked when built
         kind = str(spec.get("kind", ""))
-        deferred = is_user_code(kind) or (args.get("plugins") and kind not in REGISTRIES[axis])
+        deferred = _names_user_code(axis, kind) or (bool(args.get("plugins")) and kind not in REGISTRIES[axis])
         if deferred and not load_user_code:
+            continue
+        try:
+            found = option_problems(axis, spec, REGISTRIES[axis].get(kind))
+        except RegistryError:
+            found = []  # the unknown kind is reported by _build_axis, with its did-you-mean
+        if found:
+            problems.extend(found)
             continue
         try:
             built[axis] = _build_axis(axis, spec)
@@ -193,4 +302,13 @@ def _mixed_target(weights: Mapping[str, Any], default: Target, example_input: An
 
 def user_code_names(args: Mapping[str, Any]) -> list[str]:
     """The ``module:function`` names an entry uses (imported only when the pruner is built)."""
-    return [spec["kind"] for spec in resolved_axes(args).values() if is_user_code(str(spec.get("kind", "")))]
+    return [
+        spec["kind"]
+        for axis, spec in resolved_axes(args).items()
+        if axis in REGISTRIES and _names_user_code(axis, str(spec.get("kind", "")))
+    ]
+
+
+def _names_user_code(axis: str, kind: str) -> bool:
+    """``package.module:function`` that is not a registered name (``n:m`` is both in form)."""
+    return is_user_code(kind) and kind not in REGISTRIES[axis]

@@ -17,7 +17,7 @@ from torch import nn
 
 from prunecli.engine.registry import Registry
 from prunecli.engine.targets import Target, Unit
-from prunecli.pruners.stats import ActivationStats
+from prunecli.pruners.stats import ActivationStats, GradientStats
 
 
 @dataclass
@@ -331,6 +331,79 @@ class ActivationMeanMetric(ActivationMetric):
 
     def value(self, stat):
         return stat
+
+
+class RankingStatisticsMetric(Metric):
+    """Distiller's data-driven filter rankings: a per-filter statistic gathered by hooks during
+    training and consumed by each ranking (the next one sees only what came after it).
+
+    ``sign`` turns the statistic into a score (higher kept): Distiller removes the filters with
+    the largest activation statistic (APoZ or mean) and the smallest gradient product. ``None``
+    until a statistic arrives, so the pruner asks again at the next minibatch. The running sums
+    are its state (``stats``), so a resumed run ranks exactly as before.
+    """
+
+    channels_only = True
+
+    def __init__(self, stats: Any, sign: float) -> None:
+        self.stats = stats
+        self.sign = sign
+
+    def attach(self, model, names):
+        self.stats.attach(model, names)
+
+    def detach(self):
+        self.stats.detach()
+
+    def values(self, name: str, tensor: torch.Tensor) -> torch.Tensor | None:
+        return self.stats.take(name)
+
+    def score(self, target, unit, ctx):
+        name = unit.tensors[0]
+        values = self.values(name, ctx.params[name])
+        return None if values is None else self.sign * values
+
+    def reset(self):
+        self.stats.reset()
+
+    def state_dict(self):
+        return {"stats": self.stats.state_dict()}
+
+    def load_state_dict(self, state):
+        self.stats.load_state_dict(state.get("stats", {}))
+
+
+class ActivationRankingMetric(RankingStatisticsMetric):
+    """``relu(conv output)`` per filter, APoZ or mean (Distiller's activation rankers)."""
+
+    needs_forward = True
+
+    def __init__(self, statistic: str) -> None:
+        super().__init__(ActivationStats(statistic), -1.0)
+
+
+class GradientRankingMetric(RankingStatisticsMetric):
+    """``sum(grad * w)`` per filter, summed over the backward passes since the last ranking
+    (Distiller's gradient ranker); before any, the current gradient stands in when there is one."""
+
+    needs_gradients = True
+
+    def __init__(self) -> None:
+        super().__init__(GradientStats(), 1.0)
+
+    def values(self, name, tensor):
+        values = self.stats.take(name)
+        if values is None and tensor.grad is not None:
+            values = (tensor.grad * tensor).detach().reshape(tensor.size(0), -1).sum(dim=1)
+        return values
+
+
+class GlobalRandomMetric(Metric):
+    """Distiller's random ranking: draws from torch's global generator, so a seeded run repeats;
+    the lowest draws are kept."""
+
+    def score(self, target, unit, ctx):
+        return -torch.rand(target.count(unit, ctx.params))
 
 
 @METRICS.register("bn_scale")

@@ -162,6 +162,10 @@ class MacsObjective(LayerObjective):
         return {r.weight: float(r.macs) for r in rows if r.scaling == "layer"}
 
 
+#: keys of an objective mapping that belong to the entry (its level), not to the objective's class
+ENTRY_KEYS = ("fraction",)
+
+
 def build_objective(spec: Mapping[str, Any]) -> Objective:
-    options = {k: v for k, v in spec.items() if k not in ("kind", "fraction")}
+    options = {k: v for k, v in spec.items() if k not in ("kind", *ENTRY_KEYS)}
     return OBJECTIVES.get(str(spec["kind"]))(**options)

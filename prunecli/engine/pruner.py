@@ -86,7 +86,7 @@ class EnginePruner(Pruner):
             self.units = self.target.units(self.weights, model)
         except TargetError as exc:
             raise EngineError(
-                str(exc), "weights", exc.hint or "list only tensors this target applies to"
+                str(exc), "target", exc.hint or "list only tensors this target applies to"
             ) from None
         for unit in self.units:
             try:
@@ -248,15 +248,18 @@ class EnginePruner(Pruner):
         admm = self.admm
         assert admm is not None
         with torch.no_grad():
+            # ADMM's order (Boyd et al.; NNI's too): Z = project(W + U), then U = U + W - Z. The first
+            # event starts the iterations at Z = project(W), U = 0.
+            first = not admm.z
             weights = {n: params[n].detach().clone() for n in self.params_names}
-            if admm.z:
-                for name in self.params_names:
-                    admm.u[name] += weights[name] - admm.z[name]
             shifted = {n: weights[n] + admm.u.get(n, torch.zeros_like(weights[n])) for n in self.params_names}
             masks = self.masks_at(shifted, self.fraction)
             for name in self.params_names:
                 admm.z[name] = shifted[name] * masks.get(name, torch.ones_like(shifted[name]))
-                admm.u.setdefault(name, torch.zeros_like(weights[name]))
+                if first:
+                    admm.u[name] = torch.zeros_like(weights[name])
+                else:
+                    admm.u[name] = admm.u[name] + weights[name] - admm.z[name]
 
     # state -----------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -210,6 +210,27 @@ class AgpLevels(AgpMixin, TensorSchedule):
         return self.agp_target(meta, self.owner) or None
 
 
+class FixedLevel(TensorSchedule):
+    """One level for every tensor (a ranked pruner's ``desired_sparsity``; 0 leaves them alone)."""
+
+    def __init__(self, level: float) -> None:
+        self.level = level
+
+    def amount(self, name, tensor, meta):
+        return self.level or None
+
+
+class RandomLevels(TensorSchedule):
+    """A fresh level ``draw(low, high)`` for each tensor at each event (Distiller's random-level
+    pruner draws from Python's ``random.uniform``, so a seeded run repeats)."""
+
+    def __init__(self, low: float, high: float, draw: Callable[[float, float], float]) -> None:
+        self.low, self.high, self.draw = low, high, draw
+
+    def amount(self, name, tensor, meta):
+        return self.draw(self.low, self.high) or None
+
+
 class FixedThresholds(TensorSchedule):
     """A fixed threshold per tensor (``'*'``: every other tensor)."""
 

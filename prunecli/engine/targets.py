@@ -63,6 +63,10 @@ class Target:
         """One mask per tensor of the unit from a ``[groups]`` 0/1 vector."""
         raise NotImplementedError
 
+    def reduce(self, metric: Any, unit: Unit, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """A row metric's score of every group: ``metric.reduce`` over the grouped view."""
+        return metric.reduce(self.view(unit, tensors))
+
     def parts(self, unit: Unit, tensors: Mapping[str, torch.Tensor]) -> list[tuple[int, torch.Tensor]]:
         """The unit's groups layer by layer: ``(first group, [its groups, elements])`` per layer.
 
@@ -99,9 +103,16 @@ class SliceTarget(Target):
 
     dim: int = 0
     min_rank: int = 2
+    #: the tensor ranks it accepts, when narrower than ``min_rank`` and up (set per group type)
+    ranks: frozenset[int] | None = None
 
     def check(self, unit, params):
         tensor = params[_only(unit)]
+        if self.ranks is not None and tensor.dim() not in self.ranks:
+            raise TargetError(
+                f"{_only(unit)} has shape {tuple(tensor.shape)}: these {self.kind} need a tensor of rank "
+                + " or ".join(str(r) for r in sorted(self.ranks))
+            )
         if tensor.dim() < self.min_rank:
             raise TargetError(
                 f"{_only(unit)} has shape {tuple(tensor.shape)}: {self.kind} needs a tensor with at least "
@@ -150,7 +161,7 @@ class RowTarget(SliceTarget):
 
     def check(self, unit, params):
         if params[_only(unit)].dim() != 2:
-            raise TargetError(f"{_only(unit)} is not a 2-D (Linear) weight: rows need one")
+            raise TargetError(f"{_only(unit)} is not a 2-D (Linear) weight: {self.kind} need one")
 
 
 @TARGETS.register("columns")
@@ -265,6 +276,66 @@ class KernelTarget(BlockTarget):
         if tensor.dim() < 3:
             raise TargetError(f"kernels need a convolution weight, got shape {tuple(tensor.shape)}")
         return [1, 1, *tensor.shape[2:]]
+
+
+class DistillerBlockTarget(Target):
+    """Distiller's ``Blocks`` of a convolution weight, ``block_shape: [repetitions, depth, 1, 1]``.
+
+    With ``depth`` 1 a block is ``repetitions`` consecutive filters at one (channel, kernel
+    position); otherwise the (filter, channel) pairs, read in storage order, are cut into runs of
+    ``repetitions * depth``, and a block is one run at one kernel position. Not offered to native
+    entries (their ``block`` target takes any shape over chosen axes).
+    """
+
+    kind = "blocks"
+
+    def __init__(self, block_shape: Sequence[int] | None) -> None:
+        if block_shape is None or len(block_shape) != 4:
+            raise TargetError("Blocks need kwargs.block_shape as [repetitions, depth, height, width]")
+        reps, depth, height, width = (int(v) for v in block_shape)
+        if not height == width == 1:
+            raise TargetError("only block shapes [repetitions, depth, 1, 1] are supported")
+        self.reps, self.depth = reps, depth
+
+    def _dims(self, tensor: torch.Tensor) -> tuple[int, int, int]:
+        """``(block rows, elements per block, positions)``: the tensor seen as ``[rows, block, positions]``."""
+        if tensor.dim() != 4:
+            raise TargetError(f"Blocks need a 4D tensor, got shape {tuple(tensor.shape)}")
+        filters, channels = tensor.size(0), tensor.size(1)
+        kernel = tensor.size(2) * tensor.size(3)
+        size = self.reps * self.depth
+        if tensor.numel() % size != 0:
+            raise TargetError(
+                f"block shape {[self.reps, self.depth, 1, 1]} does not divide tensor shape {tuple(tensor.shape)}"
+            )
+        if self.depth > 1:
+            return filters * channels // size, size, kernel
+        return filters // self.reps, self.reps, channels * kernel
+
+    def check(self, unit, params):
+        self._dims(params[_only(unit)])
+
+    def view(self, unit, tensors):
+        tensor = tensors[_only(unit)]
+        rows, size, positions = self._dims(tensor)
+        return tensor.reshape(rows, size, positions).transpose(1, 2).reshape(-1, size)
+
+    def expand(self, unit, keep, params):
+        tensor = params[_only(unit)]
+        rows, size, positions = self._dims(tensor)
+        grid = keep.to(device=tensor.device, dtype=tensor.dtype).view(rows, 1, positions)
+        return {_only(unit): grid.expand(rows, size, positions).contiguous().view(tensor.shape)}
+
+    def sizes(self, unit, params):
+        rows, size, positions = self._dims(params[_only(unit)])
+        return torch.full((rows * positions,), float(size))
+
+    def reduce(self, metric, unit, tensors):
+        """Summed where the blocks lie, along the middle of ``[rows, block, positions]``, as
+        Distiller sums them: the grouped view's copy would add the same numbers in another order
+        and round differently. (Row metrics reduce along dimension 1, whatever the rank.)"""
+        tensor = tensors[_only(unit)]
+        return metric.reduce(tensor.reshape(self._dims(tensor))).reshape(-1)
 
 
 @TARGETS.register("n:m")
@@ -383,7 +454,8 @@ class HeadTarget(Target):
                 units.append(Unit(owner, tuple(e[0] for e in layout.slices), layout))
         if unmatched:
             raise TargetError(
-                f"{', '.join(unmatched[:3])} belong to no attention layer with heads "
+                f"{', '.join(unmatched[:3])} {'belongs' if len(unmatched) == 1 else 'belong'} to no attention "
+                "layer with heads "
                 "(nn.MultiheadAttention, or a block with qkv, proj and num_heads)",
                 "list a projection weight of an attention layer, or use target: rows for plain Linear layers",
             )
@@ -567,3 +639,21 @@ def threshold_target(group_type: str, tensor: torch.Tensor | None = None) -> Tar
             f"got shape {tuple(tensor.shape)}"
         )
     return TARGETS.get(group.threshold)()
+
+
+def ranking_target(group_type: str, block_shape: Sequence[int] | None = None) -> Target:
+    """The target whose groups Distiller's ranked pruners rank for ``group_type`` (ValueError when none).
+
+    The group type's meaning and the tensor ranks it fits are :data:`prunecli.schedule.vocabulary.GROUP_TYPES`'s.
+    """
+    from prunecli.schedule.vocabulary import GROUP_TYPES
+
+    group = GROUP_TYPES.get(group_type)
+    if group is None or group.ranking is None:
+        raise ValueError(f"group_type {group_type!r} cannot be ranked")
+    if group.ranking == "blocks":
+        return DistillerBlockTarget(block_shape)
+    target = TARGETS.get(group.ranking)()
+    if isinstance(target, SliceTarget):
+        target.ranks = group.ranks
+    return target

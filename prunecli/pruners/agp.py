@@ -1,7 +1,8 @@
 """Automated Gradual Pruning (Zhu & Gupta 2017) targets, at epoch granularity as in Distiller.
 
-The element-wise AutomatedGradualPruner is an engine composition (:mod:`prunecli.pruners.compositions`);
-the ranked ``_AGP`` pruners mix :class:`AgpMixin` in.
+Every AGP class (AutomatedGradualPruner and the ranked ``_AGP`` forms) is an engine composition
+(:mod:`prunecli.pruners.compositions`) whose per-tensor schedule,
+:class:`prunecli.engine.schedules.AgpLevels`, mixes :class:`AgpMixin` in.
 """
 
 from __future__ import annotations

@@ -1,16 +1,20 @@
-"""Distiller's per-tensor pruners as engine compositions, one registry entry per class.
+"""Every Distiller pruner as an engine composition, one registry entry per class.
 
 Each entry names its class's parts on the engine's axes: a target (single weights, or the
-group type of a structure threshold), a metric (magnitude, or a threshold criterion), a
-per-tensor rule (level, threshold or splice, :data:`prunecli.engine.allocation.TENSOR_RULES`) and
-a per-tensor schedule (:mod:`prunecli.engine.schedules`). The entry's builder takes the class's
-YAML arguments (declared in :mod:`prunecli.schedule.catalog`; a test checks the two agree) and
-checks what the schema cannot. The masks are bit-identical to Distiller's classes (the
-Distiller examples' fingerprints and ``tests/test_distiller_compositions.py`` pin them).
+structures of a group type), a metric (magnitude, a threshold criterion, a mean Lp norm, an
+activation or gradient statistic, random draws), a per-tensor rule (level, threshold, splice,
+ranking, :mod:`prunecli.engine.allocation`) and a per-tensor schedule
+(:mod:`prunecli.engine.schedules`: fixed, AGP, random levels; thresholds). The entry's builder
+takes the class's YAML arguments (declared in :mod:`prunecli.schedule.catalog`; a test checks
+the two agree) and checks what the schema cannot. The masks are bit-identical to Distiller's
+classes (the Distiller examples' fingerprints, ``tests/test_distiller_compositions.py`` and
+``tests/test_distiller_ranked_compositions.py`` pin them).
 """
 
 from __future__ import annotations
 
+import inspect
+import random
 from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -18,7 +22,13 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from prunecli.pruners.structure import check_reg_regims
-from prunecli.schedule.vocabulary import SCHEDULE_THRESHOLD_CRITERIA, THRESHOLD_CRITERIA
+from prunecli.schedule.catalog import FILTER_GROUP_TYPES
+from prunecli.schedule.vocabulary import (
+    GROUP_TYPES,
+    SCHEDULE_THRESHOLD_CRITERIA,
+    THRESHOLD_CRITERIA,
+    rounded_dims,
+)
 
 if TYPE_CHECKING:
     from prunecli.engine.tensorwise import TensorwisePruner
@@ -35,27 +45,37 @@ def _engine(part: str) -> ModuleType:
 class Composition:
     """A Distiller class built from engine parts: ``build(**yaml_args)`` returns the parts.
 
-    It stands where a class stood: ``Composition(name, model=None, **args)`` builds the pruner.
+    It stands where a class stood: ``Composition(name, *args, model=None, **kwargs)`` builds the
+    pruner (the class's arguments in its order, or by name).
+    A builder that takes ``model`` gets the model too (to check its arguments against it).
+    ``ranked``: the class ranks structures, so it takes prunecli's ``prune_normalized`` and
+    ``auto_dependency`` couples it.
     """
 
-    def __init__(self, class_name: str, build: Callable[..., dict[str, Any]]) -> None:
+    def __init__(self, class_name: str, build: Callable[..., dict[str, Any]], ranked: bool = False) -> None:
         self.__name__ = class_name
         self.__doc__ = build.__doc__
         self.build = build
+        self.ranked = ranked
+        self._takes_model = "model" in inspect.signature(build).parameters
 
-    def __call__(self, name: str, model: nn.Module | None = None, **args: Any) -> TensorwisePruner:
+    def __call__(self, name: str, *args: Any, model: nn.Module | None = None, **kwargs: Any) -> TensorwisePruner:
         pruner = _engine("tensorwise").TensorwisePruner
-        return pruner(name, preset=self.__name__, model=model, **self.build(**args))
+        if self._takes_model:
+            kwargs["model"] = model
+        return pruner(name, preset=self.__name__, model=model, **self.build(*args, **kwargs))
 
 
 COMPOSITIONS: dict[str, Composition] = {}
 
 
-def composition(class_name: str) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., dict[str, Any]]]:
+def composition(
+    class_name: str, ranked: bool = False
+) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., dict[str, Any]]]:
     """Register a builder as the Distiller class ``class_name``."""
 
     def register(build: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
-        COMPOSITIONS[class_name] = Composition(class_name, build)
+        COMPOSITIONS[class_name] = Composition(class_name, build, ranked)
         return build
 
     return register
@@ -145,3 +165,233 @@ def structure_threshold(reg_regims: Mapping[str, Sequence], threshold_criteria: 
         "schedule": _engine("schedules").GroupThresholds(regims),
         "weights": list(regims),
     }
+
+
+# ------------------------------------------------------------------------------------------------
+# Ranked structure pruners: group type's structures x metric x ranking rule x level schedule.
+
+
+def check_round_to(round_to: int, group_type: str, widths: Mapping[str, int]) -> int:
+    """``round_to`` must be a positive integer, apply to filters/channels, and fit every layer it rounds."""
+    if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
+        raise ValueError(f"round_to must be an integer >= 1, got {round_to!r}")
+    if round_to > 1 and group_type not in rounded_dims():
+        raise ValueError(f"round_to applies to group_type {'/'.join(rounded_dims())}, not {group_type}")
+    narrow = {name: width for name, width in widths.items() if width < round_to}
+    if narrow:
+        name, width = next(iter(narrow.items()))
+        raise ValueError(
+            f"round_to {round_to} is larger than {name}'s {width} {group_type.lower()}"
+            + (f" (and {len(narrow) - 1} more layers)" if len(narrow) > 1 else "")
+        )
+    return round_to
+
+
+def _widths(model: nn.Module | None, group_type: str, names: Sequence[str]) -> dict[str, int]:
+    """Each listed layer's count along the dimension ``round_to`` rounds."""
+    dim = rounded_dims().get(group_type)
+    if model is None or dim is None:
+        return {}
+    params = dict(model.named_parameters())
+    return {n: params[n].size(dim) for n in names if n in params and params[n].dim() > dim}
+
+
+def _ranked(
+    group_type: str,
+    weights: Sequence[str] | str,
+    group_dependency: str | None,
+    schedule: Any,
+    metric: Any,
+    rule: Any,
+    *,
+    allowed: Sequence[str] = tuple(name for name, g in GROUP_TYPES.items() if g.ranking is not None),
+    block_shape: Sequence[int] | None = None,
+    ranks: Sequence[int] | None = None,
+) -> dict[str, Any]:
+    """The parts every ranked class shares: its group type's target, its weights, a Leader group."""
+    if group_type not in allowed:
+        raise ValueError(f"group_type {group_type!r} is not supported here; use one of {list(allowed)}")
+    if group_dependency not in (None, "Leader"):
+        raise ValueError(f"group_dependency must be 'Leader' or absent, got {group_dependency!r}")
+    names = [weights] if isinstance(weights, str) else list(weights)
+    if not names:
+        raise ValueError("weights must list at least one parameter")
+    target = _engine("targets").ranking_target(group_type, block_shape)
+    if ranks is not None:
+        target.ranks = frozenset(ranks)
+    return {
+        "target": target,
+        "metric": metric,
+        "rule": rule,
+        "schedule": schedule,
+        "weights": names,
+        "group_type": group_type,
+        "leader": group_dependency == "Leader",
+    }
+
+
+def _fixed(level: float) -> Any:
+    return _engine("schedules").FixedLevel(level)
+
+
+def _agp(initial_sparsity: float, final_sparsity: float, owner: str) -> Any:
+    return _engine("schedules").AgpLevels(initial_sparsity, final_sparsity, owner)
+
+
+def _lp_parts(
+    p: int,
+    group_type: str,
+    weights: Sequence[str] | str,
+    group_dependency: str | None,
+    kwargs: Mapping[str, Any] | None,
+    noise: float,
+    group_size: int,
+    round_to: int,
+    schedule: Any,
+    model: nn.Module | None,
+) -> dict[str, Any]:
+    """Structures ranked by their mean Lp norm (Blocks: plain Lp norm, ``int(fraction * n)`` of them)."""
+    block_shape = None
+    if group_type == "Blocks":
+        if not kwargs or "block_shape" not in kwargs:
+            raise ValueError("group_type Blocks needs kwargs: {block_shape: [repetitions, depth, 1, 1]}")
+        block_shape = list(kwargs["block_shape"])
+    names = [weights] if isinstance(weights, str) else list(weights or [])
+    round_to = check_round_to(round_to, group_type, _widths(model, group_type, names))
+    blocks = group_type == "Blocks"
+    metric = _engine("metrics").METRICS.get(("l" if blocks else "mean_l") + str(p))()
+    rule = _engine("allocation").RankRule(group_size, round_to, noise, "int" if blocks else "structures")
+    return _ranked(group_type, weights, group_dependency, schedule, metric, rule, block_shape=block_shape)
+
+
+def _register_lp(p: int) -> None:
+    name = f"L{p}RankedStructureParameterPruner"
+
+    def one_shot(
+        group_type: str,
+        desired_sparsity: float,
+        weights: Sequence[str] | str,
+        group_dependency: str | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        noise: float = 0.0,
+        group_size: int = 1,
+        round_to: int = 1,
+        model: nn.Module | None = None,
+    ) -> dict[str, Any]:
+        schedule = _fixed(desired_sparsity)
+        args = (group_type, weights, group_dependency, kwargs, noise, group_size, round_to, schedule, model)
+        return _lp_parts(p, *args)
+
+    def agp(
+        initial_sparsity: float,
+        final_sparsity: float,
+        group_type: str,
+        weights: Sequence[str] | str,
+        group_dependency: str | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        noise: float = 0.0,
+        group_size: int = 1,
+        round_to: int = 1,
+        model: nn.Module | None = None,
+    ) -> dict[str, Any]:
+        schedule = _agp(initial_sparsity, final_sparsity, name + "_AGP")
+        args = (group_type, weights, group_dependency, kwargs, noise, group_size, round_to, schedule, model)
+        return _lp_parts(p, *args)
+
+    one_shot.__doc__ = f"group type's structures x mean L{p} norm x ranking x a fixed level."
+    agp.__doc__ = f"group type's structures x mean L{p} norm x ranking x AGP (Zhu & Gupta 2017)."
+    composition(name, ranked=True)(one_shot)
+    composition(name + "_AGP", ranked=True)(agp)
+
+
+_register_lp(1)
+_register_lp(2)
+
+
+@composition("RandomLevelStructureParameterPruner", ranked=True)
+def random_level(
+    group_type: str,
+    sparsity_range: Sequence[float],
+    weights: Sequence[str] | str,
+    group_dependency: str | None = None,
+    kwargs: Mapping[str, Any] | None = None,
+    model: nn.Module | None = None,
+) -> dict[str, Any]:
+    """group type's structures x mean L1 norm x ranking x a fresh ``uniform(low, high)`` level
+    per tensor and event (DropFilter-like)."""
+    if len(sparsity_range) != 2 or not 0 <= sparsity_range[0] <= sparsity_range[1] <= 1:
+        raise ValueError(f"sparsity_range must be [low, high] within [0, 1], got {sparsity_range!r}")
+    schedule = _engine("schedules").RandomLevels(*sparsity_range, draw=random.uniform)
+    return _lp_parts(1, group_type, weights, group_dependency, kwargs, 0.0, 1, 1, schedule, model)
+
+
+def _filter_metric(kind: str) -> Any:
+    """The per-filter score of a data-driven filter ranker."""
+    metrics = _engine("metrics")
+    if kind in ("apoz", "mean"):
+        return metrics.ActivationRankingMetric(kind)
+    if kind == "gradient":
+        return metrics.GradientRankingMetric()
+    return metrics.GlobalRandomMetric()
+
+
+def _filter_parts(
+    kind: str,
+    group_type: str,
+    weights: Sequence[str] | str,
+    group_dependency: str | None,
+    round_to: int,
+    schedule: Any,
+    model: nn.Module | None,
+) -> dict[str, Any]:
+    """Filters of 4-D convolution weights x a per-filter score x keep the highest (Bernoulli: draws;
+    its catalog entry offers no ``round_to``, which it would ignore)."""
+    allocation = _engine("allocation")
+    if kind == "bernoulli":
+        metric, rule = _engine("metrics").GlobalRandomMetric(), allocation.BernoulliRule()
+    else:
+        names = [weights] if isinstance(weights, str) else list(weights or [])
+        round_to = check_round_to(round_to, group_type, _widths(model, group_type, names))
+        metric, rule = _filter_metric(kind), allocation.ScoreRankRule(round_to)
+    return _ranked(
+        group_type, weights, group_dependency, schedule, metric, rule, allowed=FILTER_GROUP_TYPES, ranks=(4,)
+    )
+
+
+def _register_filters(class_name: str, kind: str) -> None:
+    def one_shot(
+        group_type: str,
+        desired_sparsity: float,
+        weights: Sequence[str] | str,
+        group_dependency: str | None = None,
+        round_to: int = 1,
+        model: nn.Module | None = None,
+    ) -> dict[str, Any]:
+        return _filter_parts(kind, group_type, weights, group_dependency, round_to, _fixed(desired_sparsity), model)
+
+    def agp(
+        initial_sparsity: float,
+        final_sparsity: float,
+        group_type: str,
+        weights: Sequence[str] | str,
+        group_dependency: str | None = None,
+        round_to: int = 1,
+        model: nn.Module | None = None,
+    ) -> dict[str, Any]:
+        schedule = _agp(initial_sparsity, final_sparsity, class_name + "_AGP")
+        return _filter_parts(kind, group_type, weights, group_dependency, round_to, schedule, model)
+
+    one_shot.__doc__ = f"filters x {kind} x keep the highest-scoring x a fixed level."
+    agp.__doc__ = f"filters x {kind} x keep the highest-scoring x AGP."
+    composition(class_name, ranked=True)(one_shot)
+    composition(class_name + "_AGP", ranked=True)(agp)
+
+
+for _class, _kind in (
+    ("ActivationAPoZRankedFilterPruner", "apoz"),
+    ("ActivationMeanRankedFilterPruner", "mean"),
+    ("GradientRankedFilterPruner", "gradient"),
+    ("RandomRankedFilterPruner", "random"),
+    ("BernoulliFilterPruner", "bernoulli"),
+):
+    _register_filters(_class, _kind)

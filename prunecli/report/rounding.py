@@ -18,9 +18,9 @@ def rounding_rows(schedule_text: str | None, model: nn.Module, dense: nn.Module)
     if not schedule_text or "round_to" not in schedule_text:
         return []
     from prunecli.errors import PruneCliError
-    from prunecli.pruners.ranked import ROUNDED_DIMS
     from prunecli.schedule import load_schedule
     from prunecli.schedule.names import resolve_names
+    from prunecli.schedule.vocabulary import rounded_dims
 
     dense_shapes = {n: tuple(p.shape) for n, p in dense.named_parameters()}
     shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
@@ -30,7 +30,7 @@ def rounding_rows(schedule_text: str | None, model: nn.Module, dense: nn.Module)
         return []  # a stored schedule that no longer resolves has nothing to show here
     rows = []
     for name, comp in schedule.components.get("pruners", {}).items():
-        round_to, dim = comp.args.get("round_to"), ROUNDED_DIMS.get(comp.args.get("group_type"))
+        round_to, dim = comp.args.get("round_to"), rounded_dims().get(comp.args.get("group_type"))
         if not isinstance(round_to, int) or round_to <= 1 or dim is None:
             continue
         layers = []

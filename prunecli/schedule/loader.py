@@ -304,7 +304,8 @@ def _native_problems(
     found = axis_problems(args)
     for problem in found:
         where = (*path, *problem.path) if problem.path and problem.path[0] in args else path
-        problems.add(f"{owner}: {problem.message}", locate(where, key=not problem.path), problem.hint)
+        key = problem.at_key or not problem.path
+        problems.add(f"{owner}: {problem.message}", locate(where, key=key), problem.hint)
     return not found
 
 

@@ -41,6 +41,9 @@ class GroupType:
     #: thresholds read a 2-D weight's "Rows" as its stored rows, unlike its rankings; "tensor" is
     #: the whole tensor as one group); None where thresholds do not apply
     threshold: str | None = None
+    #: the engine target whose groups Distiller's ranked pruners rank for this type (their "Rows" of a
+    #: 2-D weight are its input columns; "blocks": Distiller's own block layout); None if not ranked
+    ranking: str | None = None
 
 
 def _ranks(*ranks: int) -> frozenset[int]:
@@ -50,14 +53,14 @@ def _ranks(*ranks: int) -> frozenset[int]:
 #: group_type -> its meaning. "Channels" on a 2-D (Linear) weight are its columns and Distiller's
 #: "Rows" of a 2-D weight are its input columns too (torch stores Linear weights transposed).
 GROUP_TYPES: dict[str, GroupType] = {
-    "Filters": GroupType(_ranks(3, 4), dim=0, role="out", words="filters", threshold="filters"),
-    "3D": GroupType(_ranks(3, 4), dim=0, role="out", words="filters", threshold="filters"),
-    "Channels": GroupType(_ranks(2, 4), dim=1, role="in", words="input channels", threshold="channels"),
-    "Rows": GroupType(_ranks(2), dim=1, words="rows", threshold="rows"),
-    "Cols": GroupType(_ranks(2), words="columns", threshold="columns"),
-    "2D": GroupType(_ranks(4), words="kernels", threshold="kernels"),
+    "Filters": GroupType(_ranks(3, 4), 0, "out", "filters", threshold="filters", ranking="filters"),
+    "3D": GroupType(_ranks(3, 4), 0, "out", "filters", threshold="filters", ranking="filters"),
+    "Channels": GroupType(_ranks(2, 4), 1, "in", "input channels", threshold="channels", ranking="channels"),
+    "Rows": GroupType(_ranks(2), 1, words="rows", threshold="rows", ranking="channels"),
+    "Cols": GroupType(_ranks(2), words="columns", threshold="columns", ranking="rows"),
+    "2D": GroupType(_ranks(4), words="kernels", threshold="kernels", ranking="kernels"),
     "4D": GroupType(_ranks(4), threshold="tensor"),
-    "Blocks": GroupType(_ranks(4), words="blocks"),
+    "Blocks": GroupType(_ranks(4), words="blocks", ranking="blocks"),
     "Rows+Cols": GroupType(_ranks(2)),
     "Cols+Rows": GroupType(_ranks(2)),
     "Channels+4D": GroupType(_ranks(4)),
@@ -87,6 +90,11 @@ def channel_group_types() -> dict[str, GroupType]:
 def threshold_group_types() -> dict[str, GroupType]:
     """The group types a threshold can keep or remove (StructureParameterPruner, regularizers)."""
     return {name: g for name, g in GROUP_TYPES.items() if g.threshold is not None}
+
+
+def rounded_dims() -> dict[str, int]:
+    """group_type -> the dimension whose kept count ``round_to`` rounds (filters: outputs, channels: inputs)."""
+    return {name: g.dim for name, g in channel_group_types().items() if g.dim is not None}
 
 
 def structure_dims() -> dict[str, int]:

@@ -200,12 +200,12 @@ class Parallel:
 
     def _refuse_scaled_gradient_ranking(self, scheduler: Any) -> None:
         """fp16's scaled (and, on skipped steps, infinite) gradients would poison Taylor ranking sums."""
-        from prunecli.pruners.stats import GradientStats
+        from prunecli.engine.metrics import GradientRankingMetric
 
         if self.precision.scaler is None:
             return
         for key, policy in getattr(scheduler, "policy_order", []):
-            if isinstance(getattr(getattr(policy, "pruner", None), "stats", None), GradientStats):
+            if isinstance(getattr(getattr(policy, "pruner", None), "metric", None), GradientRankingMetric):
                 raise ConfigError(
                     f"--amp fp16 cannot drive the gradient-ranked pruner of policy '{key}': its hooks "
                     "see the scaled gradients (infinite on the steps the scaler skips)",

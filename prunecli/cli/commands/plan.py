@@ -55,11 +55,11 @@ def _instances(schedule: Any) -> dict[str, list[str]]:
 def _rounding(schedule: Any, shapes: dict[str, tuple[int, ...]], epoch_plans: list[Any]) -> list[dict]:
     """Kept filter/channel counts, requested and after ``round_to``, at each rounding pruner's final target."""
     from prunecli.pruners.criteria import kept_count
-    from prunecli.pruners.ranked import ROUNDED_DIMS
+    from prunecli.schedule.vocabulary import rounded_dims
 
     rows = []
     for name, comp in schedule.components.get("pruners", {}).items():
-        round_to, dim = comp.args.get("round_to"), ROUNDED_DIMS.get(comp.args.get("group_type"))
+        round_to, dim = comp.args.get("round_to"), rounded_dims().get(comp.args.get("group_type"))
         targets = [e.target for ep in epoch_plans for e in ep.entries if e.instance == name and e.target]
         if not isinstance(round_to, int) or round_to <= 1 or dim is None or not targets:
             continue
