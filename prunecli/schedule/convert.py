@@ -31,9 +31,11 @@ from .checks import suggest
 from .model import SECTIONS, Component, Policy, Schedule
 from .names import normalise
 from .native import NATIVE_CLASS, PRESETS, resolved_axes
+from .vocabulary import GROUP_TYPES
 
-#: Distiller group_type <-> engine target, for the classes whose native entry gives identical masks
-_GROUP_TARGETS = {"Filters": "filters", "Channels": "channels"}
+#: Distiller group_type <-> engine target (the vocabulary's), for the group types whose native entry
+#: gives identical masks
+_GROUP_TARGETS = {group: str(GROUP_TYPES[group].ranking) for group in ("Filters", "Channels")}
 _TARGET_GROUPS = {v: k for k, v in _GROUP_TARGETS.items()}
 #: Distiller ranked-structure class -> its metric
 _RANKED = {"L1RankedStructureParameterPruner": "l1", "L2RankedStructureParameterPruner": "l2"}
