@@ -13,6 +13,7 @@ classes (the Distiller examples' fingerprints, ``tests/test_distiller_compositio
 
 from __future__ import annotations
 
+import functools
 import inspect
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -230,25 +231,17 @@ def _ranked(
     }
 
 
-def _fixed(level: float) -> Any:
-    return _engine("schedules").FixedLevel(level)
-
-
-def _agp(initial_sparsity: float, final_sparsity: float, owner: str) -> Any:
-    return _engine("schedules").AgpLevels(initial_sparsity, final_sparsity, owner)
-
-
 def _lp_parts(
     p: int,
+    schedule: Any,
     group_type: str,
     weights: Sequence[str] | str,
-    group_dependency: str | None,
-    kwargs: Mapping[str, Any] | None,
-    noise: float,
-    group_size: int,
-    round_to: int,
-    schedule: Any,
-    model: nn.Module | None,
+    group_dependency: str | None = None,
+    kwargs: Mapping[str, Any] | None = None,
+    noise: float = 0.0,
+    group_size: int = 1,
+    round_to: int = 1,
+    model: nn.Module | None = None,
 ) -> dict[str, Any]:
     """Structures ranked by their mean Lp norm (Blocks: plain Lp norm, ``int(fraction * n)`` of them)."""
     block_shape = None
@@ -264,48 +257,102 @@ def _lp_parts(
     return _ranked(group_type, weights, group_dependency, schedule, metric, rule, block_shape=block_shape)
 
 
-def _register_lp(p: int) -> None:
-    name = f"L{p}RankedStructureParameterPruner"
-
-    def one_shot(
-        group_type: str,
-        desired_sparsity: float,
-        weights: Sequence[str] | str,
-        group_dependency: str | None = None,
-        kwargs: Mapping[str, Any] | None = None,
-        noise: float = 0.0,
-        group_size: int = 1,
-        round_to: int = 1,
-        model: nn.Module | None = None,
-    ) -> dict[str, Any]:
-        schedule = _fixed(desired_sparsity)
-        args = (group_type, weights, group_dependency, kwargs, noise, group_size, round_to, schedule, model)
-        return _lp_parts(p, *args)
-
-    def agp(
-        initial_sparsity: float,
-        final_sparsity: float,
-        group_type: str,
-        weights: Sequence[str] | str,
-        group_dependency: str | None = None,
-        kwargs: Mapping[str, Any] | None = None,
-        noise: float = 0.0,
-        group_size: int = 1,
-        round_to: int = 1,
-        model: nn.Module | None = None,
-    ) -> dict[str, Any]:
-        schedule = _agp(initial_sparsity, final_sparsity, name + "_AGP")
-        args = (group_type, weights, group_dependency, kwargs, noise, group_size, round_to, schedule, model)
-        return _lp_parts(p, *args)
-
-    one_shot.__doc__ = f"group type's structures x mean L{p} norm x ranking x a fixed level."
-    agp.__doc__ = f"group type's structures x mean L{p} norm x ranking x AGP (Zhu & Gupta 2017)."
-    composition(name, ranked=True)(one_shot)
-    composition(name + "_AGP", ranked=True)(agp)
+def _filter_metric(kind: str) -> Any:
+    """The per-filter score of a data-driven filter ranker."""
+    metrics = _engine("metrics")
+    if kind in ("apoz", "mean"):
+        return metrics.ActivationRankingMetric(kind)
+    if kind == "gradient":
+        return metrics.GradientRankingMetric()
+    return metrics.GlobalRandomMetric()
 
 
-_register_lp(1)
-_register_lp(2)
+def _filter_parts(
+    kind: str,
+    schedule: Any,
+    group_type: str,
+    weights: Sequence[str] | str,
+    group_dependency: str | None = None,
+    round_to: int = 1,
+    model: nn.Module | None = None,
+) -> dict[str, Any]:
+    """Filters of 4-D convolution weights x a per-filter score x keep the highest (Bernoulli: draws;
+    its catalog entry offers no ``round_to``, which it would ignore)."""
+    allocation = _engine("allocation")
+    if kind == "bernoulli":
+        metric, rule = _engine("metrics").GlobalRandomMetric(), allocation.BernoulliRule()
+    else:
+        names = [weights] if isinstance(weights, str) else list(weights or [])
+        round_to = check_round_to(round_to, group_type, _widths(model, group_type, names))
+        metric, rule = _filter_metric(kind), allocation.ScoreRankRule(round_to)
+    return _ranked(
+        group_type, weights, group_dependency, schedule, metric, rule, allowed=FILTER_GROUP_TYPES, ranks=(4,)
+    )
+
+
+def _level(name: str) -> inspect.Parameter:
+    """A level argument (a sparsity) of a ranked class."""
+    return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=float)
+
+
+def _level_forms(class_name: str, parts: Callable[..., dict[str, Any]], doc: str) -> None:
+    """Register a ranked class and its ``_AGP`` form from one ``parts(schedule, group_type, weights, ...)``.
+
+    The class takes ``desired_sparsity`` after ``group_type`` (a fixed level); its ``_AGP`` form takes
+    ``initial_sparsity, final_sparsity`` first (Distiller's argument orders). The family's other
+    arguments are declared once, by ``parts``.
+    """
+    own = list(inspect.signature(parts).parameters.values())[1:]  # after the schedule
+    fixed = inspect.Signature([own[0], _level("desired_sparsity"), *own[1:]])
+    agp = inspect.Signature([_level("initial_sparsity"), _level("final_sparsity"), *own])
+
+    def fixed_level(args: dict[str, Any]) -> Any:
+        return _engine("schedules").FixedLevel(args.pop("desired_sparsity"))
+
+    def agp_levels(args: dict[str, Any]) -> Any:
+        initial, final = args.pop("initial_sparsity"), args.pop("final_sparsity")
+        return _engine("schedules").AgpLevels(initial, final, class_name + "_AGP")
+
+    for name, signature, schedule, when in (
+        (class_name, fixed, fixed_level, "a fixed level"),
+        (class_name + "_AGP", agp, agp_levels, "AGP (Zhu & Gupta 2017)"),
+    ):
+        composition(name, ranked=True)(_builder(parts, signature, schedule, f"{doc} x {when}."))
+
+
+def _builder(
+    parts: Callable[..., dict[str, Any]],
+    signature: inspect.Signature,
+    schedule: Callable[[dict[str, Any]], Any],
+    doc: str,
+) -> Callable[..., dict[str, Any]]:
+    """A composition builder with ``signature``: its level arguments make the schedule, the rest go to ``parts``."""
+
+    def build(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        values = dict(bound.arguments)
+        return parts(schedule(values), **values)
+
+    build.__signature__ = signature  # type: ignore[attr-defined]
+    build.__doc__ = doc
+    return build
+
+
+for _p in (1, 2):
+    _level_forms(
+        f"L{_p}RankedStructureParameterPruner",
+        functools.partial(_lp_parts, _p),
+        f"group type's structures x mean L{_p} norm x ranking",
+    )
+for _class, _kind in (
+    ("ActivationAPoZRankedFilterPruner", "apoz"),
+    ("ActivationMeanRankedFilterPruner", "mean"),
+    ("GradientRankedFilterPruner", "gradient"),
+    ("RandomRankedFilterPruner", "random"),
+    ("BernoulliFilterPruner", "bernoulli"),
+):
+    _level_forms(_class, functools.partial(_filter_parts, _kind), f"filters x {_kind} x keep the highest")
 
 
 @composition("RandomLevelStructureParameterPruner", ranked=True)
@@ -322,76 +369,4 @@ def random_level(
     if len(sparsity_range) != 2 or not 0 <= sparsity_range[0] <= sparsity_range[1] <= 1:
         raise ValueError(f"sparsity_range must be [low, high] within [0, 1], got {sparsity_range!r}")
     schedule = _engine("schedules").RandomLevels(*sparsity_range, draw=random.uniform)
-    return _lp_parts(1, group_type, weights, group_dependency, kwargs, 0.0, 1, 1, schedule, model)
-
-
-def _filter_metric(kind: str) -> Any:
-    """The per-filter score of a data-driven filter ranker."""
-    metrics = _engine("metrics")
-    if kind in ("apoz", "mean"):
-        return metrics.ActivationRankingMetric(kind)
-    if kind == "gradient":
-        return metrics.GradientRankingMetric()
-    return metrics.GlobalRandomMetric()
-
-
-def _filter_parts(
-    kind: str,
-    group_type: str,
-    weights: Sequence[str] | str,
-    group_dependency: str | None,
-    round_to: int,
-    schedule: Any,
-    model: nn.Module | None,
-) -> dict[str, Any]:
-    """Filters of 4-D convolution weights x a per-filter score x keep the highest (Bernoulli: draws;
-    its catalog entry offers no ``round_to``, which it would ignore)."""
-    allocation = _engine("allocation")
-    if kind == "bernoulli":
-        metric, rule = _engine("metrics").GlobalRandomMetric(), allocation.BernoulliRule()
-    else:
-        names = [weights] if isinstance(weights, str) else list(weights or [])
-        round_to = check_round_to(round_to, group_type, _widths(model, group_type, names))
-        metric, rule = _filter_metric(kind), allocation.ScoreRankRule(round_to)
-    return _ranked(
-        group_type, weights, group_dependency, schedule, metric, rule, allowed=FILTER_GROUP_TYPES, ranks=(4,)
-    )
-
-
-def _register_filters(class_name: str, kind: str) -> None:
-    def one_shot(
-        group_type: str,
-        desired_sparsity: float,
-        weights: Sequence[str] | str,
-        group_dependency: str | None = None,
-        round_to: int = 1,
-        model: nn.Module | None = None,
-    ) -> dict[str, Any]:
-        return _filter_parts(kind, group_type, weights, group_dependency, round_to, _fixed(desired_sparsity), model)
-
-    def agp(
-        initial_sparsity: float,
-        final_sparsity: float,
-        group_type: str,
-        weights: Sequence[str] | str,
-        group_dependency: str | None = None,
-        round_to: int = 1,
-        model: nn.Module | None = None,
-    ) -> dict[str, Any]:
-        schedule = _agp(initial_sparsity, final_sparsity, class_name + "_AGP")
-        return _filter_parts(kind, group_type, weights, group_dependency, round_to, schedule, model)
-
-    one_shot.__doc__ = f"filters x {kind} x keep the highest-scoring x a fixed level."
-    agp.__doc__ = f"filters x {kind} x keep the highest-scoring x AGP."
-    composition(class_name, ranked=True)(one_shot)
-    composition(class_name + "_AGP", ranked=True)(agp)
-
-
-for _class, _kind in (
-    ("ActivationAPoZRankedFilterPruner", "apoz"),
-    ("ActivationMeanRankedFilterPruner", "mean"),
-    ("GradientRankedFilterPruner", "gradient"),
-    ("RandomRankedFilterPruner", "random"),
-    ("BernoulliFilterPruner", "bernoulli"),
-):
-    _register_filters(_class, _kind)
+    return _lp_parts(1, schedule, group_type, weights, group_dependency, kwargs, model=model)
