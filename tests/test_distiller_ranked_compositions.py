@@ -6,7 +6,8 @@ The oracle is ``tests/data/distiller_ranked_masks.json``: sha256 digests of ever
 training step of the cases below, then the pruners' checkpoint state, recorded with the
 hand-written classes (run this file as a script to print them). The cases cover every group type,
 Leader groups, ``noise``, ``group_size``, ``round_to``, ``auto_dependency`` coupling (filters and
-channels, with and without rounding) and ``prune_normalized``.
+channels, with and without rounding), ``prune_normalized``, and DropFilter's scaled masks under a
+Leader group and under coupling.
 """
 
 from __future__ import annotations
@@ -123,6 +124,16 @@ CASES: dict[str, tuple[str, str, str | None, type[nn.Module], dict[str, Any]]] =
         "class: BernoulliFilterPruner_AGP\n    initial_sparsity: 0.1\n    final_sparsity: 0.4\n"
         "    group_type: Filters\n    weights: [conv2.weight]",
         EVERY, None, TinyCNN, {},
+    ),
+    "bernoulli_leader": (
+        "class: BernoulliFilterPruner\n    group_type: Filters\n    desired_sparsity: 0.4\n"
+        "    group_dependency: Leader\n    weights: [a.weight, b.weight]",
+        EVERY, "mini_batch_pruning_frequency: 1", ResBlockNet, {},
+    ),
+    "bernoulli_coupled": (
+        "class: BernoulliFilterPruner\n    group_type: Filters\n    desired_sparsity: 0.4\n"
+        "    weights: [a.weight]",
+        EVERY, None, ResBlockNet, {"auto_dependency": True},
     ),
     "coupled_filters": (
         f"{L1}\n    group_type: Filters\n    desired_sparsity: 0.5\n    weights: [a.weight]",

@@ -57,7 +57,10 @@ def test_score_rank_keeps_the_highest_with_ties_kept_by_position() -> None:
 
 def test_bernoulli_scales_the_kept_groups_to_keep_the_expected_sum() -> None:
     torch.manual_seed(0)
-    keep = BernoulliRule().keep(lambda: None, 0.5, None, 8)
+    rule = BernoulliRule()
+    drawn = rule.keep(lambda: None, 0.5, None, 8)
+    assert set(drawn.unique().tolist()) == {0.0, 1.0}  # what a Leader group stores and shares
+    keep = rule.mask_values(drawn)
     kept = int((keep > 0).sum())
     assert 0 < kept < 8
     assert set(keep.unique().tolist()) == {0.0, torch.tensor(8 / kept).item()}

@@ -275,6 +275,10 @@ class TensorRule:
     ) -> torch.Tensor | None:
         raise NotImplementedError
 
+    def mask_values(self, keep: torch.Tensor) -> torch.Tensor:
+        """The values the mask gives each group from a 0/1 keep vector (the vector itself)."""
+        return keep
+
 
 class LevelRule(TensorRule):
     """Distiller's element level: ``k = int(level * n)``; every score at or below the k-th smallest goes."""
@@ -366,14 +370,17 @@ class ScoreRankRule(TensorRule):
 
 
 class BernoulliRule(TensorRule):
-    """DropFilter: each group kept with probability ``1 - fraction``, the kept ones scaled by
-    ``n / kept`` so the layer's expected output is unchanged (no scores)."""
+    """DropFilter: each group kept with probability ``1 - fraction`` (no scores); the mask scales the
+    kept ones by ``n / kept`` so the layer's expected output is unchanged (whoever chose them: a
+    Leader group or a coupled channel group too)."""
 
     def keep(self, scores, amount, current, count):
-        keep = torch.bernoulli(torch.full((count,), 1.0 - amount))
+        return torch.bernoulli(torch.full((count,), 1.0 - amount))
+
+    def mask_values(self, keep):
         kept = keep.sum()
         if kept > 0:  # Distiller divides by zero here when every group is dropped
-            keep.div_(kept / keep.numel())
+            return keep / (kept / keep.numel())
         return keep
 
 

@@ -140,7 +140,9 @@ class TensorwisePruner(Pruner):
             return self.rule.keep(scores, amount, current, target.count(unit, grouped))
 
     def mask_from_keep(self, name: str, tensor: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        return self.target_of(name).expand(Unit(name, (name,)), keep, {name: tensor})[name]
+        """``name``'s mask from a 0/1 keep vector of its groups (the rule sets the kept groups' value)."""
+        values = self.rule.mask_values(keep)
+        return self.target_of(name).expand(Unit(name, (name,)), values, {name: tensor})[name]
 
     def set_param_mask(self, param, param_name, maskers, meta=None) -> None:
         names = getattr(self, "params_names", None)
