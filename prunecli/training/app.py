@@ -683,6 +683,7 @@ def run_training(
     else:
         run.start_fresh()
     handler = run.parallel.attach_log(run.dir)
+    finished = False
     try:
         log.info("run directory %s; config %s", run.run_dir, run.config.to_dict())
         reporter.info(f"run directory: {run.run_dir}")
@@ -700,8 +701,9 @@ def run_training(
         if not stopped:
             run.finish(result)
             reporter.summary(result)
+        finished = True
         return result
     finally:
-        run.parallel.close()
+        run.parallel.close(finished=finished)
         if handler is not None:
             RunDir.detach_log(handler)

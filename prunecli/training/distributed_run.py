@@ -247,5 +247,10 @@ class Parallel:
             Path(info).write_text(str(run_dir.path), encoding="utf-8")
         return run_dir.attach_log()
 
-    def close(self) -> None:
+    def close(self, *, finished: bool = False) -> None:
+        """Leave the job. After a run every process finished (``finished``), the processes first wait
+        for each other: a rank tearing its group down while another still writes the report (only
+        rank 0 does) could abort in gloo's teardown. After an error no rank waits (a peer may be gone)."""
+        if finished:
+            self.world.barrier()
         self.world.close()
