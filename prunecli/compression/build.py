@@ -185,13 +185,8 @@ def _check_leader(comp: Component, pruner: Any, model: nn.Module, problems: Prob
 
 
 def _build_lr_scheduler(comp: Component, optimizer: Any, problems: ProblemCollector) -> Any | None:
-    cls = LR_SCHEDULERS.get(comp.class_name)
+    cls = _registered_class(comp, LR_SCHEDULERS, problems)
     if cls is None:
-        problems.add(
-            f"unknown lr_scheduler class {comp.class_name!r}",
-            comp.location,
-            f"use one of: {', '.join(sorted(LR_SCHEDULERS))}",
-        )
         return None
     accepted, required = catalog_args(comp.class_name)
     if not _check_args(comp, accepted, required, problems):

@@ -154,7 +154,8 @@ def _options_of(factory: Any) -> list[str]:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):
         return []
-    return [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [n for n, p in params.items() if p.kind in kinds and n not in _INJECTED]
 
 
 def _build_axis(axis: str, spec: Mapping[str, Any], example_input: Any = None) -> Any:
@@ -168,7 +169,7 @@ def _build_axis(axis: str, spec: Mapping[str, Any], example_input: Any = None) -
             return build_target(spec, example_input=example_input)
         return BUILDERS[axis](spec)
     except TypeError as exc:
-        options = [o for o in _options_of(factory) if o not in ("example_input", "graph")]
+        options = _options_of(factory)
         raise AxisProblem(
             (axis,),
             f"{axis} {kind}: {exc}",

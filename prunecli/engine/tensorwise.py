@@ -83,7 +83,6 @@ class TensorwisePruner(Pruner):
         self.target, self.metric = target, metric
         self.targets = dict(targets or {})
         self.group_type = group_type
-        self.group_dependency = "Leader" if leader else None
         #: Leader groups share the leader's decision; ranked presets keep its (empty) state either way
         self.leader = LeaderGroup(leader) if group_type is not None else None
         #: set by :func:`prunecli.compression.coupling.couple_pruners` under ``auto_dependency``
@@ -107,6 +106,11 @@ class TensorwisePruner(Pruner):
     def levels(self, table: Mapping[str, float]) -> None:
         if hasattr(self.schedule, "levels"):
             self.schedule.levels = dict(table)
+
+    @property
+    def group_dependency(self) -> str | None:
+        """Distiller's argument: ``"Leader"`` when the weights are a Leader group."""
+        return "Leader" if self.leader is not None and self.leader.enabled else None
 
     @property
     def ranking_metric(self) -> RowMetric:
@@ -196,11 +200,13 @@ class TensorwisePruner(Pruner):
         return {**state, **self.metric.state_dict()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Each part takes its own keys back: the schedule's and the Leader group's by name, the
+        metric the rest (reading the metric's own state for its keys would gather statistics
+        across processes)."""
         state = dict(state)
+        self.schedule.load_state_dict({k: state.pop(k) for k in self.schedule.state_keys if k in state})
         leader_state = {key: state.pop(key) for key in LeaderGroup.state_keys if key in state}
         if self.leader is not None:
             for key, value in leader_state.items():
                 setattr(self.leader, key, value)
-        metric_keys = set(self.metric.state_dict())
-        self.metric.load_state_dict({k: state.pop(k) for k in list(state) if k in metric_keys})
-        self.schedule.load_state_dict(state)
+        self.metric.load_state_dict(state)

@@ -188,13 +188,17 @@ def check_round_to(round_to: int, group_type: str, widths: Mapping[str, int]) ->
     return round_to
 
 
-def _widths(model: nn.Module | None, group_type: str, names: Sequence[str]) -> dict[str, int]:
-    """Each listed layer's count along the dimension ``round_to`` rounds."""
+def _checked_round_to(
+    round_to: int, group_type: str, weights: Sequence[str] | str, model: nn.Module | None
+) -> int:
+    """``check_round_to`` against each listed layer's count along the dimension ``round_to`` rounds."""
     dim = rounded_dims().get(group_type)
-    if model is None or dim is None:
-        return {}
-    params = dict(model.named_parameters())
-    return {n: params[n].size(dim) for n in names if n in params and params[n].dim() > dim}
+    widths = {}
+    if model is not None and dim is not None:
+        params = dict(model.named_parameters())
+        names = [weights] if isinstance(weights, str) else list(weights or [])
+        widths = {n: params[n].size(dim) for n in names if n in params and params[n].dim() > dim}
+    return check_round_to(round_to, group_type, widths)
 
 
 def _ranked(
@@ -249,8 +253,7 @@ def _lp_parts(
         if not kwargs or "block_shape" not in kwargs:
             raise ValueError("group_type Blocks needs kwargs: {block_shape: [repetitions, depth, 1, 1]}")
         block_shape = list(kwargs["block_shape"])
-    names = [weights] if isinstance(weights, str) else list(weights or [])
-    round_to = check_round_to(round_to, group_type, _widths(model, group_type, names))
+    round_to = _checked_round_to(round_to, group_type, weights, model)
     blocks = group_type == "Blocks"
     metric = _engine("metrics").METRICS.get(("l" if blocks else "mean_l") + str(p))()
     rule = _engine("allocation").RankRule(group_size, round_to, noise, "int" if blocks else "structures")
@@ -282,8 +285,7 @@ def _filter_parts(
     if kind == "bernoulli":
         metric, rule = _engine("metrics").GlobalRandomMetric(), allocation.BernoulliRule()
     else:
-        names = [weights] if isinstance(weights, str) else list(weights or [])
-        round_to = check_round_to(round_to, group_type, _widths(model, group_type, names))
+        round_to = _checked_round_to(round_to, group_type, weights, model)
         metric, rule = _filter_metric(kind), allocation.ScoreRankRule(round_to)
     return _ranked(
         group_type, weights, group_dependency, schedule, metric, rule, allowed=FILTER_GROUP_TYPES, ranks=(4,)
